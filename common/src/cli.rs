@@ -1,0 +1,35 @@
+//! Flags every tool takes the same way (`-c FILE`, `--db URL`), and the one
+//! place that resolves them into a config and a connected database.
+
+use std::path::PathBuf;
+
+use crate::Error;
+use crate::config::Config;
+use crate::db::Database;
+
+/// `-c` and `--db`, flattened into each binary's arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// Config file (default: $SIEMSTRESS_CONFIG, ./siemstress.toml,
+    /// $XDG_CONFIG_HOME/siemstress/siemstress.toml, /etc/siemstress/siemstress.toml)
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL: sqlite://FILE or mysql://user:pass@host:port/db
+    /// (default: $SIEMSTRESS_DATABASE_URL, [database] url, sqlite://siemstress.db)
+    #[arg(long = "db", value_name = "URL")]
+    pub db: Option<String>,
+}
+
+impl ConnectArgs {
+    /// Loads the config this invocation names.
+    pub fn load_config(&self) -> Result<Config, Error> {
+        Config::load(self.config.as_deref())
+    }
+
+    /// Connects to the database by flag > env > config > default and migrates it.
+    pub async fn connect(&self, config: &Config) -> Result<Database, Error> {
+        let url = config.database_url(self.db.as_deref())?;
+        Database::connect(&url).await
+    }
+}

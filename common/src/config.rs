@@ -1,0 +1,220 @@
+//! `siemstress.toml`: lookup order, parsing with errors that name key and
+//! line, and the settings every tool reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::ident::Ident;
+use crate::time::Zone;
+
+/// The whole configuration file. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub section: BTreeMap<String, SectionConfig>,
+    #[serde(default)]
+    pub rules: Option<toml::Value>,
+    #[serde(default)]
+    pub rule: Option<toml::Value>,
+    #[serde(default)]
+    pub actions: Option<toml::Value>,
+    #[serde(default)]
+    pub gather: Option<toml::Value>,
+    #[serde(default)]
+    pub sigma: Option<toml::Value>,
+    /// Where the config came from, for messages; not a key.
+    #[serde(skip)]
+    pub origin: Option<PathBuf>,
+}
+
+/// `[database]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[section.NAME]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionConfig {
+    pub table: Option<String>,
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    pub pattern: Option<String>,
+}
+
+/// `format` of a section.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Syslog,
+    Json,
+    Regex,
+}
+
+/// A section with its table name validated and its zone resolved.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub name: String,
+    pub table: Ident,
+    pub zone: Zone,
+    pub format: Format,
+}
+
+impl Config {
+    /// Finds and loads the config: `explicit` (`-c`) > `SIEMSTRESS_CONFIG` >
+    /// `./siemstress.toml` > `$XDG_CONFIG_HOME/siemstress/siemstress.toml` >
+    /// `/etc/siemstress/siemstress.toml`; none at all gives the defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, Error> {
+        if let Some(p) = explicit {
+            return Self::from_file(p);
+        }
+        if let Some(p) = std::env::var_os("SIEMSTRESS_CONFIG").filter(|p| !p.is_empty()) {
+            return Self::from_file(Path::new(&p));
+        }
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        let mut candidates = vec![PathBuf::from("siemstress.toml")];
+        if let Some(x) = xdg {
+            candidates.push(x.join("siemstress/siemstress.toml"));
+        }
+        candidates.push(PathBuf::from("/etc/siemstress/siemstress.toml"));
+        for c in candidates {
+            if c.is_file() {
+                return Self::from_file(&c);
+            }
+        }
+        Ok(Self::default())
+    }
+
+    /// Loads one file; errors name the file, and toml names key and line.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Self::from_str(&text).map_err(|e| match e {
+            Error::ConfigParse { message, .. } => Error::ConfigParse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        cfg.origin = Some(path.to_owned());
+        Ok(cfg)
+    }
+
+    /// Parses config text (the path in errors is `<string>`).
+    pub fn from_str(text: &str) -> Result<Self, Error> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: PathBuf::from("<string>"),
+            message: e.to_string(),
+        })?;
+        for (name, s) in &cfg.section {
+            cfg.resolve_section_inner(name, s)?;
+        }
+        Ok(cfg)
+    }
+
+    /// The section `name`; `default` and any name not in the file get defaults.
+    pub fn section(&self, name: &str, zone_override: Option<Zone>) -> Result<Section, Error> {
+        let mut s = match self.section.get(name) {
+            Some(s) => self.resolve_section_inner(name, s)?,
+            None => self.resolve_section_inner(name, &SectionConfig::default())?,
+        };
+        if let Some(z) = zone_override {
+            s.zone = z;
+        }
+        Ok(s)
+    }
+
+    fn resolve_section_inner(&self, name: &str, s: &SectionConfig) -> Result<Section, Error> {
+        let table_name = s.table.as_deref().unwrap_or(name);
+        let table = Ident::new(table_name, &format!("table of [section.{name}]"))?;
+        let zone = match &s.timezone {
+            Some(z) => Zone::parse(z).map_err(|_| Error::ConfigValue {
+                key: format!("section.{name}.timezone"),
+                message: format!("unknown time zone {z:?} (use an IANA name or +HHMM)"),
+            })?,
+            None => Zone::local(),
+        };
+        if s.format != Format::Syslog {
+            return Err(Error::ConfigValue {
+                key: format!("section.{name}.format"),
+                message: "only \"syslog\" is implemented in this version".into(),
+            });
+        }
+        Ok(Section {
+            name: name.to_owned(),
+            table,
+            zone,
+            format: s.format,
+        })
+    }
+
+    /// Database URL: `flag` > `SIEMSTRESS_DATABASE_URL` > `[database] url` >
+    /// `sqlite://siemstress.db`; a `password_file` fills in the password.
+    pub fn database_url(&self, flag: Option<&str>) -> Result<String, Error> {
+        let url = flag
+            .map(str::to_owned)
+            .or_else(|| {
+                std::env::var("SIEMSTRESS_DATABASE_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+            })
+            .or_else(|| self.database.url.clone())
+            .unwrap_or_else(|| "sqlite://siemstress.db".to_owned());
+        match &self.database.password_file {
+            Some(pf) => {
+                let pw = std::fs::read_to_string(pf).map_err(|source| Error::ConfigRead {
+                    path: pf.clone(),
+                    source,
+                })?;
+                crate::db::with_password(&url, pw.trim_end_matches(['\r', '\n']))
+            }
+            None => Ok(url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_names_key_and_line() {
+        let err = Config::from_str("[database]\nurl = \"x\"\n\n[section.auth]\ntabel = \"auth\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tabel"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn bad_zone_and_table_are_errors() {
+        let err = Config::from_str("[section.a]\ntimezone = \"Nowhere/Land\"\n").unwrap_err();
+        assert!(err.to_string().contains("section.a.timezone"), "{err}");
+        let err = Config::from_str("[section.a]\ntable = \"a;drop\"\n").unwrap_err();
+        assert!(err.to_string().contains("a;drop"), "{err}");
+    }
+
+    #[test]
+    fn sections_default_to_their_name() {
+        let cfg = Config::from_str("[section.auth]\ntimezone = \"+0200\"\n").unwrap();
+        let s = cfg.section("auth", None).unwrap();
+        assert_eq!(s.table.as_str(), "auth");
+        assert_eq!(s.zone.name(), "+0200");
+        assert_eq!(cfg.section("other", None).unwrap().table.as_str(), "other");
+    }
+}

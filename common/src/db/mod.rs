@@ -1,0 +1,163 @@
+//! Database access: one [`Database`] over two backends, SQLite (embedded
+//! default) and MariaDB/MySQL, each in its own module with the same methods.
+//! Schema comes from versioned migrations; event tables (one per section)
+//! are created from a fixed template with a validated name.
+
+pub mod mysql;
+pub mod sqlite;
+
+use crate::Error;
+use crate::event::Event;
+use crate::ident::Ident;
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+impl Backend {
+    /// Backend from the URL scheme; a bare path is a SQLite file.
+    pub fn of(url: &str) -> Result<Self, Error> {
+        if url.starts_with("sqlite:") || !url.contains("://") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Backend::Mysql)
+        } else {
+            Err(Error::BadUrl(redact(url)))
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and `--verbose`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => url.split('@').next_back().unwrap_or("").to_owned(),
+    }
+}
+
+/// Puts `password` into a server URL (from `[database] password_file`).
+pub fn with_password(url: &str, password: &str) -> Result<String, Error> {
+    let mut u = url::Url::parse(url).map_err(|_| Error::BadUrl(redact(url)))?;
+    u.set_password(Some(password))
+        .map_err(|_| Error::BadUrl(redact(url)))?;
+    Ok(u.to_string())
+}
+
+/// Resume point of a followed file, committed with the rows it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub section: String,
+    pub path: String,
+    pub dev: i64,
+    pub inode: i64,
+    /// Byte offset just after the last stored line.
+    pub offset: i64,
+}
+
+/// A connected, migrated database.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(sqlite::SqliteDb),
+    Mysql(mysql::MysqlDb),
+}
+
+/// Calls the same method on whichever backend is connected.
+macro_rules! dispatch {
+    ($self:expr, $db:ident => $call:expr) => {
+        match $self {
+            Database::Sqlite($db) => $call,
+            Database::Mysql($db) => $call,
+        }
+    };
+}
+
+impl Database {
+    /// Connects to `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Ok(match Backend::of(url)? {
+            Backend::Sqlite => Database::Sqlite(sqlite::SqliteDb::connect(url).await?),
+            Backend::Mysql => Database::Mysql(mysql::MysqlDb::connect(url).await?),
+        })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Database::Sqlite(_) => Backend::Sqlite,
+            Database::Mysql(_) => Backend::Mysql,
+        }
+    }
+
+    /// Creates the event table `table` (with its indexes) if it is missing.
+    pub async fn ensure_event_table(&self, table: &Ident) -> Result<(), Error> {
+        dispatch!(self, db => db.ensure_event_table(table).await)
+    }
+
+    /// True if the event table exists.
+    pub async fn event_table_exists(&self, table: &Ident) -> Result<bool, Error> {
+        dispatch!(self, db => db.event_table_exists(table).await)
+    }
+
+    /// Drops an event table and the follow offsets of its section.
+    pub async fn drop_event_table(&self, section: &str, table: &Ident) -> Result<(), Error> {
+        dispatch!(self, db => db.drop_event_table(section, table).await)
+    }
+
+    /// The stored resume point of `path` in `section`.
+    pub async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
+        dispatch!(self, db => db.checkpoint(section, path).await)
+    }
+
+    /// A writer for the ingest hot path into `table`.
+    pub async fn event_writer(&self, table: &Ident) -> Result<EventWriter, Error> {
+        Ok(match self {
+            Database::Sqlite(db) => EventWriter::Sqlite(db.event_writer(table)?),
+            Database::Mysql(db) => EventWriter::Mysql(db.event_writer(table)),
+        })
+    }
+
+    /// Number of rows in an event table.
+    pub async fn count_rows(&self, table: &Ident) -> Result<i64, Error> {
+        dispatch!(self, db => db.count_rows(table).await)
+    }
+
+    /// Closes the pool cleanly (flushes the SQLite WAL).
+    pub async fn close(&self) {
+        dispatch!(self, db => db.close().await)
+    }
+}
+
+/// Writes batches of events, and the checkpoints they advance, atomically.
+pub enum EventWriter {
+    Sqlite(sqlite::SqliteWriter),
+    Mysql(mysql::MysqlWriter),
+}
+
+impl EventWriter {
+    /// Inserts `events` and upserts `checkpoints` in one transaction.
+    pub async fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
+        match self {
+            EventWriter::Sqlite(w) => w.write(events, checkpoints),
+            EventWriter::Mysql(w) => w.write(events, checkpoints).await,
+        }
+    }
+}
+
+/// Longest value kept in an indexed short column (host, user, ...); the
+/// whole text stays in `raw`. Keeps MariaDB's VARCHAR(255) and SQLite equal.
+pub const SHORT_COLUMN_CHARS: usize = 255;
+
+/// `s` cut to [`SHORT_COLUMN_CHARS`] characters.
+pub fn short(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(|v| match v.char_indices().nth(SHORT_COLUMN_CHARS) {
+        Some((i, _)) => &v[..i],
+        None => v,
+    })
+}

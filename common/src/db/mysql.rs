@@ -1,0 +1,228 @@
+//! MariaDB/MySQL backend: sqlx pool, multi-row INSERTs sized under the
+//! placeholder and packet limits, connect retry for servers still starting.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{MySql, QueryBuilder};
+
+use super::{Checkpoint, redact, short};
+use crate::Error;
+use crate::event::{COLUMNS, Event};
+use crate::ident::Ident;
+
+/// Rows per INSERT statement (measured best: 500-1000; 65,535 placeholders max).
+const ROWS_PER_STATEMENT: usize = 1000;
+/// Bytes per INSERT statement, well under MariaDB's 16 MiB max_allowed_packet.
+const BYTES_PER_STATEMENT: usize = 4 << 20;
+/// How long to keep retrying a refused connection (docker-compose start-up).
+const CONNECT_RETRY: Duration = Duration::from_secs(20);
+
+/// A migrated MariaDB/MySQL database.
+#[derive(Debug, Clone)]
+pub struct MysqlDb {
+    pub pool: MySqlPool,
+}
+
+impl MysqlDb {
+    /// Connects (retrying refused connections for a while) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        let opts = MySqlConnectOptions::from_str(&url)
+            .map_err(|e| Error::db("open", &redact(&url), e))?
+            .charset("utf8mb4");
+        let started = Instant::now();
+        let pool = loop {
+            match MySqlPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.clone())
+                .await
+            {
+                Ok(p) => break p,
+                Err(sqlx::Error::Io(e))
+                    if started.elapsed() < CONNECT_RETRY
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                        ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(Error::db("connect to", &redact(&url), e)),
+            }
+        };
+        sqlx::migrate!("../migrations/mysql")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Migrate(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS `{t}` (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  ts BIGINT NOT NULL,
+  received BIGINT NOT NULL,
+  host VARCHAR(255), process VARCHAR(255), pid BIGINT, facility VARCHAR(16), severity VARCHAR(16),
+  user VARCHAR(255), source_host VARCHAR(255), source_port BIGINT, dest_host VARCHAR(255), dest_port BIGINT,
+  protocol VARCHAR(255),
+  message MEDIUMTEXT NOT NULL,
+  raw LONGTEXT NOT NULL,
+  parsed TINYINT NOT NULL,
+  source TEXT NOT NULL,
+  extra MEDIUMTEXT,
+  KEY `{t}_ts` (ts),
+  KEY `{t}_shost_ts` (source_host, ts),
+  KEY `{t}_process_ts` (process, ts)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("create table", t.as_str(), e))?;
+        sqlx::query("INSERT IGNORE INTO event_tables (name, created) VALUES (?, ?)")
+            .bind(t.as_str())
+            .bind(crate::time::now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("register table", t.as_str(), e))?;
+        Ok(())
+    }
+
+    pub(super) async fn event_table_exists(&self, t: &Ident) -> Result<bool, Error> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+        )
+        .bind(t.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| Error::db("look up table", t.as_str(), e))?;
+        Ok(n > 0)
+    }
+
+    pub(super) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
+        // DDL commits implicitly in MariaDB: drop first, then forget state.
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{t}`")))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| Error::db("begin", t.as_str(), e))?;
+        sqlx::query("DELETE FROM event_tables WHERE name = ?")
+            .bind(t.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        sqlx::query("DELETE FROM follow_state WHERE section = ?")
+            .bind(section)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        tx.commit().await.map_err(|e| Error::db("commit", t.as_str(), e))
+    }
+
+    pub(super) async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
+        )
+        .bind(section)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::db("read offset", path, e))?;
+        Ok(row.map(|(dev, inode, offset)| Checkpoint {
+            section: section.to_owned(),
+            path: path.to_owned(),
+            dev,
+            inode,
+            offset,
+        }))
+    }
+
+    pub(super) async fn count_rows(&self, t: &Ident) -> Result<i64, Error> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM `{t}`")))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| Error::db("count", t.as_str(), e))
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) fn event_writer(&self, t: &Ident) -> MysqlWriter {
+        MysqlWriter {
+            pool: self.pool.clone(),
+            table: t.clone(),
+        }
+    }
+}
+
+/// The MariaDB ingest path.
+pub struct MysqlWriter {
+    pool: MySqlPool,
+    table: Ident,
+}
+
+impl MysqlWriter {
+    /// Inserts the rows (several statements if needed) and upserts the
+    /// checkpoints in one transaction.
+    pub async fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
+        let table = self.table.as_str();
+        let err = |e: sqlx::Error| Error::db("insert into", table, e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut rest = events;
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < ROWS_PER_STATEMENT && (n == 0 || bytes < BYTES_PER_STATEMENT) {
+                bytes += rest[n].approx_bytes();
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut qb: QueryBuilder<MySql> =
+                QueryBuilder::new(format!("INSERT INTO `{table}` ({}) ", COLUMNS.join(", ")));
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.ts)
+                    .push_bind(e.received)
+                    .push_bind(short(&e.host))
+                    .push_bind(short(&e.process))
+                    .push_bind(e.pid)
+                    .push_bind(e.facility)
+                    .push_bind(e.severity)
+                    .push_bind(short(&e.user))
+                    .push_bind(short(&e.source_host))
+                    .push_bind(e.source_port)
+                    .push_bind(short(&e.dest_host))
+                    .push_bind(e.dest_port)
+                    .push_bind(short(&e.protocol))
+                    .push_bind(e.message.as_str())
+                    .push_bind(e.raw.as_str())
+                    .push_bind(e.parsed)
+                    .push_bind(&*e.source)
+                    .push_bind(e.extra.as_deref());
+            });
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        for c in checkpoints {
+            sqlx::query(
+                "INSERT INTO follow_state (section, path, dev, inode, byte_offset, updated) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE dev = VALUES(dev), \
+                 inode = VALUES(inode), byte_offset = VALUES(byte_offset), updated = VALUES(updated)",
+            )
+            .bind(&c.section)
+            .bind(&c.path)
+            .bind(c.dev)
+            .bind(c.inode)
+            .bind(c.offset)
+            .bind(crate::time::now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+}

@@ -1,0 +1,222 @@
+//! SQLite backend: sqlx pool for everything but ingest, and a rusqlite
+//! connection with a cached prepared statement for the ingest hot path
+//! (~1.5x faster than multi-row INSERT through sqlx; see the storage notes).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Checkpoint, short};
+use crate::Error;
+use crate::event::Event;
+use crate::ident::Ident;
+
+/// How long a writer waits for another writer's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A migrated SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    pub pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the file named by `url` and migrates it.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let url = if url.contains("://") || url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| Error::db("open", &url, e))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let path = opts.get_filename().to_owned();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(Error::Io {
+                    what: format!("database directory {}", parent.display()),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| Error::db("open", &url, e))?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Migrate(e.to_string()))?;
+        Ok(Self { pool, path })
+    }
+
+    pub(super) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+        let ddl = format!(
+            r#"CREATE TABLE IF NOT EXISTS "{t}" (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts INTEGER NOT NULL,
+  received INTEGER NOT NULL,
+  host TEXT, process TEXT, pid INTEGER, facility TEXT, severity TEXT,
+  user TEXT, source_host TEXT, source_port INTEGER, dest_host TEXT, dest_port INTEGER,
+  protocol TEXT,
+  message TEXT NOT NULL,
+  raw TEXT NOT NULL,
+  parsed INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  extra TEXT
+);
+CREATE INDEX IF NOT EXISTS "{t}_ts" ON "{t}" (ts);
+CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);
+CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("create table", t.as_str(), e))?;
+        sqlx::query("INSERT OR IGNORE INTO event_tables (name, created) VALUES (?, ?)")
+            .bind(t.as_str())
+            .bind(crate::time::now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("register table", t.as_str(), e))?;
+        Ok(())
+    }
+
+    pub(super) async fn event_table_exists(&self, t: &Ident) -> Result<bool, Error> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        )
+        .bind(t.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| Error::db("look up table", t.as_str(), e))?;
+        Ok(n > 0)
+    }
+
+    pub(super) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| Error::db("begin", t.as_str(), e))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(r#"DROP TABLE IF EXISTS "{t}""#)))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        sqlx::query("DELETE FROM event_tables WHERE name = ?")
+            .bind(t.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        sqlx::query("DELETE FROM follow_state WHERE section = ?")
+            .bind(section)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        tx.commit().await.map_err(|e| Error::db("commit", t.as_str(), e))
+    }
+
+    pub(super) async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
+        )
+        .bind(section)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::db("read offset", path, e))?;
+        Ok(row.map(|(dev, inode, offset)| Checkpoint {
+            section: section.to_owned(),
+            path: path.to_owned(),
+            dev,
+            inode,
+            offset,
+        }))
+    }
+
+    pub(super) async fn count_rows(&self, t: &Ident) -> Result<i64, Error> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(r#"SELECT COUNT(*) FROM "{t}""#)))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| Error::db("count", t.as_str(), e))
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) fn event_writer(&self, t: &Ident) -> Result<SqliteWriter, Error> {
+        let conn = rusqlite::Connection::open(&self.path)
+            .map_err(|e| Error::db("open", &self.path.display().to_string(), e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(|e| Error::db("open", &self.path.display().to_string(), e))?;
+        let cols = crate::event::COLUMNS.join(", ");
+        let marks = vec!["?"; crate::event::COLUMNS.len()].join(", ");
+        Ok(SqliteWriter {
+            conn,
+            table: t.clone(),
+            insert_sql: format!(r#"INSERT INTO "{t}" ({cols}) VALUES ({marks})"#),
+        })
+    }
+}
+
+/// The SQLite ingest connection.
+pub struct SqliteWriter {
+    conn: rusqlite::Connection,
+    table: Ident,
+    insert_sql: String,
+}
+
+impl SqliteWriter {
+    /// Inserts the rows and upserts the checkpoints in one transaction.
+    pub fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
+        let table = self.table.as_str();
+        let err = |e: rusqlite::Error| Error::db("insert into", table, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx.prepare_cached(&self.insert_sql).map_err(err)?;
+            for e in events {
+                stmt.execute(rusqlite::params![
+                    e.ts,
+                    e.received,
+                    short(&e.host),
+                    short(&e.process),
+                    e.pid,
+                    e.facility,
+                    e.severity,
+                    short(&e.user),
+                    short(&e.source_host),
+                    e.source_port,
+                    short(&e.dest_host),
+                    e.dest_port,
+                    short(&e.protocol),
+                    e.message,
+                    e.raw,
+                    e.parsed,
+                    &*e.source,
+                    e.extra,
+                ])
+                .map_err(err)?;
+            }
+            let mut cp_stmt = tx
+                .prepare_cached(
+                    "INSERT INTO follow_state (section, path, dev, inode, byte_offset, updated) \
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (section, path) DO UPDATE SET \
+                     dev = excluded.dev, inode = excluded.inode, byte_offset = excluded.byte_offset, \
+                     updated = excluded.updated",
+                )
+                .map_err(err)?;
+            for c in checkpoints {
+                cp_stmt
+                    .execute(rusqlite::params![c.section, c.path, c.dev, c.inode, c.offset, crate::time::now_ms()])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}

@@ -1,0 +1,73 @@
+/*!
+Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`.
+
+- [`config`]: `siemstress.toml` lookup and parsing (unknown keys are errors with key and line);
+- [`db`]: the SQLite and MariaDB backends behind one [`db::Database`], with migrations;
+- [`time`]: zones, DST-safe local-to-UTC conversion, year inference, durations;
+- [`parse`] and [`extract`]: syslog lines to [`event::Event`]s with user and source fields;
+- [`ident`]: validation of the only names that reach SQL text;
+- [`cli`]: the `-c`/`--db` flags every tool shares.
+
+```
+use siemstress_common::time::Zone;
+let zone = Zone::parse("+0500").unwrap();
+assert_eq!(zone.name(), "+0500");
+```
+*/
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod event;
+pub mod extract;
+pub mod ident;
+pub mod parse;
+pub mod time;
+
+use std::path::PathBuf;
+
+/// Errors of the shared library; binaries add context with `anyhow`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config {path}: {source}")]
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    ConfigParse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    ConfigValue { key: String, message: String },
+    #[error("invalid name {name:?} for {what}: use letters, digits and _, not starting with a digit, at most 64")]
+    BadIdentifier { what: String, name: String },
+    #[error("unknown time zone {0:?}: use an IANA name (Europe/Berlin) or an offset (+0500)")]
+    BadZone(String),
+    #[error("invalid duration {value:?}: {reason} (use e.g. 5m, 6h, 2d, 1w)")]
+    BadDuration { value: String, reason: String },
+    #[error("unsupported database URL {0:?}: use sqlite://FILE or mysql://user@host:port/db")]
+    BadUrl(String),
+    #[error("database: cannot {action} {target}: {message}")]
+    Database {
+        action: String,
+        target: String,
+        message: String,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A database error; `target` must already be free of secrets.
+    pub fn db(action: &str, target: &str, e: impl std::fmt::Display) -> Self {
+        Error::Database {
+            action: action.to_owned(),
+            target: target.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Syslog line parsing: RFC3164 and RFC5424 headers (via `syslog_loose`),
+//! local time to UTC with the section's zone, year inference, and field
+//! extraction. A line that does not parse is still an [`Event`] (`parsed = false`).
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use chrono::{NaiveDateTime, Utc};
+use syslog_loose::{ProcId, Protocol, Variant};
+
+use crate::event::Event;
+use crate::extract::extract;
+use crate::time::{Zone, infer_year};
+
+/// Turns raw lines into events for one input.
+pub struct LineParser {
+    zone: Zone,
+    year: Option<i32>,
+    /// Wall-clock "now" in the zone, for year inference.
+    reference: NaiveDateTime,
+    /// Time of the previous parsed line, to resolve DST overlaps in order.
+    last_ts: Option<i64>,
+    source: Arc<str>,
+    zone_name: String,
+}
+
+impl LineParser {
+    /// A parser for lines of `source` in wall-clock `zone`; `year` overrides inference.
+    pub fn new(zone: Zone, year: Option<i32>, source: &str) -> Self {
+        Self {
+            zone,
+            year,
+            reference: zone.now_local(),
+            last_ts: None,
+            source: Arc::from(source),
+            zone_name: zone.name(),
+        }
+    }
+
+    /// Sets the reference time for year inference (tests, replays).
+    pub fn with_reference(mut self, reference: NaiveDateTime) -> Self {
+        self.reference = reference;
+        self
+    }
+
+    /// Parses one line (without its terminator). Never fails.
+    pub fn parse(&mut self, line: &[u8], received: i64) -> Event {
+        let raw = String::from_utf8_lossy(line).into_owned();
+        let mut ev = Event {
+            ts: received,
+            received,
+            source: self.source.clone(),
+            ..Event::default()
+        };
+        self.fill(&raw, &mut ev);
+        ev.raw = raw;
+        ev
+    }
+
+    fn fill(&mut self, raw: &str, ev: &mut Event) {
+        let inferred = Cell::new(None::<i32>);
+        let (year_flag, reference) = (self.year, self.reference);
+        let get_year = |(mo, d, h, mi, s): (u32, u32, u32, u32, u32)| {
+            let y = year_flag.unwrap_or_else(|| infer_year(reference, mo, d, (h, mi, s)));
+            inferred.set(Some(y));
+            y
+        };
+        let parsed =
+            syslog_loose::parse_message_with_year_exact_tz(raw, get_year, Some(Utc), Variant::Either);
+        let msg = match parsed {
+            Ok(m) if m.timestamp.is_some() && (m.hostname.is_some() || m.appname.is_some()) => m,
+            _ => {
+                ev.message = raw.trim_end().to_owned();
+                ev.extra = Some(r#"{"ts_source":"received"}"#.to_owned());
+                return;
+            }
+        };
+        let ts = msg.timestamp.expect("checked above");
+        // A timestamp with its own offset (RFC5424, RFC3339) is exact; a
+        // bare syslog time is wall-clock time in the section's zone.
+        let has_offset = matches!(msg.protocol, Protocol::RFC5424(_)) || starts_with_iso_date(raw);
+        let mut extras: Vec<(&str, String)> = Vec::new();
+        if has_offset {
+            ev.ts = ts.timestamp_millis();
+        } else {
+            let (ms, fold) = self.zone.to_utc_ms(ts.naive_local(), self.last_ts);
+            ev.ts = ms;
+            extras.push(("tz", self.zone_name.clone()));
+            if let Some(label) = fold.label() {
+                extras.push(("tz_fold", label.to_owned()));
+            }
+            if let Some(y) = inferred.get() {
+                let how = if self.year.is_some() { "year_flag" } else { "year_inferred" };
+                extras.push((how, y.to_string()));
+            }
+        }
+        self.last_ts = Some(ev.ts);
+        ev.parsed = true;
+        ev.host = msg.hostname.map(str::to_owned);
+        ev.process = msg.appname.map(str::to_owned);
+        ev.pid = match msg.procid {
+            Some(ProcId::PID(p)) => Some(i64::from(p)),
+            Some(ProcId::Name(n)) => n.parse().ok(),
+            None => None,
+        };
+        ev.facility = msg.facility.map(|f| f.as_str());
+        ev.severity = msg.severity.map(|s| s.as_str());
+        if let Some(id) = msg.msgid {
+            extras.push(("msgid", id.to_owned()));
+        }
+        for sd in &msg.structured_data {
+            for (k, v) in sd.params() {
+                extras.push(("sd", format!("{}.{}={}", sd.id, k, v)));
+            }
+        }
+        ev.message = msg.msg.trim_end().to_owned();
+        let fields = extract(ev.process.as_deref(), &ev.message);
+        ev.user = fields.user;
+        ev.source_host = fields.source_host;
+        ev.source_port = fields.source_port;
+        ev.dest_host = fields.dest_host;
+        ev.dest_port = fields.dest_port;
+        ev.protocol = fields.protocol;
+        extras.extend(fields.extra);
+        ev.extra = json_object(&extras);
+    }
+}
+
+/// True when the header's timestamp is ISO 8601 (after an optional `<PRI>`).
+fn starts_with_iso_date(raw: &str) -> bool {
+    let s = raw.trim_start();
+    let s = match s.strip_prefix('<') {
+        Some(rest) => rest.split_once('>').map_or(rest, |(_, after)| after),
+        None => s,
+    };
+    s.trim_start().starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A JSON object of string values; repeated keys become arrays.
+fn json_object(pairs: &[(&str, String)]) -> Option<String> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut map = serde_json::Map::new();
+    for (k, v) in pairs {
+        match map.get_mut(*k) {
+            Some(serde_json::Value::Array(a)) => a.push(v.clone().into()),
+            Some(old) => {
+                let first = old.take();
+                *old = serde_json::Value::Array(vec![first, v.clone().into()]);
+            }
+            None => {
+                map.insert((*k).to_owned(), v.clone().into());
+            }
+        }
+    }
+    Some(serde_json::Value::Object(map).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, NaiveDate};
+
+    fn parser(zone: &str, y: i32, m: u32, d: u32) -> LineParser {
+        let reference = NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        LineParser::new(Zone::parse(zone).unwrap(), None, "test").with_reference(reference)
+    }
+
+    fn iso(ms: i64) -> String {
+        DateTime::<Utc>::from_timestamp_millis(ms).unwrap().to_rfc3339()
+    }
+
+    #[test]
+    fn rfc3164_with_pid_and_zone() {
+        let mut p = parser("Europe/Berlin", 2024, 7, 1);
+        let e = p.parse(b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; rhost=218.188.2.4 ", 0);
+        assert!(e.parsed);
+        assert_eq!(e.host.as_deref(), Some("combo"));
+        assert_eq!(e.process.as_deref(), Some("sshd(pam_unix)"));
+        assert_eq!(e.pid, Some(19939));
+        assert_eq!(e.message, "authentication failure; rhost=218.188.2.4");
+        assert_eq!(e.source_host.as_deref(), Some("218.188.2.4"));
+        assert_eq!(iso(e.ts), "2024-06-14T13:16:01+00:00");
+        let extra: serde_json::Value = serde_json::from_str(e.extra.as_deref().unwrap()).unwrap();
+        assert_eq!(extra["tz"], "Europe/Berlin");
+        assert_eq!(extra["year_inferred"], "2024");
+    }
+
+    #[test]
+    fn december_line_read_in_january() {
+        let mut p = parser("UTC", 2025, 1, 2);
+        let e = p.parse(b"Dec 31 23:59:59 h cron[1]: x", 0);
+        assert_eq!(iso(e.ts), "2024-12-31T23:59:59+00:00");
+    }
+
+    #[test]
+    fn rfc5424_offset_wins_over_zone() {
+        let mut p = parser("America/New_York", 2024, 7, 1);
+        let e = p.parse(b"<34>1 2024-03-05T10:00:00.250+05:30 web01 sshd 77 ID47 - Failed password for root from 10.1.2.3 port 22 ssh2", 0);
+        assert!(e.parsed);
+        assert_eq!(iso(e.ts), "2024-03-05T04:30:00.250+00:00");
+        assert_eq!((e.facility, e.severity), (Some("auth"), Some("crit")));
+        assert_eq!(e.user.as_deref(), Some("root"));
+        assert!(!e.extra.as_deref().unwrap_or("").contains("\"tz\""));
+    }
+
+    #[test]
+    fn garbage_is_kept_raw() {
+        let mut p = parser("UTC", 2024, 1, 1);
+        for line in [&b""[..], b"hello world", b"\xff\xfe\x00binary\x01", b"   "] {
+            let e = p.parse(line, 42);
+            assert!(!e.parsed, "{line:?}");
+            assert_eq!(e.ts, 42);
+            assert_eq!(e.raw, String::from_utf8_lossy(line));
+        }
+    }
+}

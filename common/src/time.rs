@@ -1,0 +1,278 @@
+//! Time handling: wall-clock zones (fixed offsets or IANA names), conversion of
+//! local syslog times to UTC epoch milliseconds with explicit DST rules, year
+//! inference for RFC3164 lines, and duration parsing.
+//!
+//! DST rules, chosen so that a log read in order stays in order:
+//! - a local time in a spring-forward gap does not exist on the wall clock; it
+//!   is read with the offset in force just before the gap (02:30 in Berlin on
+//!   the last Sunday of March is 01:30 UTC, as if the clock had not moved yet);
+//! - a local time in a fall-back overlap exists twice; the earlier instant is
+//!   taken unless it would put the line before the previous line of the same
+//!   input, in which case the later one is (the second pass through the hour).
+
+use chrono::{DateTime, Datelike, FixedOffset, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::Error;
+
+/// A wall-clock zone for timestamps that carry no offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    /// A fixed offset such as `+0500`.
+    Fixed(FixedOffset),
+    /// An IANA zone such as `Europe/Berlin`, with its DST rules.
+    Iana(Tz),
+}
+
+/// How a local time was mapped to UTC, for the audit trail in `extra`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// The local time existed once.
+    Unique,
+    /// The local time fell into a DST gap; the pre-gap offset was used.
+    Gap,
+    /// The local time existed twice; the earlier instant was taken.
+    Earlier,
+    /// The local time existed twice; the later instant was taken.
+    Later,
+}
+
+impl Fold {
+    /// Name recorded in `extra.tz_fold`, or `None` for the common case.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Fold::Unique => None,
+            Fold::Gap => Some("gap"),
+            Fold::Earlier => Some("earlier"),
+            Fold::Later => Some("later"),
+        }
+    }
+}
+
+impl Zone {
+    /// Parses `+0500`, `-03:30`, `UTC`, `Z` or an IANA name; `local` is the system zone.
+    pub fn parse(spec: &str) -> Result<Self, Error> {
+        let s = spec.trim();
+        if s.eq_ignore_ascii_case("local") {
+            return Ok(Self::local());
+        }
+        if s.eq_ignore_ascii_case("utc") || s == "Z" {
+            return Ok(Zone::Fixed(FixedOffset::east_opt(0).expect("zero offset")));
+        }
+        if let Some(off) = parse_offset(s) {
+            return Ok(Zone::Fixed(off));
+        }
+        s.parse::<Tz>()
+            .map(Zone::Iana)
+            .map_err(|_| Error::BadZone(spec.to_owned()))
+    }
+
+    /// The system's zone: `$TZ`, then `/etc/localtime`, else UTC.
+    pub fn local() -> Self {
+        let name = std::env::var("TZ")
+            .ok()
+            .map(|t| t.trim_start_matches(':').to_owned())
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                std::fs::read_link("/etc/localtime").ok().and_then(|p| {
+                    let p = p.to_string_lossy().into_owned();
+                    p.split_once("zoneinfo/").map(|(_, z)| z.to_owned())
+                })
+            })
+            .or_else(|| {
+                std::fs::read_to_string("/etc/timezone")
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+            });
+        name.and_then(|n| Zone::parse(&n).ok())
+            .unwrap_or(Zone::Fixed(FixedOffset::east_opt(0).expect("zero offset")))
+    }
+
+    /// Name recorded in `extra.tz` and shown to users.
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Fixed(off) => {
+                let secs = off.local_minus_utc();
+                let sign = if secs < 0 { '-' } else { '+' };
+                let secs = secs.abs();
+                format!("{sign}{:02}{:02}", secs / 3600, secs % 3600 / 60)
+            }
+            Zone::Iana(tz) => tz.name().to_owned(),
+        }
+    }
+
+    /// Maps a wall-clock time to UTC epoch ms; `not_before` (epoch ms of the
+    /// previous line) picks between the two instants of an overlap.
+    pub fn to_utc_ms(&self, local: NaiveDateTime, not_before: Option<i64>) -> (i64, Fold) {
+        match self {
+            Zone::Fixed(off) => (
+                local.and_utc().timestamp_millis() - i64::from(off.local_minus_utc()) * 1000,
+                Fold::Unique,
+            ),
+            Zone::Iana(tz) => resolve(tz, local, not_before),
+        }
+    }
+
+    /// The current wall-clock time in this zone.
+    pub fn now_local(&self) -> NaiveDateTime {
+        let now = Utc::now();
+        match self {
+            Zone::Fixed(off) => now.with_timezone(off).naive_local(),
+            Zone::Iana(tz) => now.with_timezone(tz).naive_local(),
+        }
+    }
+
+    /// Renders an epoch-ms instant in this zone as RFC 3339.
+    pub fn format_ms(&self, ms: i64) -> String {
+        let utc = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        match self {
+            Zone::Fixed(off) => utc.with_timezone(off).to_rfc3339(),
+            Zone::Iana(tz) => utc.with_timezone(tz).to_rfc3339(),
+        }
+    }
+}
+
+fn resolve(tz: &Tz, local: NaiveDateTime, not_before: Option<i64>) -> (i64, Fold) {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => (t.timestamp_millis(), Fold::Unique),
+        LocalResult::Ambiguous(early, late) => {
+            let (e, l) = (early.timestamp_millis(), late.timestamp_millis());
+            match not_before {
+                Some(prev) if e < prev && l >= prev => (l, Fold::Later),
+                _ => (e, Fold::Earlier),
+            }
+        }
+        LocalResult::None => {
+            // The offset in force before the gap is the one an hour earlier.
+            let before = local - chrono::Duration::hours(3);
+            let off = tz
+                .offset_from_local_datetime(&before)
+                .earliest()
+                .map(|o| o.fix().local_minus_utc())
+                .unwrap_or(0);
+            (
+                local.and_utc().timestamp_millis() - i64::from(off) * 1000,
+                Fold::Gap,
+            )
+        }
+    }
+}
+
+/// Parses `+0500`, `-0330`, `+05:00`, `+05`.
+pub fn parse_offset(s: &str) -> Option<FixedOffset> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
+        return None;
+    }
+    let h: i32 = digits[..2].parse().ok()?;
+    let m: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// Year for a month/day without a year: the year of `reference` unless that
+/// puts the date more than a month (31 days) after `reference`, then the year before.
+pub fn infer_year(reference: NaiveDateTime, month: u32, day: u32, hms: (u32, u32, u32)) -> i32 {
+    let year = reference.year();
+    let candidate = chrono::NaiveDate::from_ymd_opt(year, month, day)
+        .or_else(|| chrono::NaiveDate::from_ymd_opt(year, month, 28))
+        .and_then(|d| d.and_hms_opt(hms.0, hms.1, hms.2));
+    match candidate {
+        Some(c) if c > reference + chrono::Duration::days(31) => year - 1,
+        _ => year,
+    }
+}
+
+/// Parses a duration such as `5m`, `6h`, `2d`, `1w`, `90s`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, Error> {
+    humantime::parse_duration(s.trim()).map_err(|e| Error::BadDuration {
+        value: s.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Current time as UTC epoch milliseconds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_opt(h, mi, 0)
+            .unwrap()
+    }
+
+    fn utc(ms: i64) -> String {
+        DateTime::<Utc>::from_timestamp_millis(ms).unwrap().to_rfc3339()
+    }
+
+    #[test]
+    fn berlin_gap_uses_pre_gap_offset() {
+        let z = Zone::parse("Europe/Berlin").unwrap();
+        let (ms, fold) = z.to_utc_ms(at(2024, 3, 31, 2, 30), None);
+        assert_eq!(fold, Fold::Gap);
+        assert_eq!(utc(ms), "2024-03-31T01:30:00+00:00");
+        let (ms, _) = z.to_utc_ms(at(2024, 3, 31, 3, 0), None);
+        assert_eq!(utc(ms), "2024-03-31T01:00:00+00:00");
+    }
+
+    #[test]
+    fn berlin_overlap_stays_monotonic() {
+        let z = Zone::parse("Europe/Berlin").unwrap();
+        let (first, f1) = z.to_utc_ms(at(2024, 10, 27, 2, 59), None);
+        assert_eq!((utc(first).as_str(), f1), ("2024-10-27T00:59:00+00:00", Fold::Earlier));
+        let (second, f2) = z.to_utc_ms(at(2024, 10, 27, 2, 0), Some(first));
+        assert_eq!((utc(second).as_str(), f2), ("2024-10-27T01:00:00+00:00", Fold::Later));
+    }
+
+    #[test]
+    fn new_york_gap_and_overlap() {
+        let z = Zone::parse("America/New_York").unwrap();
+        let (ms, fold) = z.to_utc_ms(at(2024, 3, 10, 2, 15), None);
+        assert_eq!((utc(ms).as_str(), fold), ("2024-03-10T07:15:00+00:00", Fold::Gap));
+        let (ms, fold) = z.to_utc_ms(at(2024, 11, 3, 1, 30), None);
+        assert_eq!((utc(ms).as_str(), fold), ("2024-11-03T05:30:00+00:00", Fold::Earlier));
+        let (ms2, fold) = z.to_utc_ms(at(2024, 11, 3, 1, 10), Some(ms));
+        assert_eq!((utc(ms2).as_str(), fold), ("2024-11-03T06:10:00+00:00", Fold::Later));
+    }
+
+    #[test]
+    fn fixed_east_of_utc() {
+        let z = Zone::parse("+0530").unwrap();
+        assert_eq!(z.name(), "+0530");
+        let (ms, _) = z.to_utc_ms(at(2024, 1, 1, 5, 30), None);
+        assert_eq!(utc(ms), "2024-01-01T00:00:00+00:00");
+        assert!(Zone::parse("Mars/Olympus").is_err());
+        assert!(Zone::parse("+2500").is_err());
+    }
+
+    #[test]
+    fn year_rolls_back_for_december_in_january() {
+        let reference = at(2025, 1, 3, 10, 0);
+        assert_eq!(infer_year(reference, 12, 31, (23, 59, 0)), 2024);
+        assert_eq!(infer_year(reference, 1, 3, (9, 0, 0)), 2025);
+        // Up to a month ahead (clock skew) stays in the reference year.
+        assert_eq!(infer_year(reference, 2, 1, (0, 0, 0)), 2025);
+        assert_eq!(infer_year(reference, 2, 5, (0, 0, 0)), 2024);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("1w").unwrap().as_secs(), 7 * 86400);
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}
