@@ -1,1 +1,207 @@
-fn main() {}
+//! `siemparse`: log lines from stdin or followed files into the event table
+//! of a config section.
+
+mod follow;
+mod lines;
+mod pipeline;
+mod progress;
+mod stdin;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use siemstress_common::cli::ConnectArgs;
+use siemstress_common::parse::LineParser;
+use siemstress_common::time::Zone;
+
+/// Turn log lines (stdin, or followed files) into rows of a SQL table.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = "Examples:\n  tail -n0 -F /var/log/auth.log | siemparse -s auth\n  siemparse -s auth --follow /var/log/auth.log\n  siemparse -s auth --year 2024 < old-auth.log")]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Config section (its table and time zone)
+    #[arg(short = 's', long = "section", default_value = "default")]
+    section: String,
+
+    /// Wall-clock zone of lines without an offset: +0500 or an IANA name (overrides the section's)
+    #[arg(short = 'z', long = "timezone", value_name = "TZ")]
+    timezone: Option<String>,
+
+    /// Year of RFC3164 lines (default: inferred, never more than a month ahead of now)
+    #[arg(long, value_name = "YYYY", value_parser = clap::value_parser!(i32).range(1970..=9999))]
+    year: Option<i32>,
+
+    /// Follow FILE (repeatable): resume from the stored offset, survive rotation
+    #[arg(long = "follow", value_name = "FILE")]
+    follow: Vec<PathBuf>,
+
+    /// With --follow, start a file never seen before at its end instead of its start
+    #[arg(long, requires = "follow")]
+    from_end: bool,
+
+    /// With --follow, read each file to its current end, then exit (for cron)
+    #[arg(long, requires = "follow")]
+    once: bool,
+
+    /// Most rows per transaction
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch: u32,
+
+    /// No progress or summary on stderr
+    #[arg(short = 'q', long)]
+    quiet: bool,
+
+    /// Delete the section's table (asks first unless --force)
+    #[arg(long)]
+    clear: bool,
+
+    /// With --clear, do not ask
+    #[arg(long, requires = "clear")]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siemparse: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("siemparse: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.connect.load_config()?;
+    let zone = args
+        .timezone
+        .as_deref()
+        .map(Zone::parse)
+        .transpose()
+        .context("-z/--timezone")?;
+    let section = config.section(&args.section, zone)?;
+    let db = args.connect.connect(&config).await?;
+
+    if args.clear {
+        return clear(&db, &section, args.force).await;
+    }
+
+    db.ensure_event_table(&section.table).await?;
+    let writer = db.event_writer(&section.table).await?;
+    let stored = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let batch_rows = args.batch as usize;
+    let (tx, rx) = pipeline::channel();
+
+    let mut readers = Vec::new();
+    if args.follow.is_empty() {
+        let parser = LineParser::new(section.zone, args.year, "stdin");
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || stdin::read_stdin(parser, tx, batch_rows)));
+    } else {
+        for path in &args.follow {
+            let path = std::path::absolute(path).with_context(|| format!("--follow {}", path.display()))?;
+            let key = path.to_string_lossy().into_owned();
+            let job = follow::FollowJob {
+                section: section.name.clone(),
+                stored: db.checkpoint(&section.name, &key).await?,
+                path,
+                from_end: args.from_end,
+                once: args.once,
+                batch_rows,
+                stop: stop.clone(),
+            };
+            let parser = LineParser::new(section.zone, args.year, &key);
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || follow::follow(job, parser, tx)));
+        }
+    }
+    drop(tx);
+
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let ticker = show_progress.then(|| progress::spawn(stored.clone()));
+    let signals = tokio::spawn(stop_on_signal(stop.clone()));
+
+    let written = pipeline::write_all(writer, rx, batch_rows, stored.clone()).await;
+    signals.abort();
+    if let Some(t) = ticker {
+        t.abort();
+        eprintln!();
+    }
+    let mut reader_error = None;
+    for r in readers {
+        match r.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => reader_error = reader_error.or(Some(e)),
+            Err(_) => reader_error = reader_error.or(Some(anyhow::anyhow!("a reader thread panicked"))),
+        }
+    }
+    db.close().await;
+    written?;
+    if let Some(e) = reader_error {
+        return Err(e);
+    }
+    if show_progress {
+        eprintln!(
+            "siemparse: stored {} lines in table {}",
+            stored.load(Ordering::Relaxed),
+            section.table
+        );
+    }
+    Ok(())
+}
+
+/// SIGINT/SIGTERM: readers finish their batch, the writer commits, exit 0.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+async fn clear(
+    db: &siemstress_common::db::Database,
+    section: &siemstress_common::config::Section,
+    force: bool,
+) -> anyhow::Result<()> {
+    if !db.event_table_exists(&section.table).await? {
+        bail!("section {}: table {} does not exist", section.name, section.table);
+    }
+    if !force {
+        if !std::io::stdin().is_terminal() {
+            bail!("--clear deletes table {}: add --force to confirm", section.table);
+        }
+        eprint!("Delete table {} and all its rows? [y/N] ", section.table);
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            bail!("not confirmed; nothing deleted");
+        }
+    }
+    db.drop_event_table(&section.name, &section.table).await?;
+    eprintln!("siemparse: table {} deleted", section.table);
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The write side of ingest: readers send [`Batch`]es over a bounded
+//! channel; one writer merges what is queued into a transaction (up to
+//! `--batch` rows) and commits rows and file offsets together.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use siemstress_common::db::{Checkpoint, EventWriter};
+use siemstress_common::event::Event;
+use tokio::sync::mpsc;
+
+/// Rows from one reader, and the offset they bring its file to.
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// The sending half readers hold; sending fails once the writer has stopped.
+#[derive(Clone)]
+pub struct BatchSender(mpsc::Sender<Batch>);
+
+/// Raised when the writer has stopped; the reader should stop too.
+#[derive(Debug)]
+pub struct WriterGone;
+
+impl BatchSender {
+    /// Sends a batch, blocking while the writer is behind.
+    pub fn send(&self, events: Vec<Event>, checkpoint: Option<Checkpoint>) -> Result<(), WriterGone> {
+        if events.is_empty() && checkpoint.is_none() {
+            return Ok(());
+        }
+        self.0.blocking_send(Batch { events, checkpoint }).map_err(|_| WriterGone)
+    }
+}
+
+/// A channel of a few batches: enough to overlap parsing and writing,
+/// little enough that memory stays flat whatever the input size.
+pub fn channel() -> (BatchSender, mpsc::Receiver<Batch>) {
+    let (tx, rx) = mpsc::channel(4);
+    (BatchSender(tx), rx)
+}
+
+/// Writes everything received until every sender is gone; counts rows in `stored`.
+pub async fn write_all(
+    mut writer: EventWriter,
+    mut rx: mpsc::Receiver<Batch>,
+    batch_rows: usize,
+    stored: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let mut events: Vec<Event> = Vec::with_capacity(batch_rows);
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        absorb(&mut events, &mut checkpoints, first);
+        while events.len() < batch_rows {
+            match rx.try_recv() {
+                Ok(b) => absorb(&mut events, &mut checkpoints, b),
+                Err(_) => break,
+            }
+        }
+        writer
+            .write(&events, &checkpoints)
+            .await
+            .with_context(|| format!("storing {} lines", events.len()))?;
+        stored.fetch_add(events.len() as u64, Ordering::Relaxed);
+        events.clear();
+        checkpoints.clear();
+    }
+    Ok(())
+}
+
+/// Adds a batch to the pending transaction.
+fn absorb(events: &mut Vec<Event>, checkpoints: &mut Vec<Checkpoint>, b: Batch) {
+    if events.is_empty() {
+        *events = b.events;
+    } else {
+        events.extend(b.events);
+    }
+    if let Some(cp) = b.checkpoint {
+        // A later checkpoint of the same file supersedes an earlier one.
+        checkpoints.retain(|c| (&c.section, &c.path) != (&cp.section, &cp.path));
+        checkpoints.push(cp);
+    }
+}

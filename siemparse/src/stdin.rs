@@ -1,0 +1,54 @@
+//! Reading log lines from standard input.
+
+use std::io::Read;
+
+use siemstress_common::event::Event;
+use siemstress_common::parse::LineParser;
+use siemstress_common::time::now_ms;
+
+use crate::lines::LineSplitter;
+use crate::pipeline::{BatchSender, WriterGone};
+
+/// Reads stdin to EOF, sending batches of at most about `batch_rows`; a
+/// partial batch is sent as soon as no more input is waiting, so a line
+/// piped in from `tail -f` is stored at once.
+pub fn read_stdin(mut parser: LineParser, tx: BatchSender, batch_rows: usize) -> anyhow::Result<()> {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut splitter = LineSplitter::default();
+    let mut batch: Vec<Event> = Vec::with_capacity(batch_rows);
+    let gone = |_: WriterGone| anyhow::anyhow!("the database writer stopped");
+    loop {
+        if !batch.is_empty() && !input_waiting() {
+            tx.send(std::mem::take(&mut batch), None).map_err(gone)?;
+        }
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("reading standard input")),
+        };
+        let received = now_ms();
+        splitter.feed(&buf[..n], |line, _| batch.push(parser.parse(line, received)));
+        if batch.len() >= batch_rows {
+            tx.send(std::mem::take(&mut batch), None).map_err(gone)?;
+        }
+    }
+    if let Some(last) = splitter.take_pending() {
+        batch.push(parser.parse(&last, now_ms()));
+    }
+    tx.send(batch, None).map_err(gone)?;
+    Ok(())
+}
+
+/// True if a read of stdin would not block (data or EOF is ready).
+fn input_waiting() -> bool {
+    let mut fds = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let r = unsafe { libc::poll(&mut fds, 1, 0) };
+    r != 0
+}
