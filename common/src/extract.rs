@@ -64,13 +64,23 @@ fn source(msg: &str, f: &mut Fields) {
             return;
         }
     }
-    for marker in [" from ", "Connection closed by ", "Connection reset by ", "Disconnected from "] {
+    for marker in [
+        " from ",
+        "Connection closed by ",
+        "Connection reset by ",
+        "Disconnected from ",
+    ] {
         let mut rest = msg;
         while let Some(i) = rest.find(marker) {
             rest = &rest[i + marker.len()..];
             let mut tail = rest;
             // "Disconnected from invalid user bob 1.2.3.4 port 22", "closed by authenticating user bob 1.2.3.4 ..."
-            for prefix in ["invalid user ", "authenticating user ", "user ", "illegal user "] {
+            for prefix in [
+                "invalid user ",
+                "authenticating user ",
+                "user ",
+                "illegal user ",
+            ] {
                 if let Some(t) = tail.strip_prefix(prefix) {
                     tail = t.split_once(' ').map_or("", |(_, after)| after);
                     break;
@@ -105,8 +115,15 @@ fn user(msg: &str) -> Option<String> {
         rest = after;
         let prev = before.rsplit(' ').next().unwrap_or("");
         let prev = prev.to_ascii_lowercase();
-        if matches!(prev.as_str(), "invalid" | "illegal" | "for" | "authenticating" | "from") {
-            let name = first_word(after);
+        if matches!(
+            prev.as_str(),
+            "invalid" | "illegal" | "for" | "authenticating" | "from"
+        ) {
+            // sshd prints the name verbatim up to " from ": it may hold spaces.
+            let name = match after.find(" from ") {
+                Some(end) => after[..end].trim(),
+                None => first_word(after),
+            };
             let name = name.split('(').next().unwrap_or(name);
             if !name.is_empty() && name != "unknown" && !is_ip(name) {
                 return Some(name.to_owned());
@@ -297,43 +314,93 @@ mod tests {
 
     #[test]
     fn sshd_failed_and_accepted() {
-        let f = x("sshd", "Failed password for invalid user admin from 10.0.0.5 port 4242 ssh2");
+        let f = x(
+            "sshd",
+            "Failed password for invalid user admin from 10.0.0.5 port 4242 ssh2",
+        );
         assert_eq!(f.user.as_deref(), Some("admin"));
         assert_eq!(f.source_host.as_deref(), Some("10.0.0.5"));
         assert_eq!(f.source_port, Some(4242));
-        let f = x("sshd", "Accepted publickey for bob from 2001:db8::7 port 50022 ssh2: ED25519 SHA256:abc");
+        let f = x(
+            "sshd",
+            "Accepted publickey for bob from 2001:db8::7 port 50022 ssh2: ED25519 SHA256:abc",
+        );
         assert_eq!(f.user.as_deref(), Some("bob"));
         assert_eq!(f.source_host.as_deref(), Some("2001:db8::7"));
         assert_eq!(f.source_port, Some(50022));
-        let f = x("sshd", "message repeated 2 times: [ Failed password for root from 5.6.7.8 port 1 ssh2]");
-        assert_eq!((f.user.as_deref(), f.source_host.as_deref()), (Some("root"), Some("5.6.7.8")));
+        let f = x(
+            "sshd",
+            "message repeated 2 times: [ Failed password for root from 5.6.7.8 port 1 ssh2]",
+        );
+        assert_eq!(
+            (f.user.as_deref(), f.source_host.as_deref()),
+            (Some("root"), Some("5.6.7.8"))
+        );
     }
 
     #[test]
     fn sshd_other_forms() {
-        let f = x("sshd", "reverse mapping checking getaddrinfo for ns.example.com [173.234.31.186] failed - POSSIBLE BREAK-IN ATTEMPT!");
+        let f = x(
+            "sshd",
+            "reverse mapping checking getaddrinfo for ns.example.com [173.234.31.186] failed - POSSIBLE BREAK-IN ATTEMPT!",
+        );
         assert_eq!(f.source_host.as_deref(), Some("173.234.31.186"));
         assert_eq!(f.extra, vec![("rdns", "ns.example.com".to_owned())]);
-        let f = x("sshd", "Received disconnect from 1.2.3.4: 11: Bye Bye [preauth]");
+        let f = x(
+            "sshd",
+            "Received disconnect from 1.2.3.4: 11: Bye Bye [preauth]",
+        );
         assert_eq!(f.source_host.as_deref(), Some("1.2.3.4"));
-        let f = x("sshd", "Connection closed by authenticating user root 9.9.9.9 port 22 [preauth]");
-        assert_eq!((f.user.as_deref(), f.source_host.as_deref(), f.source_port), (Some("root"), Some("9.9.9.9"), Some(22)));
+        let f = x(
+            "sshd",
+            "Connection closed by authenticating user root 9.9.9.9 port 22 [preauth]",
+        );
+        assert_eq!(
+            (f.user.as_deref(), f.source_host.as_deref(), f.source_port),
+            (Some("root"), Some("9.9.9.9"), Some(22))
+        );
+        let f = x(
+            "sshd",
+            "Failed password for invalid user  0101 from 5.188.10.180 port 36279 ssh2",
+        );
+        assert_eq!(f.user.as_deref(), Some("0101"));
         let f = x("sshd", "Invalid user  from 1.2.3.4");
         assert_eq!((f.user, f.source_host.as_deref()), (None, Some("1.2.3.4")));
-        let f = x("sshd", "input_userauth_request: invalid user webmaster [preauth]");
-        assert_eq!((f.user.as_deref(), f.source_host), (Some("webmaster"), None));
-        let f = x("sshd", "Connection from 192.0.2.1 port 5000 on 192.0.2.9 port 22");
-        assert_eq!((f.dest_host.as_deref(), f.dest_port), (Some("192.0.2.9"), Some(22)));
+        let f = x(
+            "sshd",
+            "input_userauth_request: invalid user webmaster [preauth]",
+        );
+        assert_eq!(
+            (f.user.as_deref(), f.source_host),
+            (Some("webmaster"), None)
+        );
+        let f = x(
+            "sshd",
+            "Connection from 192.0.2.1 port 5000 on 192.0.2.9 port 22",
+        );
+        assert_eq!(
+            (f.dest_host.as_deref(), f.dest_port),
+            (Some("192.0.2.9"), Some(22))
+        );
     }
 
     #[test]
     fn pam() {
-        let f = x("sshd(pam_unix)", "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=220-135-151-1.hinet-ip.hinet.net  user=root");
-        assert_eq!(f.source_host.as_deref(), Some("220-135-151-1.hinet-ip.hinet.net"));
+        let f = x(
+            "sshd(pam_unix)",
+            "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=220-135-151-1.hinet-ip.hinet.net  user=root",
+        );
+        assert_eq!(
+            f.source_host.as_deref(),
+            Some("220-135-151-1.hinet-ip.hinet.net")
+        );
         assert_eq!(f.user.as_deref(), Some("root"));
         let f = x("su(pam_unix)", "session opened for user news by (uid=0)");
         assert_eq!(f.user.as_deref(), Some("news"));
-        let f = x("su", "pam_unix(su:session): session opened for user root(uid=0) by alice(uid=1000)");
+        let f = x(
+            "su",
+            "pam_unix(su:session): session opened for user root(uid=0) by alice(uid=1000)",
+        );
         assert_eq!(f.user.as_deref(), Some("root"));
         assert_eq!(f.extra, vec![("by_user", "alice".to_owned())]);
         let f = x("sshd", "pam_unix(sshd:auth): check pass; user unknown");
@@ -348,7 +415,10 @@ mod tests {
         assert!(f.extra.contains(&("tty", "pts/0".into())));
         let f = x("su", "FAILED su for root by mallory");
         assert_eq!(f.user.as_deref(), Some("mallory"));
-        let f = x("sudo", "   alice : TTY=pts/1 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id");
+        let f = x(
+            "sudo",
+            "   alice : TTY=pts/1 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id",
+        );
         assert_eq!(f.user.as_deref(), Some("alice"));
         assert!(f.extra.contains(&("target_user", "root".into())));
         assert!(f.extra.contains(&("command", "/usr/bin/id".into())));
@@ -356,19 +426,34 @@ mod tests {
 
     #[test]
     fn ftp_and_firewall() {
-        let f = x("ftpd", "connection from 206.196.21.129 (host129.206.196.21.conversent.net) at Sat Jul  9 22:53:22 2005");
+        let f = x(
+            "ftpd",
+            "connection from 206.196.21.129 (host129.206.196.21.conversent.net) at Sat Jul  9 22:53:22 2005",
+        );
         assert_eq!(f.source_host.as_deref(), Some("206.196.21.129"));
         let f = x("vsftpd", "[alice] FAIL LOGIN: Client \"::ffff:10.1.1.1\"");
-        assert_eq!((f.user.as_deref(), f.source_host.as_deref()), (Some("alice"), Some("::ffff:10.1.1.1")));
-        let f = x("kernel", "[UFW BLOCK] IN=eth0 OUT= MAC=aa SRC=203.0.113.9 DST=198.51.100.2 LEN=44 PROTO=TCP SPT=51234 DPT=23 WINDOW=1024");
+        assert_eq!(
+            (f.user.as_deref(), f.source_host.as_deref()),
+            (Some("alice"), Some("::ffff:10.1.1.1"))
+        );
+        let f = x(
+            "kernel",
+            "[UFW BLOCK] IN=eth0 OUT= MAC=aa SRC=203.0.113.9 DST=198.51.100.2 LEN=44 PROTO=TCP SPT=51234 DPT=23 WINDOW=1024",
+        );
         assert_eq!(f.source_host.as_deref(), Some("203.0.113.9"));
         assert_eq!(f.dest_host.as_deref(), Some("198.51.100.2"));
-        assert_eq!((f.source_port, f.dest_port, f.protocol.as_deref()), (Some(51234), Some(23), Some("tcp")));
+        assert_eq!(
+            (f.source_port, f.dest_port, f.protocol.as_deref()),
+            (Some(51234), Some(23), Some("tcp"))
+        );
     }
 
     #[test]
     fn plain_words_are_not_hosts() {
-        let f = x("cron", "(root) CMD (run-parts /etc/cron.hourly) from crontab");
+        let f = x(
+            "cron",
+            "(root) CMD (run-parts /etc/cron.hourly) from crontab",
+        );
         assert_eq!(f.source_host, None);
     }
 }

@@ -38,7 +38,9 @@ pub enum Error {
     ConfigParse { path: PathBuf, message: String },
     #[error("config key {key}: {message}")]
     ConfigValue { key: String, message: String },
-    #[error("invalid name {name:?} for {what}: use letters, digits and _, not starting with a digit, at most 64")]
+    #[error(
+        "invalid name {name:?} for {what}: use letters, digits and _, not starting with a digit, at most 64"
+    )]
     BadIdentifier { what: String, name: String },
     #[error("unknown time zone {0:?}: use an IANA name (Europe/Berlin) or an offset (+0500)")]
     BadZone(String),

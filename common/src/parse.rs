@@ -65,8 +65,12 @@ impl LineParser {
             inferred.set(Some(y));
             y
         };
-        let parsed =
-            syslog_loose::parse_message_with_year_exact_tz(raw, get_year, Some(Utc), Variant::Either);
+        let parsed = syslog_loose::parse_message_with_year_exact_tz(
+            raw,
+            get_year,
+            Some(Utc),
+            Variant::Either,
+        );
         let msg = match parsed {
             Ok(m) if m.timestamp.is_some() && (m.hostname.is_some() || m.appname.is_some()) => m,
             _ => {
@@ -90,7 +94,11 @@ impl LineParser {
                 extras.push(("tz_fold", label.to_owned()));
             }
             if let Some(y) = inferred.get() {
-                let how = if self.year.is_some() { "year_flag" } else { "year_inferred" };
+                let how = if self.year.is_some() {
+                    "year_flag"
+                } else {
+                    "year_inferred"
+                };
                 extras.push((how, y.to_string()));
             }
         }
@@ -114,6 +122,15 @@ impl LineParser {
             }
         }
         ev.message = msg.msg.trim_end().to_owned();
+        if ev.process.is_none() {
+            // syslog_loose takes only a plain word as the tag; "combo  -- root[2421]: ..."
+            // (login) has a tag with spaces, which a `tag[pid]: ` form still makes clear.
+            if let Some((tag, pid, text)) = msg.hostname.and_then(|h| tag_with_pid(raw, h)) {
+                ev.process = Some(tag.to_owned());
+                ev.pid = Some(pid);
+                ev.message = text.trim_end().to_owned();
+            }
+        }
         let fields = extract(ev.process.as_deref(), &ev.message);
         ev.user = fields.user;
         ev.source_host = fields.source_host;
@@ -124,6 +141,19 @@ impl LineParser {
         extras.extend(fields.extra);
         ev.extra = json_object(&extras);
     }
+}
+
+/// After `host` in `raw`: `TAG[PID]: TEXT` with any tag of up to 32
+/// characters that holds no `:` or `[`.
+fn tag_with_pid<'a>(raw: &'a str, host: &str) -> Option<(&'a str, i64, &'a str)> {
+    let at = raw.find(host)? + host.len();
+    let rest = raw[at..].trim_start();
+    let open = rest.find('[')?;
+    let (tag, after) = rest.split_at(open);
+    let close = after.find("]: ")?;
+    let pid = after[1..close].parse().ok()?;
+    let ok_tag = !tag.is_empty() && tag.len() <= 32 && !tag.contains(':');
+    ok_tag.then(|| (tag, pid, &after[close + 3..]))
 }
 
 /// True when the header's timestamp is ISO 8601 (after an optional `<PRI>`).
@@ -163,12 +193,17 @@ mod tests {
     use chrono::{DateTime, NaiveDate};
 
     fn parser(zone: &str, y: i32, m: u32, d: u32) -> LineParser {
-        let reference = NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        let reference = NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
         LineParser::new(Zone::parse(zone).unwrap(), None, "test").with_reference(reference)
     }
 
     fn iso(ms: i64) -> String {
-        DateTime::<Utc>::from_timestamp_millis(ms).unwrap().to_rfc3339()
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
     }
 
     #[test]

@@ -170,7 +170,11 @@ pub fn parse_offset(s: &str) -> Option<FixedOffset> {
         return None;
     }
     let h: i32 = digits[..2].parse().ok()?;
-    let m: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    let m: i32 = if digits.len() == 4 {
+        digits[2..].parse().ok()?
+    } else {
+        0
+    };
     if h > 23 || m > 59 {
         return None;
     }
@@ -216,7 +220,9 @@ mod tests {
     }
 
     fn utc(ms: i64) -> String {
-        DateTime::<Utc>::from_timestamp_millis(ms).unwrap().to_rfc3339()
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
     }
 
     #[test]
@@ -233,20 +239,35 @@ mod tests {
     fn berlin_overlap_stays_monotonic() {
         let z = Zone::parse("Europe/Berlin").unwrap();
         let (first, f1) = z.to_utc_ms(at(2024, 10, 27, 2, 59), None);
-        assert_eq!((utc(first).as_str(), f1), ("2024-10-27T00:59:00+00:00", Fold::Earlier));
+        assert_eq!(
+            (utc(first).as_str(), f1),
+            ("2024-10-27T00:59:00+00:00", Fold::Earlier)
+        );
         let (second, f2) = z.to_utc_ms(at(2024, 10, 27, 2, 0), Some(first));
-        assert_eq!((utc(second).as_str(), f2), ("2024-10-27T01:00:00+00:00", Fold::Later));
+        assert_eq!(
+            (utc(second).as_str(), f2),
+            ("2024-10-27T01:00:00+00:00", Fold::Later)
+        );
     }
 
     #[test]
     fn new_york_gap_and_overlap() {
         let z = Zone::parse("America/New_York").unwrap();
         let (ms, fold) = z.to_utc_ms(at(2024, 3, 10, 2, 15), None);
-        assert_eq!((utc(ms).as_str(), fold), ("2024-03-10T07:15:00+00:00", Fold::Gap));
+        assert_eq!(
+            (utc(ms).as_str(), fold),
+            ("2024-03-10T07:15:00+00:00", Fold::Gap)
+        );
         let (ms, fold) = z.to_utc_ms(at(2024, 11, 3, 1, 30), None);
-        assert_eq!((utc(ms).as_str(), fold), ("2024-11-03T05:30:00+00:00", Fold::Earlier));
+        assert_eq!(
+            (utc(ms).as_str(), fold),
+            ("2024-11-03T05:30:00+00:00", Fold::Earlier)
+        );
         let (ms2, fold) = z.to_utc_ms(at(2024, 11, 3, 1, 10), Some(ms));
-        assert_eq!((utc(ms2).as_str(), fold), ("2024-11-03T06:10:00+00:00", Fold::Later));
+        assert_eq!(
+            (utc(ms2).as_str(), fold),
+            ("2024-11-03T06:10:00+00:00", Fold::Later)
+        );
     }
 
     #[test]

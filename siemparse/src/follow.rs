@@ -64,7 +64,8 @@ pub fn follow(job: FollowJob, parser: LineParser, tx: BatchSender) -> anyhow::Re
         job,
     };
     let path = f.job.path.clone();
-    f.run().with_context(|| format!("following {}", path.display()))
+    f.run()
+        .with_context(|| format!("following {}", path.display()))
 }
 
 impl Follower {
@@ -116,7 +117,11 @@ impl Follower {
         let stored = self.job.stored.clone();
         match stored {
             Some(cp) if (cp.dev, cp.inode) == (meta.dev() as i64, meta.ino() as i64) => {
-                let offset = if meta.len() >= cp.offset as u64 { cp.offset as u64 } else { 0 };
+                let offset = if meta.len() >= cp.offset as u64 {
+                    cp.offset as u64
+                } else {
+                    0
+                };
                 self.open_at(offset)
             }
             Some(cp) => {
@@ -179,8 +184,9 @@ impl Follower {
             let received = now_ms();
             let before = self.splitter.pending_len() as u64;
             let (parser, batch) = (&mut self.parser, &mut self.batch);
-            self.splitter
-                .feed(&self.buf[..n], |line, _| batch.push(parser.parse(line, received)));
+            self.splitter.feed(&self.buf[..n], |line, _| {
+                batch.push(parser.parse(line, received))
+            });
             // Offset after the last whole line: all bytes read minus the unfinished rest.
             cur.offset = cur.offset + before + n as u64 - self.splitter.pending_len() as u64;
             if self.batch.len() >= self.job.batch_rows {
@@ -226,7 +232,10 @@ impl Follower {
                 Ok(m) => return Ok(Some(m)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if self.job.once || self.stopping() {
-                        eprintln!("siemparse: warning: {} does not exist (yet)", self.job.path.display());
+                        eprintln!(
+                            "siemparse: warning: {} does not exist (yet)",
+                            self.job.path.display()
+                        );
                         return Ok(None);
                     }
                     std::thread::sleep(POLL);
@@ -249,8 +258,9 @@ impl Follower {
                 };
                 let received = now_ms();
                 let (parser, batch) = (&mut self.parser, &mut self.batch);
-                self.splitter
-                    .feed(&self.buf[..n], |line, _| batch.push(parser.parse(line, received)));
+                self.splitter.feed(&self.buf[..n], |line, _| {
+                    batch.push(parser.parse(line, received))
+                });
                 self.send_plain()?;
             }
             if let Some(line) = self.splitter.take_pending() {
@@ -273,7 +283,10 @@ impl Follower {
 /// The file in `path`'s directory with this device and inode (a rotated
 /// `auth.log.1`), if any.
 fn find_by_inode(path: &Path, dev: u64, ino: u64) -> Option<PathBuf> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
         let m = entry.metadata().ok()?;
         (m.is_file() && m.dev() == dev && m.ino() == ino).then(|| entry.path())

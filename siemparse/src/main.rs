@@ -21,7 +21,11 @@ use siemstress_common::time::Zone;
 
 /// Turn log lines (stdin, or followed files) into rows of a SQL table.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = "Examples:\n  tail -n0 -F /var/log/auth.log | siemparse -s auth\n  siemparse -s auth --follow /var/log/auth.log\n  siemparse -s auth --year 2024 < old-auth.log")]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  tail -n0 -F /var/log/auth.log | siemparse -s auth\n  siemparse -s auth --follow /var/log/auth.log\n  siemparse -s auth --year 2024 < old-auth.log"
+)]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
@@ -115,10 +119,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.follow.is_empty() {
         let parser = LineParser::new(section.zone, args.year, "stdin");
         let tx = tx.clone();
-        readers.push(std::thread::spawn(move || stdin::read_stdin(parser, tx, batch_rows)));
+        readers.push(std::thread::spawn(move || {
+            stdin::read_stdin(parser, tx, batch_rows)
+        }));
     } else {
         for path in &args.follow {
-            let path = std::path::absolute(path).with_context(|| format!("--follow {}", path.display()))?;
+            let path = std::path::absolute(path)
+                .with_context(|| format!("--follow {}", path.display()))?;
             let key = path.to_string_lossy().into_owned();
             let job = follow::FollowJob {
                 section: section.name.clone(),
@@ -151,7 +158,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         match r.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => reader_error = reader_error.or(Some(e)),
-            Err(_) => reader_error = reader_error.or(Some(anyhow::anyhow!("a reader thread panicked"))),
+            Err(_) => {
+                reader_error = reader_error.or(Some(anyhow::anyhow!("a reader thread panicked")))
+            }
         }
     }
     db.close().await;
@@ -172,7 +181,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// SIGINT/SIGTERM: readers finish their batch, the writer commits, exit 0.
 async fn stop_on_signal(stop: Arc<AtomicBool>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     tokio::select! {
@@ -188,11 +200,18 @@ async fn clear(
     force: bool,
 ) -> anyhow::Result<()> {
     if !db.event_table_exists(&section.table).await? {
-        bail!("section {}: table {} does not exist", section.name, section.table);
+        bail!(
+            "section {}: table {} does not exist",
+            section.name,
+            section.table
+        );
     }
     if !force {
         if !std::io::stdin().is_terminal() {
-            bail!("--clear deletes table {}: add --force to confirm", section.table);
+            bail!(
+                "--clear deletes table {}: add --force to confirm",
+                section.table
+            );
         }
         eprint!("Delete table {} and all its rows? [y/N] ", section.table);
         let mut answer = String::new();

@@ -26,11 +26,17 @@ pub struct WriterGone;
 
 impl BatchSender {
     /// Sends a batch, blocking while the writer is behind.
-    pub fn send(&self, events: Vec<Event>, checkpoint: Option<Checkpoint>) -> Result<(), WriterGone> {
+    pub fn send(
+        &self,
+        events: Vec<Event>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), WriterGone> {
         if events.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
-        self.0.blocking_send(Batch { events, checkpoint }).map_err(|_| WriterGone)
+        self.0
+            .blocking_send(Batch { events, checkpoint })
+            .map_err(|_| WriterGone)
     }
 }
 

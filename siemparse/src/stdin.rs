@@ -12,7 +12,11 @@ use crate::pipeline::{BatchSender, WriterGone};
 /// Reads stdin to EOF, sending batches of at most about `batch_rows`; a
 /// partial batch is sent as soon as no more input is waiting, so a line
 /// piped in from `tail -f` is stored at once.
-pub fn read_stdin(mut parser: LineParser, tx: BatchSender, batch_rows: usize) -> anyhow::Result<()> {
+pub fn read_stdin(
+    mut parser: LineParser,
+    tx: BatchSender,
+    batch_rows: usize,
+) -> anyhow::Result<()> {
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; 256 * 1024];
     let mut splitter = LineSplitter::default();
@@ -29,7 +33,9 @@ pub fn read_stdin(mut parser: LineParser, tx: BatchSender, batch_rows: usize) ->
             Err(e) => return Err(anyhow::Error::new(e).context("reading standard input")),
         };
         let received = now_ms();
-        splitter.feed(&buf[..n], |line, _| batch.push(parser.parse(line, received)));
+        splitter.feed(&buf[..n], |line, _| {
+            batch.push(parser.parse(line, received))
+        });
         if batch.len() >= batch_rows {
             tx.send(std::mem::take(&mut batch), None).map_err(gone)?;
         }

@@ -142,7 +142,11 @@ pub enum EventWriter {
 
 impl EventWriter {
     /// Inserts `events` and upserts `checkpoints` in one transaction.
-    pub async fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
+    pub async fn write(
+        &mut self,
+        events: &[Event],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), Error> {
         match self {
             EventWriter::Sqlite(w) => w.write(events, checkpoints),
             EventWriter::Mysql(w) => w.write(events, checkpoints).await,
@@ -156,8 +160,9 @@ pub const SHORT_COLUMN_CHARS: usize = 255;
 
 /// `s` cut to [`SHORT_COLUMN_CHARS`] characters.
 pub fn short(s: &Option<String>) -> Option<&str> {
-    s.as_deref().map(|v| match v.char_indices().nth(SHORT_COLUMN_CHARS) {
-        Some((i, _)) => &v[..i],
-        None => v,
-    })
+    s.as_deref()
+        .map(|v| match v.char_indices().nth(SHORT_COLUMN_CHARS) {
+            Some((i, _)) => &v[..i],
+            None => v,
+        })
 }

@@ -45,7 +45,8 @@ impl MysqlDb {
                     if started.elapsed() < CONNECT_RETRY
                         && matches!(
                             e.kind(),
-                            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                            std::io::ErrorKind::ConnectionRefused
+                                | std::io::ErrorKind::ConnectionReset
                         ) =>
                 {
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -109,7 +110,11 @@ impl MysqlDb {
             .execute(&self.pool)
             .await
             .map_err(|e| Error::db("drop table", t.as_str(), e))?;
-        let mut tx = self.pool.begin().await.map_err(|e| Error::db("begin", t.as_str(), e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| Error::db("begin", t.as_str(), e))?;
         sqlx::query("DELETE FROM event_tables WHERE name = ?")
             .bind(t.as_str())
             .execute(&mut *tx)
@@ -120,10 +125,16 @@ impl MysqlDb {
             .execute(&mut *tx)
             .await
             .map_err(|e| Error::db("drop table", t.as_str(), e))?;
-        tx.commit().await.map_err(|e| Error::db("commit", t.as_str(), e))
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("commit", t.as_str(), e))
     }
 
-    pub(super) async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
+    pub(super) async fn checkpoint(
+        &self,
+        section: &str,
+        path: &str,
+    ) -> Result<Option<Checkpoint>, Error> {
         let row: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
         )
@@ -169,7 +180,11 @@ pub struct MysqlWriter {
 impl MysqlWriter {
     /// Inserts the rows (several statements if needed) and upserts the
     /// checkpoints in one transaction.
-    pub async fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
+    pub async fn write(
+        &mut self,
+        events: &[Event],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), Error> {
         let table = self.table.as_str();
         let err = |e: sqlx::Error| Error::db("insert into", table, e);
         let mut tx = self.pool.begin().await.map_err(err)?;
@@ -177,7 +192,10 @@ impl MysqlWriter {
         while !rest.is_empty() {
             let mut n = 0;
             let mut bytes = 0;
-            while n < rest.len() && n < ROWS_PER_STATEMENT && (n == 0 || bytes < BYTES_PER_STATEMENT) {
+            while n < rest.len()
+                && n < ROWS_PER_STATEMENT
+                && (n == 0 || bytes < BYTES_PER_STATEMENT)
+            {
                 bytes += rest[n].approx_bytes();
                 n += 1;
             }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{Checkpoint, short};
 use crate::Error;
@@ -102,11 +104,17 @@ CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
     }
 
     pub(super) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(|e| Error::db("begin", t.as_str(), e))?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(r#"DROP TABLE IF EXISTS "{t}""#)))
-            .execute(&mut *tx)
+        let mut tx = self
+            .pool
+            .begin()
             .await
-            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+            .map_err(|e| Error::db("begin", t.as_str(), e))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"DROP TABLE IF EXISTS "{t}""#
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::db("drop table", t.as_str(), e))?;
         sqlx::query("DELETE FROM event_tables WHERE name = ?")
             .bind(t.as_str())
             .execute(&mut *tx)
@@ -117,10 +125,16 @@ CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
             .execute(&mut *tx)
             .await
             .map_err(|e| Error::db("drop table", t.as_str(), e))?;
-        tx.commit().await.map_err(|e| Error::db("commit", t.as_str(), e))
+        tx.commit()
+            .await
+            .map_err(|e| Error::db("commit", t.as_str(), e))
     }
 
-    pub(super) async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
+    pub(super) async fn checkpoint(
+        &self,
+        section: &str,
+        path: &str,
+    ) -> Result<Option<Checkpoint>, Error> {
         let row: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
         )
@@ -139,10 +153,12 @@ CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
     }
 
     pub(super) async fn count_rows(&self, t: &Ident) -> Result<i64, Error> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(r#"SELECT COUNT(*) FROM "{t}""#)))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| Error::db("count", t.as_str(), e))
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            r#"SELECT COUNT(*) FROM "{t}""#
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| Error::db("count", t.as_str(), e))
     }
 
     pub(super) async fn close(&self) {
@@ -213,7 +229,14 @@ impl SqliteWriter {
                 .map_err(err)?;
             for c in checkpoints {
                 cp_stmt
-                    .execute(rusqlite::params![c.section, c.path, c.dev, c.inode, c.offset, crate::time::now_ms()])
+                    .execute(rusqlite::params![
+                        c.section,
+                        c.path,
+                        c.dev,
+                        c.inode,
+                        c.offset,
+                        crate::time::now_ms()
+                    ])
                     .map_err(err)?;
             }
         }

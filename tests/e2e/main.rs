@@ -1,0 +1,5 @@
+//! End-to-end tests: the real binaries against SQLite and (when configured) MariaDB.
+
+mod follow;
+mod ingest;
+mod loghub;
