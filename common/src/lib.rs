@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod event;
 pub mod extract;
+pub mod filter;
 pub mod ident;
 pub mod parse;
 pub mod time;
