@@ -176,14 +176,14 @@ impl Config {
             .or_else(|| self.database.url.clone())
             .unwrap_or_else(|| "sqlite://siemstress.db".to_owned());
         match &self.database.password_file {
-            Some(pf) => {
+            Some(pf) if crate::db::Backend::of(&url)? == crate::db::Backend::Mysql => {
                 let pw = std::fs::read_to_string(pf).map_err(|source| Error::ConfigRead {
                     path: pf.clone(),
                     source,
                 })?;
                 crate::db::with_password(&url, pw.trim_end_matches(['\r', '\n']))
             }
-            None => Ok(url),
+            _ => Ok(url),
         }
     }
 }

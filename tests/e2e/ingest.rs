@@ -284,3 +284,58 @@ fn table_has(env: &Env, n: i64) -> bool {
     };
     exists > 0 && env.scalar("SELECT COUNT(*) FROM t") >= n
 }
+
+#[test]
+fn shipped_example_configs_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sample = std::fs::read(root.join("tests/fixtures/sample-auth.log")).unwrap();
+    for kind in kinds() {
+        let env = Env::new(kind);
+        std::fs::copy(
+            root.join("config/siemstress.toml"),
+            env.path().join("siemstress.toml"),
+        )
+        .unwrap();
+        env.ingest(&["-s", "auth"], &sample);
+        let rows = env.rows("SELECT process, user, source_host, source_port, dest_host, dest_port, protocol, parsed FROM auth ORDER BY id");
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| v.as_deref().unwrap_or("-"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let want = [
+            "CRON root - - - - - 1",
+            "CRON root - - - - - 1",
+            "sshd admin 203.0.113.7 51234 - - - 1",
+            "sshd admin 203.0.113.7 51234 - - - 1",
+            "sshd root 203.0.113.7 51240 - - - 1",
+            "sshd root 203.0.113.7 51240 - - - 1",
+            "sshd root 203.0.113.7 - - - - 1",
+            "sshd root 203.0.113.7 51240 - - - 1",
+            "sshd alice 2001:db8::42 40022 - - - 1",
+            "sshd alice - - - - - 1",
+            "sudo alice - - - - - 1",
+            "sudo root - - - - - 1",
+            "su alice - - - - - 1",
+            "sshd - 2001:db8::42 40022 - - - 1",
+            "kernel - 198.51.100.23 48211 192.0.2.10 23 tcp 1",
+            "kernel - 198.51.100.23 48211 192.0.2.10 3389 tcp 1",
+            "vsftpd bob ::ffff:192.0.2.77 - - - - 1",
+            "sshd test 192.0.2.99 60000 - - - 1",
+            "- - - - - - - 0",
+        ];
+        assert_eq!(got, want, "{kind:?}");
+        let zone = env.rows("SELECT extra FROM auth WHERE id = 1")[0][0]
+            .clone()
+            .unwrap();
+        assert!(zone.contains("Europe/Berlin"), "{zone}");
+    }
+    // The docker config parses too (it names a server that is not here).
+    let cfg =
+        siemstress_common::config::Config::from_file(&root.join("config/docker.toml")).unwrap();
+    assert!(cfg.database.url.unwrap().starts_with("mysql://"));
+}
