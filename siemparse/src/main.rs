@@ -147,27 +147,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ticker = show_progress.then(|| progress::spawn(stored.clone()));
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
 
-    let written = pipeline::write_all(writer, rx, batch_rows, stored.clone()).await;
+    let write = pipeline::write_all(writer, rx, batch_rows, stored.clone());
+    // After SIGTERM/SIGINT the readers flush and stop; one blocked in a read
+    // (stdin, a pipe without writer) cannot, so give up on it after a grace period.
+    let finished = tokio::select! {
+        r = write => Some(r),
+        _ = grace_after_stop(stop.clone()) => None,
+    };
     signals.abort();
     if let Some(t) = ticker {
         t.abort();
         eprintln!();
     }
-    let mut reader_error = None;
+    match finished {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(e),
+        None => {
+            db.close().await;
+            return Ok(());
+        }
+    }
     for r in readers {
         match r.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => reader_error = reader_error.or(Some(e)),
-            Err(_) => {
-                reader_error = reader_error.or(Some(anyhow::anyhow!("a reader thread panicked")))
-            }
+            Ok(r) => r?,
+            Err(_) => bail!("a reader thread panicked"),
         }
     }
     db.close().await;
-    written?;
-    if let Some(e) = reader_error {
-        return Err(e);
-    }
     if show_progress {
         eprintln!(
             "siemparse: stored {} lines in table {}",
@@ -176,6 +182,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Resolves a few seconds after the stop flag is raised.
+async fn grace_after_stop(stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 }
 
 /// SIGINT/SIGTERM: readers finish their batch, the writer commits, exit 0.

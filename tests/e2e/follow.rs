@@ -315,3 +315,20 @@ fn caught_up_with_current_file(env: &Env, log: &Path) -> bool {
         .and_then(|r| r[0].as_deref())
         .is_some_and(|i| i == meta.ino().to_string())
 }
+
+#[test]
+fn sigterm_on_a_pipe_without_writer_exits_promptly() {
+    let env = Env::new(Kind::Sqlite);
+    let fifo = env.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = spawn_follow(&env, &fifo);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+}
