@@ -1,1 +1,301 @@
-fn main() {}
+//! `siemquery`: filtered search over an event table, with table, JSON, NDJSON
+//! and CSV output, counts and top-N statistics.
+//!
+//! Exit status: 0 when the query ran (with or without rows; a closed pipe
+//! also counts), 2 for any error (bad flag, bad time, unknown section,
+//! database failure), with a one-line message on stderr.
+
+mod args;
+mod output;
+mod range;
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use siemstress_common::db::search::{EventRow, ROW_COLUMNS, stats_column};
+use siemstress_common::db::{Backend, Database};
+use siemstress_common::filter::BoundValue;
+use siemstress_common::ident::Ident;
+
+use crate::args::{Args, Format};
+use crate::output::{Cell, Csv, JsonArray, Ndjson, RowWriter, Table, Tee};
+
+/// Rows shown by the table format when `--limit` is not given.
+const TABLE_DEFAULT_LIMIT: u64 = 1000;
+/// Values shown by `--stats` when `--limit` is not given.
+const STATS_DEFAULT_TOP: u64 = 10;
+/// Columns of the table format when `--fields` is not given.
+const TABLE_FIELDS: [&str; 8] = [
+    "id",
+    "ts",
+    "host",
+    "process",
+    "pid",
+    "user",
+    "source_host",
+    "message",
+];
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's first line, without its "error: " prefix and usage block.
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "siemquery: {} (see --help)",
+                line.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siemquery: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("siemquery: {}", one_line(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Errors stay on one line (regex and database messages may span several).
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.connect.load_config()?;
+    let section = config.section(&args.section, None)?;
+    let table = match &args.table {
+        Some(t) => Ident::new(t, "--table")?,
+        None => section.table.clone(),
+    };
+    let filter = args.filter(&section.zone)?;
+    let stats = args.stats.as_deref().map(stats_column).transpose()?;
+    let fields = args.fields()?;
+
+    let url = config.database_url(args.connect.db.as_deref())?;
+    refuse_missing_sqlite_file(&url)?;
+    let db = Database::connect(&url).await?;
+    if !db.event_table_exists(&table).await? {
+        bail!(
+            "unknown section {:?}: table {table} does not exist (nothing ingested yet? see --table)",
+            args.section
+        );
+    }
+
+    let verbose = args.verbose;
+    let mut log = |sql: &str, bound: &[BoundValue]| {
+        if verbose {
+            eprintln!("siemquery: SQL: {sql}");
+            for (i, b) in bound.iter().enumerate() {
+                eprintln!("siemquery:   ?{} = {b}", i + 1);
+            }
+        }
+    };
+
+    let stdout = io::stdout();
+    let tty = stdout.is_terminal();
+    let format = args
+        .format
+        .unwrap_or(if tty { Format::Table } else { Format::Ndjson });
+
+    if args.count {
+        let n = db.count_events(&table, &filter, &mut log).await?;
+        if !args.silent {
+            let mut out = stdout.lock();
+            writeln!(out, "{n}")?;
+            out.flush()?;
+        }
+        db.close().await;
+        return Ok(());
+    }
+
+    if let Some(column) = stats {
+        let top = match args.limit {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(STATS_DEFAULT_TOP),
+        };
+        let rows = db
+            .event_stats(&table, &filter, column, top, &mut log)
+            .await?;
+        let names = vec![column.to_owned(), "count".to_owned()];
+        let mut w = writers(&args, format, &names, &section.zone, tty)?;
+        for (key, n) in rows {
+            let key = match key {
+                None => Cell::Null,
+                Some(k) if matches!(column, "ts" | "received") => {
+                    Cell::Time(k.to_string().parse().unwrap_or_default())
+                }
+                Some(siemstress_common::db::search::StatKey::Int(i)) => Cell::Int(i),
+                Some(siemstress_common::db::search::StatKey::Text(s)) => Cell::Text(s),
+            };
+            w.row(&[key, Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))])?;
+        }
+        w.finish()?;
+        db.close().await;
+        return Ok(());
+    }
+
+    let fields = fields.unwrap_or_else(|| {
+        if format == Format::Table && !args.silent {
+            TABLE_FIELDS.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            all_fields()
+        }
+    });
+    let limit = match args.limit {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None if format == Format::Table && !args.silent => Some(TABLE_DEFAULT_LIMIT),
+        None => None,
+    };
+    let mut w = writers(&args, format, &fields, &section.zone, tty)?;
+    let section_name = args.section.clone();
+    let mut cells = Vec::with_capacity(fields.len());
+    let mut sink = |row: EventRow| -> io::Result<()> {
+        cells.clear();
+        cells.extend(fields.iter().map(|f| cell(&row, f, &section_name)));
+        w.row(&cells)
+    };
+    let n = db
+        .search_events(&table, &filter, limit, &mut log, &mut sink)
+        .await?;
+    w.finish()?;
+    if args.limit.is_none() && limit == Some(n) && format == Format::Table && tty {
+        eprintln!("siemquery: showing the first {n} rows; use --limit N (0: all) for more");
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// The stdout writer (unless `--silent`) and the `--json FILE` writer.
+fn writers(
+    args: &Args,
+    format: Format,
+    fields: &[String],
+    zone: &siemstress_common::time::Zone,
+    tty: bool,
+) -> anyhow::Result<Tee> {
+    let mut all: Vec<Box<dyn RowWriter>> = Vec::new();
+    if !args.silent {
+        let out = io::BufWriter::with_capacity(64 * 1024, io::stdout());
+        all.push(match format {
+            Format::Table => Box::new(Table::new(out, fields, *zone, tty)),
+            Format::Json => Box::new(JsonArray::new(out, fields.to_vec())),
+            Format::Ndjson => Box::new(Ndjson::new(out, fields.to_vec())),
+            Format::Csv => Box::new(Csv::new(out, fields)?),
+        });
+    }
+    if let Some(path) = &args.json {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("--json {}: cannot create", path.display()))?;
+        all.push(Box::new(JsonArray::new(
+            io::BufWriter::new(f),
+            fields.to_vec(),
+        )));
+    }
+    Ok(Tee(all))
+}
+
+/// Every column plus `section`.
+fn all_fields() -> Vec<String> {
+    ROW_COLUMNS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(std::iter::once("section".to_owned()))
+        .collect()
+}
+
+fn opt_text(v: &Option<String>) -> Cell {
+    v.as_ref().map_or(Cell::Null, |s| Cell::Text(s.clone()))
+}
+
+fn opt_int(v: Option<i64>) -> Cell {
+    v.map_or(Cell::Null, Cell::Int)
+}
+
+/// The cell of field `f` (validated by [`Args::fields`]).
+fn cell(r: &EventRow, f: &str, section: &str) -> Cell {
+    match f {
+        "id" => Cell::Int(r.id),
+        "ts" => Cell::Time(r.ts),
+        "received" => Cell::Time(r.received),
+        "host" => opt_text(&r.host),
+        "process" => opt_text(&r.process),
+        "pid" => opt_int(r.pid),
+        "facility" => opt_text(&r.facility),
+        "severity" => opt_text(&r.severity),
+        "user" => opt_text(&r.user),
+        "source_host" => opt_text(&r.source_host),
+        "source_port" => opt_int(r.source_port),
+        "dest_host" => opt_text(&r.dest_host),
+        "dest_port" => opt_int(r.dest_port),
+        "protocol" => opt_text(&r.protocol),
+        "message" => Cell::Text(r.message.clone()),
+        "raw" => Cell::Text(r.raw.clone()),
+        "parsed" => Cell::Int(r.parsed),
+        "source" => Cell::Text(r.source.clone()),
+        "extra" => r
+            .extra
+            .as_ref()
+            .map_or(Cell::Null, |s| Cell::Json(s.clone())),
+        "section" => Cell::Text(section.to_owned()),
+        _ => Cell::Null,
+    }
+}
+
+/// siemquery only reads: a SQLite file that is not there is a typo, not a
+/// database to create.
+fn refuse_missing_sqlite_file(url: &str) -> anyhow::Result<()> {
+    use std::str::FromStr;
+    if Backend::of(url)? != Backend::Sqlite || url.contains(":memory:") {
+        return Ok(());
+    }
+    let full = if url.starts_with("sqlite:") {
+        url.to_owned()
+    } else {
+        format!("sqlite://{url}")
+    };
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&full)
+        .with_context(|| format!("bad database URL {url:?}"))?;
+    let path = opts.get_filename();
+    if !path.exists() {
+        bail!(
+            "database file {} does not exist (set --db, SIEMSTRESS_DATABASE_URL or [database] url)",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! are created from a fixed template with a validated name.
 
 pub mod mysql;
+pub mod search;
 pub mod sqlite;
 
 use crate::Error;
