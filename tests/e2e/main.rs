@@ -3,3 +3,4 @@
 mod follow;
 mod ingest;
 mod loghub;
+mod query;
