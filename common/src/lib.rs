@@ -23,6 +23,7 @@ pub mod extract;
 pub mod filter;
 pub mod ident;
 pub mod parse;
+pub mod snapshot;
 pub mod time;
 
 use std::path::PathBuf;

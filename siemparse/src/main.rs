@@ -2,9 +2,11 @@
 //! of a config section.
 
 mod follow;
+mod gather;
 mod lines;
 mod pipeline;
 mod progress;
+mod snapshot_input;
 mod stdin;
 
 use std::io::IsTerminal;
@@ -69,6 +71,24 @@ struct Args {
     /// With --clear, do not ask
     #[arg(long, requires = "clear")]
     force: bool,
+
+    /// Run a built-in snapshot gatherer and store its rows: users, groups, files,
+    /// suid, authorized_keys, crontabs, listenports, mysql_users
+    #[arg(long, value_name = "KIND", conflicts_with_all = ["follow", "clear"])]
+    gather: Option<String>,
+
+    /// With --gather, read the file system under DIR instead of /
+    #[arg(long, value_name = "DIR", requires = "gather")]
+    root: Option<PathBuf>,
+
+    /// Store the JSON on stdin (array of objects, or object of objects) as
+    /// snapshot NAME; with --gather, the name to store it under
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["follow", "clear"])]
+    snapshot: Option<String>,
+
+    /// With --snapshot, the field that keys an array's objects (repeatable: joined by |)
+    #[arg(long = "key", value_name = "FIELD", requires = "snapshot")]
+    key: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +115,16 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.connect.load_config()?;
+    if args.gather.is_some() || args.snapshot.is_some() {
+        let opts = snapshot_input::Opts {
+            gather: args.gather,
+            root: args.root,
+            snapshot: args.snapshot,
+            keys: args.key,
+            quiet: args.quiet,
+        };
+        return snapshot_input::run(&args.connect, &config, opts).await;
+    }
     let zone = args
         .timezone
         .as_deref()

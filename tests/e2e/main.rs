@@ -4,3 +4,4 @@ mod follow;
 mod ingest;
 mod loghub;
 mod query;
+mod snapshot;

@@ -1,0 +1,33 @@
+//! `groups`: /etc/group with members (sorted, so reordering is no change).
+
+use anyhow::Context;
+use serde_json::json;
+use siemstress_common::snapshot::Row;
+
+use super::Ctx;
+use super::passwd::colon_lines;
+
+pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
+    let path = ctx.under_root("/etc/group");
+    let lines = colon_lines(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(lines
+        .into_iter()
+        .map(|f| {
+            let name = f.first().cloned().unwrap_or_default();
+            let gid: Option<u32> = f.get(2).and_then(|g| g.parse().ok());
+            let mut members: Vec<&str> = f
+                .get(3)
+                .map(|m| {
+                    m.split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            members.sort_unstable();
+            members.dedup();
+            let value = json!({"group": name, "gid": gid, "members": members});
+            Row::new(name, value)
+        })
+        .collect())
+}

@@ -1,0 +1,153 @@
+//! Built-in gatherers (`siemparse --gather KIND`): each reads the system
+//! (under `--root DIR` instead of `/`, except `listenports`, which reads
+//! the live /proc) and returns snapshot rows keyed by a natural key.
+//!
+//! | kind | key | source |
+//! | --- | --- | --- |
+//! | `users` | user name | /etc/passwd, /etc/shadow (never the hash) |
+//! | `groups` | group name | /etc/group |
+//! | `files` | path | `[gather.files] paths` / `exclude` |
+//! | `suid` | path | setuid/setgid files under `[gather.suid] roots` |
+//! | `authorized_keys` | `user:SHA256:...` | ~/.ssh/authorized_keys{,2} of every passwd user |
+//! | `crontabs` | `file:entry` | /etc/crontab, /etc/cron.d/*, /var/spool/cron/{crontabs/,}* |
+//! | `listenports` | `proto/address:port` | /proc/net/{tcp,tcp6,udp,udp6}, /proc/*/fd |
+//! | `mysql_users` | `user@host` | `[gather.mysql_users] url` |
+
+mod authorized_keys;
+mod crontabs;
+mod files;
+mod fs;
+mod groups;
+mod listenports;
+mod mysql_users;
+mod passwd;
+mod suid;
+mod users;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use siemstress_common::snapshot::Row;
+
+/// Names of the built-in kinds, for `--gather` and its error message.
+pub const KINDS: [&str; 8] = [
+    "users",
+    "groups",
+    "files",
+    "suid",
+    "authorized_keys",
+    "crontabs",
+    "listenports",
+    "mysql_users",
+];
+
+/// `[gather]` of the config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatherConfig {
+    #[serde(default)]
+    pub files: FilesConfig,
+    #[serde(default)]
+    pub suid: SuidConfig,
+    #[serde(default)]
+    pub mysql_users: MysqlUsersConfig,
+}
+
+/// `[gather.files]`: what to watch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Files, directories (recursively) and globs (`*`, `?`, `[...]`, `**`).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Globs of paths to leave out (a matching directory is not descended).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `[gather.suid]`: where to look for setuid/setgid files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuidConfig {
+    /// Directories searched recursively without crossing file systems
+    /// (default: `/`).
+    pub roots: Option<Vec<String>>,
+    /// Globs of paths to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `[gather.mysql_users]`: the server whose accounts are listed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlUsersConfig {
+    /// `mysql://user@host:port/db`; the account needs SELECT on mysql.user.
+    pub url: Option<String>,
+    /// File holding the password, instead of putting it in the URL.
+    pub password_file: Option<PathBuf>,
+}
+
+impl GatherConfig {
+    /// Reads `[gather]` from the config's raw TOML; unknown keys are errors.
+    pub fn from_toml(value: Option<&toml::Value>) -> anyhow::Result<Self> {
+        match value {
+            None => Ok(Self::default()),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("config [gather]: {e}")),
+        }
+    }
+}
+
+/// What a gatherer works with.
+pub struct Ctx<'a> {
+    /// Filesystem root to read under (`/` by default).
+    pub root: PathBuf,
+    pub config: &'a GatherConfig,
+    /// Rows of the previous successful run of this snapshot on this host
+    /// (for `files` and `suid`: hashes are reused when size, mtime and
+    /// inode did not change).
+    pub previous: Vec<Row>,
+    /// Non-fatal problems, printed on stderr.
+    pub warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    /// Where host path `p` (absolute, as on the host) lives under the root.
+    pub fn under_root(&self, p: &str) -> PathBuf {
+        under_root(&self.root, p)
+    }
+
+    /// Records a non-fatal problem.
+    pub fn warn(&mut self, msg: impl Into<String>) {
+        self.warnings.push(msg.into());
+    }
+}
+
+/// `root` joined with host path `p` (`/etc/passwd` → `ROOT/etc/passwd`).
+pub fn under_root(root: &Path, p: &str) -> PathBuf {
+    root.join(p.trim_start_matches('/'))
+}
+
+/// Runs gatherer `kind`.
+pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
+    let rows = match kind {
+        "users" => users::gather(ctx)?,
+        "groups" => groups::gather(ctx)?,
+        "files" => files::gather(ctx)?,
+        "suid" => suid::gather(ctx)?,
+        "authorized_keys" => authorized_keys::gather(ctx)?,
+        "crontabs" => crontabs::gather(ctx)?,
+        "listenports" => listenports::gather(ctx)?,
+        "mysql_users" => mysql_users::gather(ctx)
+            .await
+            .context("gather mysql_users")?,
+        other => bail!(
+            "unknown gatherer {other:?}: use one of {}",
+            KINDS.join(", ")
+        ),
+    };
+    Ok(rows)
+}

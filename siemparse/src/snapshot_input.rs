@@ -1,0 +1,124 @@
+//! `siemparse --gather KIND [--root DIR]` and
+//! `cmd | siemparse --snapshot NAME [--key FIELD]...`: one snapshot run.
+//!
+//! The run's rows are gathered (or parsed from stdin) first and then stored
+//! with the run in one transaction. A gatherer that fails records a run with
+//! status `failed` and its message (so the report shows it), then exits 2.
+//! Per-item problems (an unreadable file, a process whose fds are hidden)
+//! are not failures: they are rows with `error`, or warnings on stderr.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use siemstress_common::cli::ConnectArgs;
+use siemstress_common::config::Config;
+use siemstress_common::snapshot::{self, diff, storage};
+
+use crate::gather::{self, GatherConfig};
+
+/// The snapshot flags of `siemparse`.
+#[derive(Debug, Default)]
+pub struct Opts {
+    pub gather: Option<String>,
+    pub root: Option<PathBuf>,
+    pub snapshot: Option<String>,
+    pub keys: Vec<String>,
+    pub quiet: bool,
+}
+
+/// Gathers or reads one snapshot and stores it as a run.
+pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::Result<()> {
+    let name = opts
+        .snapshot
+        .clone()
+        .or_else(|| opts.gather.clone())
+        .unwrap_or_default();
+    snapshot::validate_name(&name)?;
+    if let Some(kind) = &opts.gather
+        && !gather::KINDS.contains(&kind.as_str())
+    {
+        anyhow::bail!(
+            "unknown gatherer {kind:?}: use one of {}",
+            gather::KINDS.join(", ")
+        );
+    }
+    let gather_config = GatherConfig::from_toml(config.gather.as_ref())?;
+    let db = connect.connect(config).await?;
+    let host = snapshot::local_host();
+    let taken = siemstress_common::time::now_ms();
+
+    let mut warnings = Vec::new();
+    let result = match &opts.gather {
+        Some(kind) => {
+            let previous = match storage::latest_ok(&db, &name, &host).await? {
+                Some(r) if kind == "files" || kind == "suid" => storage::rows(&db, r.id).await?,
+                _ => Vec::new(),
+            };
+            let mut ctx = gather::Ctx {
+                root: opts.root.clone().unwrap_or_else(|| PathBuf::from("/")),
+                config: &gather_config,
+                previous,
+                warnings: Vec::new(),
+            };
+            let r = gather::gather(kind, &mut ctx).await;
+            warnings = ctx.warnings;
+            r
+        }
+        None => read_stdin(&opts.keys),
+    };
+    if !opts.quiet {
+        for w in &warnings {
+            eprintln!("siemparse: warning: {w}");
+        }
+    }
+    let mut rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            storage::store_failed(&db, &name, &host, taken, &msg).await?;
+            db.close().await;
+            return Err(e.context(format!("snapshot {name}: run recorded as failed")));
+        }
+    };
+    let renamed = snapshot::dedupe_keys(&mut rows);
+    if renamed > 0 && !opts.quiet {
+        eprintln!("siemparse: warning: {renamed} duplicate keys got a \" #N\" suffix");
+    }
+    let message = (!warnings.is_empty()).then(|| warnings.join("; "));
+    let id = storage::store_run(&db, &name, &host, taken, &rows, message.as_deref()).await?;
+    if !opts.quiet && std::io::stderr().is_terminal() {
+        let run = storage::run(&db, id)
+            .await?
+            .context("stored run vanished")?;
+        let d = diff::diff_run(&db, run, &diff::Excludes::default()).await?;
+        let count = |k: diff::ChangeKind| d.changes.iter().filter(|c| c.change == k).count();
+        match &d.previous {
+            None => eprintln!(
+                "siemparse: snapshot {name}: run {id}, {} rows (baseline)",
+                rows.len()
+            ),
+            Some(p) => eprintln!(
+                "siemparse: snapshot {name}: run {id}, {} rows; vs run {}: {} added, {} removed, {} changed",
+                rows.len(),
+                p.id,
+                count(diff::ChangeKind::Added),
+                count(diff::ChangeKind::Removed),
+                count(diff::ChangeKind::Changed),
+            ),
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn read_stdin(keys: &[String]) -> anyhow::Result<Vec<snapshot::Row>> {
+    let mut text = String::new();
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .context("read stdin")?;
+    text.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(snapshot::input::rows_from_json(&text, keys)?)
+}

@@ -1,0 +1,462 @@
+//! Snapshots: `siemparse --snapshot` (JSON on stdin) and `--gather KIND`
+//! on a fixture tree, diffs with excludes and the exit bitmask.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use siemstress_tests::{Env, kinds};
+
+/// The latest diff of `name`, computed by the library, as JSON records.
+fn lib_diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
+    use siemstress_common::snapshot::diff;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let db = siemstress_common::db::Database::connect(&env.url)
+            .await
+            .expect("connect");
+        let ex = diff::Excludes::new(excludes).expect("excludes");
+        let diffs = diff::diff_latest(&db, name, &ex).await.expect("diff");
+        db.close().await;
+        diffs
+            .into_iter()
+            .flat_map(|d| d.changes)
+            .map(|c| serde_json::to_value(c).expect("json"))
+            .collect()
+    })
+}
+
+/// `(change, key, column)` of each record, for compact assertions.
+fn summary(records: &[Value]) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["change"].as_str().unwrap_or("").to_owned(),
+                r["key"].as_str().unwrap_or("").to_owned(),
+                r["column"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn s(change: &str, key: &str, column: &str) -> (String, String, String) {
+    (change.to_owned(), key.to_owned(), column.to_owned())
+}
+
+#[test]
+fn stdin_object_of_objects_diff_and_excludes() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let v1 = r#"{"alice": {"uid": 1000, "shell": "/bin/sh"}, "bob": {"uid": 1001, "shell": "/bin/sh"}}"#;
+        env.ingest(&["--snapshot", "people"], v1.as_bytes());
+        assert!(
+            lib_diff(&env, "people", &[]).is_empty(),
+            "first run is a baseline"
+        );
+        let v2 = r#"{"alice": {"uid": 1000, "shell": "/bin/bash"}, "carol": {"uid": 1002, "shell": "/bin/sh"}}"#;
+        env.ingest(&["--snapshot", "people"], v2.as_bytes());
+        let d = lib_diff(&env, "people", &[]);
+        assert_eq!(
+            summary(&d),
+            [
+                s("added", "carol", ""),
+                s("changed", "alice", "shell"),
+                s("removed", "bob", "")
+            ],
+            "{kind:?}"
+        );
+        let changed = d.iter().find(|r| r["change"] == "changed").unwrap();
+        assert_eq!(
+            (&changed["snapshot"], &changed["old"], &changed["new"]),
+            (&json!("people"), &json!("/bin/sh"), &json!("/bin/bash"))
+        );
+        let added = d.iter().find(|r| r["change"] == "added").unwrap();
+        assert_eq!(added["row"], json!({"uid": 1002, "shell": "/bin/sh"}));
+        assert!(added.get("column").is_none() && added.get("old").is_none());
+
+        let d = lib_diff(&env, "people", &["people.*.shell", "people.carol"]);
+        assert_eq!(summary(&d), [s("removed", "bob", "")], "{kind:?}");
+
+        // Runs and rows as the contract names them.
+        assert_eq!(
+            env.scalar(
+                "SELECT COUNT(*) FROM snapshot_runs WHERE name = 'people' AND status = 'ok'"
+            ),
+            2
+        );
+        assert_eq!(
+            env.scalar(
+                "SELECT COUNT(*) FROM snapshot_rows r JOIN snapshot_runs u ON u.id = r.run_id \
+                 WHERE u.name = 'people'"
+            ),
+            4
+        );
+    }
+}
+
+#[test]
+fn stdin_array_with_and_without_keys() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let a1 = r#"[{"proto":"tcp","port":22,"process":"sshd"},{"proto":"udp","port":53,"process":"named"}]"#;
+        let a2 = r#"[{"proto":"tcp","port":22,"process":"dropbear"},{"proto":"udp","port":53,"process":"named"}]"#;
+        env.ingest(
+            &["--snapshot", "ports", "--key", "proto", "--key", "port"],
+            a1.as_bytes(),
+        );
+        env.ingest(
+            &["--snapshot", "ports", "--key", "proto", "--key", "port"],
+            a2.as_bytes(),
+        );
+        let d = lib_diff(&env, "ports", &[]);
+        assert_eq!(summary(&d), [s("changed", "tcp|22", "process")], "{kind:?}");
+
+        // Without --key a row is its whole content: a change is removed + added.
+        env.ingest(&["--snapshot", "whole"], a1.as_bytes());
+        env.ingest(&["--snapshot", "whole"], a2.as_bytes());
+        let d = lib_diff(&env, "whole", &[]);
+        let kinds: Vec<&str> = summary(&d)
+            .iter()
+            .map(|r| if r.0 == "added" { "added" } else { "removed" })
+            .collect();
+        assert_eq!(kinds, ["added", "removed"], "{d:?}");
+        assert_eq!(
+            d.iter().find(|r| r["change"] == "added").unwrap()["row"]["process"],
+            "dropbear"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_a_failed_run_and_not_a_baseline() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.ingest(&["--snapshot", "x"], br#"{"a": {"v": 1}}"#);
+        let (code, _, err) = env.run("siemparse", &["--snapshot", "x"], b"not json");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("JSON"), "{err}");
+        let (code, _, err) = env.run(
+            "siemparse",
+            &["--snapshot", "x", "--key", "id"],
+            b"[{\"v\":1}]",
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("\"id\""), "{err}");
+        assert_eq!(
+            env.scalar("SELECT COUNT(*) FROM snapshot_runs WHERE status = 'failed'"),
+            2
+        );
+        // The next good run is diffed against the last good one, not the failures.
+        env.ingest(&["--snapshot", "x"], br#"{"a": {"v": 2}}"#);
+        assert_eq!(summary(&lib_diff(&env, "x", &[])), [s("changed", "a", "v")]);
+        // Names with dots would make exclusion globs ambiguous.
+        let (code, _, err) = env.run("siemparse", &["--snapshot", "a.b"], b"{}");
+        assert_eq!(code, 2, "{err}");
+    }
+}
+
+/// A small system under `root`: accounts, keys, crontabs, watched files.
+fn fixture(root: &Path) {
+    let w = |p: &str, text: &str| {
+        let f = root.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    };
+    w(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nbob:x:1001:1001:Bob:/home/bob:/bin/sh\n",
+    );
+    w(
+        "/etc/shadow",
+        "root:$y$j9T$salt$hash:19000:0:99999:7:::\nalice:$6$salt$hash:19500:0:99999:7:::\nbob:!:19600:0:99999:7:::\n",
+    );
+    w("/etc/group", "root:x:0:\nsudo:x:27:alice\nbob:x:1001:\n");
+    w(
+        "/home/alice/.ssh/authorized_keys",
+        &format!("{KEY1} alice@laptop\nfrom=\"10.0.0.0/8\",no-pty {KEY2} alice@ci\n"),
+    );
+    w(
+        "/etc/crontab",
+        "SHELL=/bin/sh\n# m h dom mon dow user command\n17 * * * * root cd / && run-parts /etc/cron.hourly\n",
+    );
+    w(
+        "/etc/cron.d/backup",
+        "30 2 * * * root /usr/local/bin/backup\n",
+    );
+    w(
+        "/var/spool/cron/crontabs/alice",
+        "@reboot /home/alice/bin/start\n",
+    );
+    w("/etc/ssh/sshd_config", "PermitRootLogin no\n");
+    w("/etc/ssh/sshd_config.bak", "old\n");
+    w("/etc/hosts", "127.0.0.1 localhost\n");
+    w("/usr/bin/passwd", "binary");
+    w("/usr/bin/ls", "binary");
+    set_mode(root, "/usr/bin/passwd", 0o4755);
+    set_mode(root, "/usr/bin/ls", 0o755);
+    set_mode(root, "/etc/ssh/sshd_config", 0o644);
+}
+
+const KEY1: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+const KEY2: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFq3k0QzM+o7Xg6iLJkzVw2hHcJ9yX1pR2v8sT4uW5aB";
+
+fn set_mode(root: &Path, p: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join(p.trim_start_matches('/')),
+        std::fs::Permissions::from_mode(mode),
+    )
+    .unwrap();
+}
+
+const GATHER_CONFIG: &str = r#"
+[gather.files]
+paths = ["/etc/passwd", "/etc/ssh/**", "/etc/hosts", "/etc/nonexistent"]
+exclude = ["/etc/ssh/*.bak"]
+[gather.suid]
+roots = ["/usr", "/etc"]
+"#;
+
+const FS_KINDS: [&str; 6] = [
+    "users",
+    "groups",
+    "files",
+    "suid",
+    "authorized_keys",
+    "crontabs",
+];
+
+fn gather_all(env: &Env, root: &Path) {
+    for k in FS_KINDS {
+        env.ingest(&["--gather", k, "--root", root.to_str().unwrap()], b"");
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn gatherers_on_a_fixture_tree() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config(GATHER_CONFIG);
+        let root = env.path().join("root");
+        fixture(&root);
+        gather_all(&env, &root);
+        for k in FS_KINDS {
+            assert!(lib_diff(&env, k, &[]).is_empty(), "{k}: baseline");
+        }
+        // What was stored: no hashes, the contract's columns, keys.
+        let users = env.rows(
+            "SELECT r.row_key, r.value FROM snapshot_rows r JOIN snapshot_runs u ON u.id = r.run_id \
+             WHERE u.name = 'users' ORDER BY r.seq",
+        );
+        let keys: Vec<&str> = users.iter().map(|r| r[0].as_deref().unwrap()).collect();
+        assert_eq!(keys, ["root", "alice", "bob"]);
+        let bob: Value = serde_json::from_str(users[2][1].as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (&bob["password"], &bob["shell"]),
+            (&json!("L"), &json!("/bin/sh"))
+        );
+        assert!(
+            !users
+                .iter()
+                .any(|r| r[1].as_deref().unwrap().contains("salt"))
+        );
+        let files = env.rows(
+            "SELECT r.row_key FROM snapshot_rows r JOIN snapshot_runs u ON u.id = r.run_id \
+             WHERE u.name = 'files' ORDER BY r.seq",
+        );
+        let files: Vec<&str> = files.iter().map(|r| r[0].as_deref().unwrap()).collect();
+        assert_eq!(files, ["/etc/passwd", "/etc/ssh/sshd_config", "/etc/hosts"]);
+
+        // The changes: a mode, an owner, a content, a user, a key, a cron job, a suid bit.
+        set_mode(&root, "/etc/ssh/sshd_config", 0o666);
+        if is_root() {
+            std::os::unix::fs::chown(root.join("etc/hosts"), Some(1000), None).unwrap();
+        }
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            format!("{passwd}mallory:x:0:0::/root:/bin/bash\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("home/alice/.ssh/authorized_keys"),
+            format!("{KEY1} alice@laptop\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/cron.d/backup"),
+            "30 2 * * * root /usr/local/bin/backup\n* * * * * root /tmp/.x\n",
+        )
+        .unwrap();
+        set_mode(&root, "/usr/bin/ls", 0o4755);
+        gather_all(&env, &root);
+
+        assert_eq!(
+            summary(&lib_diff(&env, "users", &[])),
+            [s("added", "mallory", "")],
+            "{kind:?}"
+        );
+        assert!(lib_diff(&env, "groups", &[]).is_empty());
+        let mut expect = vec![
+            s("changed", "/etc/passwd", "mtime"),
+            s("changed", "/etc/passwd", "sha256"),
+            s("changed", "/etc/passwd", "size"),
+            s("changed", "/etc/ssh/sshd_config", "mode"),
+        ];
+        if is_root() {
+            expect.insert(0, s("changed", "/etc/hosts", "uid"));
+        }
+        let files = lib_diff(&env, "files", &[]);
+        assert_eq!(summary(&files), expect, "{kind:?}");
+        let mode = files.iter().find(|r| r["column"] == "mode").unwrap();
+        assert_eq!(
+            (&mode["old"], &mode["new"]),
+            (&json!("0644"), &json!("0666"))
+        );
+        assert_eq!(
+            summary(&lib_diff(
+                &env,
+                "files",
+                &["files./etc/passwd", "files.*.mode"]
+            )),
+            if is_root() {
+                vec![s("changed", "/etc/hosts", "uid")]
+            } else {
+                vec![]
+            }
+        );
+        assert_eq!(
+            summary(&lib_diff(&env, "suid", &[])),
+            [s("added", "/usr/bin/ls", "")]
+        );
+        let keys = lib_diff(&env, "authorized_keys", &[]);
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(keys[0]["change"], "removed");
+        assert_eq!(keys[0]["row"]["comment"], "alice@ci");
+        assert_eq!(keys[0]["row"]["options"], "from=\"10.0.0.0/8\",no-pty");
+        assert!(
+            keys[0]["key"]
+                .as_str()
+                .unwrap()
+                .starts_with("alice:SHA256:")
+        );
+        let cron = lib_diff(&env, "crontabs", &[]);
+        assert_eq!(
+            summary(&cron),
+            [s("added", "/etc/cron.d/backup:* * * * * root /tmp/.x", "")]
+        );
+        assert_eq!(cron[0]["row"]["user"], "root");
+        assert_eq!(cron[0]["row"]["command"], "/tmp/.x");
+    }
+}
+
+#[test]
+fn files_unreadable_and_hash_reuse() {
+    let env = Env::new(siemstress_tests::Kind::Sqlite);
+    env.config("[gather.files]\npaths = [\"/data\"]\n");
+    let root = env.path().join("root");
+    std::fs::create_dir_all(root.join("data/sub")).unwrap();
+    std::fs::write(root.join("data/a"), "aaa").unwrap();
+    std::fs::write(root.join("data/sub/b"), "bbb").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", root.join("data/link")).unwrap();
+    let r = root.to_str().unwrap();
+    let (code, _, err) = env
+        .cmd("siemparse")
+        .env("SIEMPARSE_GATHER_STATS", "1")
+        .args(["--gather", "files", "--root", r])
+        .output()
+        .map(|o| {
+            (
+                o.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 hashed, 0 hashes reused"), "{err}");
+    let out = env
+        .cmd("siemparse")
+        .env("SIEMPARSE_GATHER_STATS", "1")
+        .args(["--gather", "files", "--root", r])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0 hashed, 2 hashes reused"), "{err}");
+    let rows = env.rows(
+        "SELECT row_key, value FROM snapshot_rows WHERE run_id = (SELECT MAX(id) FROM snapshot_runs) ORDER BY seq",
+    );
+    let keys: Vec<&str> = rows.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(
+        keys,
+        ["/data", "/data/a", "/data/link", "/data/sub", "/data/sub/b"]
+    );
+    let link: Value = serde_json::from_str(rows[2][1].as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (&link["type"], &link["link"]),
+        (&json!("symlink"), &json!("/etc/shadow"))
+    );
+    let a: Value = serde_json::from_str(rows[1][1].as_deref().unwrap()).unwrap();
+    assert_eq!(
+        a["sha256"],
+        "9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0"
+    );
+    // An unreadable file is a row with `error` and no hash. Root reads
+    // everything, so as root the gatherer runs without DAC override.
+    // (A new file: an unchanged one keeps its hash from the last run.)
+    std::fs::write(root.join("data/c"), "ccc").unwrap();
+    set_mode(&root, "/data/c", 0o000);
+    let mut cmd = env.cmd("siemparse");
+    cmd.args(["--gather", "files", "--root", r]);
+    let out = if is_root() {
+        let Ok(setpriv) = which("setpriv") else {
+            eprintln!("setpriv not found: unreadable-file case skipped");
+            return;
+        };
+        let mut c = std::process::Command::new(setpriv);
+        c.arg("--bounding-set=-dac_override,-dac_read_search")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .current_dir(env.path())
+            .env_remove("SIEMSTRESS_CONFIG")
+            .env_remove("SIEMSTRESS_DATABASE_URL");
+        c.output().unwrap()
+    } else {
+        cmd.output().unwrap()
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = lib_diff(&env, "files", &[]);
+    assert_eq!(summary(&d), [s("added", "/data/c", "")], "{d:?}");
+    let row = &d[0]["row"];
+    assert_eq!(row["sha256"], Value::Null);
+    assert_eq!(row["mode"], "0000");
+    assert!(
+        row["error"].as_str().unwrap().contains("Permission denied"),
+        "{row}"
+    );
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
