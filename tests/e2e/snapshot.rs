@@ -460,3 +460,191 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// Rows of the latest run of `name`, as (key, value).
+fn latest_rows(env: &Env, name: &str) -> Vec<(String, Value)> {
+    env.rows(&format!(
+        "SELECT row_key, value FROM snapshot_rows WHERE run_id = \
+         (SELECT MAX(id) FROM snapshot_runs WHERE name = '{name}') ORDER BY seq"
+    ))
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap(),
+            serde_json::from_str(r[1].as_deref().unwrap()).unwrap(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn listenports_live_v4_and_v6() {
+    let env = Env::new(siemstress_tests::Kind::Sqlite);
+    let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+    let k4 = format!("tcp/127.0.0.1:{}", v4.local_addr().unwrap().port());
+    let k6 = v6
+        .as_ref()
+        .map(|l| format!("tcp6/[::1]:{}", l.local_addr().unwrap().port()));
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ku = format!("udp/127.0.0.1:{}", udp.local_addr().unwrap().port());
+    env.ingest(&["--gather", "listenports"], b"");
+    let rows = latest_rows(&env, "listenports");
+    let mine: Vec<&(String, Value)> = rows
+        .iter()
+        .filter(|(k, _)| *k == k4 || Some(k) == k6.as_ref() || *k == ku)
+        .collect();
+    assert_eq!(mine.len(), 2 + usize::from(k6.is_some()), "{rows:?}");
+    for (k, v) in &mine {
+        assert_eq!(v["pid"], std::process::id(), "{k}: {v}");
+        assert!(v["process"].is_string(), "{k}: {v}");
+    }
+    let (_, r4) = mine.iter().find(|(k, _)| *k == k4).unwrap();
+    assert_eq!(
+        (&r4["proto"], &r4["address"]),
+        (&json!("tcp"), &json!("127.0.0.1"))
+    );
+    if let Some(k6) = &k6 {
+        let (_, r6) = mine.iter().find(|(k, _)| k == k6).unwrap();
+        assert_eq!(
+            (&r6["proto"], &r6["address"]),
+            (&json!("tcp6"), &json!("::1"))
+        );
+    }
+
+    drop((v4, v6, udp));
+    env.ingest(&["--gather", "listenports"], b"");
+    let d = lib_diff(&env, "listenports", &[]);
+    let mut gone: Vec<&str> = d
+        .iter()
+        .filter(|c| c["change"] == "removed")
+        .filter_map(|c| c["key"].as_str())
+        .filter(|k| *k == k4 || Some(*k) == k6.as_deref() || *k == ku)
+        .collect();
+    gone.sort();
+    let mut want: Vec<&str> = [Some(k4.as_str()), k6.as_deref(), Some(ku.as_str())]
+        .into_iter()
+        .flatten()
+        .collect();
+    want.sort();
+    assert_eq!(gone, want, "{d:?}");
+
+    // And they come back as added.
+    let again = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let ka = format!("tcp/127.0.0.1:{}", again.local_addr().unwrap().port());
+    env.ingest(&["--gather", "listenports"], b"");
+    let d = lib_diff(&env, "listenports", &["listenports.*.pid"]);
+    assert!(
+        d.iter()
+            .any(|c| c["change"] == "added" && c["key"] == ka.as_str()),
+        "{d:?}"
+    );
+}
+
+/// Runs SQL statements on the MariaDB server of `SIEMSTRESS_TEST_MYSQL_URL`.
+fn mysql_exec(sql: &[String]) {
+    let url = std::env::var("SIEMSTRESS_TEST_MYSQL_URL").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+        for s in sql {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(s.clone()))
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    });
+}
+
+#[test]
+fn mysql_users_against_mariadb() {
+    if !kinds().contains(&siemstress_tests::Kind::Mysql) {
+        eprintln!("SIEMSTRESS_TEST_MYSQL_URL not set: mysql_users test skipped");
+        return;
+    }
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let url = std::env::var("SIEMSTRESS_TEST_MYSQL_URL").unwrap();
+        env.config(&format!("[gather.mysql_users]\nurl = \"{url}\"\n"));
+        let user = format!("snap_{}_{}", std::process::id(), rand_suffix());
+        let key = format!("{user}@localhost");
+        let _cleanup = DropUser(user.clone());
+        let mine = |d: &[Value]| -> Vec<(String, String, String)> {
+            let only: Vec<Value> = d
+                .iter()
+                .filter(|c| c["key"].as_str() == Some(key.as_str()))
+                .cloned()
+                .collect();
+            summary(&only)
+        };
+        env.ingest(&["--gather", "mysql_users"], b"");
+        mysql_exec(&[
+            format!("CREATE USER '{user}'@'localhost' IDENTIFIED BY 'S3cret-pw'"),
+            format!("GRANT SELECT ON test.* TO '{user}'@'localhost'"),
+        ]);
+        env.ingest(&["--gather", "mysql_users"], b"");
+        let d = lib_diff(&env, "mysql_users", &[]);
+        assert_eq!(mine(&d), [s("added", &key, "")], "{kind:?} {d:?}");
+        let row = &d.iter().find(|c| c["key"] == key.as_str()).unwrap()["row"];
+        assert_eq!(row["password_set"], true, "{row}");
+        let grants = row["grants"].to_string();
+        assert!(grants.contains("GRANT SELECT ON `test`.*"), "{grants}");
+        // The hash of the password never reaches a row.
+        let hash = mysql_string("SELECT PASSWORD('S3cret-pw')");
+        assert!(hash.starts_with('*'), "{hash}");
+        let stored = env.rows("SELECT value FROM snapshot_rows");
+        assert!(
+            stored
+                .iter()
+                .all(|r| !r[0].as_deref().unwrap().contains(&hash[1..])),
+            "the password hash was stored"
+        );
+
+        mysql_exec(&[format!("GRANT INSERT ON test.* TO '{user}'@'localhost'")]);
+        env.ingest(&["--gather", "mysql_users"], b"");
+        let d = lib_diff(&env, "mysql_users", &[]);
+        assert_eq!(mine(&d), [s("changed", &key, "grants")], "{d:?}");
+
+        mysql_exec(&[format!("DROP USER '{user}'@'localhost'")]);
+        env.ingest(&["--gather", "mysql_users"], b"");
+        let d = lib_diff(&env, "mysql_users", &[]);
+        assert_eq!(mine(&d), [s("removed", &key, "")], "{d:?}");
+    }
+}
+
+/// Drops the test account even when an assertion fails.
+struct DropUser(String);
+
+impl Drop for DropUser {
+    fn drop(&mut self) {
+        mysql_exec(&[format!("DROP USER IF EXISTS '{}'@'localhost'", self.0)]);
+    }
+}
+
+/// A single string from the MariaDB server.
+fn mysql_string(sql: &str) -> String {
+    let url = std::env::var("SIEMSTRESS_TEST_MYSQL_URL").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    })
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}

@@ -18,6 +18,19 @@ use sqlx::{ConnectOptions, Row as _};
 
 use super::Ctx;
 
+/// Accounts on MariaDB 10.4+: user, host, plugin, locked, expired, password set.
+const MARIADB_ACCOUNTS: &str = "SELECT CAST(User AS CHAR), CAST(Host AS CHAR), \
+     JSON_VALUE(Priv, '$.plugin'), \
+     CASE WHEN JSON_EXTRACT(Priv, '$.account_locked') = 'true' THEN 'Y' ELSE 'N' END, \
+     CASE WHEN JSON_VALUE(Priv, '$.password_last_changed') = '0' THEN 'Y' ELSE 'N' END, \
+     CAST(COALESCE(JSON_VALUE(Priv, '$.authentication_string'), '') NOT IN ('', 'invalid') AS SIGNED) \
+     FROM mysql.global_priv ORDER BY User, Host";
+
+/// The same on MySQL 5.7+.
+const MYSQL_ACCOUNTS: &str = "SELECT CAST(User AS CHAR), CAST(Host AS CHAR), CAST(plugin AS CHAR), \
+     CAST(account_locked AS CHAR), CAST(password_expired AS CHAR), \
+     CAST(authentication_string <> '' AS SIGNED) FROM mysql.user ORDER BY User, Host";
+
 pub async fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
     let cfg = &ctx.config.mysql_users;
     let Some(url) = cfg.url.as_deref() else {
@@ -35,14 +48,14 @@ pub async fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         .connect()
         .await
         .with_context(|| format!("connect to {shown}"))?;
-    let accounts = sqlx::query(
-        "SELECT CAST(User AS CHAR), CAST(Host AS CHAR), CAST(plugin AS CHAR), \
-         CAST(account_locked AS CHAR), CAST(password_expired AS CHAR), \
-         CAST(authentication_string <> '' AS SIGNED) FROM mysql.user ORDER BY User, Host",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .context("SELECT from mysql.user")?;
+    // MariaDB keeps account flags in mysql.global_priv (JSON); MySQL in mysql.user.
+    let accounts = match sqlx::query(MARIADB_ACCOUNTS).fetch_all(&mut conn).await {
+        Ok(a) => a,
+        Err(_) => sqlx::query(MYSQL_ACCOUNTS)
+            .fetch_all(&mut conn)
+            .await
+            .context("SELECT from mysql.user")?,
+    };
     let redact = regex::Regex::new(r#"(?i)\b(PASSWORD|USING|AS)\s+'(?:[^'\\]|\\.|'')*'"#)
         .expect("static regex");
     let mut rows = Vec::with_capacity(accounts.len());
