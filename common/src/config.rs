@@ -104,7 +104,7 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut cfg = Self::from_str(&text).map_err(|e| match e {
+        let mut cfg = Self::parse_str(&text).map_err(|e| match e {
             Error::ConfigParse { message, .. } => Error::ConfigParse {
                 path: path.to_owned(),
                 message,
@@ -116,7 +116,7 @@ impl Config {
     }
 
     /// Parses config text (the path in errors is `<string>`).
-    pub fn from_str(text: &str) -> Result<Self, Error> {
+    pub fn parse_str(text: &str) -> Result<Self, Error> {
         let cfg: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
             path: PathBuf::from("<string>"),
             message: e.to_string(),
@@ -194,24 +194,25 @@ mod tests {
 
     #[test]
     fn typo_names_key_and_line() {
-        let err = Config::from_str("[database]\nurl = \"x\"\n\n[section.auth]\ntabel = \"auth\"\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            Config::parse_str("[database]\nurl = \"x\"\n\n[section.auth]\ntabel = \"auth\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("tabel"), "{err}");
         assert!(err.contains("line 5"), "{err}");
     }
 
     #[test]
     fn bad_zone_and_table_are_errors() {
-        let err = Config::from_str("[section.a]\ntimezone = \"Nowhere/Land\"\n").unwrap_err();
+        let err = Config::parse_str("[section.a]\ntimezone = \"Nowhere/Land\"\n").unwrap_err();
         assert!(err.to_string().contains("section.a.timezone"), "{err}");
-        let err = Config::from_str("[section.a]\ntable = \"a;drop\"\n").unwrap_err();
+        let err = Config::parse_str("[section.a]\ntable = \"a;drop\"\n").unwrap_err();
         assert!(err.to_string().contains("a;drop"), "{err}");
     }
 
     #[test]
     fn sections_default_to_their_name() {
-        let cfg = Config::from_str("[section.auth]\ntimezone = \"+0200\"\n").unwrap();
+        let cfg = Config::parse_str("[section.auth]\ntimezone = \"+0200\"\n").unwrap();
         let s = cfg.section("auth", None).unwrap();
         assert_eq!(s.table.as_str(), "auth");
         assert_eq!(s.zone.name(), "+0200");

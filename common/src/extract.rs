@@ -52,17 +52,17 @@ fn source(msg: &str, f: &mut Fields) {
         f.source_host = Some(ip);
         return;
     }
-    if let Some(v) = kv(msg, "rhost=") {
-        if !v.is_empty() {
-            f.source_host = Some(v.to_owned());
-            return;
-        }
+    if let Some(v) = kv(msg, "rhost=")
+        && !v.is_empty()
+    {
+        f.source_host = Some(v.to_owned());
+        return;
     }
-    if let Some(v) = between(msg, "Client \"", "\"") {
-        if host_like(v) {
-            f.source_host = Some(v.to_owned());
-            return;
-        }
+    if let Some(v) = between(msg, "Client \"", "\"")
+        && host_like(v)
+    {
+        f.source_host = Some(v.to_owned());
+        return;
     }
     for marker in [
         " from ",
@@ -132,10 +132,10 @@ fn user(msg: &str) -> Option<String> {
         }
     }
     // PAM " user=X" (not "ruser=")
-    if let Some(v) = kv(msg, " user=") {
-        if !v.is_empty() {
-            return Some(v.to_owned());
-        }
+    if let Some(v) = kv(msg, " user=")
+        && !v.is_empty()
+    {
+        return Some(v.to_owned());
     }
     // "Failed password for X from", "Accepted publickey for X from", "exceeded for X from"
     let mut rest = msg;
@@ -153,23 +153,23 @@ fn user(msg: &str) -> Option<String> {
             return Some(n.to_owned());
         }
     }
-    if let Some(v) = between(msg, "USER ", ":") {
-        if !v.contains(' ') {
-            return Some(v.to_owned());
-        }
+    if let Some(v) = between(msg, "USER ", ":")
+        && !v.contains(' ')
+    {
+        return Some(v.to_owned());
     }
     None
 }
 
 /// PAM "session opened for user root by alice(uid=1000)": `by_user`.
 fn pam_by_user(msg: &str, f: &mut Fields) {
-    if let Some(i) = msg.find("session opened for user ") {
-        if let Some(j) = msg[i..].find(" by ") {
-            let by = first_word(&msg[i + j + 4..]);
-            let by = by.split('(').next().unwrap_or("");
-            if !by.is_empty() {
-                f.extra.push(("by_user", by.to_owned()));
-            }
+    if let Some(i) = msg.find("session opened for user ")
+        && let Some(j) = msg[i..].find(" by ")
+    {
+        let by = first_word(&msg[i + j + 4..]);
+        let by = by.split('(').next().unwrap_or("");
+        if !by.is_empty() {
+            f.extra.push(("by_user", by.to_owned()));
         }
     }
 }
@@ -214,14 +214,13 @@ fn su(msg: &str, f: &mut Fields) {
             f.user = Some(first_word(who).to_owned());
             f.extra.push(("target_user", target.to_owned()));
         }
-    } else if let Some(rest) = msg.strip_prefix("+ ").or_else(|| msg.strip_prefix("- ")) {
-        if let Some((tty, pair)) = rest.split_once(' ') {
-            if let Some((who, target)) = pair.split_once(':') {
-                f.user = Some(who.to_owned());
-                f.extra.push(("target_user", target.to_owned()));
-                f.extra.push(("tty", tty.to_owned()));
-            }
-        }
+    } else if let Some(rest) = msg.strip_prefix("+ ").or_else(|| msg.strip_prefix("- "))
+        && let Some((tty, pair)) = rest.split_once(' ')
+        && let Some((who, target)) = pair.split_once(':')
+    {
+        f.user = Some(who.to_owned());
+        f.extra.push(("target_user", target.to_owned()));
+        f.extra.push(("tty", tty.to_owned()));
     }
 }
 

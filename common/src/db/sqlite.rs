@@ -40,13 +40,13 @@ impl SqliteDb {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT);
         let path = opts.get_filename().to_owned();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(Error::Io {
-                    what: format!("database directory {}", parent.display()),
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                });
-            }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(Error::Io {
+                what: format!("database directory {}", parent.display()),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
