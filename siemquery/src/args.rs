@@ -167,6 +167,22 @@ pub struct Args {
     /// Print the SQL (with placeholders) and the bound values on stderr
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Show the latest run of snapshot NAME (per host; --host to pick), or with --diff its changes
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
+
+    /// With --snapshot: changes vs the previous successful run; exit 0 none, else 1 added | 2 removed | 4 changed, 16+ error
+    #[arg(long, requires = "snapshot")]
+    pub diff: bool,
+
+    /// With --snapshot: this run instead of the latest
+    #[arg(long = "run", value_name = "ID", requires = "snapshot")]
+    pub run_id: Option<i64>,
+
+    /// With --diff: ignore changes matching NAME.KEY.COLUMN or whole rows matching NAME.KEY (repeatable)
+    #[arg(long, value_name = "GLOB", requires = "diff")]
+    pub exclude: Vec<String>,
 }
 
 fn port() -> clap::builder::RangedI64ValueParser<i64> {

@@ -8,6 +8,7 @@
 mod args;
 mod output;
 mod range;
+mod snapshot;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -54,7 +55,10 @@ fn main() -> ExitCode {
                 "siemquery: {} (see --help)",
                 line.trim_start_matches("error: ")
             );
-            return ExitCode::from(2);
+            // A diff's exit bits must not be mistaken for a usage error.
+            let snapshot =
+                std::env::args().any(|a| a == "--snapshot" || a.starts_with("--snapshot="));
+            return ExitCode::from(if snapshot { 16 } else { 2 });
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -67,6 +71,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.snapshot.is_some() {
+        return snapshot::main(&args, &rt);
+    }
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

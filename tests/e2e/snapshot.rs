@@ -28,6 +28,36 @@ fn lib_diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
     })
 }
 
+/// The latest diff of `name` by `siemquery --snapshot NAME --diff`: checks
+/// that it equals the library's and that the exit status is the bitmask of
+/// its records (1 added, 2 removed, 4 changed).
+fn diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
+    let mut args = vec!["--snapshot", name, "--diff", "--format", "ndjson"];
+    for e in excludes {
+        args.extend(["--exclude", e]);
+    }
+    let (code, out, err) = env.run("siemquery", &args, b"");
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let bits = records.iter().fold(0, |acc, r| {
+        acc | match r["change"].as_str() {
+            Some("added") => 1,
+            Some("removed") => 2,
+            Some("changed") => 4,
+            other => panic!("change {other:?}"),
+        }
+    });
+    assert_eq!(code, bits, "exit status of the diff of {name}: {err}");
+    assert_eq!(
+        records,
+        lib_diff(env, name, excludes),
+        "siemquery vs library"
+    );
+    records
+}
+
 /// `(change, key, column)` of each record, for compact assertions.
 fn summary(records: &[Value]) -> Vec<(String, String, String)> {
     let mut v: Vec<(String, String, String)> = records
@@ -55,12 +85,12 @@ fn stdin_object_of_objects_diff_and_excludes() {
         let v1 = r#"{"alice": {"uid": 1000, "shell": "/bin/sh"}, "bob": {"uid": 1001, "shell": "/bin/sh"}}"#;
         env.ingest(&["--snapshot", "people"], v1.as_bytes());
         assert!(
-            lib_diff(&env, "people", &[]).is_empty(),
+            diff(&env, "people", &[]).is_empty(),
             "first run is a baseline"
         );
         let v2 = r#"{"alice": {"uid": 1000, "shell": "/bin/bash"}, "carol": {"uid": 1002, "shell": "/bin/sh"}}"#;
         env.ingest(&["--snapshot", "people"], v2.as_bytes());
-        let d = lib_diff(&env, "people", &[]);
+        let d = diff(&env, "people", &[]);
         assert_eq!(
             summary(&d),
             [
@@ -79,7 +109,7 @@ fn stdin_object_of_objects_diff_and_excludes() {
         assert_eq!(added["row"], json!({"uid": 1002, "shell": "/bin/sh"}));
         assert!(added.get("column").is_none() && added.get("old").is_none());
 
-        let d = lib_diff(&env, "people", &["people.*.shell", "people.carol"]);
+        let d = diff(&env, "people", &["people.*.shell", "people.carol"]);
         assert_eq!(summary(&d), [s("removed", "bob", "")], "{kind:?}");
 
         // Runs and rows as the contract names them.
@@ -113,13 +143,13 @@ fn stdin_array_with_and_without_keys() {
             &["--snapshot", "ports", "--key", "proto", "--key", "port"],
             a2.as_bytes(),
         );
-        let d = lib_diff(&env, "ports", &[]);
+        let d = diff(&env, "ports", &[]);
         assert_eq!(summary(&d), [s("changed", "tcp|22", "process")], "{kind:?}");
 
         // Without --key a row is its whole content: a change is removed + added.
         env.ingest(&["--snapshot", "whole"], a1.as_bytes());
         env.ingest(&["--snapshot", "whole"], a2.as_bytes());
-        let d = lib_diff(&env, "whole", &[]);
+        let d = diff(&env, "whole", &[]);
         let kinds: Vec<&str> = summary(&d)
             .iter()
             .map(|r| if r.0 == "added" { "added" } else { "removed" })
@@ -153,7 +183,7 @@ fn bad_input_is_a_failed_run_and_not_a_baseline() {
         );
         // The next good run is diffed against the last good one, not the failures.
         env.ingest(&["--snapshot", "x"], br#"{"a": {"v": 2}}"#);
-        assert_eq!(summary(&lib_diff(&env, "x", &[])), [s("changed", "a", "v")]);
+        assert_eq!(summary(&diff(&env, "x", &[])), [s("changed", "a", "v")]);
         // Names with dots would make exclusion globs ambiguous.
         let (code, _, err) = env.run("siemparse", &["--snapshot", "a.b"], b"{}");
         assert_eq!(code, 2, "{err}");
@@ -253,7 +283,7 @@ fn gatherers_on_a_fixture_tree() {
         fixture(&root);
         gather_all(&env, &root);
         for k in FS_KINDS {
-            assert!(lib_diff(&env, k, &[]).is_empty(), "{k}: baseline");
+            assert!(diff(&env, k, &[]).is_empty(), "{k}: baseline");
         }
         // What was stored: no hashes, the contract's columns, keys.
         let users = env.rows(
@@ -304,11 +334,11 @@ fn gatherers_on_a_fixture_tree() {
         gather_all(&env, &root);
 
         assert_eq!(
-            summary(&lib_diff(&env, "users", &[])),
+            summary(&diff(&env, "users", &[])),
             [s("added", "mallory", "")],
             "{kind:?}"
         );
-        assert!(lib_diff(&env, "groups", &[]).is_empty());
+        assert!(diff(&env, "groups", &[]).is_empty());
         let mut expect = vec![
             s("changed", "/etc/passwd", "mtime"),
             s("changed", "/etc/passwd", "sha256"),
@@ -318,7 +348,7 @@ fn gatherers_on_a_fixture_tree() {
         if is_root() {
             expect.insert(0, s("changed", "/etc/hosts", "uid"));
         }
-        let files = lib_diff(&env, "files", &[]);
+        let files = diff(&env, "files", &[]);
         assert_eq!(summary(&files), expect, "{kind:?}");
         let mode = files.iter().find(|r| r["column"] == "mode").unwrap();
         assert_eq!(
@@ -338,10 +368,10 @@ fn gatherers_on_a_fixture_tree() {
             }
         );
         assert_eq!(
-            summary(&lib_diff(&env, "suid", &[])),
+            summary(&diff(&env, "suid", &[])),
             [s("added", "/usr/bin/ls", "")]
         );
-        let keys = lib_diff(&env, "authorized_keys", &[]);
+        let keys = diff(&env, "authorized_keys", &[]);
         assert_eq!(keys.len(), 1, "{keys:?}");
         assert_eq!(keys[0]["change"], "removed");
         assert_eq!(keys[0]["row"]["comment"], "alice@ci");
@@ -352,7 +382,7 @@ fn gatherers_on_a_fixture_tree() {
                 .unwrap()
                 .starts_with("alice:SHA256:")
         );
-        let cron = lib_diff(&env, "crontabs", &[]);
+        let cron = diff(&env, "crontabs", &[]);
         assert_eq!(
             summary(&cron),
             [s("added", "/etc/cron.d/backup:* * * * * root /tmp/.x", "")]
@@ -441,7 +471,7 @@ fn files_unreadable_and_hash_reuse() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let d = lib_diff(&env, "files", &[]);
+    let d = diff(&env, "files", &[]);
     assert_eq!(summary(&d), [s("added", "/data/c", "")], "{d:?}");
     let row = &d[0]["row"];
     assert_eq!(row["sha256"], Value::Null);
@@ -514,7 +544,7 @@ fn listenports_live_v4_and_v6() {
 
     drop((v4, v6, udp));
     env.ingest(&["--gather", "listenports"], b"");
-    let d = lib_diff(&env, "listenports", &[]);
+    let d = diff(&env, "listenports", &[]);
     let mut gone: Vec<&str> = d
         .iter()
         .filter(|c| c["change"] == "removed")
@@ -533,7 +563,7 @@ fn listenports_live_v4_and_v6() {
     let again = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let ka = format!("tcp/127.0.0.1:{}", again.local_addr().unwrap().port());
     env.ingest(&["--gather", "listenports"], b"");
-    let d = lib_diff(&env, "listenports", &["listenports.*.pid"]);
+    let d = diff(&env, "listenports", &["listenports.*.pid"]);
     assert!(
         d.iter()
             .any(|c| c["change"] == "added" && c["key"] == ka.as_str()),
@@ -587,7 +617,7 @@ fn mysql_users_against_mariadb() {
             format!("GRANT SELECT ON test.* TO '{user}'@'localhost'"),
         ]);
         env.ingest(&["--gather", "mysql_users"], b"");
-        let d = lib_diff(&env, "mysql_users", &[]);
+        let d = diff(&env, "mysql_users", &[]);
         assert_eq!(mine(&d), [s("added", &key, "")], "{kind:?} {d:?}");
         let row = &d.iter().find(|c| c["key"] == key.as_str()).unwrap()["row"];
         assert_eq!(row["password_set"], true, "{row}");
@@ -606,12 +636,12 @@ fn mysql_users_against_mariadb() {
 
         mysql_exec(&[format!("GRANT INSERT ON test.* TO '{user}'@'localhost'")]);
         env.ingest(&["--gather", "mysql_users"], b"");
-        let d = lib_diff(&env, "mysql_users", &[]);
+        let d = diff(&env, "mysql_users", &[]);
         assert_eq!(mine(&d), [s("changed", &key, "grants")], "{d:?}");
 
         mysql_exec(&[format!("DROP USER '{user}'@'localhost'")]);
         env.ingest(&["--gather", "mysql_users"], b"");
-        let d = lib_diff(&env, "mysql_users", &[]);
+        let d = diff(&env, "mysql_users", &[]);
         assert_eq!(mine(&d), [s("removed", &key, "")], "{d:?}");
     }
 }
@@ -647,4 +677,157 @@ fn rand_suffix() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos()
+}
+
+#[test]
+fn siemquery_snapshot_outputs_runs_hosts_and_errors() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let v1 = r#"{"alice": {"uid": 1000, "shell": "/bin/sh"}, "bob": {"uid": 1001, "shell": "/bin/sh"}}"#;
+        let v2 = r#"{"alice": {"uid": 1000, "shell": "/bin/bash"}, "carol": {"uid": 1002, "shell": "/bin/sh"}}"#;
+        env.ingest(&["--snapshot", "people"], v1.as_bytes());
+        env.ingest(&["--snapshot", "people"], v2.as_bytes());
+        let first = env.scalar("SELECT MIN(id) FROM snapshot_runs");
+
+        // Show the latest run.
+        let (code, out, err) = env.run(
+            "siemquery",
+            &["--snapshot", "people", "--format", "json"],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["key"], "alice");
+        assert_eq!(rows[0]["row"]["shell"], "/bin/bash");
+        assert_eq!(rows[0]["snapshot"], "people");
+        let (code, out, _) = env.run(
+            "siemquery",
+            &[
+                "--snapshot",
+                "people",
+                "--format",
+                "table",
+                "--run",
+                &first.to_string(),
+            ],
+            b"",
+        );
+        assert_eq!(code, 0);
+        assert!(out.contains("bob") && out.contains("shell"), "{out}");
+
+        // The diff as a JSON array, a table and CSV, with the bitmask.
+        let (code, out, _) = env.run(
+            "siemquery",
+            &["--snapshot", "people", "--diff", "--format", "json"],
+            b"",
+        );
+        assert_eq!(code, 1 | 2 | 4);
+        let recs: Vec<Value> = serde_json::from_str(&out).unwrap();
+        assert_eq!(recs.len(), 3);
+        let (code, out, err) = env.run(
+            "siemquery",
+            &["--snapshot", "people", "--diff", "--format", "table"],
+            b"",
+        );
+        assert_eq!(code, 7);
+        assert!(
+            out.contains("changed") && out.contains("/bin/bash") && out.contains("carol"),
+            "{out}"
+        );
+        assert!(err.contains("vs run"), "{err}");
+        let (code, out, _) = env.run(
+            "siemquery",
+            &[
+                "--snapshot",
+                "people",
+                "--diff",
+                "--format",
+                "csv",
+                "--exclude",
+                "people.bob",
+            ],
+            b"",
+        );
+        assert_eq!(code, 1 | 4);
+        assert!(
+            out.starts_with("snapshot,host,run,change,key,column,old,new,row\n"),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 3, "{out}");
+
+        // The first run is a baseline: nothing to report, exit 0.
+        let (code, out, err) = env.run(
+            "siemquery",
+            &[
+                "--snapshot",
+                "people",
+                "--diff",
+                "--run",
+                &first.to_string(),
+                "--format",
+                "table",
+            ],
+            b"",
+        );
+        assert_eq!((code, out.as_str()), (0, ""), "{err}");
+        assert!(err.contains("baseline"), "{err}");
+
+        // Another host's runs are diffed on their own; --host picks.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use siemstress_common::snapshot::{Row, storage};
+            let db = siemstress_common::db::Database::connect(&env.url)
+                .await
+                .unwrap();
+            for shell in ["/bin/sh", "/bin/zsh"] {
+                let rows = [Row::new("alice", json!({"uid": 1000, "shell": shell}))];
+                storage::store_run(&db, "people", "db1", 1, &rows, None)
+                    .await
+                    .unwrap();
+            }
+            db.close().await;
+        });
+        let (code, out, _) = env.run(
+            "siemquery",
+            &[
+                "--snapshot",
+                "people",
+                "--diff",
+                "--format",
+                "ndjson",
+                "--host",
+                "db1",
+            ],
+            b"",
+        );
+        assert_eq!(code, 4);
+        let rec: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            (&rec["host"], &rec["new"]),
+            (&json!("db1"), &json!("/bin/zsh"))
+        );
+        let (code, out, _) = env.run(
+            "siemquery",
+            &["--snapshot", "people", "--diff", "--format", "ndjson"],
+            b"",
+        );
+        assert_eq!((code, out.lines().count()), (7, 4));
+
+        // Errors are 16, never a bit pattern.
+        for args in [
+            &["--snapshot", "nope", "--diff"][..],
+            &["--snapshot", "people", "--diff", "--bogus"],
+            &["--snapshot", "people", "--diff", "--exclude", "a[b"],
+            &["--snapshot", "people", "--diff", "--run", "999999"],
+            &["--snapshot", "a.b"],
+        ] {
+            let (code, _, err) = env.run("siemquery", args, b"");
+            assert_eq!(code, 16, "{args:?}: {err}");
+            assert!(err.starts_with("siemquery: "), "{err}");
+        }
+    }
 }
