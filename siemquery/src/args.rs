@@ -183,6 +183,14 @@ pub struct Args {
     /// With --diff: ignore changes matching NAME.KEY.COLUMN or whole rows matching NAME.KEY (repeatable)
     #[arg(long, value_name = "GLOB", requires = "diff")]
     pub exclude: Vec<String>,
+
+    /// Write a self-contained HTML report of the period (--last, default 24h, or --range) to FILE
+    #[arg(long, value_name = "FILE.html", conflicts_with = "snapshot")]
+    pub report: Option<PathBuf>,
+
+    /// With --report: also send it by mail ([actions.mail] smtp, from, to)
+    #[arg(long, requires = "report")]
+    pub mail: bool,
 }
 
 fn port() -> clap::builder::RangedI64ValueParser<i64> {

@@ -8,6 +8,7 @@
 mod args;
 mod output;
 mod range;
+mod report;
 mod snapshot;
 
 use std::io::{self, IsTerminal, Write};
@@ -73,6 +74,9 @@ fn main() -> ExitCode {
     };
     if args.snapshot.is_some() {
         return snapshot::main(&args, &rt);
+    }
+    if args.report.is_some() {
+        return report::main(&args, &rt);
     }
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,

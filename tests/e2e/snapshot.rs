@@ -831,3 +831,219 @@ fn siemquery_snapshot_outputs_runs_hosts_and_errors() {
         }
     }
 }
+
+/// `target/artifacts/` (the test executable is in target/<profile>/deps).
+fn artifacts_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Syslog lines stamped `minutes_ago` minutes before now (UTC).
+fn recent(minutes_ago: i64, rest: &str) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    format!("{} {rest}\n", t.format("%b %e %H:%M:%S"))
+}
+
+/// A minimal SMTP server for one message; returns the port and what it got.
+fn fake_smtp() -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut got = String::new();
+        w.write_all(b"220 fake ESMTP\r\n").unwrap();
+        let mut in_data = false;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                    w.write_all(b"250 queued\r\n").unwrap();
+                } else {
+                    got.push_str(&line);
+                }
+                continue;
+            }
+            let cmd = line.to_ascii_uppercase();
+            if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                w.write_all(b"250-fake\r\n250 8BITMIME\r\n").unwrap();
+            } else if cmd.starts_with("DATA") {
+                in_data = true;
+                w.write_all(b"354 go on\r\n").unwrap();
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").unwrap();
+                break;
+            } else {
+                got.push_str(&line);
+                w.write_all(b"250 ok\r\n").unwrap();
+            }
+        }
+        got
+    });
+    (port, h)
+}
+
+#[test]
+fn html_report_renders_in_chromium_and_mails() {
+    let charts_attr = regex::Regex::new(r#"data-charts="([^"]*)""#).unwrap();
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let (port, smtp) = fake_smtp();
+        env.config(&format!(
+            "[gather.files]\npaths = [\"/etc\"]\n\
+             [actions.mail]\nsmtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"siem@example.org\"\nto = [\"sec@example.org\"]\n"
+        ));
+        let mut log = String::new();
+        for (m, host) in [(150, "10.0.0.5"), (90, "10.0.0.5"), (30, "10.0.0.9")] {
+            log.push_str(&recent(
+                m,
+                &format!("web sshd[42]: Failed password for root from {host} port 2222 ssh2"),
+            ));
+        }
+        log.push_str(&recent(
+            20,
+            "web sshd[42]: Accepted publickey for alice from 10.0.0.7 port 2222 ssh2",
+        ));
+        log.push_str(&recent(
+            10,
+            "web CRON[7]: (root) CMD (run-parts /etc/cron.hourly)",
+        ));
+        env.ingest(&["-s", "auth", "-z", "UTC"], log.as_bytes());
+        env.ingest(
+            &["-s", "cron", "-z", "UTC"],
+            recent(5, "web CRON[8]: job").as_bytes(),
+        );
+        let root = env.path().join("root");
+        fixture(&root);
+        let r = root.to_str().unwrap();
+        for k in ["users", "files"] {
+            env.ingest(&["--gather", k, "--root", r], b"");
+        }
+        std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost evil\n").unwrap();
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            format!("{passwd}eve:x:0:0::/:/bin/sh\n"),
+        )
+        .unwrap();
+        for k in ["users", "files"] {
+            env.ingest(&["--gather", k, "--root", r], b"");
+        }
+        env.run("siemparse", &["--snapshot", "broken"], b"not json");
+
+        let html_path = env.path().join("report.html");
+        let (code, _, err) = env.run(
+            "siemquery",
+            &[
+                "--report",
+                html_path.to_str().unwrap(),
+                "--last",
+                "24h",
+                "--mail",
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        let html = std::fs::read_to_string(&html_path).unwrap();
+        let mail = smtp.join().unwrap();
+        assert!(mail.contains("Subject: siemstress report"), "{mail}");
+        assert!(mail.contains("text/html"), "{mail}");
+        assert!(
+            mail.to_ascii_lowercase()
+                .contains("rcpt to:<sec@example.org>"),
+            "{mail}"
+        );
+
+        // Self-contained: nothing to fetch.
+        for bad in ["<link", " src=", "href=\"http", "url(", "@import"] {
+            assert!(!html.contains(bad), "report references {bad:?}");
+        }
+        for want in [
+            "10.0.0.5",
+            "root",
+            "eve",
+            "/etc/hosts",
+            "sha256",
+            "broken",
+            "Events per hour",
+            "File integrity",
+        ] {
+            assert!(html.contains(want), "report lacks {want:?}");
+        }
+        let art = artifacts_dir();
+        let tag = format!("{kind:?}").to_lowercase();
+        std::fs::copy(&html_path, art.join(format!("report-{tag}.html"))).unwrap();
+
+        let chromium = match which("chromium").or_else(|_| which("chromium-browser")) {
+            Ok(c) => c,
+            Err(()) if std::env::var("CI").is_ok_and(|c| c == "true") => {
+                panic!("chromium is not installed (apt-get install -y chromium)")
+            }
+            Err(()) => {
+                eprintln!("chromium not found: browser checks of the report skipped");
+                continue;
+            }
+        };
+        let url = format!("file://{}", html_path.display());
+        let out = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--virtual-time-budget=3000",
+                "--window-size=1280,2000",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr);
+        let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+        assert!(console.is_empty(), "console messages: {console:?}");
+        let sizes = charts_attr
+            .captures(&dom)
+            .unwrap_or_else(|| panic!("the report's script did not run: {log}"))[1]
+            .to_owned();
+        let sizes: Vec<(u32, u32)> = sizes
+            .split(',')
+            .map(|s| {
+                let (w, h) = s.split_once('x').unwrap();
+                (w.parse().unwrap(), h.parse().unwrap())
+            })
+            .collect();
+        // Two event tables, two top-N charts.
+        assert_eq!(sizes.len(), 4, "{sizes:?}");
+        assert!(sizes.iter().all(|(w, h)| *w > 100 && *h > 10), "{sizes:?}");
+        let shot = art.join(format!("report-{tag}.png"));
+        let _ = std::fs::remove_file(&shot);
+        let status = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1280,2000",
+                &format!("--screenshot={}", shot.display()),
+                &url,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            shot.metadata().is_ok_and(|m| m.len() > 10_000),
+            "no screenshot: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+}

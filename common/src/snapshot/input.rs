@@ -12,13 +12,17 @@
 use serde_json::Value;
 
 use super::Row;
-use crate::Error;
+
+/// Why a document could not become rows.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot input: {0}")]
+pub struct InputError(pub String);
 
 /// Separator of the values of several `--key` fields.
 pub const KEY_JOIN: &str = "|";
 
 /// Parses `text` into rows; `keys` are the `--key` fields for an array.
-pub fn rows_from_json(text: &str, keys: &[String]) -> Result<Vec<Row>, Error> {
+pub fn rows_from_json(text: &str, keys: &[String]) -> Result<Vec<Row>, InputError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let mut rows = match doc {
         Value::Object(map) => {
@@ -95,11 +99,8 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn bad(message: String) -> Error {
-    Error::ConfigValue {
-        key: "snapshot input".into(),
-        message,
-    }
+fn bad(message: String) -> InputError {
+    InputError(message)
 }
 
 #[cfg(test)]
