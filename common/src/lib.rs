@@ -23,6 +23,7 @@ pub mod extract;
 pub mod filter;
 pub mod ident;
 pub mod parse;
+pub mod rules;
 pub mod snapshot;
 pub mod time;
 

@@ -1,1 +1,319 @@
-fn main() {}
+//! `siemtrigger`: evaluates correlation rules over the event tables on event
+//! time, stores alerts, and runs their actions. `--once` for cron,
+//! `--interval 60s` as a daemon.
+
+mod actions;
+mod engine;
+mod explain;
+mod runner;
+mod store;
+mod when;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use siemstress_common::cli::ConnectArgs;
+use siemstress_common::rules::RuleSet;
+
+use crate::runner::{Mode, Runner};
+use crate::store::Store;
+
+/// Exit codes, in one place.
+mod exit {
+    /// Done (alerts or not).
+    pub const OK: u8 = 0;
+    /// `--once`: another instance holds the lease; nothing was evaluated.
+    pub const LEASE_HELD: u8 = 1;
+    /// An error.
+    pub const ERROR: u8 = 2;
+}
+
+/// Evaluate correlation rules (SEC semantics, on event time) and raise alerts.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  siemtrigger -c siemstress.toml --once            # from cron\n  \
+                  siemtrigger -c siemstress.toml --interval 60s    # daemon\n  \
+                  siemtrigger --replay --from 2024-05-01 --to 2024-05-02 --rule ssh-bruteforce\n  \
+                  siemtrigger --explain 42\n\n\
+                  Exit status: 0 done, 1 another instance holds the lease (--once), 2 error."
+)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// Evaluate everything new since the last run, then exit (for cron)
+    #[arg(long, group = "mode")]
+    once: bool,
+
+    /// Run as a daemon, evaluating every DURATION (e.g. 60s); SIGTERM stops cleanly
+    #[arg(long, value_name = "DURATION", group = "mode")]
+    interval: Option<String>,
+
+    /// Evaluate what is new and print the alerts, storing nothing (no state, no actions)
+    #[arg(long, group = "mode")]
+    dry_run: bool,
+
+    /// Re-evaluate a time range from scratch state and print the alerts, touching no state
+    #[arg(long, group = "mode", requires_all = ["from", "to"])]
+    replay: bool,
+
+    /// Start of the --replay range (inclusive): ISO 8601, YYYYmmddHHMMSS or YYmmddHHMMSS
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+
+    /// End of the --replay range (exclusive)
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+
+    /// Show why an alert fired: rule, window, key and the events counted
+    #[arg(long, value_name = "ALERT_ID", group = "mode")]
+    explain: Option<i64>,
+
+    /// Show, for a time range, the keys of a rule that came closest to firing
+    #[arg(long, value_name = "NAME", group = "mode")]
+    explain_rule: Option<String>,
+
+    /// Time range of --explain-rule: START-END (as --from/--to)
+    #[arg(long, value_name = "START-END")]
+    range: Option<String>,
+
+    /// Time range of --explain-rule: the last DURATION of event time (default 24h)
+    #[arg(long, value_name = "DURATION", conflicts_with = "range")]
+    last: Option<String>,
+
+    /// Load and validate the rules and the actions, print them, and exit
+    #[arg(long, group = "mode")]
+    check: bool,
+
+    /// Only these rules (repeatable)
+    #[arg(long = "rule", value_name = "NAME")]
+    rules: Vec<String>,
+
+    /// Output of printed alerts and explanations
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// Print every stored alert on stdout
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// No summary on stderr
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Lease time-to-live (renewed at every batch); another instance takes over after it
+    #[arg(long, value_name = "DURATION")]
+    lease_ttl: Option<String>,
+
+    /// Wait this long after reading the newest row id before evaluating, so that
+    /// concurrent MariaDB transactions with lower ids have committed (default: 1s on
+    /// MariaDB, 0 on SQLite)
+    #[arg(long, value_name = "DURATION")]
+    settle: Option<String>,
+
+    /// Event ids per transaction (tests use small ones)
+    #[arg(long, value_name = "N", default_value_t = runner::CHUNK, hide = true)]
+    chunk: i64,
+}
+
+/// How alerts and explanations are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("siemtrigger: cannot start: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("siemtrigger: {e:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
+    siemstress_common::time::parse_duration(v).with_context(|| flag.to_owned())
+}
+
+async fn run(args: Args) -> anyhow::Result<u8> {
+    let config = args.connect.load_config()?;
+    let mut rules = RuleSet::load(&config)?;
+    let action_cfg = actions::Actions::from_config(&config)?;
+    for (path, why) in &rules.skipped {
+        if !args.quiet {
+            eprintln!("siemtrigger: skipping {}: {why}", path.display());
+        }
+    }
+    if !args.rules.is_empty() {
+        for name in &args.rules {
+            if rules.get(name).is_none() {
+                bail!("--rule {name}: no such rule");
+            }
+        }
+        rules.rules.retain(|r| args.rules.contains(&r.name));
+    }
+
+    if args.check {
+        for r in &rules.rules {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                r.name,
+                r.kind.as_str(),
+                r.severity,
+                r.table.as_ref().map(|t| t.as_str()).unwrap_or("*"),
+                r.origin
+            );
+        }
+        eprintln!(
+            "siemtrigger: {} rules and {} actions are valid",
+            rules.rules.len(),
+            action_cfg.len()
+        );
+        return Ok(exit::OK);
+    }
+
+    let db = args.connect.connect(&config).await?;
+    let store = Store::new(&db);
+
+    if let Some(id) = args.explain {
+        let found = explain::alert(&store, &rules, id, args.format).await?;
+        db.close().await;
+        return Ok(if found { exit::OK } else { exit::ERROR });
+    }
+    if let Some(name) = &args.explain_rule {
+        let rule = rules
+            .get(name)
+            .with_context(|| format!("--explain-rule {name}: no such rule"))?
+            .clone();
+        let (from, to) = match (&args.range, &args.last) {
+            (Some(r), _) => when::parse_range(r).context("--range")?,
+            (None, last) => {
+                let d = duration("--last", last.as_deref().unwrap_or("24h"))?;
+                let to = siemstress_common::time::now_ms() + 1;
+                (to - d.as_millis() as i64, to)
+            }
+        };
+        explain::rule(&store, &rule, from, to, args.format).await?;
+        db.close().await;
+        return Ok(exit::OK);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    spawn_signal_handler(stop.clone(), wake.clone())?;
+
+    let settle = match &args.settle {
+        Some(s) => duration("--settle", s)?,
+        None if store.is_mysql() => Duration::from_secs(1),
+        None => Duration::ZERO,
+    };
+    let interval = args
+        .interval
+        .as_deref()
+        .map(|i| duration("--interval", i))
+        .transpose()?;
+    let ttl = match &args.lease_ttl {
+        Some(t) => duration("--lease-ttl", t)?,
+        None => interval
+            .map(|i| (i * 3).max(Duration::from_secs(60)))
+            .unwrap_or(Duration::from_secs(60)),
+    };
+
+    let mode = if args.replay {
+        let from = when::parse_time(args.from.as_deref().unwrap_or_default()).context("--from")?;
+        let to = when::parse_time(args.to.as_deref().unwrap_or_default()).context("--to")?;
+        if to <= from {
+            bail!("--to must be after --from");
+        }
+        Mode::Replay { from, to }
+    } else if args.dry_run {
+        Mode::DryRun
+    } else if args.once || interval.is_some() {
+        Mode::Live {
+            holder: runner::holder_id(),
+            ttl_ms: ttl.as_millis() as i64,
+        }
+    } else {
+        bail!(
+            "say what to do: --once (cron), --interval 60s (daemon), --dry-run, --replay, \
+             --explain ID, --explain-rule NAME or --check"
+        );
+    };
+    let print = matches!(mode, Mode::DryRun | Mode::Replay { .. }) || args.verbose;
+    let runner = Runner {
+        store: store.clone(),
+        rules: &rules.rules,
+        actions: &action_cfg,
+        mode,
+        stop: stop.clone(),
+        settle,
+        print: print.then_some(args.format),
+        chunk: args.chunk,
+    };
+    let summary_on = !args.quiet && std::io::stderr().is_terminal();
+
+    let code = match interval {
+        None => match runner.once().await? {
+            Some(s) => {
+                if summary_on {
+                    eprintln!("siemtrigger: {s}");
+                }
+                exit::OK
+            }
+            None => exit::LEASE_HELD,
+        },
+        Some(every) => {
+            runner.daemon(every, &wake, args.quiet).await?;
+            exit::OK
+        }
+    };
+    runner.release().await;
+    db.close().await;
+    Ok(code)
+}
+
+fn spawn_signal_handler(
+    stop: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        stop.store(true, Ordering::SeqCst);
+        wake.notify_waiters();
+        wake.notify_one();
+    });
+    Ok(())
+}

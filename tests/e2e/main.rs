@@ -5,3 +5,4 @@ mod ingest;
 mod loghub;
 mod query;
 mod snapshot;
+mod trigger;

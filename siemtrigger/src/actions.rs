@@ -1,0 +1,499 @@
+//! Alert actions (`[actions.NAME]` in `siemstress.toml`). A rule's alert
+//! queues one `action_runs` row per action in the same transaction as the
+//! alert; the dispatcher then runs each, records `ok`, or schedules a retry
+//! with doubling backoff, and after `retries` attempts records `failed`.
+//! The alert itself is never lost: it is stored before any action runs.
+//!
+//! ```toml
+//! [actions.mail]                 # type defaults to the name (mail, exec, webhook, file)
+//! smtp = "smtp://localhost:25"   # plain SMTP (a local relay); user:pass@ in the URL for AUTH
+//! from = "siem@example.org"
+//! to = ["security@example.org"]
+//! digest = false                 # true: one mail per run with every alert
+//!
+//! [actions.page]
+//! type = "exec"                  # run directly, never through a shell
+//! program = "/usr/local/bin/page-oncall"
+//! args = ["--rule", "{rule}"]    # {field} of the alert in arguments
+//! timeout = "30s"
+//!
+//! [actions.hook]
+//! type = "webhook"               # JSON POST of the alert
+//! url = "http://127.0.0.1:8080/alerts"
+//!
+//! [actions.log]
+//! type = "file"                  # one JSON object per line, appended
+//! path = "/var/log/siemstress/alerts.ndjson"
+//! ```
+//!
+//! Every action also takes `retries` (attempts, default 5) and `backoff`
+//! (first retry delay, default 30s, doubling).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde::Deserialize;
+use siemstress_common::config::Config;
+use siemstress_common::rules::Template;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::engine::rfc3339;
+use crate::store::{ActionRun, AlertRow, Store};
+
+/// How long a `--once` run keeps retrying failed actions before leaving
+/// them to the next run.
+const ONCE_RETRY_BUDGET: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    // mail
+    smtp: Option<String>,
+    from: Option<String>,
+    #[serde(default)]
+    to: Vec<String>,
+    subject: Option<String>,
+    #[serde(default)]
+    digest: bool,
+    // exec
+    program: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    // webhook
+    url: Option<String>,
+    // file
+    path: Option<std::path::PathBuf>,
+    // all
+    timeout: Option<String>,
+    retries: Option<u32>,
+    backoff: Option<String>,
+}
+
+/// What an action does.
+#[derive(Debug, Clone)]
+enum Kind {
+    Mail {
+        smtp: String,
+        from: String,
+        to: Vec<String>,
+        subject: Template,
+        digest: bool,
+    },
+    Exec {
+        program: String,
+        args: Vec<Template>,
+    },
+    Webhook {
+        url: url::Url,
+    },
+    File {
+        path: std::path::PathBuf,
+    },
+}
+
+/// One configured action.
+#[derive(Debug, Clone)]
+pub struct Action {
+    kind: Kind,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+}
+
+/// The configured actions by name.
+#[derive(Debug, Default)]
+pub struct Actions {
+    by_name: BTreeMap<String, Action>,
+}
+
+impl Actions {
+    /// Reads and checks `[actions]`; errors name the action and key.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let mut by_name = BTreeMap::new();
+        let Some(v) = &config.actions else {
+            return Ok(Self::default());
+        };
+        let table = v
+            .as_table()
+            .ok_or_else(|| anyhow!("[actions] must be a table of [actions.NAME] tables"))?;
+        for (name, v) in table {
+            let raw: RawAction = v
+                .clone()
+                .try_into()
+                .with_context(|| format!("[actions.{name}]"))?;
+            let a = build(name, raw).with_context(|| format!("[actions.{name}]"))?;
+            by_name.insert(name.clone(), a);
+        }
+        Ok(Self { by_name })
+    }
+
+    /// Number of actions configured.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Runs the due action runs; with `once`, keeps retrying for a short
+    /// budget, then leaves the rest (pending) to the next run.
+    pub async fn dispatch(
+        &self,
+        store: &Store,
+        stop: &AtomicBool,
+        once: bool,
+    ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            let now = siemstress_common::time::now_ms();
+            let due = store.due_actions(now).await?;
+            let mut digests: BTreeMap<String, Vec<(ActionRun, AlertRow)>> = BTreeMap::new();
+            for (run, _) in due {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let Some(action) = self.by_name.get(&run.action) else {
+                    store
+                        .action_done(
+                            run.id,
+                            "failed",
+                            run.attempts,
+                            now,
+                            Some("action is no longer configured"),
+                        )
+                        .await?;
+                    continue;
+                };
+                let Some(alert) = store.alert(run.alert_id).await? else {
+                    store
+                        .action_done(run.id, "failed", run.attempts, now, Some("alert is gone"))
+                        .await?;
+                    continue;
+                };
+                if let Kind::Mail { digest: true, .. } = action.kind {
+                    digests
+                        .entry(run.action.clone())
+                        .or_default()
+                        .push((run, alert));
+                    continue;
+                }
+                let result = action.run(std::slice::from_ref(&alert)).await;
+                record(store, action, &run, result).await?;
+            }
+            for (name, runs) in digests {
+                let action = &self.by_name[&name];
+                let alerts: Vec<AlertRow> = runs.iter().map(|r| r.1.clone()).collect();
+                let result = action.run(&alerts).await;
+                for (run, _) in &runs {
+                    record(
+                        store,
+                        action,
+                        run,
+                        result.as_ref().map(|_| ()).map_err(|e| anyhow!("{e:#}")),
+                    )
+                    .await?;
+                }
+            }
+            if !once || stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // --once: retry soon-due runs within the budget.
+            let left = ONCE_RETRY_BUDGET.saturating_sub(started.elapsed());
+            let horizon = siemstress_common::time::now_ms() + left.as_millis() as i64;
+            let next = store.due_actions(horizon).await?;
+            let Some(first) = next.iter().map(|(_, t)| *t).min() else {
+                return Ok(());
+            };
+            let wait = (first - siemstress_common::time::now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+async fn record(
+    store: &Store,
+    action: &Action,
+    run: &ActionRun,
+    result: anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let attempts = run.attempts + 1;
+    let now = siemstress_common::time::now_ms();
+    match result {
+        Ok(()) => store.action_done(run.id, "ok", attempts, now, None).await?,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let status = if attempts >= i64::from(action.retries) {
+                eprintln!(
+                    "siemtrigger: action {} for alert {} failed for good after {attempts} attempts: {msg}",
+                    run.action, run.alert_id
+                );
+                "failed"
+            } else {
+                eprintln!(
+                    "siemtrigger: action {} for alert {} failed (attempt {attempts}, will retry): {msg}",
+                    run.action, run.alert_id
+                );
+                "pending"
+            };
+            let delay = action.backoff.as_millis() as i64 * (1i64 << (attempts - 1).clamp(0, 20));
+            store
+                .action_done(run.id, status, attempts, now + delay, Some(&msg))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
+    let kind_s = raw.kind.clone().unwrap_or_else(|| name.to_owned());
+    let dur = |key: &str, v: &Option<String>, default: Duration| -> anyhow::Result<Duration> {
+        v.as_deref()
+            .map(|s| siemstress_common::time::parse_duration(s).with_context(|| key.to_owned()))
+            .transpose()
+            .map(|d| d.unwrap_or(default))
+    };
+    let kind = match kind_s.as_str() {
+        "mail" => {
+            let smtp = raw
+                .smtp
+                .clone()
+                .context("smtp is not set (e.g. smtp://localhost:25)")?;
+            let u = url::Url::parse(&smtp).context("smtp")?;
+            if u.scheme() != "smtp" {
+                bail!("smtp: only smtp:// (plain, e.g. a local relay) is supported");
+            }
+            let from = raw.from.clone().context("from is not set")?;
+            from.parse::<lettre::message::Mailbox>()
+                .with_context(|| format!("from {from:?}"))?;
+            if raw.to.is_empty() {
+                bail!("to is not set");
+            }
+            for t in &raw.to {
+                t.parse::<lettre::message::Mailbox>()
+                    .with_context(|| format!("to {t:?}"))?;
+            }
+            Kind::Mail {
+                smtp,
+                from,
+                to: raw.to.clone(),
+                subject: Template::parse(
+                    raw.subject
+                        .as_deref()
+                        .unwrap_or("[siemstress] {severity} {rule}: {key}"),
+                ),
+                digest: raw.digest,
+            }
+        }
+        "exec" => Kind::Exec {
+            program: raw.program.clone().context("program is not set")?,
+            args: raw.args.iter().map(|a| Template::parse(a)).collect(),
+        },
+        "webhook" => {
+            let s = raw.url.clone().context("url is not set")?;
+            let u = url::Url::parse(&s).with_context(|| format!("url {s:?}"))?;
+            if u.scheme() != "http" {
+                bail!("url: only http:// is supported (put a local TLS proxy in front for https)");
+            }
+            Kind::Webhook { url: u }
+        }
+        "file" => Kind::File {
+            path: raw.path.clone().context("path is not set")?,
+        },
+        other => bail!("unknown type {other:?} (mail, exec, webhook, file)"),
+    };
+    Ok(Action {
+        kind,
+        timeout: dur("timeout", &raw.timeout, Duration::from_secs(30))?,
+        retries: raw.retries.unwrap_or(5).max(1),
+        backoff: dur("backoff", &raw.backoff, Duration::from_secs(30))?,
+    })
+}
+
+/// The alert as JSON (webhook body, file line).
+fn alert_json(a: &AlertRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
+        "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
+        "message": a.message, "created": rfc3339(a.created), "event_table": a.event_table,
+    })
+}
+
+/// Alert fields by name, for templates and `SIEM_*` variables.
+fn fields(a: &AlertRow) -> Vec<(&'static str, String)> {
+    vec![
+        ("id", a.id.to_string()),
+        ("rule", a.rule.clone()),
+        ("severity", a.severity.clone()),
+        ("key", a.key.clone()),
+        ("ts", rfc3339(a.ts)),
+        ("first_ts", rfc3339(a.first_ts)),
+        ("count", a.count.to_string()),
+        ("message", a.message.clone()),
+        ("created", rfc3339(a.created)),
+        ("event_table", a.event_table.clone()),
+    ]
+}
+
+fn render(t: &Template, a: &AlertRow) -> String {
+    let f = fields(a);
+    t.render(|n| f.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
+}
+
+impl Action {
+    /// Runs the action for `alerts` (one, or a mail digest), within the timeout.
+    async fn run(&self, alerts: &[AlertRow]) -> anyhow::Result<()> {
+        match tokio::time::timeout(self.timeout, self.run_inner(alerts)).await {
+            Ok(r) => r,
+            Err(_) => bail!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout)
+            ),
+        }
+    }
+
+    async fn run_inner(&self, alerts: &[AlertRow]) -> anyhow::Result<()> {
+        let a = &alerts[0];
+        match &self.kind {
+            Kind::Exec { program, args } => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args.iter().map(|t| render(t, a)))
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true);
+                for (k, v) in fields(a) {
+                    cmd.env(format!("SIEM_{}", k.to_ascii_uppercase()), v);
+                }
+                let out = cmd
+                    .output()
+                    .await
+                    .with_context(|| format!("cannot run {program}"))?;
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    bail!("{program} exited with {}: {}", out.status, err.trim());
+                }
+                Ok(())
+            }
+            Kind::File { path } => {
+                let mut text = String::new();
+                for a in alerts {
+                    text.push_str(&alert_json(a).to_string());
+                    text.push('\n');
+                }
+                let mut f = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .with_context(|| format!("open {}", path.display()))?;
+                f.write_all(text.as_bytes())
+                    .await
+                    .with_context(|| format!("write {}", path.display()))?;
+                f.flush().await?;
+                Ok(())
+            }
+            Kind::Webhook { url } => post_json(url, &alert_json(a)).await,
+            Kind::Mail {
+                smtp,
+                from,
+                to,
+                subject,
+                ..
+            } => {
+                let (subject, body) = if alerts.len() == 1 {
+                    (render(subject, a), mail_body(alerts))
+                } else {
+                    (
+                        format!("[siemstress] {} alerts", alerts.len()),
+                        mail_body(alerts),
+                    )
+                };
+                let (smtp, from, to) = (smtp.clone(), from.clone(), to.clone());
+                tokio::task::spawn_blocking(move || send_mail(&smtp, &from, &to, &subject, &body))
+                    .await
+                    .context("mail task")?
+            }
+        }
+    }
+}
+
+fn mail_body(alerts: &[AlertRow]) -> String {
+    let mut s = String::new();
+    for a in alerts {
+        for (k, v) in fields(a) {
+            s.push_str(&format!("{k:>12}: {v}\n"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn send_mail(
+    smtp: &str,
+    from: &str,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> anyhow::Result<()> {
+    use lettre::Transport;
+    let u = url::Url::parse(smtp).context("smtp")?;
+    let host = u.host_str().context("smtp URL has no host")?;
+    let mut b = lettre::SmtpTransport::builder_dangerous(host).port(u.port().unwrap_or(25));
+    if !u.username().is_empty() {
+        b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            u.username().to_owned(),
+            u.password().unwrap_or("").to_owned(),
+        ));
+    }
+    let mut m = lettre::Message::builder()
+        .from(from.parse().context("from")?)
+        .subject(subject);
+    for t in to {
+        m = m.to(t.parse().with_context(|| format!("to {t:?}"))?);
+    }
+    let msg = m.body(body.to_owned()).context("build mail")?;
+    b.build().send(&msg).context("SMTP")?;
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 JSON POST (plain http://); any 2xx is success.
+async fn post_json(url: &url::Url, body: &serde_json::Value) -> anyhow::Result<()> {
+    let host = url.host_str().context("webhook URL has no host")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut path = url.path().to_owned();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .with_context(|| format!("connect to {host}:{port}"))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nUser-Agent: siemtrigger\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await?;
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The status line is enough.
+    while !resp.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        resp.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&resp);
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no HTTP status from {url}"))?;
+    if !(200..300).contains(&status) {
+        bail!("{url} answered HTTP {status}");
+    }
+    Ok(())
+}

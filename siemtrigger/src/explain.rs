@@ -1,0 +1,226 @@
+//! `--explain ALERT_ID` (why an alert fired) and `--explain-rule NAME`
+//! (which keys came closest to firing in a time range).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use siemstress_common::ident::Ident;
+use siemstress_common::rules::{Kind, Rule, RuleSet};
+
+use crate::Format;
+use crate::actions::Actions;
+use crate::engine::{KeyStats, rfc3339};
+use crate::runner::{Mode, Runner, Summary};
+use crate::store::Store;
+
+/// Keys shown by `--explain-rule`.
+const TOP: usize = 20;
+
+/// Prints why alert `id` fired; false if there is no such alert.
+pub async fn alert(store: &Store, rules: &RuleSet, id: i64, f: Format) -> anyhow::Result<bool> {
+    let Some(a) = store.alert(id).await? else {
+        eprintln!("siemtrigger: no alert {id}");
+        return Ok(false);
+    };
+    let refs = store.alert_events(id).await?;
+    let mut events = Vec::new();
+    let mut tables: Vec<&str> = refs.iter().map(|r| r.0.as_str()).collect();
+    tables.dedup();
+    for t in tables {
+        let ids: Vec<i64> = refs.iter().filter(|r| r.0 == t).map(|r| r.1).collect();
+        let ident = Ident::new(t, "event table")?;
+        for e in store.events_by_id(&ident, &ids).await? {
+            events.push((t.to_owned(), e));
+        }
+    }
+    let rule = rules.get(&a.rule);
+    let mut out = std::io::stdout().lock();
+    match f {
+        Format::Json => {
+            let v = serde_json::json!({
+                "alert": {
+                    "id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
+                    "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
+                    "message": a.message, "created": rfc3339(a.created),
+                    "event_table": a.event_table,
+                    "window_end": a.window_end.map(rfc3339),
+                },
+                "rule": rule.map(|r| serde_json::json!({
+                    "type": r.kind.as_str(), "window_ms": r.window_ms,
+                    "threshold": (r.kind == Kind::Threshold).then_some(r.threshold),
+                    "distinct": r.distinct, "key": r.key.source, "origin": r.origin,
+                })),
+                "events": events.iter().map(|(t, (id, ts, host, raw))| serde_json::json!({
+                    "event_table": t, "id": id, "ts": rfc3339(*ts), "host": host, "raw": raw,
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{v:#}")?;
+        }
+        Format::Text => {
+            writeln!(out, "alert #{}  {}  {}", a.id, a.severity, a.rule)?;
+            writeln!(out, "  message:  {}", a.message)?;
+            writeln!(out, "  key:      {:?}", a.key)?;
+            writeln!(out, "  fired at: {} (event time)", rfc3339(a.ts))?;
+            match a.window_end {
+                Some(end) => writeln!(
+                    out,
+                    "  window:   {} .. {} (inclusive)",
+                    rfc3339(a.first_ts),
+                    rfc3339(end)
+                )?,
+                None => writeln!(out, "  window:   none (single)")?,
+            }
+            match rule {
+                Some(r) => {
+                    let cond = match r.kind {
+                        Kind::Threshold => format!(
+                            "threshold {} {} within {}",
+                            r.threshold,
+                            if r.distinct.is_some() {
+                                "distinct values of ".to_owned()
+                                    + r.distinct.as_deref().unwrap_or("")
+                            } else {
+                                "events".to_owned()
+                            },
+                            human(r.window_ms)
+                        ),
+                        Kind::Pair => format!("second within {} of first", human(r.window_ms)),
+                        Kind::Absence => {
+                            format!("no second within {} of first", human(r.window_ms))
+                        }
+                        Kind::Single => "every matching event".to_owned(),
+                        Kind::SnapshotChange => "snapshot change".to_owned(),
+                    };
+                    writeln!(
+                        out,
+                        "  rule:     {} ({cond}; key {:?}) from {}",
+                        r.kind.as_str(),
+                        r.key.source,
+                        r.origin
+                    )?;
+                }
+                None => writeln!(out, "  rule:     (no longer configured)")?,
+            }
+            writeln!(out, "  count:    {}", a.count)?;
+            writeln!(out, "  stored:   {}", rfc3339(a.created))?;
+            writeln!(out, "events ({}):", events.len())?;
+            for (t, (id, ts, host, raw)) in &events {
+                writeln!(
+                    out,
+                    "  {}  {t}#{id}  {}  {raw}",
+                    rfc3339(*ts),
+                    host.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn human(ms: Option<i64>) -> String {
+    ms.map(|m| humantime::format_duration(std::time::Duration::from_millis(m as u64)).to_string())
+        .unwrap_or_default()
+}
+
+/// Prints the keys of `rule` that came closest to firing in `[from, to)`,
+/// by re-evaluating the range from empty state (nothing is stored).
+pub async fn rule(store: &Store, rule: &Rule, from: i64, to: i64, f: Format) -> anyhow::Result<()> {
+    let actions = Actions::default();
+    let rules = std::slice::from_ref(rule);
+    let runner = Runner {
+        store: store.clone(),
+        rules,
+        actions: &actions,
+        mode: Mode::Replay { from, to },
+        stop: Arc::new(AtomicBool::new(false)),
+        settle: std::time::Duration::ZERO,
+        print: None,
+        chunk: crate::runner::CHUNK,
+    };
+    let mut stats: HashMap<String, KeyStats> = HashMap::new();
+    let mut summary = Summary::default();
+    for t in store.event_tables().await? {
+        if rule.table.as_ref().is_some_and(|r| r.as_str() != t) {
+            continue;
+        }
+        let hi = store.max_id(&Ident::new(&t, "event table")?).await?;
+        let mut s = HashMap::new();
+        runner
+            .rule_table(rule, &t, hi, &mut summary, Some(&mut s))
+            .await?;
+        for (k, v) in s {
+            let key = if rule.table.is_some() {
+                k
+            } else {
+                format!("{t}: {k}")
+            };
+            stats.insert(key, v);
+        }
+    }
+    let mut keys: Vec<(&String, &KeyStats)> = stats.iter().collect();
+    keys.sort_by(|a, b| {
+        (b.1.fired, b.1.best)
+            .cmp(&(a.1.fired, a.1.best))
+            .then(a.0.cmp(b.0))
+    });
+    let needed = match rule.kind {
+        Kind::Threshold => rule.threshold,
+        _ => 1,
+    };
+    let mut out = std::io::stdout().lock();
+    match f {
+        Format::Json => {
+            for (k, s) in keys.iter().take(TOP) {
+                let v = serde_json::json!({
+                    "key": k, "best": s.best, "needed": needed, "fired": s.fired,
+                    "opened": s.opened,
+                    "best_first_ts": (s.best_ts != 0).then(|| rfc3339(s.best_start)),
+                    "best_ts": (s.best_ts != 0).then(|| rfc3339(s.best_ts)),
+                });
+                writeln!(out, "{v}")?;
+            }
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "rule {} ({}) from {} to {}: {} matching events, {} alerts, {} keys",
+                rule.name,
+                rule.kind.as_str(),
+                rfc3339(from),
+                rfc3339(to),
+                summary.candidates,
+                summary.alerts,
+                stats.len()
+            )?;
+            match rule.kind {
+                Kind::Threshold => {
+                    writeln!(
+                        out,
+                        "{:>6} {:>6}  {:<24} {:<24} key",
+                        "best", "fired", "window start", "best at"
+                    )?;
+                    for (k, s) in keys.iter().take(TOP) {
+                        writeln!(
+                            out,
+                            "{:>3}/{:<2} {:>6}  {:<24} {:<24} {k}",
+                            s.best,
+                            needed,
+                            s.fired,
+                            rfc3339(s.best_start),
+                            rfc3339(s.best_ts)
+                        )?;
+                    }
+                }
+                _ => {
+                    writeln!(out, "{:>7} {:>6}  key", "opened", "fired")?;
+                    for (k, s) in keys.iter().take(TOP) {
+                        writeln!(out, "{:>7} {:>6}  {k}", s.opened, s.fired)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
