@@ -1,14 +1,17 @@
 //! The write side of ingest: readers send [`Batch`]es over a bounded
 //! channel; one writer merges what is queued into a transaction (up to
-//! `--batch` rows) and commits rows and file offsets together.
+//! `--batch` rows) and commits rows and file offsets together. When input is
+//! idle, the writer advances the `--grep` search index between batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use siemstress_common::db::{Checkpoint, EventWriter};
 use siemstress_common::event::Event;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 
 /// Rows from one reader, and the offset they bring its file to.
 pub struct Batch {
@@ -47,6 +50,43 @@ pub fn channel() -> (BatchSender, mpsc::Receiver<Batch>) {
     (BatchSender(tx), rx)
 }
 
+/// Rows per step of the search indexer: small, so that a batch arriving
+/// meanwhile waits only a few tens of milliseconds.
+pub const INDEX_STEP_ROWS: u64 = 2_000;
+/// Input quiet for this long counts as idle: the indexer may run.
+const IDLE: Duration = Duration::from_millis(100);
+/// With this many rows unindexed, the indexer also runs whenever no batch
+/// is queued, so a steady stream cannot starve it.
+const INDEX_BACKLOG: u64 = 50_000;
+
+/// The next batch; while input is idle, advances the search index (in its
+/// own transactions, never the insert's). `None` once every sender is gone.
+async fn next_batch(
+    writer: &mut EventWriter,
+    rx: &mut mpsc::Receiver<Batch>,
+) -> anyhow::Result<Option<Batch>> {
+    loop {
+        match rx.try_recv() {
+            Ok(b) => return Ok(Some(b)),
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        let backlog = writer.index_backlog();
+        if backlog == 0 {
+            return Ok(rx.recv().await);
+        }
+        // Below the backlog limit, index only after IDLE without input.
+        if backlog < INDEX_BACKLOG
+            && let Ok(b) = tokio::time::timeout(IDLE, rx.recv()).await
+        {
+            return Ok(b);
+        }
+        writer
+            .index_step(INDEX_STEP_ROWS)
+            .context("updating the search index")?;
+    }
+}
+
 /// Writes everything received until every sender is gone; counts rows in `stored`.
 pub async fn write_all(
     mut writer: EventWriter,
@@ -56,7 +96,7 @@ pub async fn write_all(
 ) -> anyhow::Result<()> {
     let mut events: Vec<Event> = Vec::with_capacity(batch_rows);
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = next_batch(&mut writer, &mut rx).await? {
         absorb(&mut events, &mut checkpoints, first);
         while events.len() < batch_rows {
             match rx.try_recv() {

@@ -21,11 +21,11 @@ pub fn parse_range(spec: &str, zone: &Zone) -> anyhow::Result<(i64, i64)> {
     }
     let Some((start, end)) = found else {
         // Name the side that fails, if the split is obvious.
-        if let Some((a, b)) = s.split_once('-') {
-            if a.bytes().all(|c| c.is_ascii_digit()) {
-                parse_instant(a, zone).with_context(|| format!("--range {spec:?}: start"))?;
-                parse_instant(b, zone).with_context(|| format!("--range {spec:?}: end"))?;
-            }
+        if let Some((a, b)) = s.split_once('-')
+            && a.bytes().all(|c| c.is_ascii_digit())
+        {
+            parse_instant(a, zone).with_context(|| format!("--range {spec:?}: start"))?;
+            parse_instant(b, zone).with_context(|| format!("--range {spec:?}: end"))?;
         }
         bail!(
             "--range {spec:?}: expected START-END, each YYmmddHHMMSS, YYYYmmddHHMMSS or \
@@ -71,12 +71,12 @@ fn split_offset(s: &str) -> (&str, Option<i32>) {
         return (rest, Some(0));
     }
     // An offset only follows a time (after 'T' or ' ').
-    if let Some(tpos) = s.find(['T', 't', ' ']) {
-        if let Some(p) = s[tpos..].rfind(['+', '-']) {
-            let at = tpos + p;
-            if let Some(off) = parse_offset(&s[at..]) {
-                return (&s[..at], Some(off.local_minus_utc()));
-            }
+    if let Some(tpos) = s.find(['T', 't', ' '])
+        && let Some(p) = s[tpos..].rfind(['+', '-'])
+    {
+        let at = tpos + p;
+        if let Some(off) = parse_offset(&s[at..]) {
+            return (&s[..at], Some(off.local_minus_utc()));
         }
     }
     (s, None)

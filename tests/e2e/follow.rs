@@ -259,7 +259,7 @@ fn sigkill_loop_loses_and_duplicates_nothing() {
                     .append(true)
                     .open(&log)
                     .unwrap();
-                f.write_all(pending[..cut].as_bytes()).unwrap();
+                f.write_all(&pending.as_bytes()[..cut]).unwrap();
                 pending.drain(..cut);
                 std::thread::sleep(Duration::from_millis(rng.random_range(0..20)));
             }

@@ -436,10 +436,9 @@ fn loghub_matrix() {
                 (
                     a(&["--regex", r"\buser[= ]\w+", "--ruser", &user]),
                     Box::new(move |r: &R| {
-                        regex::Regex::new(r"\buser[= ]\w+")
-                            .unwrap()
-                            .is_match(&r.raw)
-                            && !is(&r.user, &u2)
+                        #[allow(clippy::regex_creation_in_loops)]
+                        let re = regex::Regex::new(r"\buser[= ]\w+").unwrap();
+                        re.is_match(&r.raw) && !is(&r.user, &u2)
                     }),
                 ),
             ];
@@ -905,5 +904,298 @@ fn closed_pipe_exits_zero() {
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Lines with what a trigram index could get wrong: case, wildcards,
+/// backslashes, quotes (FTS5 query syntax), non-ASCII, short words.
+const GREP_LINES: &str = "\
+Mar  2 09:00:00 web1 sshd[7]: Failed password for Invalid user oRaClE from 45.155.205.233 port 1 ssh2
+Mar  2 09:00:01 web1 app[8]: 100% done_now \\ back\\slash \"quoted\" 'single' a*b (x) -- ^up
+Mar  2 09:00:02 db1 app[9]: \u{c4}rger \u{e4}rger STRA\u{df}E stra\u{df}e K\u{212a} kelvin \u{130}stanbul \u{1f600} emoji
+Mar  2 09:00:03 db1 app[9]: AND OR NOT NEAR \"a\" + b * c: col: {x} NEAR(a b)
+Mar  2 09:00:04 web2 kernel: ab ba xy zz\u{fffd}
+";
+
+/// `--grep` patterns for the index equivalence test.
+fn grep_patterns() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "oracle",
+        "ORACLE",
+        "failed password",
+        "45.155.205.233",
+        "%",
+        "_",
+        "\\",
+        "0% d",
+        "e_n",
+        "k\\s",
+        "\"quoted\"",
+        "\"",
+        "'single'",
+        "a*b",
+        "AND OR",
+        "near(",
+        "col:",
+        "{x}",
+        "^up",
+        "ab",
+        "zz",
+        "z",
+        "\u{e4}rger",
+        "\u{c4}RGER",
+        "\u{c4}rger",
+        "stra\u{df}e",
+        "STRASSE",
+        "k\u{212a}",
+        "kk",
+        "kelvin",
+        "\u{130}stanbul",
+        "istanbul",
+        "\u{1f600} e",
+        "\u{fffd}",
+        "zz\u{fffd}",
+        "sshd[",
+        "port 4",
+        "no such text anywhere",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    v.push("A".repeat(10 * 1024));
+    v.push("authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=".into());
+    v
+}
+
+/// With the search index (SQLite) `--grep` returns exactly what a scan
+/// returns: before indexing, after `siemparse --index`, with rows above the
+/// index's high-water mark, whether the planner uses the index or not.
+#[test]
+fn grep_index_changes_no_result() {
+    let all_year = ["--range", "2005-01-01-2025-01-01"];
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let ingest = |input: &[u8]| env.ingest(&["-s", "t", "-z", "UTC", "--year", "2024"], input);
+        ingest(FIXTURE.as_bytes());
+        ingest(GREP_LINES.as_bytes());
+        ingest(&std::fs::read(loghub("OpenSSH_2k.log")).unwrap());
+        let check_all = |label: &str| {
+            let rows = stored(&env, "t");
+            let mut used = 0;
+            for p in grep_patterns() {
+                let want: Vec<i64> = rows
+                    .iter()
+                    .filter(|r| in_range(r) && icontains(&r.raw, &p))
+                    .map(|r| r.id)
+                    .collect();
+                for mode in ["never", "auto", "always"] {
+                    let args = ["--table", "t", all_year[0], all_year[1], "--grep", &p];
+                    let got = ids_mode(&env, mode, &args);
+                    assert_eq!(got, want, "{kind:?} {label} {mode} --grep {:.40?}", p);
+                    let (n, sql) = count_mode(&env, mode, &args);
+                    assert_eq!(
+                        n,
+                        want.len(),
+                        "{kind:?} {label} {mode} --count --grep {p:.40?}"
+                    );
+                    used += usize::from(sql.contains("$grep\" WHERE"));
+                    // --rgrep is the complement (the index never narrows exclusions).
+                    let mut rargs = args;
+                    rargs[4] = "--rgrep";
+                    let (n, _) = count_mode(&env, mode, &rargs);
+                    let total = rows.iter().filter(|r| in_range(r)).count();
+                    assert_eq!(
+                        n,
+                        total - want.len(),
+                        "{kind:?} {label} {mode} --rgrep {p:.40?}"
+                    );
+                }
+            }
+            // Several patterns OR, with an exclusion and a field filter.
+            let want: Vec<i64> = rows
+                .iter()
+                .filter(|r| {
+                    in_range(r)
+                        && (icontains(&r.raw, "oracle") || icontains(&r.raw, "\u{e4}rger"))
+                        && !icontains(&r.raw, "45.155")
+                })
+                .map(|r| r.id)
+                .collect();
+            for mode in ["never", "auto", "always"] {
+                let args = [
+                    "--table",
+                    "t",
+                    all_year[0],
+                    all_year[1],
+                    "--grep",
+                    "ORACLE",
+                    "--grep",
+                    "\u{e4}rger",
+                    "--rgrep",
+                    "45.155",
+                ];
+                assert_eq!(
+                    ids_mode(&env, mode, &args),
+                    want,
+                    "{kind:?} {label} {mode} OR"
+                );
+            }
+            used
+        };
+        let used = check_all("unindexed");
+        assert_eq!(used, 0, "nothing is indexed yet");
+
+        let (code, _, err) = env.run("siemparse", &["-s", "t", "--index"], b"");
+        assert_eq!(code, 0, "{err}");
+        if kind == Kind::Sqlite {
+            let n = env.scalar("SELECT count(*) FROM t");
+            assert_eq!(
+                env.scalar("SELECT indexed_upto FROM grep_index WHERE tbl = 't'"),
+                n
+            );
+        }
+        let used = check_all("indexed");
+        if kind == Kind::Sqlite {
+            assert!(used > 30, "the index was used ({used} queries)");
+        }
+
+        // New rows above the high-water mark are found by the scan of the tail.
+        ingest(GREP_LINES.as_bytes());
+        ingest(
+            b"Mar  3 10:00:00 web9 sshd[1]: Failed password for oracle from 10.9.9.9 port 2 ssh2\n",
+        );
+        if kind == Kind::Sqlite {
+            assert!(
+                env.scalar("SELECT indexed_upto FROM grep_index WHERE tbl = 't'")
+                    < env.scalar("SELECT max(id) FROM t")
+            );
+        }
+        check_all("tail");
+        // --clear drops the index with the table; a new table starts unindexed.
+        let (code, _, err) = env.run("siemparse", &["-s", "t", "--clear", "--force"], b"");
+        assert_eq!(code, 0, "{err}");
+        assert!(table_names(&env).iter().all(|n| !n.starts_with("t$")));
+        ingest(GREP_LINES.as_bytes());
+        assert_eq!(
+            ids_mode(
+                &env,
+                "always",
+                &["--table", "t", all_year[0], all_year[1], "--grep", "oracle"]
+            ),
+            [1]
+        );
+    }
+}
+
+fn in_range(r: &R) -> bool {
+    // 2005-01-01 .. 2025-01-01 UTC
+    (1_104_537_600_000..1_735_689_600_000).contains(&r.ts)
+}
+
+/// `ids` with the search index planner forced into `mode`.
+fn ids_mode(env: &Env, mode: &str, args: &[&str]) -> Vec<i64> {
+    let out = env
+        .cmd("siemquery")
+        .env("SIEMSTRESS_GREP_INDEX", mode)
+        .args(["--format", "ndjson", "--fields", "id"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `--count --verbose` in `mode`: the count and the SQL printed.
+fn count_mode(env: &Env, mode: &str, args: &[&str]) -> (usize, String) {
+    let out = env
+        .cmd("siemquery")
+        .env("SIEMSTRESS_GREP_INDEX", mode)
+        .args(["--count", "--verbose"])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let n = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let sql = err
+        .lines()
+        .rfind(|l| l.contains("SQL:"))
+        .unwrap_or("")
+        .to_owned();
+    (n, sql)
+}
+
+/// A long-running siemparse indexes while its input is idle, outside the
+/// insert transactions: rows become covered without `--index`.
+#[test]
+fn idle_siemparse_catches_up_the_index() {
+    use std::io::Write;
+    let env = Env::new(Kind::Sqlite);
+    let mut child = env
+        .cmd("siemparse")
+        .args(["-s", "t", "-z", "UTC", "--year", "2024"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(FIXTURE.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let db = env.path().join("test.db");
+    let upto = || {
+        if !db.exists()
+            || env.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'grep_index'") == 0
+        {
+            return None;
+        }
+        env.rows("SELECT indexed_upto FROM grep_index WHERE tbl = 't'")
+            .first()
+            .and_then(|r| r[0].as_deref().map(|v| v.parse::<i64>().unwrap()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upto() != Some(10) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not indexed: {:?}",
+            upto()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    stdin.write_all(GREP_LINES.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    while upto() != Some(15) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not indexed: {:?}",
+            upto()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        ids_mode(
+            &env,
+            "always",
+            &[
+                "--table",
+                "t",
+                "--range",
+                "2024-01-01-2025-01-01",
+                "--grep",
+                "ORACLE"
+            ]
+        ),
+        [11]
     );
 }

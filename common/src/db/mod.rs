@@ -3,6 +3,7 @@
 //! Schema comes from versioned migrations; event tables (one per section)
 //! are created from a fixed template with a validated name.
 
+pub mod grep_index;
 pub mod mysql;
 pub mod search;
 pub mod sqlite;
@@ -151,6 +152,28 @@ impl EventWriter {
         match self {
             EventWriter::Sqlite(w) => w.write(events, checkpoints),
             EventWriter::Mysql(w) => w.write(events, checkpoints).await,
+        }
+    }
+
+    /// True if this backend has a `--grep` search index (SQLite).
+    pub fn has_search_index(&self) -> bool {
+        matches!(self, EventWriter::Sqlite(_))
+    }
+
+    /// Rows stored but not yet in the search index (0 without an index).
+    pub fn index_backlog(&self) -> u64 {
+        match self {
+            EventWriter::Sqlite(w) => w.index_backlog(),
+            EventWriter::Mysql(_) => 0,
+        }
+    }
+
+    /// Adds up to `max_rows` rows to the search index in a transaction of
+    /// its own (never the insert transaction); returns how many (0: done).
+    pub fn index_step(&mut self, max_rows: u64) -> Result<u64, Error> {
+        match self {
+            EventWriter::Sqlite(w) => w.index_step(max_rows),
+            EventWriter::Mysql(_) => Ok(0),
         }
     }
 }

@@ -9,6 +9,7 @@ use futures_util::TryStreamExt;
 use sqlx::{Pool, QueryBuilder};
 
 use super::Database;
+use super::grep_index::{self, GrepPlan};
 use crate::Error;
 use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
 use crate::ident::Ident;
@@ -120,8 +121,11 @@ impl Database {
         sink: RowSink<'_>,
     ) -> Result<u64, Error> {
         match self {
-            Database::Sqlite(db) => search(&db.pool, table, filter, limit, log, sink).await,
-            Database::Mysql(db) => search(&db.pool, table, filter, limit, log, sink).await,
+            Database::Sqlite(db) => {
+                let plan = grep_index::plan(&db.pool, table, filter, log).await?;
+                search(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
+            }
+            Database::Mysql(db) => search(&db.pool, table, None, filter, limit, log, sink).await,
         }
     }
 
@@ -133,8 +137,11 @@ impl Database {
         log: SqlLog<'_>,
     ) -> Result<u64, Error> {
         match self {
-            Database::Sqlite(db) => count(&db.pool, table, filter, log).await,
-            Database::Mysql(db) => count(&db.pool, table, filter, log).await,
+            Database::Sqlite(db) => {
+                let plan = grep_index::plan(&db.pool, table, filter, log).await?;
+                count(&db.pool, table, plan.as_ref(), filter, log).await
+            }
+            Database::Mysql(db) => count(&db.pool, table, None, filter, log).await,
         }
     }
 
@@ -149,8 +156,11 @@ impl Database {
         log: SqlLog<'_>,
     ) -> Result<Vec<(Option<StatKey>, u64)>, Error> {
         match self {
-            Database::Sqlite(db) => stats(&db.pool, table, filter, column, top, log).await,
-            Database::Mysql(db) => stats(&db.pool, table, filter, column, top, log).await,
+            Database::Sqlite(db) => {
+                let plan = grep_index::plan(&db.pool, table, filter, log).await?;
+                stats(&db.pool, table, plan.as_ref(), filter, column, top, log).await
+            }
+            Database::Mysql(db) => stats(&db.pool, table, None, filter, column, top, log).await,
         }
     }
 }
@@ -161,6 +171,36 @@ fn quoted<DB: FilterDb>(t: &Ident) -> String {
         super::Backend::Sqlite => format!("\"{t}\""),
         super::Backend::Mysql => format!("`{t}`"),
     }
+}
+
+/// ` FROM <table>`, or with a [`GrepPlan`], the table joined to the
+/// candidates of the search index (indexed rows that have every trigram of
+/// a pattern, and every row above the index's mark). The candidates drive
+/// the join (CROSS JOIN fixes the loop order); the filter still decides.
+fn write_from<DB: FilterDb>(w: &mut SqlWriter<'_, DB>, table: &Ident, plan: Option<&GrepPlan>) {
+    let t = quoted::<DB>(table);
+    let Some(p) = plan else {
+        w.sql(" FROM ").sql(&t);
+        return;
+    };
+    let fts = format!("\"{}\"", p.fts);
+    w.sql(" FROM (SELECT rowid AS cand FROM ")
+        .sql(&fts)
+        .sql(" WHERE ")
+        .sql(&fts)
+        .sql(" MATCH ")
+        .text(&p.expr)
+        .sql(" AND rowid <= ")
+        .int(p.upto)
+        .sql(" UNION ALL SELECT id FROM ")
+        .sql(&t)
+        .sql(" WHERE id > ")
+        .int(p.upto)
+        .sql(") AS c CROSS JOIN ")
+        .sql(&t)
+        .sql(" ON ")
+        .sql(&t)
+        .sql(".id = c.cand");
 }
 
 fn query_err(table: &Ident, e: impl std::fmt::Display) -> Error {
@@ -179,6 +219,7 @@ fn sql_limit(n: u64) -> i64 {
 async fn search<DB>(
     pool: &Pool<DB>,
     table: &Ident,
+    plan: Option<&GrepPlan>,
     filter: &Filter,
     limit: Option<u64>,
     log: SqlLog<'_>,
@@ -193,12 +234,9 @@ where
     if limit == Some(0) {
         return Ok(0);
     }
-    let mut qb = QueryBuilder::<DB>::new(format!(
-        "SELECT {} FROM {}",
-        ROW_COLUMNS.join(", "),
-        quoted::<DB>(table)
-    ));
+    let mut qb = QueryBuilder::<DB>::new(format!("SELECT {}", ROW_COLUMNS.join(", ")));
     let mut w = SqlWriter::new(&mut qb);
+    write_from(&mut w, table, plan);
     filter.write_where(&mut w);
     w.sql(" ORDER BY ts, id");
     let residual = filter.has_residual();
@@ -228,6 +266,7 @@ where
 async fn count<DB>(
     pool: &Pool<DB>,
     table: &Ident,
+    plan: Option<&GrepPlan>,
     filter: &Filter,
     log: SqlLog<'_>,
 ) -> Result<u64, Error>
@@ -240,8 +279,9 @@ where
 {
     let residual = filter.has_residual();
     let select = if residual { "raw" } else { "COUNT(*)" };
-    let mut qb = QueryBuilder::<DB>::new(format!("SELECT {select} FROM {}", quoted::<DB>(table)));
+    let mut qb = QueryBuilder::<DB>::new(format!("SELECT {select}"));
     let mut w = SqlWriter::new(&mut qb);
+    write_from(&mut w, table, plan);
     filter.write_where(&mut w);
     let bound = std::mem::take(&mut w.bound);
     log(qb.sql().as_str(), &bound);
@@ -264,6 +304,7 @@ where
 async fn stats<DB>(
     pool: &Pool<DB>,
     table: &Ident,
+    plan: Option<&GrepPlan>,
     filter: &Filter,
     column: &'static str,
     top: Option<u64>,
@@ -281,15 +322,13 @@ where
     let int = INT_COLUMNS.contains(&column);
     let residual = filter.has_residual();
     let head = if residual {
-        format!("SELECT {column}, raw FROM {}", quoted::<DB>(table))
+        format!("SELECT {column}, raw")
     } else {
-        format!(
-            "SELECT {column}, COUNT(*) AS n FROM {}",
-            quoted::<DB>(table)
-        )
+        format!("SELECT {column}, COUNT(*) AS n")
     };
     let mut qb = QueryBuilder::<DB>::new(head);
     let mut w = SqlWriter::new(&mut qb);
+    write_from(&mut w, table, plan);
     filter.write_where(&mut w);
     if !residual {
         w.sql(" GROUP BY ").sql(column);

@@ -83,6 +83,10 @@ CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
             .execute(&self.pool)
             .await
             .map_err(|e| Error::db("create table", t.as_str(), e))?;
+        sqlx::query(sqlx::AssertSqlSafe(super::grep_index::sqlite_ddl(t)))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("create search index of", t.as_str(), e))?;
         sqlx::query("INSERT OR IGNORE INTO event_tables (name, created) VALUES (?, ?)")
             .bind(t.as_str())
             .bind(crate::time::now_ms())
@@ -115,6 +119,17 @@ CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"DROP TABLE IF EXISTS "{t}$grep""#
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        sqlx::query("DELETE FROM grep_index WHERE tbl = ?")
+            .bind(t.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
         sqlx::query("DELETE FROM event_tables WHERE name = ?")
             .bind(t.as_str())
             .execute(&mut *tx)
@@ -173,10 +188,27 @@ CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
             .map_err(|e| Error::db("open", &self.path.display().to_string(), e))?;
         let cols = crate::event::COLUMNS.join(", ");
         let marks = vec!["?"; crate::event::COLUMNS.len()].join(", ");
+        let err = |e| Error::db("open", t.as_str(), e);
+        let last_id: i64 = conn
+            .query_row(
+                &format!(r#"SELECT coalesce(max(id), 0) FROM "{t}""#),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let indexed_upto: i64 = conn
+            .query_row(
+                "SELECT coalesce((SELECT indexed_upto FROM grep_index WHERE tbl = ?), 0)",
+                [t.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
         Ok(SqliteWriter {
             conn,
             table: t.clone(),
             insert_sql: format!(r#"INSERT INTO "{t}" ({cols}) VALUES ({marks})"#),
+            last_id,
+            indexed_upto,
         })
     }
 }
@@ -186,6 +218,10 @@ pub struct SqliteWriter {
     conn: rusqlite::Connection,
     table: Ident,
     insert_sql: String,
+    /// Highest id this writer has seen (for the index backlog).
+    last_id: i64,
+    /// The search index's high-water mark, as last seen.
+    indexed_upto: i64,
 }
 
 impl SqliteWriter {
@@ -219,6 +255,9 @@ impl SqliteWriter {
                 ])
                 .map_err(err)?;
             }
+            if !events.is_empty() {
+                self.last_id = self.last_id.max(tx.last_insert_rowid());
+            }
             let mut cp_stmt = tx
                 .prepare_cached(
                     "INSERT INTO follow_state (section, path, dev, inode, byte_offset, updated) \
@@ -241,5 +280,21 @@ impl SqliteWriter {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// Rows stored but not yet in the `--grep` search index (as far as
+    /// this writer knows: another indexer may have caught up meanwhile).
+    pub fn index_backlog(&self) -> u64 {
+        u64::try_from(self.last_id - self.indexed_upto).unwrap_or(0)
+    }
+
+    /// Adds the next (at most) `max_rows` rows to the search index, in a
+    /// transaction of its own; returns how many (0: up to date).
+    pub fn index_step(&mut self, max_rows: u64) -> Result<u64, Error> {
+        let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
+        let (upto, n) = super::grep_index::index_step(&mut self.conn, &self.table, max_rows)?;
+        self.indexed_upto = upto;
+        self.last_id = self.last_id.max(upto);
+        Ok(n)
     }
 }
