@@ -48,6 +48,8 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     let host = snapshot::local_host();
     let taken = siemstress_common::time::now_ms();
 
+    let stats = std::env::var_os("SIEMPARSE_GATHER_STATS").is_some();
+    let started = std::time::Instant::now();
     let mut warnings = Vec::new();
     let result = match &opts.gather {
         Some(kind) => {
@@ -86,7 +88,17 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
         eprintln!("siemparse: warning: {renamed} duplicate keys got a \" #N\" suffix");
     }
     let message = (!warnings.is_empty()).then(|| warnings.join("; "));
+    let gathered = started.elapsed();
     let id = storage::store_run(&db, &name, &host, taken, &rows, message.as_deref()).await?;
+    if stats {
+        // For benchmarks (scripts/bench-snapshot-files.sh).
+        eprintln!(
+            "siemparse: timing: {} rows, gather (with reading the previous run) {:.3} s, store {:.3} s",
+            rows.len(),
+            gathered.as_secs_f64(),
+            (started.elapsed() - gathered).as_secs_f64()
+        );
+    }
     if !opts.quiet && std::io::stderr().is_terminal() {
         let run = storage::run(&db, id)
             .await?
