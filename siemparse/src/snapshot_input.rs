@@ -54,7 +54,9 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     let result = match &opts.gather {
         Some(kind) => {
             let previous = match storage::latest_ok(&db, &name, &host).await? {
-                Some(r) if kind == "files" || kind == "suid" => storage::rows(&db, r.id).await?,
+                Some(r) if kind == "files" || kind == "suid" => {
+                    storage::raw_rows(&db, r.id).await?
+                }
                 _ => Vec::new(),
             };
             let mut ctx = gather::Ctx {

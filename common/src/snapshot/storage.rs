@@ -281,3 +281,13 @@ pub async fn rows(db: &Database, run_id: i64) -> Result<Vec<Row>, Error> {
         })
         .collect())
 }
+
+/// The rows of a run as (key, JSON text), unparsed, in the gatherer's order.
+pub async fn raw_rows(db: &Database, run_id: i64) -> Result<Vec<(String, String)>, Error> {
+    let sql = "SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq";
+    Ok(with_pool!(db, pool => sqlx::query_as(sql)
+        .bind(run_id)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| Error::db("read rows of snapshot run", &run_id.to_string(), e))?))
+}

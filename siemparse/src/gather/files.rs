@@ -41,6 +41,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
             let start = Entry {
                 full: ctx.under_root(&base),
                 host: base,
+                md: None,
             };
             fs::walk(&start, depth, None, &exclude, &mut errors, &mut |e, _| {
                 if matcher.is_match(&e.host) {
@@ -52,6 +53,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
             let start = Entry {
                 full: ctx.under_root(&host),
                 host,
+                md: None,
             };
             if exclude.is_match(&start.host) {
                 continue;

@@ -19,6 +19,8 @@ use siemstress_common::snapshot::Row;
 pub struct Entry {
     pub host: String,
     pub full: PathBuf,
+    /// lstat of the entry when the walk already has it.
+    pub md: Option<std::fs::Metadata>,
 }
 
 /// A glob over host paths: `*` stays within one component, `**` crosses.
@@ -82,13 +84,17 @@ pub fn walk(
                 dir.host.trim_end_matches('/'),
                 name.to_string_lossy()
             );
-            if exclude.is_match(&host) {
+            if !exclude.is_empty() && exclude.is_match(&host) {
                 continue;
             }
             let Ok(md) = std::fs::symlink_metadata(&full) else {
                 continue;
             };
-            let entry = Entry { host, full };
+            let entry = Entry {
+                host,
+                full,
+                md: Some(md.clone()),
+            };
             visit(&entry, &md);
             let deeper = max_depth.is_none_or(|m| depth + 1 < m);
             if md.is_dir() && deeper && same_dev.is_none_or(|d| md.dev() == d) {
@@ -135,17 +141,34 @@ pub struct HashStats {
     pub reused: AtomicUsize,
 }
 
+/// What hash reuse needs of last run's row of a path.
+#[derive(Debug, serde::Deserialize)]
+pub struct PrevFile<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    size: Option<u64>,
+    #[serde(borrow)]
+    mtime: Option<std::borrow::Cow<'a, str>>,
+    inode: Option<u64>,
+    #[serde(borrow)]
+    sha256: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The row of one entry, or `None` if it vanished. `previous` maps host
-/// paths to last run's values for hash reuse.
+/// paths to last run's rows for hash reuse.
 pub fn entry_row(
     e: &Entry,
-    previous: &HashMap<&str, &Value>,
+    previous: &HashMap<&str, PrevFile<'_>>,
     list_error: Option<&str>,
     stats: &HashStats,
 ) -> Option<Value> {
     let mut v = Map::new();
     v.insert("path".into(), json!(e.host));
-    let md = match std::fs::symlink_metadata(&e.full) {
+    let md = match e
+        .md
+        .clone()
+        .map_or_else(|| std::fs::symlink_metadata(&e.full), Ok)
+    {
         Ok(md) => md,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
         Err(err) => {
@@ -162,18 +185,15 @@ pub fn entry_row(
             Err(err) => v.insert("error".into(), json!(format!("cannot read link: {err}"))),
         };
     } else if ft.is_file() {
-        let prev = previous.get(e.host.as_str());
-        let reusable = prev.and_then(|p| {
-            let same = p.get("type") == Some(&json!("file"))
-                && p.get("size") == v.get("size")
-                && p.get("mtime") == v.get("mtime")
-                && p.get("inode") == v.get("inode");
-            same.then(|| p.get("sha256"))
-                .flatten()
-                .filter(|h| h.is_string())
+        let reusable = previous.get(e.host.as_str()).and_then(|p| {
+            let same = p.kind.as_deref() == Some("file")
+                && p.size == Some(md.size())
+                && p.inode == Some(md.ino())
+                && p.mtime.as_deref() == Some(mtime(&md).as_str());
+            same.then_some(p.sha256.as_deref()).flatten()
         });
         if let Some(h) = reusable {
-            v.insert("sha256".into(), h.clone());
+            v.insert("sha256".into(), json!(h));
             stats.reused.fetch_add(1, Ordering::Relaxed);
         } else {
             match hash_file(&e.full) {
@@ -252,13 +272,13 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, std::fs::Metadata)> {
 /// Rows of `entries` (in their order), stat'ed and hashed on a few threads.
 pub fn rows_for(
     entries: &[Entry],
-    previous: &[Row],
+    previous: &[(String, String)],
     errors: &WalkErrors,
     stats: &HashStats,
 ) -> Vec<Row> {
-    let prev: HashMap<&str, &Value> = previous
+    let prev: HashMap<&str, PrevFile<'_>> = previous
         .iter()
-        .map(|r| (r.key.as_str(), &r.value))
+        .filter_map(|(k, v)| Some((k.as_str(), serde_json::from_str(v).ok()?)))
         .collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -106,10 +106,10 @@ pub struct Ctx<'a> {
     /// Filesystem root to read under (`/` by default).
     pub root: PathBuf,
     pub config: &'a GatherConfig,
-    /// Rows of the previous successful run of this snapshot on this host
-    /// (for `files` and `suid`: hashes are reused when size, mtime and
-    /// inode did not change).
-    pub previous: Vec<Row>,
+    /// Rows (key, JSON text) of the previous successful run of this
+    /// snapshot on this host, for `files` and `suid`: hashes are reused when
+    /// size, mtime and inode did not change.
+    pub previous: Vec<(String, String)>,
     /// Non-fatal problems, printed on stderr.
     pub warnings: Vec<String>,
 }

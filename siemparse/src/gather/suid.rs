@@ -26,6 +26,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         let start = Entry {
             full: ctx.under_root(&host),
             host,
+            md: None,
         };
         let dev = match std::fs::metadata(&start.full) {
             Ok(md) => md.dev(),
