@@ -7,7 +7,8 @@
 #      so every hash is reused and no file is read;
 #   3. after 1% of the files were rewritten: only those are hashed.
 # Wall clock per run (process start, walk, hashing, reading the previous run
-# and storing the new one included) as files/s, and the ratio run 2 / run 1.
+# and storing the new one included) as files/s, CPU time (user+sys), and the
+# ratio run 1 / run 2.
 # The page cache is warm (the tree was just written), which favours run 1;
 # --cold drops it before run 1 (root only).
 #
@@ -62,7 +63,7 @@ EOF
 run() {
     local label=$1 t0 t1
     t0=$(date +%s.%N)
-    SIEMPARSE_GATHER_STATS=1 "$BIN" -c "$W/siemstress.toml" --db "$DB" -q \
+    SIEMPARSE_GATHER_STATS=1 /usr/bin/time -f '%U %S' -o "$W/$label.cpu" "$BIN" -c "$W/siemstress.toml" --db "$DB" -q \
         --gather files --root "$W/root" 2> "$W/$label.err"
     t1=$(date +%s.%N)
     python3 -c "print(f'{$t1 - $t0:.3f}')"
@@ -92,15 +93,18 @@ def detail(label):
     text = open(f"{w}/{label}.err").read()
     m = re.search(r"(\d+) hashed, (\d+) hashes reused", text)
     t = re.search(r"gather \(with reading the previous run\) ([\d.]+) s, store ([\d.]+) s", text)
-    return (m.group(1), m.group(2), t.group(1), t.group(2)) if m and t else ("?", "?", "?", "?")
+    u, k = open(f"{w}/{label}.cpu").read().split()[-2:]
+    cpu = f"{float(u) + float(k):.2f}"
+    return (m.group(1), m.group(2), t.group(1), t.group(2), cpu) if m and t else ("?",) * 5
 kind = "MariaDB" if db.startswith("mysql") else "SQLite"
 print(f"{files} files ({entries} entries with directories), {kind}\n")
-print("| run | wall s | entries/s | hashed | reused | gather s | store s |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| run | wall s | entries/s | hashed | reused | gather s | store s | cpu s |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for label, t in (("first", t1), ("second (unchanged)", t2), ("after 1% changed", t3)):
-    h, r, g, s = detail({"first": "first", "second (unchanged)": "second", "after 1% changed": "changed"}[label])
-    print(f"| {label} | {t:.2f} | {entries / t:,.0f} | {h} | {r} | {g} | {s} |")
-print(f"\nsecond run vs first: {t1 / t2:.1f}x faster")
+    h, r, g, s, c = detail({"first": "first", "second (unchanged)": "second", "after 1% changed": "changed"}[label])
+    print(f"| {label} | {t:.2f} | {entries / t:,.0f} | {h} | {r} | {g} | {s} | {c} |")
+c1 = float(detail("first")[4]); c2 = float(detail("second")[4])
+print(f"\nsecond run vs first: {t1 / t2:.1f}x faster (wall clock), {c1 / c2:.1f}x less CPU time")
 EOF
 }
 OUT=benchsuite/runs/snapshot-files-$(date +%F).md
