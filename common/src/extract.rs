@@ -4,6 +4,23 @@
 
 use std::net::IpAddr;
 
+use memchr::memmem::Finder;
+
+/// A substring searcher for a literal, built once (building one per call
+/// cost more than the search itself on short lines).
+macro_rules! finder {
+    ($needle:literal) => {{
+        static FINDER: std::sync::LazyLock<Finder<'static>> =
+            std::sync::LazyLock::new(|| Finder::new($needle));
+        &*FINDER
+    }};
+}
+
+/// Byte position of `f`'s needle in `hay`.
+fn find(hay: &str, f: &Finder) -> Option<usize> {
+    f.find(hay.as_bytes())
+}
+
 /// Fields found in one message. Everything is optional.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Fields {
@@ -27,7 +44,7 @@ pub fn extract(process: Option<&str>, message: &str) -> Fields {
         Some("kernel") => firewall(message, &mut f),
         _ => {}
     }
-    if message.contains("SRC=") && f.source_host.is_none() {
+    if find(message, finder!("SRC=")).is_some() && f.source_host.is_none() {
         firewall(message, &mut f);
     }
     source(message, &mut f);
@@ -46,33 +63,33 @@ fn source(msg: &str, f: &mut Fields) {
     }
     // sshd's reverse-mapping warning names the host, then the address in brackets.
     if let Some(ip) = bracket_ip(msg) {
-        if let Some(name) = between(msg, "getaddrinfo for ", " [") {
+        if let Some(name) = between(msg, finder!("getaddrinfo for "), finder!(" [")) {
             f.extra.push(("rdns", name.to_owned()));
         }
         f.source_host = Some(ip);
         return;
     }
-    if let Some(v) = kv(msg, "rhost=")
+    if let Some(v) = kv(msg, finder!("rhost="))
         && !v.is_empty()
     {
         f.source_host = Some(v.to_owned());
         return;
     }
-    if let Some(v) = between(msg, "Client \"", "\"")
+    if let Some(v) = between(msg, finder!("Client \""), finder!("\""))
         && host_like(v)
     {
         f.source_host = Some(v.to_owned());
         return;
     }
     for marker in [
-        " from ",
-        "Connection closed by ",
-        "Connection reset by ",
-        "Disconnected from ",
+        finder!(" from "),
+        finder!("Connection closed by "),
+        finder!("Connection reset by "),
+        finder!("Disconnected from "),
     ] {
         let mut rest = msg;
-        while let Some(i) = rest.find(marker) {
-            rest = &rest[i + marker.len()..];
+        while let Some(i) = find(rest, marker) {
+            rest = &rest[i + marker.needle().len()..];
             let mut tail = rest;
             // "Disconnected from invalid user bob 1.2.3.4 port 22", "closed by authenticating user bob 1.2.3.4 ..."
             for prefix in [
@@ -91,7 +108,7 @@ fn source(msg: &str, f: &mut Fields) {
             if host_like(host) && !host.is_empty() {
                 f.source_host = Some(host.to_owned());
                 f.source_port = port_after(&tail[word.len()..]);
-                if let Some(on) = tail[word.len()..].find(" on ") {
+                if let Some(on) = find(&tail[word.len()..], finder!(" on ")) {
                     let dest = &tail[word.len() + on + 4..];
                     let d = first_word(dest);
                     if d.parse::<IpAddr>().is_ok() {
@@ -109,7 +126,7 @@ fn source(msg: &str, f: &mut Fields) {
 fn user(msg: &str) -> Option<String> {
     // "invalid user X", "for user X", "authenticating user X"...
     let mut rest = msg;
-    while let Some(i) = rest.find("user ") {
+    while let Some(i) = find(rest, finder!("user ")) {
         let before = rest[..i].trim_end();
         let after = &rest[i + 5..];
         rest = after;
@@ -120,7 +137,7 @@ fn user(msg: &str) -> Option<String> {
             "invalid" | "illegal" | "for" | "authenticating" | "from"
         ) {
             // sshd prints the name verbatim up to " from ": it may hold spaces.
-            let name = match after.find(" from ") {
+            let name = match find(after, finder!(" from ")) {
                 Some(end) => after[..end].trim(),
                 None => first_word(after),
             };
@@ -132,14 +149,14 @@ fn user(msg: &str) -> Option<String> {
         }
     }
     // PAM " user=X" (not "ruser=")
-    if let Some(v) = kv(msg, " user=")
+    if let Some(v) = kv(msg, finder!(" user="))
         && !v.is_empty()
     {
         return Some(v.to_owned());
     }
     // "Failed password for X from", "Accepted publickey for X from", "exceeded for X from"
     let mut rest = msg;
-    while let Some(i) = rest.find(" for ") {
+    while let Some(i) = find(rest, finder!(" for ")) {
         rest = &rest[i + 5..];
         let name = first_word(rest);
         if rest[name.len()..].starts_with(" from ") && !name.is_empty() {
@@ -147,13 +164,13 @@ fn user(msg: &str) -> Option<String> {
         }
     }
     // vsftpd "[alice] OK LOGIN", proftpd "USER alice:"
-    if let Some(n) = between(msg, "[", "] ") {
-        let after = &msg[msg.find("] ").unwrap_or(0) + 2..];
+    if let Some(n) = between(msg, finder!("["), finder!("] ")) {
+        let after = &msg[find(msg, finder!("] ")).unwrap_or(0) + 2..];
         if after.starts_with("OK LOGIN") || after.starts_with("FAIL LOGIN") {
             return Some(n.to_owned());
         }
     }
-    if let Some(v) = between(msg, "USER ", ":")
+    if let Some(v) = between(msg, finder!("USER "), finder!(":"))
         && !v.contains(' ')
     {
         return Some(v.to_owned());
@@ -163,8 +180,8 @@ fn user(msg: &str) -> Option<String> {
 
 /// PAM "session opened for user root by alice(uid=1000)": `by_user`.
 fn pam_by_user(msg: &str, f: &mut Fields) {
-    if let Some(i) = msg.find("session opened for user ")
-        && let Some(j) = msg[i..].find(" by ")
+    if let Some(i) = find(msg, finder!("session opened for user "))
+        && let Some(j) = find(&msg[i..], finder!(" by "))
     {
         let by = first_word(&msg[i + j + 4..]);
         let by = by.split('(').next().unwrap_or("");
@@ -226,29 +243,31 @@ fn su(msg: &str, f: &mut Fields) {
 
 /// Netfilter log: "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 ... PROTO=TCP SPT=1 DPT=22".
 fn firewall(msg: &str, f: &mut Fields) {
-    if let Some(v) = kv(msg, "SRC=") {
+    if let Some(v) = kv(msg, finder!("SRC=")) {
         f.source_host = Some(v.to_owned());
     }
-    if let Some(v) = kv(msg, "DST=") {
+    if let Some(v) = kv(msg, finder!("DST=")) {
         f.dest_host = Some(v.to_owned());
     }
-    f.source_port = kv(msg, "SPT=").and_then(|v| v.parse().ok());
-    f.dest_port = kv(msg, "DPT=").and_then(|v| v.parse().ok());
-    if let Some(v) = kv(msg, "PROTO=") {
+    f.source_port = kv(msg, finder!("SPT=")).and_then(|v| v.parse().ok());
+    f.dest_port = kv(msg, finder!("DPT=")).and_then(|v| v.parse().ok());
+    if let Some(v) = kv(msg, finder!("PROTO=")) {
         f.protocol = Some(v.to_ascii_lowercase());
     }
 }
 
 /// The value after `key` (at the start or after a space) up to whitespace.
-fn kv<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
+fn kv<'a>(msg: &'a str, key: &Finder) -> Option<&'a str> {
+    let key_len = key.needle().len();
+    let spaced = key.needle().first() == Some(&b' ');
     let mut from = 0;
-    while let Some(i) = msg[from..].find(key) {
+    while let Some(i) = find(&msg[from..], key) {
         let at = from + i;
-        let boundary = key.starts_with(' ') || at == 0 || msg.as_bytes()[at - 1] == b' ';
+        let boundary = spaced || at == 0 || msg.as_bytes()[at - 1] == b' ';
         if boundary {
-            return Some(first_word(&msg[at + key.len()..]));
+            return Some(first_word(&msg[at + key_len..]));
         }
-        from = at + key.len();
+        from = at + key_len;
     }
     None
 }
@@ -267,9 +286,9 @@ fn bracket_ip(msg: &str) -> Option<String> {
     None
 }
 
-fn between<'a>(msg: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let i = msg.find(start)? + start.len();
-    let j = msg[i..].find(end)?;
+fn between<'a>(msg: &'a str, start: &Finder, end: &Finder) -> Option<&'a str> {
+    let i = find(msg, start)? + start.needle().len();
+    let j = find(&msg[i..], end)?;
     Some(&msg[i..i + j])
 }
 

@@ -83,15 +83,15 @@ impl LineParser {
         // A timestamp with its own offset (RFC5424, RFC3339) is exact; a
         // bare syslog time is wall-clock time in the section's zone.
         let has_offset = matches!(msg.protocol, Protocol::RFC5424(_)) || starts_with_iso_date(raw);
-        let mut extras: Vec<(&str, String)> = Vec::new();
+        let mut extra = JsonObject::default();
         if has_offset {
             ev.ts = ts.timestamp_millis();
         } else {
             let (ms, fold) = self.zone.to_utc_ms(ts.naive_local(), self.last_ts);
             ev.ts = ms;
-            extras.push(("tz", self.zone_name.clone()));
+            extra.field("tz", &self.zone_name);
             if let Some(label) = fold.label() {
-                extras.push(("tz_fold", label.to_owned()));
+                extra.field("tz_fold", label);
             }
             if let Some(y) = inferred.get() {
                 let how = if self.year.is_some() {
@@ -99,7 +99,7 @@ impl LineParser {
                 } else {
                     "year_inferred"
                 };
-                extras.push((how, y.to_string()));
+                extra.field(how, &y.to_string());
             }
         }
         self.last_ts = Some(ev.ts);
@@ -114,12 +114,18 @@ impl LineParser {
         ev.facility = msg.facility.map(|f| f.as_str());
         ev.severity = msg.severity.map(|s| s.as_str());
         if let Some(id) = msg.msgid {
-            extras.push(("msgid", id.to_owned()));
+            extra.field("msgid", id);
         }
-        for sd in &msg.structured_data {
-            for (k, v) in sd.params() {
-                extras.push(("sd", format!("{}.{}={}", sd.id, k, v)));
-            }
+        if !msg.structured_data.is_empty() {
+            let params: Vec<String> = msg
+                .structured_data
+                .iter()
+                .flat_map(|sd| {
+                    sd.params()
+                        .map(move |(k, v)| format!("{}.{}={}", sd.id, k, v))
+                })
+                .collect();
+            extra.array("sd", &params);
         }
         ev.message = msg.msg.trim_end().to_owned();
         if ev.process.is_none() {
@@ -138,8 +144,10 @@ impl LineParser {
         ev.dest_host = fields.dest_host;
         ev.dest_port = fields.dest_port;
         ev.protocol = fields.protocol;
-        extras.extend(fields.extra);
-        ev.extra = json_object(&extras);
+        for (k, v) in &fields.extra {
+            extra.field(k, v);
+        }
+        ev.extra = extra.finish();
     }
 }
 
@@ -166,25 +174,62 @@ fn starts_with_iso_date(raw: &str) -> bool {
     s.trim_start().starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// A JSON object of string values; repeated keys become arrays.
-fn json_object(pairs: &[(&str, String)]) -> Option<String> {
-    if pairs.is_empty() {
-        return None;
+/// The `extra` column: a JSON object of string values, written directly
+/// (this runs for every line; a serde_json map cost more than the parse).
+#[derive(Default)]
+struct JsonObject(String);
+
+impl JsonObject {
+    fn key(&mut self, key: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        push_json_str(&mut self.0, key);
+        self.0.push(':');
     }
-    let mut map = serde_json::Map::new();
-    for (k, v) in pairs {
-        match map.get_mut(*k) {
-            Some(serde_json::Value::Array(a)) => a.push(v.clone().into()),
-            Some(old) => {
-                let first = old.take();
-                *old = serde_json::Value::Array(vec![first, v.clone().into()]);
+
+    fn field(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_json_str(&mut self.0, value);
+    }
+
+    fn array(&mut self, key: &str, values: &[String]) {
+        self.key(key);
+        self.0.push('[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
             }
-            None => {
-                map.insert((*k).to_owned(), v.clone().into());
+            push_json_str(&mut self.0, v);
+        }
+        self.0.push(']');
+    }
+
+    fn finish(mut self) -> Option<String> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.push('}');
+        Some(self.0)
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
+            c => out.push(c),
         }
     }
-    Some(serde_json::Value::Object(map).to_string())
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -238,6 +283,17 @@ mod tests {
         assert_eq!((e.facility, e.severity), (Some("auth"), Some("crit")));
         assert_eq!(e.user.as_deref(), Some("root"));
         assert!(!e.extra.as_deref().unwrap_or("").contains("\"tz\""));
+    }
+
+    #[test]
+    fn extra_is_valid_json_whatever_the_values() {
+        let mut o = JsonObject::default();
+        o.field("a", "q\"b\\s\n\u{1}é");
+        o.array("sd", &["x".into(), "y".into()]);
+        let v: serde_json::Value = serde_json::from_str(&o.finish().unwrap()).unwrap();
+        assert_eq!(v["a"], "q\"b\\s\n\u{1}é");
+        assert_eq!(v["sd"][1], "y");
+        assert_eq!(JsonObject::default().finish(), None);
     }
 
     #[test]

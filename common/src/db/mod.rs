@@ -184,9 +184,13 @@ pub const SHORT_COLUMN_CHARS: usize = 255;
 
 /// `s` cut to [`SHORT_COLUMN_CHARS`] characters.
 pub fn short(s: &Option<String>) -> Option<&str> {
-    s.as_deref()
-        .map(|v| match v.char_indices().nth(SHORT_COLUMN_CHARS) {
+    s.as_deref().map(|v| {
+        if v.len() <= SHORT_COLUMN_CHARS {
+            return v; // no more bytes than the limit: no more characters either
+        }
+        match v.char_indices().nth(SHORT_COLUMN_CHARS) {
             Some((i, _)) => &v[..i],
             None => v,
-        })
+        }
+    })
 }

@@ -63,7 +63,7 @@ impl SqliteDb {
     pub(super) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
         let ddl = format!(
             r#"CREATE TABLE IF NOT EXISTS "{t}" (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  id INTEGER PRIMARY KEY,
   ts INTEGER NOT NULL,
   received INTEGER NOT NULL,
   host TEXT, process TEXT, pid INTEGER, facility TEXT, severity TEXT,
