@@ -106,7 +106,7 @@ pub enum Store {
 }
 
 macro_rules! backend {
-    ($name:ident, $DB:ty, $Row:ty, q = $q:literal, insert_ignore = $ii:literal, last_id = |$r:ident| $last:expr, text = $text:path) => {
+    ($name:ident, $DB:ty, $Row:ty, q = $q:literal, insert_ignore = $ii:literal, by_id = $by_id:literal, last_id = |$r:ident| $last:expr, text = $text:path) => {
         mod $name {
             use super::*;
             type Pool = sqlx::Pool<$DB>;
@@ -135,7 +135,7 @@ macro_rules! backend {
                 filter: &Filter,
             ) -> Result<Option<i64>, StoreError> {
                 let mut qb: QueryBuilder<$DB> =
-                    QueryBuilder::new(format!("SELECT MAX(ts) FROM {}", qi(t.as_str())));
+                    QueryBuilder::new(format!("SELECT MAX(ts) FROM {}{}", qi(t.as_str()), $by_id));
                 {
                     let mut w = SqlWriter::new(&mut qb);
                     w.and().sql("id > ").int(lo);
@@ -161,6 +161,8 @@ macro_rules! backend {
                 }
                 select.push_str(" FROM ");
                 select.push_str(&qi(t.as_str()));
+                // Scan the id range, not a (process, ts) index over the whole table.
+                select.push_str($by_id);
                 let mut qb: QueryBuilder<$DB> = QueryBuilder::new(select);
                 {
                     let mut w = SqlWriter::new(&mut qb);
@@ -545,6 +547,7 @@ backend!(
     sqlx::sqlite::SqliteRow,
     q = "\"",
     insert_ignore = "INSERT OR IGNORE",
+    by_id = " NOT INDEXED",
     last_id = |r| r.last_insert_rowid(),
     text = sqlite_text
 );
@@ -554,6 +557,7 @@ backend!(
     sqlx::mysql::MySqlRow,
     q = "`",
     insert_ignore = "INSERT IGNORE",
+    by_id = " FORCE INDEX (PRIMARY)",
     last_id = |r| r.last_insert_id() as i64,
     text = mysql_text
 );
