@@ -98,6 +98,12 @@ impl Database {
     }
 
     /// Creates the event table `table` (with its indexes) if it is missing.
+    ///
+    /// Indexes: `(ts)` for every time window, `(source_host, ts)` for "one
+    /// address over days". No `(process, ts)`: processes are few and busy, so
+    /// a time window filtered by process reads about as many rows through
+    /// `(ts)`, and each extra index costs ~6,000 instructions per ingested
+    /// row (a quarter of the SQLite write path, measured with callgrind).
     pub async fn ensure_event_table(&self, table: &Ident) -> Result<(), Error> {
         dispatch!(self, db => db.ensure_event_table(table).await)
     }

@@ -76,8 +76,7 @@ impl MysqlDb {
   source TEXT NOT NULL,
   extra MEDIUMTEXT,
   KEY `{t}_ts` (ts),
-  KEY `{t}_shost_ts` (source_host, ts),
-  KEY `{t}_process_ts` (process, ts)
+  KEY `{t}_shost_ts` (source_host, ts)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         );
         sqlx::query(sqlx::AssertSqlSafe(ddl))

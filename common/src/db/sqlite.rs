@@ -76,8 +76,7 @@ impl SqliteDb {
   extra TEXT
 );
 CREATE INDEX IF NOT EXISTS "{t}_ts" ON "{t}" (ts);
-CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);
-CREATE INDEX IF NOT EXISTS "{t}_process_ts" ON "{t}" (process, ts);"#
+CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
         );
         sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
             .execute(&self.pool)
