@@ -7,6 +7,7 @@ pub mod grep_index;
 pub mod mysql;
 pub mod search;
 pub mod sqlite;
+mod sqlite_insert;
 
 use crate::Error;
 use crate::event::Event;

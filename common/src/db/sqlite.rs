@@ -10,7 +10,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Checkpoint, short};
+use super::Checkpoint;
 use crate::Error;
 use crate::event::Event;
 use crate::ident::Ident;
@@ -185,8 +185,6 @@ CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
         conn.busy_timeout(BUSY_TIMEOUT)
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .map_err(|e| Error::db("open", &self.path.display().to_string(), e))?;
-        let cols = crate::event::COLUMNS.join(", ");
-        let marks = vec!["?"; crate::event::COLUMNS.len()].join(", ");
         let err = |e| Error::db("open", t.as_str(), e);
         let last_id: i64 = conn
             .query_row(
@@ -202,10 +200,12 @@ CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
                 |r| r.get(0),
             )
             .map_err(err)?;
+        let insert = super::sqlite_insert::EventInsert::prepare(&conn, t.as_str())
+            .map_err(|m| Error::db("prepare insert into", t.as_str(), m))?;
         Ok(SqliteWriter {
+            insert,
             conn,
             table: t.clone(),
-            insert_sql: format!(r#"INSERT INTO "{t}" ({cols}) VALUES ({marks})"#),
             last_id,
             indexed_upto,
         })
@@ -214,9 +214,10 @@ CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
 
 /// The SQLite ingest connection.
 pub struct SqliteWriter {
+    /// Declared before `conn`: dropped (finalized) before the connection closes.
+    insert: super::sqlite_insert::EventInsert,
     conn: rusqlite::Connection,
     table: Ident,
-    insert_sql: String,
     /// Highest id this writer has seen (for the index backlog).
     last_id: i64,
     /// The search index's high-water mark, as last seen.
@@ -230,29 +231,10 @@ impl SqliteWriter {
         let err = |e: rusqlite::Error| Error::db("insert into", table, e);
         let tx = self.conn.transaction().map_err(err)?;
         {
-            let mut stmt = tx.prepare_cached(&self.insert_sql).map_err(err)?;
             for e in events {
-                stmt.execute(rusqlite::params![
-                    e.ts,
-                    e.received,
-                    short(&e.host),
-                    short(&e.process),
-                    e.pid,
-                    e.facility,
-                    e.severity,
-                    short(&e.user),
-                    short(&e.source_host),
-                    e.source_port,
-                    short(&e.dest_host),
-                    e.dest_port,
-                    short(&e.protocol),
-                    e.message,
-                    e.raw,
-                    e.parsed,
-                    &*e.source,
-                    e.extra,
-                ])
-                .map_err(err)?;
+                self.insert
+                    .insert(e)
+                    .map_err(|m| Error::db("insert into", table, m))?;
             }
             if !events.is_empty() {
                 self.last_id = self.last_id.max(tx.last_insert_rowid());
