@@ -282,7 +282,22 @@ impl Matcher {
     /// The Rust-side check on `raw` for a matcher without back-references:
     /// `None` if the event does not match, else the named captures.
     pub fn check(&self, raw: &str) -> Option<BTreeMap<String, String>> {
-        self.check_with(raw, &BTreeMap::new())
+        if self.has_backrefs() {
+            return self.check_with(raw, &BTreeMap::new());
+        }
+        // Fixed regexes are used as they are: a cloned `Regex` starts with an
+        // empty cache, and rebuilding its lazy DFA for every event cost ~80%
+        // of an evaluation.
+        if self.rregex.iter().any(|r| r.is_match(raw)) {
+            return None;
+        }
+        if self.regex.is_empty() {
+            return Some(BTreeMap::new());
+        }
+        self.regex.iter().find_map(|r| match r {
+            RuleRegex::Fixed(re) => captures_of(re, raw),
+            RuleRegex::BackRef { .. } => None,
+        })
     }
 
     /// As [`Matcher::check`], filling back-references from `first_vars`.
@@ -315,19 +330,20 @@ impl Matcher {
         if self.regex.is_empty() {
             return Some(BTreeMap::new());
         }
-        for re in regexes {
-            if let Some(c) = re.captures(raw) {
-                let mut out = BTreeMap::new();
-                for name in re.capture_names().flatten() {
-                    if let Some(m) = c.name(name) {
-                        out.insert(name.to_owned(), m.as_str().to_owned());
-                    }
-                }
-                return Some(out);
-            }
-        }
-        None
+        regexes.iter().find_map(|re| captures_of(re, raw))
     }
+}
+
+/// The named captures of `re`'s first match in `raw`, if it matches.
+fn captures_of(re: &Regex, raw: &str) -> Option<BTreeMap<String, String>> {
+    let c = re.captures(raw)?;
+    let mut out = BTreeMap::new();
+    for name in re.capture_names().flatten() {
+        if let Some(m) = c.name(name) {
+            out.insert(name.to_owned(), m.as_str().to_owned());
+        }
+    }
+    Some(out)
 }
 
 /// A validated rule.

@@ -15,32 +15,137 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use siemstress_common::rules::{Kind, Matcher, Rule, column_alias, is_column};
 
-/// One event row with the columns the rule reads (NULLs left out).
-#[derive(Debug, Clone, Default)]
-pub struct Ev {
-    pub id: i64,
-    pub ts: i64,
-    pub cols: BTreeMap<&'static str, String>,
+/// Named regex captures of one event.
+pub type Caps = BTreeMap<String, String>;
+
+/// Window changes by key: `Some` to store, `None` to delete.
+pub type Changes = Vec<(String, Option<Win>)>;
+
+/// Rows of one chunk: ids, times, filter flags, and the column values in one
+/// text arena (no allocation per value).
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Columns of every row (without `id` and `ts`), in value order.
+    pub names: Vec<&'static str>,
+    /// Flags per row (one per filter of the scan).
+    pub nflags: usize,
+    text: String,
+    /// `(start, end)` in `text`; `NULL` is `(usize::MAX, 0)`.
+    spans: Vec<(usize, usize)>,
+    flags: Vec<bool>,
+    /// Rows in `(ts, id)` order after [`Batch::sort`].
+    pub rows: Vec<Head>,
 }
 
-impl Ev {
+/// A row of a [`Batch`]: id, time, and where its values are.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    pub id: i64,
+    pub ts: i64,
+    at: usize,
+}
+
+const NULL: (usize, usize) = (usize::MAX, 0);
+
+impl Batch {
+    /// An empty batch of rows with columns `names` and `nflags` flags.
+    pub fn new(names: Vec<&'static str>, nflags: usize) -> Self {
+        Self {
+            names,
+            nflags,
+            ..Self::default()
+        }
+    }
+
+    /// Starts a row; then push its flags and values in order.
+    pub fn begin(&mut self, id: i64, ts: i64) {
+        let at = self.rows.len();
+        self.rows.push(Head { id, ts, at });
+    }
+
+    pub fn flag(&mut self, v: bool) {
+        self.flags.push(v);
+    }
+
+    pub fn text(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => {
+                let start = self.text.len();
+                self.text.push_str(v);
+                self.spans.push((start, self.text.len()));
+            }
+            None => self.spans.push(NULL),
+        }
+    }
+
+    pub fn int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => {
+                use std::fmt::Write;
+                let start = self.text.len();
+                let _ = write!(self.text, "{v}");
+                self.spans.push((start, self.text.len()));
+            }
+            None => self.spans.push(NULL),
+        }
+    }
+
+    /// Orders the rows by `(ts, id)`.
+    pub fn sort(&mut self) {
+        self.rows.sort_unstable_by_key(|h| (h.ts, h.id));
+    }
+
+    /// Row `i` (in sorted order).
+    pub fn ev(&self, i: usize) -> Ev<'_> {
+        let h = self.rows[i];
+        Ev {
+            id: h.id,
+            ts: h.ts,
+            batch: self,
+            at: h.at,
+        }
+    }
+}
+
+/// One event row: a view into a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ev<'a> {
+    pub id: i64,
+    pub ts: i64,
+    batch: &'a Batch,
+    at: usize,
+}
+
+impl<'a> Ev<'a> {
+    /// A stored column by canonical name (NULL or not read: `None`).
+    pub fn col(&self, name: &str) -> Option<&'a str> {
+        let b = self.batch;
+        let i = b.names.iter().position(|n| *n == name)?;
+        let (s, e) = b.spans[self.at * b.names.len() + i];
+        (s != usize::MAX).then(|| &b.text[s..e])
+    }
+
+    /// Filter flag `i` of the scan.
+    pub fn flag(&self, i: usize) -> bool {
+        self.batch.flags[self.at * self.batch.nflags + i]
+    }
+
     /// A column by name or alias; `ts` and `id` too.
     pub fn get(&self, name: &str) -> Option<String> {
         match column_alias(name) {
             "id" => Some(self.id.to_string()),
             "ts" => Some(rfc3339(self.ts)),
             "received" => self
-                .cols
-                .get("received")
+                .col("received")
                 .and_then(|v| v.parse().ok())
                 .map(rfc3339),
-            c => self.cols.get(c).cloned(),
+            c => self.col(c).map(str::to_owned),
         }
     }
 
     /// The raw line (empty if not read).
-    pub fn raw(&self) -> &str {
-        self.cols.get("raw").map(String::as_str).unwrap_or("")
+    pub fn raw(&self) -> &'a str {
+        self.col("raw").unwrap_or("")
     }
 }
 
@@ -54,18 +159,60 @@ pub fn rfc3339(ms: i64) -> String {
 /// Which part of a rule an event matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    Match,
-    Reset,
-    First,
-    Second,
+    Match = 0,
+    Reset = 1,
+    First = 2,
+    Second = 3,
 }
 
-/// An event with the roles it matched and each role's captures. A
-/// `second` with back-references has `None`: it is checked per window.
-#[derive(Debug, Clone)]
-pub struct Cand {
-    pub ev: Ev,
-    pub roles: Vec<(Role, Option<BTreeMap<String, String>>)>,
+impl Role {
+    /// The role of a matcher named as in [`Rule::matchers`].
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "match" => Role::Match,
+            "reset" => Role::Reset,
+            "first" => Role::First,
+            _ => Role::Second,
+        }
+    }
+}
+
+/// How an event matched a role: with its captures, or (a `second` with
+/// back-references) to be checked against each open window.
+#[derive(Debug, Clone, Copy)]
+pub enum Hit<'a> {
+    Caps(&'a Caps),
+    Deferred,
+}
+
+/// An event with the roles it matched (indexed by [`Role`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Cand<'a> {
+    pub ev: Ev<'a>,
+    pub roles: [Option<Hit<'a>>; 4],
+}
+
+impl<'a> Cand<'a> {
+    /// An event that matched no role yet.
+    pub fn new(ev: Ev<'a>) -> Self {
+        Self {
+            ev,
+            roles: [None; 4],
+        }
+    }
+
+    /// The captures of `role`, if the event matched it with captures.
+    fn caps(&self, role: Role) -> Option<&'a Caps> {
+        match self.roles[role as usize] {
+            Some(Hit::Caps(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// True if the event matched at least one role.
+    pub fn any(&self) -> bool {
+        self.roles.iter().any(Option::is_some)
+    }
 }
 
 /// A key's persisted state.
@@ -128,9 +275,15 @@ pub struct Evaluator<'r> {
     rule: &'r Rule,
     table: String,
     window: i64,
+    /// Columns the rule reads (a `first`'s are kept in its window).
+    cols: Vec<&'static str>,
+    /// The message uses `{raw}`: keep it in the window variables.
+    keep_raw: bool,
     pub windows: HashMap<String, Win>,
     /// Keys whose window changed or was removed since the last [`Evaluator::take_dirty`].
     dirty: HashSet<String>,
+    /// Keys with a row in the store (so that only those are deleted).
+    persisted: HashSet<String>,
     /// Open pair/absence windows by (end, first id).
     expiry: BTreeSet<(i64, i64, String)>,
     lookup: SecondLookup,
@@ -172,6 +325,9 @@ impl<'r> Evaluator<'r> {
             rule,
             table: table.to_owned(),
             window,
+            cols: rule.needed_columns().into_iter().collect(),
+            keep_raw: rule.message.names().any(|n| n == "raw"),
+            persisted: windows.keys().cloned().collect(),
             windows,
             dirty: HashSet::new(),
             expiry,
@@ -182,35 +338,49 @@ impl<'r> Evaluator<'r> {
         }
     }
 
-    /// Keys changed since the last call: `Some(state)` to store, `None` to delete.
-    pub fn take_dirty(&mut self) -> Vec<(String, Option<Win>)> {
-        let mut v: Vec<(String, Option<Win>)> = self
-            .dirty
-            .drain()
-            .map(|k| {
-                let w = self.windows.get(&k).cloned();
-                (k, w)
-            })
-            .collect();
+    /// Keys changed since the last call: `Some(state)` to store, `None` to
+    /// delete (only keys that were stored). Marks the result as stored.
+    pub fn take_dirty(&mut self) -> Changes {
+        let mut v: Changes = Vec::with_capacity(self.dirty.len());
+        for k in std::mem::take(&mut self.dirty) {
+            match self.windows.get(&k) {
+                Some(w) => {
+                    let w = w.clone();
+                    self.persisted.insert(k.clone());
+                    v.push((k, Some(w)));
+                }
+                None => {
+                    if self.persisted.remove(&k) {
+                        v.push((k, None));
+                    }
+                }
+            }
+        }
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
-    fn set(&mut self, key: &str, w: Win) {
-        self.windows.insert(key.to_owned(), w);
-        self.dirty.insert(key.to_owned());
+    fn touch(&mut self, key: &str) {
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_owned());
+        }
+    }
+
+    fn set(&mut self, key: String, w: Win) {
+        self.touch(&key);
+        self.windows.insert(key, w);
     }
 
     fn remove(&mut self, key: &str) -> Option<Win> {
         self.compiled.remove(key);
         let w = self.windows.remove(key);
         if w.is_some() {
-            self.dirty.insert(key.to_owned());
+            self.touch(key);
         }
         w
     }
 
-    fn render_key(&self, caps: &BTreeMap<String, String>, ev: &Ev) -> String {
+    fn render_key(&self, caps: &Caps, ev: &Ev) -> String {
         self.rule
             .key
             .render(|n| caps.get(n).cloned().or_else(|| ev.get(n)))
@@ -218,9 +388,9 @@ impl<'r> Evaluator<'r> {
 
     fn message(
         &self,
-        caps: &BTreeMap<String, String>,
+        caps: &Caps,
         ev: Option<&Ev>,
-        fallback: &BTreeMap<String, String>,
+        fallback: &Caps,
         key: &str,
         count: i64,
         first_ts: i64,
@@ -262,11 +432,12 @@ impl<'r> Evaluator<'r> {
         if !matches!(self.rule.kind, Kind::Pair | Kind::Absence) {
             return;
         }
-        while let Some((end, first_id, key)) = self.expiry.first().cloned() {
-            if end >= t {
+        while let Some((end, first_id, _)) = self.expiry.first() {
+            if *end >= t {
                 break;
             }
-            self.expiry.pop_first();
+            let (end, first_id) = (*end, *first_id);
+            let (_, _, key) = self.expiry.pop_first().expect("first");
             let still_open = matches!(self.windows.get(&key), Some(Win::Open { first_id: f, .. }) if *f == first_id);
             if !still_open {
                 continue;
@@ -275,7 +446,7 @@ impl<'r> Evaluator<'r> {
                 continue;
             };
             if self.rule.kind == Kind::Absence {
-                let message = self.message(&BTreeMap::new(), None, &vars, &key, 1, start);
+                let message = self.message(&Caps::new(), None, &vars, &key, 1, start);
                 self.fire(key, end, start, 1, message, vec![first_id]);
             }
         }
@@ -332,22 +503,23 @@ impl<'r> Evaluator<'r> {
     pub fn apply(&mut self, c: &Cand) {
         match self.rule.kind {
             Kind::Single => {
-                if let Some((_, Some(caps))) = c.roles.iter().find(|r| r.0 == Role::Match) {
+                if let Some(caps) = c.caps(Role::Match) {
                     let key = self.render_key(caps, &c.ev);
-                    let message =
-                        self.message(caps, Some(&c.ev), &BTreeMap::new(), &key, 1, c.ev.ts);
+                    let message = self.message(caps, Some(&c.ev), &Caps::new(), &key, 1, c.ev.ts);
                     self.fire(key, c.ev.ts, c.ev.ts, 1, message, vec![c.ev.id]);
                 }
             }
             Kind::Threshold => self.threshold(c),
             Kind::Pair | Kind::Absence => {
                 let mut consumed = false;
-                if let Some((_, caps)) = c.roles.iter().find(|r| r.0 == Role::Second) {
-                    consumed = self.second(&c.ev, caps.as_ref());
+                if let Some(hit) = c.roles[Role::Second as usize] {
+                    let caps = match hit {
+                        Hit::Caps(c) => Some(c),
+                        Hit::Deferred => None,
+                    };
+                    consumed = self.second(&c.ev, caps);
                 }
-                if !consumed
-                    && let Some((_, Some(caps))) = c.roles.iter().find(|r| r.0 == Role::First)
-                {
+                if !consumed && let Some(caps) = c.caps(Role::First) {
                     self.first(&c.ev, caps);
                 }
             }
@@ -358,39 +530,31 @@ impl<'r> Evaluator<'r> {
     fn threshold(&mut self, c: &Cand) {
         let ev = &c.ev;
         let t = ev.ts;
-        if let Some((_, Some(caps))) = c.roles.iter().find(|r| r.0 == Role::Reset) {
+        if let Some(caps) = c.caps(Role::Reset) {
             let key = self.render_key(caps, ev);
             self.remove(&key);
             return;
         }
-        let Some((_, Some(caps))) = c.roles.iter().find(|r| r.0 == Role::Match) else {
+        let Some(caps) = c.caps(Role::Match) else {
             return;
         };
         let key = self.render_key(caps, ev);
         let w = self.window;
+        let (start, mut events) = match self.windows.get_mut(&key) {
+            Some(Win::Absorb { end, absorbed, .. }) if t <= *end => {
+                *absorbed += 1;
+                self.touch(&key);
+                return;
+            }
+            Some(Win::Count { start, events }) => (*start, std::mem::take(events)),
+            _ => (t, Vec::new()),
+        };
         let distinct = self.rule.distinct.as_ref().map(|d| {
             caps.get(d)
                 .cloned()
                 .or_else(|| ev.get(d))
                 .unwrap_or_default()
         });
-        let (start, mut events) = match self.windows.get(&key) {
-            Some(Win::Absorb {
-                start,
-                end,
-                absorbed,
-            }) if t <= *end => {
-                let win = Win::Absorb {
-                    start: *start,
-                    end: *end,
-                    absorbed: absorbed + 1,
-                };
-                self.set(&key, win);
-                return;
-            }
-            Some(Win::Count { start, events }) => (*start, events.clone()),
-            _ => (t, Vec::new()),
-        };
         if t > start.saturating_add(w) {
             // The window ran out: slide to the oldest event still within it.
             events.retain(|e| e.0 >= t - w);
@@ -415,11 +579,11 @@ impl<'r> Evaluator<'r> {
         }
         if count >= self.rule.threshold {
             let ids = events.iter().map(|e| e.1).collect();
-            let message = self.message(caps, Some(ev), &BTreeMap::new(), &key, count as i64, start);
+            let message = self.message(caps, Some(ev), &Caps::new(), &key, count as i64, start);
             let end = start.saturating_add(w);
             self.fire(key.clone(), t, start, count as i64, message, ids);
             self.set(
-                &key,
+                key,
                 Win::Absorb {
                     start,
                     end,
@@ -427,17 +591,18 @@ impl<'r> Evaluator<'r> {
                 },
             );
         } else {
-            self.set(&key, Win::Count { start, events });
+            self.set(key, Win::Count { start, events });
         }
     }
 
-    /// Variables an open window keeps from its `first` event.
-    fn first_vars(&self, ev: &Ev, caps: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        let mut vars: BTreeMap<String, String> = ev
+    /// Variables an open window keeps from its `first` event: the rule's
+    /// columns (`raw` only if the message uses it), `ts`, `id` and the captures.
+    fn first_vars(&self, ev: &Ev, caps: &Caps) -> Caps {
+        let mut vars: Caps = self
             .cols
             .iter()
-            .filter(|(k, _)| **k != "raw" || self.rule.message.names().any(|n| n == "raw"))
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .filter(|c| **c != "raw" || self.keep_raw)
+            .filter_map(|c| ev.col(c).map(|v| (c.to_string(), v.to_owned())))
             .collect();
         vars.insert("ts".into(), rfc3339(ev.ts));
         vars.insert("id".into(), ev.id.to_string());
@@ -445,7 +610,7 @@ impl<'r> Evaluator<'r> {
         vars
     }
 
-    fn first(&mut self, ev: &Ev, caps: &BTreeMap<String, String>) {
+    fn first(&mut self, ev: &Ev, caps: &Caps) {
         let key = self.render_key(caps, ev);
         if let Some(Win::Open { start, .. }) = self.windows.get(&key)
             && ev.ts <= start.saturating_add(self.window)
@@ -460,7 +625,7 @@ impl<'r> Evaluator<'r> {
         self.expiry
             .insert((ev.ts.saturating_add(self.window), ev.id, key.clone()));
         self.set(
-            &key,
+            key,
             Win::Open {
                 start: ev.ts,
                 first_id: ev.id,
@@ -487,9 +652,9 @@ impl<'r> Evaluator<'r> {
     }
 
     /// A `second` event: closes (pair: fires) the windows it matches.
-    fn second(&mut self, ev: &Ev, caps: Option<&BTreeMap<String, String>>) -> bool {
+    fn second(&mut self, ev: &Ev, caps: Option<&Caps>) -> bool {
         let second: &Matcher = self.rule.second.as_ref().expect("second");
-        let mut hits: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+        let mut hits: Vec<(String, Caps)> = Vec::new();
         match self.lookup {
             SecondLookup::Direct => {
                 let Some(caps) = caps else { return false };
@@ -499,7 +664,7 @@ impl<'r> Evaluator<'r> {
                 }
             }
             SecondLookup::ByColumns => {
-                let key = self.render_key(&BTreeMap::new(), ev);
+                let key = self.render_key(&Caps::new(), ev);
                 if let Some(res) = self.compiled_for(&key)
                     && let Some(c) = second.check_instantiated(ev.raw(), &res)
                 {
@@ -541,13 +706,12 @@ impl<'r> Evaluator<'r> {
         let mut consumed = false;
         for (key, c) in hits {
             let Some(Win::Open {
-                start,
-                first_id,
-                vars,
-            }) = self.windows.get(&key).cloned()
+                start, first_id, ..
+            }) = self.windows.get(&key)
             else {
                 continue;
             };
+            let (start, first_id) = (*start, *first_id);
             if ev.ts > start.saturating_add(self.window) {
                 // Ran out (a late event): closes silently.
                 self.remove(&key);
@@ -556,7 +720,9 @@ impl<'r> Evaluator<'r> {
             if ev.id == first_id {
                 continue;
             }
-            self.remove(&key);
+            let Some(Win::Open { vars, .. }) = self.remove(&key) else {
+                continue;
+            };
             consumed = true;
             if self.rule.kind == Kind::Pair {
                 let message = self.message(&c, Some(ev), &vars, &key, 2, start);
@@ -582,28 +748,34 @@ mod tests {
     /// Runs `events` (ts seconds, raw line) through the rule; roles from each matcher.
     fn run(r: &Rule, events: &[(i64, &str)]) -> Vec<NewAlert> {
         let mut e = Evaluator::new(r, "t", HashMap::new());
+        let mut batch = Batch::new(vec!["raw"], 0);
         for (i, (ts, raw)) in events.iter().enumerate() {
-            let ev = Ev {
-                id: i as i64 + 1,
-                ts: ts * 1000,
-                cols: BTreeMap::from([("raw", raw.to_string())]),
-            };
-            let mut roles = Vec::new();
-            for (name, m) in r.matchers() {
-                let role = match name {
-                    "match" => Role::Match,
-                    "reset" => Role::Reset,
-                    "first" => Role::First,
-                    _ => Role::Second,
-                };
-                if m.has_backrefs() {
-                    roles.push((role, None));
-                } else if let Some(c) = m.check(raw) {
-                    roles.push((role, Some(c)));
-                }
+            batch.begin(i as i64 + 1, ts * 1000);
+            batch.text(Some(raw));
+        }
+        for i in 0..batch.rows.len() {
+            let ev = batch.ev(i);
+            let caps: Vec<(Role, Option<Caps>)> = r
+                .matchers()
+                .into_iter()
+                .filter_map(|(name, m)| {
+                    let role = Role::from_name(name);
+                    if m.has_backrefs() {
+                        Some((role, None))
+                    } else {
+                        m.check(ev.raw()).map(|c| (role, Some(c)))
+                    }
+                })
+                .collect();
+            let mut c = Cand::new(ev);
+            for (role, caps) in &caps {
+                c.roles[*role as usize] = Some(match caps {
+                    Some(caps) => Hit::Caps(caps),
+                    None => Hit::Deferred,
+                });
             }
             e.advance(ev.ts);
-            e.apply(&Cand { ev, roles });
+            e.apply(&c);
         }
         e.advance(i64::MAX);
         e.alerts

@@ -1,24 +1,26 @@
-//! Runs the rules: per rule and event table, rows after the stored progress
-//! are read in id chunks, evaluated in `(ts, id)` order, and each chunk's
-//! alerts, window changes and progress are committed in one transaction
-//! (fenced by the lease), so that a kill at any moment neither repeats nor
-//! loses an alert.
+//! Runs the rules: per event table, the rows after the rules' stored progress
+//! are read once per id chunk for all the table's rules (each rule's filters
+//! become flags of one scan, each distinct regex runs once per row), evaluated
+//! in `(ts, id)` order, and the chunk's alerts, window changes and progress of
+//! every rule are committed in one transaction (fenced by the lease), so that
+//! a kill at any moment neither repeats nor loses an alert. Rules whose
+//! progress differs (a new rule starts at id 0) join the pass at their own
+//! progress: chunk boundaries fall on it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use siemstress_common::filter::Filter;
 use siemstress_common::ident::Ident;
-use siemstress_common::rules::{Kind, Rule};
+use siemstress_common::rules::{Kind, Matcher, Rule};
 
 use crate::Format;
 use crate::actions::Actions;
-use crate::engine::{Cand, Evaluator, NewAlert, Role, Win, rfc3339};
-use crate::store::{Commit, LeaseInfo, Progress, Store, StoreError};
+use crate::engine::{Cand, Caps, Changes, Evaluator, Hit, NewAlert, Role, Win, rfc3339};
+use crate::store::{Commit, Cond, LeaseInfo, Progress, RuleCommit, Scan, Store, StoreError};
 
 /// Event ids per chunk (one transaction each).
 pub const CHUNK: i64 = 100_000;
@@ -199,29 +201,35 @@ impl Runner<'_> {
         if !self.settle.is_zero() && !matches!(self.mode, Mode::Replay { .. }) {
             tokio::time::sleep(self.settle).await;
         }
-        let mut summary = Summary::default();
-        for rule in self.rules {
-            if rule.kind == Kind::SnapshotChange {
+        let mut summary = Summary {
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| r.kind != Kind::SnapshotChange)
+                .count(),
+            ..Summary::default()
+        };
+        for t in &registry {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(summary);
+            }
+            let rules: Vec<&Rule> = self
+                .rules
+                .iter()
+                .filter(|r| r.kind != Kind::SnapshotChange)
+                .filter(|r| r.table.as_ref().is_none_or(|rt| rt.as_str() == t))
+                .collect();
+            if rules.is_empty() {
                 continue;
             }
-            summary.rules += 1;
-            let tables: Vec<&String> = match &rule.table {
-                Some(t) => registry.iter().filter(|r| *r == t.as_str()).collect(),
-                None => registry.iter().collect(),
-            };
-            for t in tables {
-                if self.stop.load(Ordering::SeqCst) {
-                    return Ok(summary);
-                }
-                self.rule_table(rule, t, hi[t], &mut summary, None)
-                    .await
-                    .with_context(|| format!("rule {} over table {t}", rule.name))?;
-            }
+            self.table_pass(&rules, t, hi[t], &mut summary, None)
+                .await
+                .with_context(|| format!("rules over table {t}"))?;
         }
         Ok(summary)
     }
 
-    /// Evaluates `rule` over `table` up to id `hi`.
+    /// Evaluates `rule` over `table` up to id `hi` (`--explain-rule`).
     pub async fn rule_table(
         &self,
         rule: &Rule,
@@ -230,31 +238,33 @@ impl Runner<'_> {
         summary: &mut Summary,
         stats: Option<&mut HashMap<String, crate::engine::KeyStats>>,
     ) -> anyhow::Result<()> {
-        let ident = Ident::new(table, "event table")?;
-        let (mut progress, stored) = match &self.mode {
+        self.table_pass(&[rule], table, hi, summary, stats).await
+    }
+
+    /// A rule's stored progress and windows (empty for `--replay`); an edited
+    /// rule keeps its progress but drops its windows.
+    async fn load(
+        &self,
+        rule: &Rule,
+        table: &str,
+    ) -> anyhow::Result<(Progress, HashMap<String, Win>)> {
+        let (progress, stored) = match &self.mode {
             Mode::Replay { .. } => (Progress::default(), Vec::new()),
-            _ => {
-                let p = self.store.progress(&rule.name, table).await?;
-                match p {
-                    Some(p) if p.fingerprint == rule.fingerprint => {
-                        let w = self.store.windows(&rule.name, table).await?;
-                        (p, w)
-                    }
-                    Some(p) => {
-                        // The rule was edited: its open windows no longer mean the same.
-                        if matches!(self.mode, Mode::Live { .. }) {
-                            self.store.drop_windows(&rule.name, table).await?;
-                        }
-                        (p, Vec::new())
-                    }
-                    None => (Progress::default(), Vec::new()),
+            _ => match self.store.progress(&rule.name, table).await? {
+                Some(p) if p.fingerprint == rule.fingerprint => {
+                    let w = self.store.windows(&rule.name, table).await?;
+                    (p, w)
                 }
-            }
+                Some(p) => {
+                    // The rule was edited: its open windows no longer mean the same.
+                    if matches!(self.mode, Mode::Live { .. }) {
+                        self.store.drop_windows(&rule.name, table).await?;
+                    }
+                    (p, Vec::new())
+                }
+                None => (Progress::default(), Vec::new()),
+            },
         };
-        progress.fingerprint = rule.fingerprint.clone();
-        if progress.last_id >= hi {
-            return Ok(());
-        }
         let mut windows = HashMap::with_capacity(stored.len());
         for (k, s) in stored {
             let w: Win = serde_json::from_str(&s).map_err(|e| StoreError::State {
@@ -263,137 +273,236 @@ impl Runner<'_> {
             })?;
             windows.insert(k, w);
         }
-        let mut ev = Evaluator::new(rule, table, windows);
-        if stats.is_some() {
-            ev.stats = Some(HashMap::new());
+        Ok((progress, windows))
+    }
+
+    /// Evaluates `rules` over `table` up to id `hi`, one scan per chunk.
+    async fn table_pass(
+        &self,
+        rules: &[&Rule],
+        table: &str,
+        hi: i64,
+        summary: &mut Summary,
+        stats: Option<&mut HashMap<String, crate::engine::KeyStats>>,
+    ) -> anyhow::Result<()> {
+        struct Run<'r> {
+            rule: &'r Rule,
+            progress: Progress,
+            ev: Evaluator<'r>,
         }
-        let cols: Vec<&'static str> = rule.needed_columns().into_iter().collect();
+        let ident = Ident::new(table, "event table")?;
+        let mut runs: Vec<Run> = Vec::new();
+        for rule in rules {
+            let (mut progress, windows) = self.load(rule, table).await?;
+            progress.fingerprint = rule.fingerprint.clone();
+            if progress.last_id >= hi {
+                continue;
+            }
+            let mut ev = Evaluator::new(rule, table, windows);
+            if stats.is_some() {
+                ev.stats = Some(HashMap::new());
+            }
+            runs.push(Run { rule, progress, ev });
+        }
+        let Some(mut lo) = runs.iter().map(|r| r.progress.last_id).min() else {
+            return Ok(());
+        };
         let range = match self.mode {
             Mode::Replay { from, to } => Some((from, to)),
             _ => None,
         };
-        let mut lo = progress.last_id;
+        let mut reader = self.store.reader()?;
         while lo < hi {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let c_hi = hi.min(lo.saturating_add(self.chunk.max(1)));
-            let cands = self
-                .candidates(rule, &ident, &cols, lo, c_hi, range)
+            // Rules that start further on join at their own progress.
+            let next_start = runs
+                .iter()
+                .map(|r| r.progress.last_id)
+                .filter(|l| *l > lo)
+                .min()
+                .unwrap_or(hi);
+            let c_hi = hi.min(lo.saturating_add(self.chunk.max(1))).min(next_start);
+            let active: Vec<usize> = (0..runs.len())
+                .filter(|i| runs[*i].progress.last_id <= lo)
+                .collect();
+
+            // The scan plan: distinct SQL conditions (flags) and distinct
+            // regex checks; per active rule, its roles on them.
+            let mut conds: Vec<Cond> = Vec::new();
+            let mut checks: Vec<(String, &Matcher)> = Vec::new();
+            let mut plan: Vec<Vec<(Role, usize, Option<usize>)>> = Vec::new();
+            let mut cols: BTreeSet<&'static str> = BTreeSet::new();
+            for &i in &active {
+                let rule = runs[i].rule;
+                cols.extend(rule.needed_columns());
+                let mut roles = Vec::new();
+                for (name, m) in rule.matchers() {
+                    let cond = self.store.cond(&m.filter);
+                    let ci = match conds.iter().position(|c| *c == cond) {
+                        Some(ci) => ci,
+                        None => {
+                            conds.push(cond);
+                            conds.len() - 1
+                        }
+                    };
+                    let check = (!m.has_backrefs()).then(|| {
+                        let id = check_identity(m);
+                        match checks.iter().position(|c| c.0 == id) {
+                            Some(k) => k,
+                            None => {
+                                checks.push((id, m));
+                                checks.len() - 1
+                            }
+                        }
+                    });
+                    roles.push((Role::from_name(name), ci, check));
+                }
+                plan.push(roles);
+            }
+            let cols: Vec<&'static str> = cols.into_iter().collect();
+            let (batch, chunk_max) = reader
+                .scan(&Scan {
+                    table: &ident,
+                    cols: &cols,
+                    conds: &conds,
+                    lo,
+                    hi: c_hi,
+                    range,
+                })
                 .await?;
-            summary.candidates += cands.len() as u64;
-            for c in &cands {
-                ev.advance(c.ev.ts);
-                ev.apply(c);
+
+            let mut memo: Vec<Option<Option<Caps>>> = vec![None; checks.len()];
+            for i in 0..batch.rows.len() {
+                let ev = batch.ev(i);
+                memo.iter_mut().for_each(|m| *m = None);
+                for roles in &plan {
+                    for &(_, ci, check) in roles {
+                        if let Some(k) = check
+                            && memo[k].is_none()
+                            && ev.flag(ci)
+                        {
+                            memo[k] = Some(checks[k].1.check(ev.raw()));
+                        }
+                    }
+                }
+                for (ai, roles) in plan.iter().enumerate() {
+                    let mut c = Cand::new(ev);
+                    for &(role, ci, check) in roles {
+                        if !ev.flag(ci) {
+                            continue;
+                        }
+                        match check {
+                            None => c.roles[role as usize] = Some(Hit::Deferred),
+                            Some(k) => {
+                                if let Some(Some(caps)) = &memo[k] {
+                                    c.roles[role as usize] = Some(Hit::Caps(caps));
+                                }
+                            }
+                        }
+                    }
+                    if c.any() {
+                        summary.candidates += 1;
+                        let e = &mut runs[active[ai]].ev;
+                        e.advance(ev.ts);
+                        e.apply(&c);
+                    }
+                }
             }
-            let mut all = Filter::default();
-            if let Some((from, to)) = range {
-                all.since = Some(from);
-                all.until = Some(to);
+
+            let mut alerts: Vec<(NewAlert, &[String])> = Vec::new();
+            let mut commits: Vec<(usize, Changes)> = Vec::new();
+            for &i in &active {
+                let r = &mut runs[i];
+                r.progress.max_ts = match (r.progress.max_ts, chunk_max) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(m) = r.progress.max_ts {
+                    r.ev.advance(m);
+                    r.ev.collect_garbage(m);
+                }
+                r.progress.last_id = c_hi;
+                let actions: &[String] = &r.rule.actions;
+                alerts.extend(
+                    std::mem::take(&mut r.ev.alerts)
+                        .into_iter()
+                        .map(|a| (a, actions)),
+                );
+                commits.push((i, r.ev.take_dirty()));
             }
-            let chunk_max = self.store.max_ts(&ident, lo, c_hi, &all).await?;
-            progress.max_ts = match (progress.max_ts, chunk_max) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(m) = progress.max_ts {
-                ev.advance(m);
-                ev.collect_garbage(m);
-            }
-            progress.last_id = c_hi;
-            let alerts = std::mem::take(&mut ev.alerts);
             summary.alerts += alerts.len() as u64;
-            let dirty = ev.take_dirty();
-            match &self.mode {
+            let ids = match &self.mode {
                 Mode::Live { holder, ttl_ms } => {
-                    let mut windows = Vec::with_capacity(dirty.len());
-                    for (k, w) in dirty {
-                        let json = w
-                            .map(|w| serde_json::to_string(&w))
-                            .transpose()
-                            .context("encode window state")?;
-                        windows.push((k, json));
+                    let mut rules = Vec::with_capacity(commits.len());
+                    for (i, dirty) in commits {
+                        let mut windows = Vec::with_capacity(dirty.len());
+                        for (k, w) in dirty {
+                            let json = w
+                                .map(|w| serde_json::to_string(&w))
+                                .transpose()
+                                .context("encode window state")?;
+                            windows.push((k, json));
+                        }
+                        rules.push(RuleCommit {
+                            rule: &runs[i].rule.name,
+                            progress: &runs[i].progress,
+                            windows,
+                        });
                     }
                     let ids = self
                         .store
                         .commit(&Commit {
                             holder: Some(holder),
                             lease_ttl_ms: *ttl_ms,
-                            rule: &rule.name,
                             table,
-                            progress: progress.clone(),
-                            windows,
-                            alerts: &alerts,
-                            actions: &rule.actions,
+                            rules,
+                            alerts: alerts.iter().map(|(a, acts)| (a, *acts)).collect(),
                         })
                         .await?;
-                    if let Some(f) = self.print {
-                        print_alerts(&alerts, Some(&ids), f)?;
-                    }
+                    Some(ids)
                 }
-                _ => {
-                    if let Some(f) = self.print {
-                        print_alerts(&alerts, None, f)?;
-                    }
-                }
+                _ => None,
+            };
+            if let Some(f) = self.print {
+                let list: Vec<&NewAlert> = alerts.iter().map(|(a, _)| a).collect();
+                print_alerts(&list, ids.as_deref(), f)?;
             }
             lo = c_hi;
         }
-        if let (Some(out), Some(s)) = (stats, ev.stats.take()) {
-            out.extend(s);
+        if let Some(out) = stats {
+            for r in &mut runs {
+                if let Some(s) = r.ev.stats.take() {
+                    out.extend(s);
+                }
+            }
         }
         Ok(())
     }
+}
 
-    /// Candidate events of rows `(lo, hi]`: each role's filter in SQL, its
-    /// regexes in Rust, merged in `(ts, id)` order.
-    async fn candidates(
-        &self,
-        rule: &Rule,
-        t: &Ident,
-        cols: &[&'static str],
-        lo: i64,
-        hi: i64,
-        range: Option<(i64, i64)>,
-    ) -> anyhow::Result<Vec<Cand>> {
-        let mut merged: BTreeMap<(i64, i64), Cand> = BTreeMap::new();
-        for (name, m) in rule.matchers() {
-            let role = match name {
-                "match" => Role::Match,
-                "reset" => Role::Reset,
-                "first" => Role::First,
-                _ => Role::Second,
-            };
-            let mut f = m.filter.clone();
-            if let Some((from, to)) = range {
-                f.since = Some(f.since.map_or(from, |s| s.max(from)));
-                f.until = Some(f.until.map_or(to, |u| u.min(to)));
-            }
-            for e in self.store.fetch(t, &f, cols, lo, hi).await? {
-                let caps = if m.has_backrefs() {
-                    None
-                } else {
-                    match m.check(e.raw()) {
-                        Some(c) => Some(c),
-                        None => continue,
-                    }
-                };
-                merged
-                    .entry((e.ts, e.id))
-                    .or_insert_with(|| Cand {
-                        ev: e,
-                        roles: Vec::new(),
-                    })
-                    .roles
-                    .push((role, caps));
-            }
+/// What decides a matcher's regex check: its include and exclude regexes.
+fn check_identity(m: &Matcher) -> String {
+    use siemstress_common::rules::RuleRegex;
+    let mut id = String::new();
+    for r in &m.regex {
+        match r {
+            RuleRegex::Fixed(re) => id.push_str(re.as_str()),
+            RuleRegex::BackRef { template, .. } => id.push_str(&template.source),
         }
-        Ok(merged.into_values().collect())
+        id.push('\0');
     }
+    id.push('\u{1}');
+    for r in &m.rregex {
+        id.push_str(r.as_str());
+        id.push('\0');
+    }
+    id
 }
 
 /// Prints alerts on stdout (text lines or NDJSON).
-pub fn print_alerts(alerts: &[NewAlert], ids: Option<&[i64]>, f: Format) -> anyhow::Result<()> {
+pub fn print_alerts(alerts: &[&NewAlert], ids: Option<&[i64]>, f: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (i, a) in alerts.iter().enumerate() {
         let id = ids.and_then(|ids| ids.get(i)).copied();

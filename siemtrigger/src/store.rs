@@ -3,22 +3,25 @@
 //! action runs. One body of code for both backends (a macro), differing only
 //! in identifier quoting, `INSERT IGNORE` and how the new row id is read.
 
-use std::collections::BTreeMap;
-
+use futures_util::TryStreamExt;
 use sha2::Digest;
 use siemstress_common::db::Database;
-use siemstress_common::filter::{Filter, SqlWriter};
+use siemstress_common::filter::{BoundValue, Filter, SqlWriter};
 use siemstress_common::ident::Ident;
 use siemstress_common::rules::INT_COLUMNS;
 use sqlx::{QueryBuilder, Row};
 
-use crate::engine::{Ev, NewAlert};
+use crate::engine::{Batch, NewAlert};
 
 /// Name of the one lease row.
 pub const LEASE: &str = "siemtrigger";
 
-/// Rows per multi-row INSERT (3-6 binds each: far under both bind limits).
+/// Rows per multi-row INSERT of alerts and windows (5-10 binds each: far
+/// under both bind limits).
 const ROWS_PER_INSERT: usize = 500;
+
+/// Rows per multi-row INSERT of alert events and action runs (2-3 binds each).
+const EVENTS_PER_INSERT: usize = 3000;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +30,12 @@ pub enum StoreError {
     LostLease,
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored window state of rule {rule}: {e}")]
     State { rule: String, e: serde_json::Error },
+    #[error("alert ids: inserted {inserted} alerts but found {found} new ids")]
+    AlertIds { inserted: usize, found: usize },
 }
 
 /// Stored progress of a rule over a table.
@@ -39,19 +46,62 @@ pub struct Progress {
     pub fingerprint: String,
 }
 
-/// Everything one batch stores, in one transaction.
+/// What one rule stores with a batch.
+pub struct RuleCommit<'a> {
+    pub rule: &'a str,
+    pub progress: &'a Progress,
+    /// Windows to store (`Some` JSON) or delete (`None`), by key.
+    pub windows: Vec<(String, Option<String>)>,
+}
+
+/// Everything one batch stores, in one transaction: the alerts of every rule
+/// evaluated over the batch, their windows and progress.
 pub struct Commit<'a> {
     /// Lease holder to check and renew (`None`: no fencing).
     pub holder: Option<&'a str>,
     pub lease_ttl_ms: i64,
-    pub rule: &'a str,
     pub table: &'a str,
-    pub progress: Progress,
-    /// Windows to store (`Some` JSON) or delete (`None`), by key.
-    pub windows: Vec<(String, Option<String>)>,
-    pub alerts: &'a [NewAlert],
-    /// Actions queued for each alert.
-    pub actions: &'a [String],
+    pub rules: Vec<RuleCommit<'a>>,
+    /// Alerts, each with the actions queued for it.
+    pub alerts: Vec<(&'a NewAlert, &'a [String])>,
+}
+
+/// A filter's SQL condition (`?` placeholders) with its bound values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cond {
+    pub sql: String,
+    pub binds: Vec<BoundValue>,
+}
+
+/// One chunk read: rows `(lo, hi]` of `table` (and in `range`, if given)
+/// that pass at least one of `conds`, with a flag per cond and `cols`.
+pub struct Scan<'a> {
+    pub table: &'a Ident,
+    pub cols: &'a [&'static str],
+    pub conds: &'a [Cond],
+    pub lo: i64,
+    pub hi: i64,
+    pub range: Option<(i64, i64)>,
+}
+
+impl Scan<'_> {
+    /// `SELECT id, ts, (cond)..., cols FROM table` with `q` quoting.
+    fn select(&self, q: char, hint: &str) -> String {
+        let mut sql = String::from("SELECT id, ts");
+        for c in self.conds {
+            sql.push_str(", (");
+            sql.push_str(&c.sql);
+            sql.push(')');
+        }
+        for c in self.cols {
+            sql.push_str(&format!(", {q}{c}{q}"));
+        }
+        sql.push_str(&format!(
+            " FROM {q}{}{q}{hint} WHERE id > ? AND id <= ?",
+            self.table
+        ));
+        sql
+    }
 }
 
 /// Who holds the lease.
@@ -88,10 +138,13 @@ pub struct ActionRun {
 
 /// SHA-256 of a window key, its primary key column (keys can be long).
 pub fn key_hash(key: &str) -> String {
-    sha2::Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in sha2::Sha256::digest(key.as_bytes()) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn now() -> i64 {
@@ -127,72 +180,21 @@ macro_rules! backend {
                 Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await?)
             }
 
-            pub async fn max_ts(
-                pool: &Pool,
-                t: &Ident,
-                lo: i64,
-                hi: i64,
-                filter: &Filter,
-            ) -> Result<Option<i64>, StoreError> {
-                let mut qb: QueryBuilder<$DB> =
-                    QueryBuilder::new(format!("SELECT MAX(ts) FROM {}{}", qi(t.as_str()), $by_id));
-                {
+            /// The condition of `f` as SQL of this backend.
+            pub fn cond(f: &Filter) -> Cond {
+                let mut qb: QueryBuilder<$DB> = QueryBuilder::new("");
+                let binds = {
                     let mut w = SqlWriter::new(&mut qb);
-                    w.and().sql("id > ").int(lo);
-                    w.and().sql("id <= ").int(hi);
-                    filter.write_where(&mut w);
+                    f.write_where(&mut w);
+                    w.bound
+                };
+                let sql = qb.sql();
+                let sql = sql.as_str();
+                let sql = sql.strip_prefix(" WHERE ").unwrap_or(sql).trim();
+                Cond {
+                    sql: if sql.is_empty() { "1".into() } else { sql.to_owned() },
+                    binds,
                 }
-                let v: Option<i64> = qb.build_query_scalar().fetch_one(pool).await?;
-                Ok(v)
-            }
-
-            pub async fn fetch(
-                pool: &Pool,
-                t: &Ident,
-                filter: &Filter,
-                cols: &[&'static str],
-                lo: i64,
-                hi: i64,
-            ) -> Result<Vec<Ev>, StoreError> {
-                let mut select = String::from("SELECT id, ts");
-                for c in cols {
-                    select.push_str(", ");
-                    select.push_str(&qi(c));
-                }
-                select.push_str(" FROM ");
-                select.push_str(&qi(t.as_str()));
-                // Scan the id range, not a (process, ts) index over the whole table.
-                select.push_str($by_id);
-                let mut qb: QueryBuilder<$DB> = QueryBuilder::new(select);
-                {
-                    let mut w = SqlWriter::new(&mut qb);
-                    w.and().sql("id > ").int(lo);
-                    w.and().sql("id <= ").int(hi);
-                    filter.write_where(&mut w);
-                }
-                let rows = qb.build().fetch_all(pool).await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let mut ev = Ev {
-                        id: r.try_get(0)?,
-                        ts: r.try_get(1)?,
-                        cols: BTreeMap::new(),
-                    };
-                    for (i, c) in cols.iter().enumerate() {
-                        let v = if INT_COLUMNS.contains(c) {
-                            r.try_get::<Option<i64>, _>(i + 2)?.map(|v| v.to_string())
-                        } else {
-                            $text(r, i + 2)
-                        };
-                        if let Some(v) = v {
-                            ev.cols.insert(*c, v);
-                        }
-                    }
-                    out.push(ev);
-                }
-                // (ts, id) order, sorted here so that the database can scan by id.
-                out.sort_by_key(|e| (e.ts, e.id));
-                Ok(out)
             }
 
             pub async fn progress(
@@ -254,100 +256,130 @@ macro_rules! backend {
                     }
                 }
                 let mut ids = Vec::with_capacity(c.alerts.len());
-                let insert_alert = format!(
-                    "INSERT INTO alerts (rule, severity, {}, ts, first_ts, count, message, created, event_table, window_end) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    qi("key")
-                );
-                for a in c.alerts {
-                    let $r = sqlx::query(sqlx::AssertSqlSafe(insert_alert.clone()))
-                        .bind(&a.rule)
-                        .bind(&a.severity)
-                        .bind(&a.key)
-                        .bind(a.ts)
-                        .bind(a.first_ts)
-                        .bind(a.count)
-                        .bind(&a.message)
-                        .bind(t)
-                        .bind(&a.event_table)
-                        .bind(a.window_end)
-                        .execute(&mut *tx)
+                if !c.alerts.is_empty() {
+                    // New ids are read back after the inserts: the lease row
+                    // locked above keeps other committers out until COMMIT.
+                    let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM alerts")
+                        .fetch_one(&mut *tx)
                         .await?;
-                    let id: i64 = $last;
-                    ids.push(id);
-                    for chunk in a.events.chunks(ROWS_PER_INSERT) {
+                    for chunk in c.alerts.chunks(ROWS_PER_INSERT) {
+                        let mut qb: QueryBuilder<$DB> = QueryBuilder::new(format!(
+                            "INSERT INTO alerts (rule, severity, {}, ts, first_ts, count, message, created, event_table, window_end) ",
+                            qi("key")
+                        ));
+                        qb.push_values(chunk, |mut b, (a, _)| {
+                            b.push_bind(a.rule.as_str())
+                                .push_bind(a.severity.as_str())
+                                .push_bind(a.key.as_str())
+                                .push_bind(a.ts)
+                                .push_bind(a.first_ts)
+                                .push_bind(a.count)
+                                .push_bind(a.message.as_str())
+                                .push_bind(t)
+                                .push_bind(a.event_table.as_str())
+                                .push_bind(a.window_end);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    ids = sqlx::query_scalar("SELECT id FROM alerts WHERE id > ? ORDER BY id LIMIT ?")
+                        .bind(before)
+                        .bind(c.alerts.len() as i64)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    if ids.len() != c.alerts.len() {
+                        return Err(StoreError::AlertIds {
+                            inserted: c.alerts.len(),
+                            found: ids.len(),
+                        });
+                    }
+                    let events: Vec<(i64, &str, i64)> = c
+                        .alerts
+                        .iter()
+                        .zip(&ids)
+                        .flat_map(|((a, _), id)| a.events.iter().map(move |e| (*id, a.event_table.as_str(), *e)))
+                        .collect();
+                    for chunk in events.chunks(EVENTS_PER_INSERT) {
                         let mut qb: QueryBuilder<$DB> = QueryBuilder::new(
                             "INSERT INTO alert_events (alert_id, event_table, event_id) ",
                         );
-                        qb.push_values(chunk, |mut b, e| {
-                            b.push_bind(id).push_bind(&a.event_table).push_bind(*e);
+                        qb.push_values(chunk, |mut b, (id, table, e)| {
+                            b.push_bind(*id).push_bind(*table).push_bind(*e);
                         });
                         qb.build().execute(&mut *tx).await?;
                     }
-                    for action in c.actions {
-                        sqlx::query(
-                            "INSERT INTO action_runs (alert_id, action, status, attempts, next_try, updated) \
-                             VALUES (?, ?, 'pending', 0, ?, ?)",
-                        )
-                        .bind(id)
-                        .bind(action)
-                        .bind(t)
-                        .bind(t)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                let hashed: Vec<(String, &String, &Option<String>)> = c
-                    .windows
-                    .iter()
-                    .map(|(k, s)| (key_hash(k), k, s))
-                    .collect();
-                for chunk in hashed.chunks(ROWS_PER_INSERT) {
-                    let mut qb: QueryBuilder<$DB> = QueryBuilder::new(
-                        "DELETE FROM trigger_windows WHERE rule = ",
-                    );
-                    qb.push_bind(c.rule);
-                    qb.push(" AND event_table = ");
-                    qb.push_bind(c.table);
-                    qb.push(" AND key_hash IN (");
-                    let mut sep = qb.separated(", ");
-                    for (h, _, _) in chunk {
-                        sep.push_bind(h.as_str());
-                    }
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
-                    let stored: Vec<_> = chunk.iter().filter(|w| w.2.is_some()).collect();
-                    if !stored.is_empty() {
+                    let runs: Vec<(i64, &str)> = c
+                        .alerts
+                        .iter()
+                        .zip(&ids)
+                        .flat_map(|((_, actions), id)| actions.iter().map(move |a| (*id, a.as_str())))
+                        .collect();
+                    for chunk in runs.chunks(EVENTS_PER_INSERT) {
                         let mut qb: QueryBuilder<$DB> = QueryBuilder::new(
-                            "INSERT INTO trigger_windows (rule, event_table, key_hash, wkey, state) ",
+                            "INSERT INTO action_runs (alert_id, action, status, attempts, next_try, updated) ",
                         );
-                        qb.push_values(stored, |mut b, (h, k, s)| {
-                            b.push_bind(c.rule)
-                                .push_bind(c.table)
-                                .push_bind(h.as_str())
-                                .push_bind(k.as_str())
-                                .push_bind(s.as_deref().unwrap_or_default());
+                        qb.push_values(chunk, |mut b, (id, action)| {
+                            b.push_bind(*id)
+                                .push_bind(*action)
+                                .push_bind("pending")
+                                .push_bind(0i64)
+                                .push_bind(t)
+                                .push_bind(t);
                         });
                         qb.build().execute(&mut *tx).await?;
                     }
                 }
-                sqlx::query("DELETE FROM trigger_progress WHERE rule = ? AND event_table = ?")
-                    .bind(c.rule)
-                    .bind(c.table)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO trigger_progress (rule, event_table, last_id, max_ts, fingerprint, updated) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(c.rule)
-                .bind(c.table)
-                .bind(c.progress.last_id)
-                .bind(c.progress.max_ts)
-                .bind(&c.progress.fingerprint)
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
+                let mut stored: Vec<(&str, String, &str, &str)> = Vec::new();
+                for r in &c.rules {
+                    let mut gone = Vec::new();
+                    for (k, s) in &r.windows {
+                        match s {
+                            Some(s) => stored.push((r.rule, key_hash(k), k.as_str(), s.as_str())),
+                            None => gone.push(key_hash(k)),
+                        }
+                    }
+                    for chunk in gone.chunks(ROWS_PER_INSERT) {
+                        let mut qb: QueryBuilder<$DB> = QueryBuilder::new(
+                            "DELETE FROM trigger_windows WHERE rule = ",
+                        );
+                        qb.push_bind(r.rule);
+                        qb.push(" AND event_table = ");
+                        qb.push_bind(c.table);
+                        qb.push(" AND key_hash IN (");
+                        let mut sep = qb.separated(", ");
+                        for h in chunk {
+                            sep.push_bind(h.as_str());
+                        }
+                        qb.push(")");
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                }
+                for chunk in stored.chunks(ROWS_PER_INSERT) {
+                    let mut qb: QueryBuilder<$DB> = QueryBuilder::new(
+                        "REPLACE INTO trigger_windows (rule, event_table, key_hash, wkey, state) ",
+                    );
+                    qb.push_values(chunk, |mut b, (rule, h, k, s)| {
+                        b.push_bind(*rule)
+                            .push_bind(c.table)
+                            .push_bind(h.as_str())
+                            .push_bind(*k)
+                            .push_bind(*s);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in c.rules.chunks(ROWS_PER_INSERT) {
+                    let mut qb: QueryBuilder<$DB> = QueryBuilder::new(
+                        "REPLACE INTO trigger_progress (rule, event_table, last_id, max_ts, fingerprint, updated) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.rule)
+                            .push_bind(c.table)
+                            .push_bind(r.progress.last_id)
+                            .push_bind(r.progress.max_ts)
+                            .push_bind(r.progress.fingerprint.as_str())
+                            .push_bind(t);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(ids)
             }
@@ -591,26 +623,30 @@ impl Store {
     pub async fn max_id(&self, t: &Ident) -> Result<i64, StoreError> {
         dispatch!(self, max_id(t))
     }
-    /// Latest event time among rows `(lo, hi]` passing `filter` (usually empty).
-    pub async fn max_ts(
-        &self,
-        t: &Ident,
-        lo: i64,
-        hi: i64,
-        filter: &Filter,
-    ) -> Result<Option<i64>, StoreError> {
-        dispatch!(self, max_ts(t, lo, hi, filter))
+    /// The condition of `f` in this backend's SQL.
+    pub fn cond(&self, f: &Filter) -> Cond {
+        match self {
+            Store::Sqlite(_) => lite::cond(f),
+            Store::Mysql(_) => my::cond(f),
+        }
     }
-    /// Rows `(lo, hi]` passing `filter`, with `cols`, in `(ts, id)` order.
-    pub async fn fetch(
-        &self,
-        t: &Ident,
-        filter: &Filter,
-        cols: &[&'static str],
-        lo: i64,
-        hi: i64,
-    ) -> Result<Vec<Ev>, StoreError> {
-        dispatch!(self, fetch(t, filter, cols, lo, hi))
+    /// A reader of event rows: on SQLite its own rusqlite connection (rows
+    /// are read in place, without a copy per value), on MariaDB the pool.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        Ok(match self {
+            Store::Sqlite(p) => {
+                let path = p.connect_options().get_filename().to_owned();
+                let conn = rusqlite::Connection::open_with_flags(
+                    &path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(30))?;
+                Reader::Sqlite(conn)
+            }
+            Store::Mysql(p) => Reader::Mysql(p.clone()),
+        })
     }
     pub async fn progress(&self, rule: &str, table: &str) -> Result<Option<Progress>, StoreError> {
         dispatch!(self, progress(rule, table))
@@ -666,4 +702,179 @@ impl Store {
     ) -> Result<Vec<(i64, i64, Option<String>, String)>, StoreError> {
         dispatch!(self, events_by_id(t, ids))
     }
+}
+
+/// Reads chunks of event rows (see [`Store::reader`]).
+pub enum Reader {
+    Sqlite(rusqlite::Connection),
+    Mysql(sqlx::MySqlPool),
+}
+
+impl Reader {
+    /// The rows of `s` in `(ts, id)` order, and the latest event time among
+    /// all rows `(lo, hi]` in the range (whether they pass a cond or not).
+    pub async fn scan(&mut self, s: &Scan<'_>) -> Result<(Batch, Option<i64>), StoreError> {
+        match self {
+            Reader::Sqlite(conn) => tokio::task::block_in_place(|| scan_sqlite(conn, s)),
+            Reader::Mysql(pool) => scan_mysql(pool, s).await,
+        }
+    }
+}
+
+fn scan_sqlite(
+    conn: &rusqlite::Connection,
+    s: &Scan<'_>,
+) -> Result<(Batch, Option<i64>), StoreError> {
+    use rusqlite::types::ValueRef;
+    // Every row of the id range is read (rowid order, no index): the conds
+    // are flags, so the row count and the latest time come for free.
+    let sql = s.select('"', " NOT INDEXED");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut i = 0;
+    for c in s.conds {
+        for b in &c.binds {
+            i += 1;
+            match b {
+                BoundValue::Int(v) => stmt.raw_bind_parameter(i, v)?,
+                BoundValue::Text(v) => stmt.raw_bind_parameter(i, v)?,
+            }
+        }
+    }
+    stmt.raw_bind_parameter(i + 1, s.lo)?;
+    stmt.raw_bind_parameter(i + 2, s.hi)?;
+    let n = s.conds.len();
+    let mut batch = Batch::new(s.cols.to_vec(), n);
+    let mut max_ts: Option<i64> = None;
+    let mut flags = vec![false; n];
+    let mut rows = stmt.raw_query();
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let ts: i64 = r.get(1)?;
+        if let Some((from, to)) = s.range
+            && (ts < from || ts >= to)
+        {
+            continue;
+        }
+        max_ts = Some(max_ts.map_or(ts, |m| m.max(ts)));
+        for (j, f) in flags.iter_mut().enumerate() {
+            *f = match r.get_ref(2 + j)? {
+                ValueRef::Integer(v) => v != 0,
+                ValueRef::Real(v) => v != 0.0,
+                _ => false,
+            };
+        }
+        if !flags.iter().any(|f| *f) {
+            continue;
+        }
+        batch.begin(id, ts);
+        for f in &flags {
+            batch.flag(*f);
+        }
+        for j in 0..s.cols.len() {
+            match r.get_ref(2 + n + j)? {
+                ValueRef::Null => batch.text(None),
+                ValueRef::Integer(v) => batch.int(Some(v)),
+                ValueRef::Real(v) => batch.text(Some(&v.to_string())),
+                ValueRef::Text(b) | ValueRef::Blob(b) => match std::str::from_utf8(b) {
+                    Ok(t) => batch.text(Some(t)),
+                    Err(_) => batch.text(Some(&String::from_utf8_lossy(b))),
+                },
+            }
+        }
+    }
+    batch.sort();
+    Ok((batch, max_ts))
+}
+
+async fn scan_mysql(
+    pool: &sqlx::MySqlPool,
+    s: &Scan<'_>,
+) -> Result<(Batch, Option<i64>), StoreError> {
+    let mut sql = s.select('`', " FORCE INDEX (PRIMARY)");
+    let mut all = Filter::default();
+    if let Some((from, to)) = s.range {
+        sql.push_str(" AND ts >= ? AND ts < ?");
+        all.since = Some(from);
+        all.until = Some(to);
+    }
+    // Only rows some cond wants cross the wire.
+    let filtered = !s.conds.iter().any(|c| c.sql == "1");
+    if filtered {
+        sql.push_str(" AND (");
+        for (i, c) in s.conds.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push('(');
+            sql.push_str(&c.sql);
+            sql.push(')');
+        }
+        sql.push(')');
+    }
+    let mut binds: Vec<&BoundValue> = s.conds.iter().flat_map(|c| &c.binds).collect();
+    let (lo, hi) = (BoundValue::Int(s.lo), BoundValue::Int(s.hi));
+    binds.push(&lo);
+    binds.push(&hi);
+    let range: Vec<BoundValue> = s
+        .range
+        .map(|(a, b)| vec![BoundValue::Int(a), BoundValue::Int(b)])
+        .unwrap_or_default();
+    binds.extend(&range);
+    if filtered {
+        binds.extend(s.conds.iter().flat_map(|c| &c.binds));
+    }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = match b {
+            BoundValue::Int(v) => q.bind(*v),
+            BoundValue::Text(v) => q.bind(v.as_str()),
+        };
+    }
+    let n = s.conds.len();
+    let mut batch = Batch::new(s.cols.to_vec(), n);
+    let mut rows = q.fetch(pool);
+    while let Some(r) = rows.try_next().await? {
+        batch.begin(r.try_get(0)?, r.try_get(1)?);
+        for j in 0..n {
+            let v: Option<i64> = r.try_get_unchecked(2 + j)?;
+            batch.flag(v.is_some_and(|v| v != 0));
+        }
+        for (j, c) in s.cols.iter().enumerate() {
+            let i = 2 + n + j;
+            if INT_COLUMNS.contains(c) {
+                batch.int(r.try_get_unchecked::<Option<i64>, _>(i)?);
+            } else {
+                match r.try_get_unchecked::<Option<&[u8]>, _>(i)? {
+                    None => batch.text(None),
+                    Some(b) => match std::str::from_utf8(b) {
+                        Ok(t) => batch.text(Some(t)),
+                        Err(_) => batch.text(Some(&String::from_utf8_lossy(b))),
+                    },
+                }
+            }
+        }
+    }
+    drop(rows);
+    batch.sort();
+    let max_ts = mysql_max_ts(pool, s.table, s.lo, s.hi, &all).await?;
+    Ok((batch, max_ts))
+}
+
+/// Latest event time among rows `(lo, hi]` passing `filter` (the time range).
+async fn mysql_max_ts(
+    pool: &sqlx::MySqlPool,
+    t: &Ident,
+    lo: i64,
+    hi: i64,
+    filter: &Filter,
+) -> Result<Option<i64>, StoreError> {
+    let mut qb: QueryBuilder<sqlx::MySql> =
+        QueryBuilder::new(format!("SELECT MAX(ts) FROM `{t}` FORCE INDEX (PRIMARY)"));
+    {
+        let mut w = SqlWriter::new(&mut qb);
+        w.and().sql("id > ").int(lo);
+        w.and().sql("id <= ").int(hi);
+        filter.write_where(&mut w);
+    }
+    Ok(qb.build_query_scalar().fetch_one(pool).await?)
 }
