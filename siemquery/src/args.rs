@@ -191,6 +191,14 @@ pub struct Args {
     /// With --report: also send it by mail ([actions.mail] smtp, from, to)
     #[arg(long, requires = "report")]
     pub mail: bool,
+
+    /// List siemtrigger's alerts of the period (--last, default 24h, or --range, on the alert's event time)
+    #[arg(long, conflicts_with_all = ["snapshot", "report", "count", "stats"])]
+    pub alerts: bool,
+
+    /// With --alerts: only alerts of this rule (repeatable)
+    #[arg(long = "rule", value_name = "NAME", requires = "alerts")]
+    pub rule: Vec<String>,
 }
 
 fn port() -> clap::builder::RangedI64ValueParser<i64> {

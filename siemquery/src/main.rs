@@ -5,6 +5,7 @@
 //! also counts), 2 for any error (bad flag, bad time, unknown section,
 //! database failure), with a one-line message on stderr.
 
+mod alerts;
 mod args;
 mod output;
 mod range;
@@ -77,6 +78,9 @@ fn main() -> ExitCode {
     }
     if args.report.is_some() {
         return report::main(&args, &rt);
+    }
+    if args.alerts {
+        return alerts::main(&args, &rt);
     }
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -989,3 +989,143 @@ actions = ["mail", "record", "hook", "log", "broken"]
         assert_eq!(alerts(&env).len(), 1);
     }
 }
+
+#[test]
+fn siemquery_lists_alerts_in_every_format() {
+    let root = r#"
+[[rule]]
+name = "root-login"
+type = "single"
+table = "auth"
+severity = "medium"
+match = { process = ["sshd"], regex = 'Accepted \S+ for root from (?P<ip>\S+)' }
+key = "{ip}"
+message = "root from {ip}, \"quoted\""
+"#;
+    for kind in kinds() {
+        let env = setup(kind, &format!("{BRUTE}\n{root}"));
+        // A key with a comma and a quote: CSV must quote it.
+        let ip = "h,\"q";
+        ingest(
+            &env,
+            &[
+                fail(0, ip),
+                fail(1, ip),
+                fail(2, ip),
+                line(
+                    10,
+                    "sshd",
+                    "Accepted password for root from 192.0.2.9 port 22 ssh2",
+                ),
+            ],
+        );
+        once(&env);
+        let ids: Vec<i64> = env
+            .rows("SELECT id FROM alerts ORDER BY ts")
+            .into_iter()
+            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 2, "{kind:?}");
+        let q = |args: &[&str]| {
+            let mut all = vec!["--alerts"];
+            all.extend_from_slice(args);
+            let (code, out, err) = env.run("siemquery", &all, b"");
+            assert_eq!(code, 0, "{kind:?} {args:?}: {err}");
+            out
+        };
+        let range = ["--range", "20240101000000-20240102000000"];
+
+        // JSON: the contract's field names, in order, times in RFC 3339 UTC.
+        let out = q(&[range[0], range[1], "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect(&out);
+        let a = v.as_array().unwrap();
+        assert_eq!(a.len(), 2, "{kind:?}: {out}");
+        let names: Vec<&str> = a[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = vec![
+            "id", "rule", "severity", "key", "ts", "first_ts", "count", "message", "created",
+        ];
+        let mut got = names.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{kind:?}");
+        assert_eq!(a[0]["id"], ids[0]);
+        assert_eq!(a[0]["rule"], "brute");
+        assert_eq!(a[0]["severity"], "high");
+        assert_eq!(a[0]["key"], ip);
+        assert_eq!(a[0]["ts"], "2024-01-01T00:00:02.000Z");
+        assert_eq!(a[0]["first_ts"], "2024-01-01T00:00:00.000Z");
+        assert_eq!(a[0]["count"], 3);
+        assert_eq!(
+            a[0]["message"],
+            format!("SSH brute force from {ip} (3 failures, last user root)")
+        );
+        let created = a[0]["created"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok() && created.ends_with('Z'),
+            "{created}"
+        );
+        assert_eq!(a[1]["id"], ids[1]);
+        assert_eq!(a[1]["rule"], "root-login");
+        assert_eq!(a[1]["key"], "192.0.2.9");
+        assert_eq!(a[1]["message"], "root from 192.0.2.9, \"quoted\"");
+
+        // NDJSON with --rule; a rule with no alerts lists nothing.
+        let out = q(&[
+            range[0],
+            range[1],
+            "--rule",
+            "root-login",
+            "--format",
+            "ndjson",
+        ]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{kind:?}: {out}");
+        assert_eq!(lines[0]["rule"], "root-login");
+        assert_eq!(lines[0]["ts"], "2024-01-01T00:00:10.000Z");
+        let out = q(&[
+            range[0],
+            range[1],
+            "--rule",
+            "brute",
+            "--rule",
+            "root-login",
+        ]);
+        assert_eq!(out.lines().count(), 2, "{kind:?}: {out}");
+        assert!(q(&[range[0], range[1], "--rule", "nope"]).is_empty());
+
+        // CSV: header, quoting, the same values.
+        let out = q(&[range[0], range[1], "--format", "csv"]);
+        let mut r = csv::Reader::from_reader(out.as_bytes());
+        assert_eq!(
+            r.headers().unwrap().iter().collect::<Vec<_>>(),
+            [
+                "id", "rule", "severity", "key", "ts", "first_ts", "count", "message", "created"
+            ]
+        );
+        let recs: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(&recs[0][3], ip);
+        assert_eq!(&recs[0][4], "2024-01-01T00:00:02.000Z");
+        assert_eq!(&recs[1][7], "root from 192.0.2.9, \"quoted\"");
+
+        // Table; --limit keeps the latest.
+        let out = q(&[range[0], range[1], "--format", "table"]);
+        assert!(out.contains("root-login") && out.contains("brute"), "{out}");
+        let out = q(&[range[0], range[1], "--limit", "1"]);
+        assert_eq!(out.lines().count(), 1);
+        assert!(out.contains("root-login"), "{out}");
+
+        // The default period is the last 24 hours of event time: nothing here.
+        assert!(q(&[]).is_empty(), "{kind:?}");
+        let out = q(&["--last", "1000w", "--format", "ndjson"]);
+        assert_eq!(out.lines().count(), 2, "{kind:?}: {out}");
+    }
+}
