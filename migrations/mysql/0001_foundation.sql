@@ -1,12 +1,12 @@
 -- Registry of event tables (one per config section), created on first use.
-CREATE TABLE event_tables (
+CREATE TABLE IF NOT EXISTS event_tables (
   name VARCHAR(64) NOT NULL PRIMARY KEY,
   created BIGINT NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Resume points of `siemparse --follow`, written in the same transaction as
 -- the rows they cover.
-CREATE TABLE follow_state (
+CREATE TABLE IF NOT EXISTS follow_state (
   section VARCHAR(64) NOT NULL,
   path VARCHAR(700) NOT NULL,
   dev BIGINT NOT NULL,

@@ -2,7 +2,7 @@
 -- open windows, the lease that keeps two instances from double-firing, and
 -- the action runs (retried until they succeed or give up; never lost).
 
-CREATE TABLE alerts (
+CREATE TABLE IF NOT EXISTS alerts (
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   rule VARCHAR(128) NOT NULL,
   severity VARCHAR(16) NOT NULL,
@@ -18,14 +18,14 @@ CREATE TABLE alerts (
   KEY alerts_rule_ts (rule, ts)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE alert_events (
+CREATE TABLE IF NOT EXISTS alert_events (
   alert_id BIGINT NOT NULL,
   event_table VARCHAR(64) NOT NULL,
   event_id BIGINT NOT NULL,
   PRIMARY KEY (alert_id, event_table, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE trigger_progress (
+CREATE TABLE IF NOT EXISTS trigger_progress (
   rule VARCHAR(128) NOT NULL,
   event_table VARCHAR(64) NOT NULL,
   last_id BIGINT NOT NULL,
@@ -35,7 +35,7 @@ CREATE TABLE trigger_progress (
   PRIMARY KEY (rule, event_table)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE trigger_windows (
+CREATE TABLE IF NOT EXISTS trigger_windows (
   rule VARCHAR(128) NOT NULL,
   event_table VARCHAR(64) NOT NULL,
   key_hash CHAR(64) NOT NULL,
@@ -44,14 +44,14 @@ CREATE TABLE trigger_windows (
   PRIMARY KEY (rule, event_table, key_hash)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE trigger_lease (
+CREATE TABLE IF NOT EXISTS trigger_lease (
   name VARCHAR(64) NOT NULL PRIMARY KEY,
   holder VARCHAR(255) NOT NULL,
   expires BIGINT NOT NULL,
   beats BIGINT NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-CREATE TABLE action_runs (
+CREATE TABLE IF NOT EXISTS action_runs (
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   alert_id BIGINT NOT NULL,
   action VARCHAR(128) NOT NULL,

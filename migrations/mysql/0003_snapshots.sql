@@ -2,7 +2,7 @@
 -- `cmd | siemparse --snapshot NAME`), and the rows of each run.
 -- `status` is 'ok' or 'failed'; a diff compares a run with the previous 'ok'
 -- run of the same name and host.
-CREATE TABLE snapshot_runs (
+CREATE TABLE IF NOT EXISTS snapshot_runs (
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   name VARCHAR(64) NOT NULL,
   host VARCHAR(255) NOT NULL,
@@ -18,7 +18,7 @@ CREATE TABLE snapshot_runs (
 -- `seq` keeps the gatherer's order; `row_key` is the natural key (user name,
 -- path, proto/address:port, ...), unique within a run; `value` is JSON.
 -- Keys can be long (paths), so the primary key is (run_id, seq).
-CREATE TABLE snapshot_rows (
+CREATE TABLE IF NOT EXISTS snapshot_rows (
   run_id BIGINT NOT NULL,
   seq INT NOT NULL,
   row_key TEXT NOT NULL,

@@ -339,3 +339,24 @@ fn shipped_example_configs_load() {
         siemstress_common::config::Config::from_file(&root.join("config/docker.toml")).unwrap();
     assert!(cfg.database.url.unwrap().starts_with("mysql://"));
 }
+
+/// MariaDB commits DDL at once: a siemparse killed inside a migration leaves
+/// it marked dirty. The next start must repair that, not demand a manual fix.
+#[test]
+fn a_dirty_mysql_migration_is_run_again() {
+    if !kinds().contains(&Kind::Mysql) {
+        return;
+    }
+    let env = Env::new(Kind::Mysql);
+    env.ingest(&["-s", "t"], b"one\n");
+    let last = env.scalar("SELECT MAX(version) FROM _sqlx_migrations");
+    env.rows(&format!(
+        "UPDATE _sqlx_migrations SET success = FALSE WHERE version = {last}"
+    ));
+    env.ingest(&["-s", "t"], b"two\n");
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = FALSE"),
+        0
+    );
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 2);
+}

@@ -201,3 +201,52 @@ pub fn short(s: &Option<String>) -> Option<&str> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Version numbers of the migrations in `migrations/<backend>`.
+    fn versions(backend: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../migrations")
+            .join(backend);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| n.split('_').next().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn migrations_stay_in_step() {
+        let (sqlite, mysql) = (versions("sqlite"), versions("mysql"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(
+            sqlite, mysql,
+            "migrations/sqlite and migrations/mysql must have the same versions"
+        );
+    }
+
+    #[test]
+    fn mysql_migrations_are_idempotent() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/mysql");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let sql = std::fs::read_to_string(&path).unwrap().to_uppercase();
+            for stmt in ["CREATE TABLE", "CREATE INDEX", "ADD COLUMN", "ADD INDEX"] {
+                let all = sql.matches(stmt).count();
+                let guarded = sql.matches(&format!("{stmt} IF NOT EXISTS")).count();
+                assert_eq!(
+                    all,
+                    guarded,
+                    "{}: every {stmt} needs IF NOT EXISTS",
+                    path.display()
+                );
+            }
+        }
+    }
+}

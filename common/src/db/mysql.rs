@@ -54,10 +54,7 @@ impl MysqlDb {
                 Err(e) => return Err(Error::db("connect to", &redact(&url), e)),
             }
         };
-        sqlx::migrate!("../migrations/mysql")
-            .run(&pool)
-            .await
-            .map_err(|e| Error::Migrate(e.to_string()))?;
+        migrate(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -168,6 +165,26 @@ impl MysqlDb {
             table: t.clone(),
         }
     }
+}
+
+/// Applies pending migrations. MariaDB commits DDL at once, so a process
+/// killed inside a migration leaves it marked as partially applied (dirty);
+/// our MySQL migrations are idempotent (`IF NOT EXISTS`), so a dirty
+/// migration is forgotten and run again instead of needing a manual fix.
+async fn migrate(pool: &MySqlPool) -> Result<(), Error> {
+    let migrator = sqlx::migrate!("../migrations/mysql");
+    match migrator.run(pool).await {
+        Err(sqlx::migrate::MigrateError::Dirty(version)) => {
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ? AND success = FALSE")
+                .bind(version)
+                .execute(pool)
+                .await
+                .map_err(|e| Error::Migrate(e.to_string()))?;
+            migrator.run(pool).await
+        }
+        other => other,
+    }
+    .map_err(|e| Error::Migrate(e.to_string()))
 }
 
 /// The MariaDB ingest path.
