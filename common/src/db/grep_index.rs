@@ -17,6 +17,7 @@
 //! So the results are exactly those of a scan, only faster when a pattern is
 //! selective. [`plan`] decides per query whether the index is worth it.
 
+use rusqlite::OptionalExtension;
 use sqlx::SqlitePool;
 
 use super::search::SqlLog;
@@ -118,13 +119,24 @@ pub(crate) async fn plan(
         return Ok(None);
     };
     let err = |e| Error::db("search index of", t.as_str(), e);
-    let upto: Option<i64> = sqlx::query_scalar("SELECT indexed_upto FROM grep_index WHERE tbl = ?")
-        .bind(t.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(err)?;
-    let upto = upto.unwrap_or(0);
-    if upto <= 0 {
+    let mark: Option<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT indexed_upto, upto_received FROM grep_index WHERE tbl = ?")
+            .bind(t.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?;
+    let Some((upto, upto_received)) = mark.filter(|m| m.0 > 0) else {
+        return Ok(None);
+    };
+    // Ids handed out again (the newest rows deleted) would not be in the index.
+    let received: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT received FROM \"{t}\" WHERE id = ?"
+    )))
+    .bind(upto)
+    .fetch_optional(pool)
+    .await
+    .map_err(err)?;
+    if received.is_none() || (upto_received.is_some() && received != upto_received) {
         return Ok(None);
     }
     let fts = fts_table(t);
@@ -203,13 +215,35 @@ pub(crate) fn index_step(
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(err)?;
-    let upto: i64 = tx
+    let mark: Option<(i64, Option<i64>)> = tx
         .query_row(
-            "SELECT coalesce((SELECT indexed_upto FROM grep_index WHERE tbl = ?), 0)",
+            "SELECT indexed_upto, upto_received FROM grep_index WHERE tbl = ?",
             [t.as_str()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
+        .optional()
         .map_err(err)?;
+    let mut upto = 0;
+    if let Some((mark, mark_received)) = mark.filter(|m| m.0 > 0) {
+        let received: Option<i64> = tx
+            .query_row(
+                &format!("SELECT received FROM \"{t}\" WHERE id = ?"),
+                [mark],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        if received.is_some() && (mark_received.is_none() || received == mark_received) {
+            upto = mark;
+        } else {
+            // Ids were handed out again: start over.
+            tx.execute(
+                &format!("INSERT INTO \"{t}$grep\" (\"{t}$grep\") VALUES ('delete-all')"),
+                [],
+            )
+            .map_err(err)?;
+        }
+    }
     let next: Option<i64> = tx
         .query_row(
             &format!(
@@ -220,6 +254,11 @@ pub(crate) fn index_step(
         )
         .map_err(err)?;
     let Some(next) = next else {
+        if upto == 0 {
+            tx.execute("DELETE FROM grep_index WHERE tbl = ?", [t.as_str()])
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
         return Ok((upto, 0));
     };
     let n = tx
@@ -232,9 +271,12 @@ pub(crate) fn index_step(
         )
         .map_err(err)?;
     tx.execute(
-        "INSERT INTO grep_index (tbl, indexed_upto, updated) VALUES (?, ?, ?) \
-         ON CONFLICT (tbl) DO UPDATE SET indexed_upto = excluded.indexed_upto, \
-         updated = excluded.updated",
+        &format!(
+            "INSERT INTO grep_index (tbl, indexed_upto, upto_received, updated) \
+             VALUES (?1, ?2, (SELECT received FROM \"{t}\" WHERE id = ?2), ?3) \
+             ON CONFLICT (tbl) DO UPDATE SET indexed_upto = excluded.indexed_upto, \
+             upto_received = excluded.upto_received, updated = excluded.updated"
+        ),
         rusqlite::params![t.as_str(), next, crate::time::now_ms()],
     )
     .map_err(err)?;
