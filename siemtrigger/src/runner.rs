@@ -20,7 +20,9 @@ use siemstress_common::rules::{Kind, Matcher, Rule};
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{Cand, Caps, Changes, Evaluator, Hit, NewAlert, Role, Win, rfc3339};
-use crate::store::{Commit, Cond, LeaseInfo, Progress, RuleCommit, Scan, Store, StoreError};
+use crate::store::{
+    Commit, Cond, LeaseInfo, Progress, Reader, RuleCommit, Scan, Scanned, Store, StoreError,
+};
 
 /// Event ids per chunk (one transaction each).
 pub const CHUNK: i64 = 100_000;
@@ -311,68 +313,62 @@ impl Runner<'_> {
             Mode::Replay { from, to } => Some((from, to)),
             _ => None,
         };
-        let mut reader = self.store.reader()?;
+        let mut reader = Some(self.store.reader()?);
+        // The next chunk's scan, started before the current one is evaluated.
+        let mut ahead: Option<(Scan, tokio::task::JoinHandle<(Reader, Scanned)>)> = None;
         while lo < hi {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            // Rules that start further on join at their own progress.
-            let next_start = runs
-                .iter()
-                .map(|r| r.progress.last_id)
-                .filter(|l| *l > lo)
-                .min()
-                .unwrap_or(hi);
-            let c_hi = hi.min(lo.saturating_add(self.chunk.max(1))).min(next_start);
-            let active: Vec<usize> = (0..runs.len())
-                .filter(|i| runs[*i].progress.last_id <= lo)
-                .collect();
-
-            // The scan plan: distinct SQL conditions (flags) and distinct
-            // regex checks; per active rule, its roles on them.
-            let mut conds: Vec<Cond> = Vec::new();
-            let mut checks: Vec<(String, &Matcher)> = Vec::new();
-            let mut plan: Vec<Vec<(Role, usize, Option<usize>)>> = Vec::new();
-            let mut cols: BTreeSet<&'static str> = BTreeSet::new();
-            for &i in &active {
-                let rule = runs[i].rule;
-                cols.extend(rule.needed_columns());
-                let mut roles = Vec::new();
-                for (name, m) in rule.matchers() {
-                    let cond = self.store.cond(&m.filter);
-                    let ci = match conds.iter().position(|c| *c == cond) {
-                        Some(ci) => ci,
-                        None => {
-                            conds.push(cond);
-                            conds.len() - 1
-                        }
-                    };
-                    let check = (!m.has_backrefs()).then(|| {
-                        let id = check_identity(m);
-                        match checks.iter().position(|c| c.0 == id) {
-                            Some(k) => k,
-                            None => {
-                                checks.push((id, m));
-                                checks.len() - 1
-                            }
-                        }
-                    });
-                    roles.push((Role::from_name(name), ci, check));
+            let last: Vec<i64> = runs.iter().map(|r| r.progress.last_id).collect();
+            let (c_hi, active) = chunk_at(&last, lo, hi, self.chunk);
+            let rules: Vec<&Rule> = active.iter().map(|i| runs[*i].rule).collect();
+            let Plan {
+                conds,
+                checks,
+                roles: plan,
+                cols,
+            } = self.plan(&rules);
+            let scan = Scan {
+                table: ident.clone(),
+                cols,
+                conds,
+                lo,
+                hi: c_hi,
+                range,
+            };
+            let task = match ahead.take() {
+                Some((s, task)) if s == scan => task,
+                Some((_, task)) => {
+                    let (r, _) = task.await.context("scan task")?;
+                    r.spawn(scan.clone())
                 }
-                plan.push(roles);
-            }
-            let cols: Vec<&'static str> = cols.into_iter().collect();
-            let (batch, chunk_max) = reader
-                .scan(&Scan {
-                    table: &ident,
-                    cols: &cols,
-                    conds: &conds,
-                    lo,
-                    hi: c_hi,
+                None => reader.take().expect("reader").spawn(scan.clone()),
+            };
+            let (r, scanned) = task.await.context("scan task")?;
+            let (batch, chunk_max) = scanned?;
+            // Read the next chunk while this one is evaluated and committed:
+            // after the commit, the active rules' progress is `c_hi`.
+            if c_hi < hi {
+                let mut next_last = last.clone();
+                for &i in &active {
+                    next_last[i] = c_hi;
+                }
+                let (n_hi, n_active) = chunk_at(&next_last, c_hi, hi, self.chunk);
+                let n_rules: Vec<&Rule> = n_active.iter().map(|i| runs[*i].rule).collect();
+                let p = self.plan(&n_rules);
+                let next = Scan {
+                    table: ident.clone(),
+                    cols: p.cols,
+                    conds: p.conds,
+                    lo: c_hi,
+                    hi: n_hi,
                     range,
-                })
-                .await?;
-
+                };
+                ahead = Some((next.clone(), r.spawn(next)));
+            } else {
+                reader = Some(r);
+            }
             let mut memo: Vec<Option<Option<Caps>>> = vec![None; checks.len()];
             for i in 0..batch.rows.len() {
                 let ev = batch.ev(i);
@@ -479,6 +475,66 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The chunk that starts at `lo`: its end and the rules evaluated over it
+/// (those whose progress `last` is at most `lo`; a rule further on joins at
+/// its own progress, so chunk boundaries fall on it).
+fn chunk_at(last: &[i64], lo: i64, hi: i64, chunk: i64) -> (i64, Vec<usize>) {
+    let next_start = last.iter().copied().filter(|l| *l > lo).min().unwrap_or(hi);
+    let c_hi = hi.min(lo.saturating_add(chunk.max(1))).min(next_start);
+    let active = (0..last.len()).filter(|i| last[*i] <= lo).collect();
+    (c_hi, active)
+}
+
+/// How a chunk is read and matched: distinct SQL conditions (flags of the
+/// scan) and distinct regex checks; per rule, its roles on them.
+struct Plan<'r> {
+    conds: Vec<Cond>,
+    checks: Vec<(String, &'r Matcher)>,
+    roles: Vec<Vec<(Role, usize, Option<usize>)>>,
+    cols: Vec<&'static str>,
+}
+
+impl Runner<'_> {
+    fn plan<'r>(&self, rules: &[&'r Rule]) -> Plan<'r> {
+        let mut conds: Vec<Cond> = Vec::new();
+        let mut checks: Vec<(String, &'r Matcher)> = Vec::new();
+        let mut plan = Vec::new();
+        let mut cols: BTreeSet<&'static str> = BTreeSet::new();
+        for rule in rules {
+            cols.extend(rule.needed_columns());
+            let mut roles = Vec::new();
+            for (name, m) in rule.matchers() {
+                let cond = self.store.cond(&m.filter);
+                let ci = match conds.iter().position(|c| *c == cond) {
+                    Some(ci) => ci,
+                    None => {
+                        conds.push(cond);
+                        conds.len() - 1
+                    }
+                };
+                let check = (!m.has_backrefs()).then(|| {
+                    let id = check_identity(m);
+                    match checks.iter().position(|c| c.0 == id) {
+                        Some(k) => k,
+                        None => {
+                            checks.push((id, m));
+                            checks.len() - 1
+                        }
+                    }
+                });
+                roles.push((Role::from_name(name), ci, check));
+            }
+            plan.push(roles);
+        }
+        Plan {
+            conds,
+            checks,
+            roles: plan,
+            cols: cols.into_iter().collect(),
+        }
     }
 }
 

@@ -75,25 +75,29 @@ pub struct Cond {
 
 /// One chunk read: rows `(lo, hi]` of `table` (and in `range`, if given)
 /// that pass at least one of `conds`, with a flag per cond and `cols`.
-pub struct Scan<'a> {
-    pub table: &'a Ident,
-    pub cols: &'a [&'static str],
-    pub conds: &'a [Cond],
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scan {
+    pub table: Ident,
+    pub cols: Vec<&'static str>,
+    pub conds: Vec<Cond>,
     pub lo: i64,
     pub hi: i64,
     pub range: Option<(i64, i64)>,
 }
 
-impl Scan<'_> {
+/// The rows of a scan and the latest event time of its id range.
+pub type Scanned = Result<(Batch, Option<i64>), StoreError>;
+
+impl Scan {
     /// `SELECT id, ts, (cond)..., cols FROM table` with `q` quoting.
     fn select(&self, q: char, hint: &str) -> String {
         let mut sql = String::from("SELECT id, ts");
-        for c in self.conds {
+        for c in &self.conds {
             sql.push_str(", (");
             sql.push_str(&c.sql);
             sql.push(')');
         }
-        for c in self.cols {
+        for c in &self.cols {
             sql.push_str(&format!(", {q}{c}{q}"));
         }
         sql.push_str(&format!(
@@ -713,25 +717,31 @@ pub enum Reader {
 impl Reader {
     /// The rows of `s` in `(ts, id)` order, and the latest event time among
     /// all rows `(lo, hi]` in the range (whether they pass a cond or not).
-    pub async fn scan(&mut self, s: &Scan<'_>) -> Result<(Batch, Option<i64>), StoreError> {
+    /// Runs the scan in a task of its own (so that the next chunk is read
+    /// while the current one is evaluated and committed); the task hands the
+    /// reader back with the result.
+    pub fn spawn(self, s: Scan) -> tokio::task::JoinHandle<(Reader, Scanned)> {
         match self {
-            Reader::Sqlite(conn) => tokio::task::block_in_place(|| scan_sqlite(conn, s)),
-            Reader::Mysql(pool) => scan_mysql(pool, s).await,
+            Reader::Sqlite(conn) => tokio::task::spawn_blocking(move || {
+                let r = scan_sqlite(&conn, &s);
+                (Reader::Sqlite(conn), r)
+            }),
+            Reader::Mysql(pool) => tokio::spawn(async move {
+                let r = scan_mysql(&pool, &s).await;
+                (Reader::Mysql(pool), r)
+            }),
         }
     }
 }
 
-fn scan_sqlite(
-    conn: &rusqlite::Connection,
-    s: &Scan<'_>,
-) -> Result<(Batch, Option<i64>), StoreError> {
+fn scan_sqlite(conn: &rusqlite::Connection, s: &Scan) -> Scanned {
     use rusqlite::types::ValueRef;
     // Every row of the id range is read (rowid order, no index): the conds
     // are flags, so the row count and the latest time come for free.
     let sql = s.select('"', " NOT INDEXED");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut i = 0;
-    for c in s.conds {
+    for c in &s.conds {
         for b in &c.binds {
             i += 1;
             match b {
@@ -786,10 +796,7 @@ fn scan_sqlite(
     Ok((batch, max_ts))
 }
 
-async fn scan_mysql(
-    pool: &sqlx::MySqlPool,
-    s: &Scan<'_>,
-) -> Result<(Batch, Option<i64>), StoreError> {
+async fn scan_mysql(pool: &sqlx::MySqlPool, s: &Scan) -> Scanned {
     let mut sql = s.select('`', " FORCE INDEX (PRIMARY)");
     let mut all = Filter::default();
     if let Some((from, to)) = s.range {
@@ -856,7 +863,7 @@ async fn scan_mysql(
     }
     drop(rows);
     batch.sort();
-    let max_ts = mysql_max_ts(pool, s.table, s.lo, s.hi, &all).await?;
+    let max_ts = mysql_max_ts(pool, &s.table, s.lo, s.hi, &all).await?;
     Ok((batch, max_ts))
 }
 
