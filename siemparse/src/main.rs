@@ -246,12 +246,10 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
     stop.store(true, Ordering::Relaxed);
 }
 
-/// `--index`: catch the search index up with the table, in steps of their
-/// own transactions (an interrupted run keeps what it did).
-async fn index(
+/// Fails unless the section's table exists (for actions on existing data).
+async fn require_table(
     db: &siemstress_common::db::Database,
     section: &siemstress_common::config::Section,
-    quiet: bool,
 ) -> anyhow::Result<()> {
     if !db.event_table_exists(&section.table).await? {
         bail!(
@@ -260,6 +258,17 @@ async fn index(
             section.table
         );
     }
+    Ok(())
+}
+
+/// `--index`: catch the search index up with the table, in steps of their
+/// own transactions (an interrupted run keeps what it did).
+async fn index(
+    db: &siemstress_common::db::Database,
+    section: &siemstress_common::config::Section,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    require_table(db, section).await?;
     // Creates the index of a table made by an older siemparse.
     db.ensure_event_table(&section.table).await?;
     let mut writer = db.event_writer(&section.table).await?;
@@ -301,13 +310,7 @@ async fn clear(
     section: &siemstress_common::config::Section,
     force: bool,
 ) -> anyhow::Result<()> {
-    if !db.event_table_exists(&section.table).await? {
-        bail!(
-            "section {}: table {} does not exist",
-            section.name,
-            section.table
-        );
-    }
+    require_table(db, section).await?;
     if !force {
         if !std::io::stdin().is_terminal() {
             bail!(

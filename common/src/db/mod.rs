@@ -8,6 +8,7 @@ pub mod mysql;
 pub mod search;
 pub mod sqlite;
 mod sqlite_insert;
+mod sqlite_read;
 
 use crate::Error;
 use crate::event::Event;
@@ -121,7 +122,22 @@ impl Database {
 
     /// The stored resume point of `path` in `section`.
     pub async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
-        dispatch!(self, db => db.checkpoint(section, path).await)
+        // The same SQL on both backends; the macro expands it for each pool type.
+        let row: Option<(i64, i64, i64)> = dispatch!(self, db => sqlx::query_as(
+            "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
+        )
+        .bind(section)
+        .bind(path)
+        .fetch_optional(&db.pool)
+        .await)
+        .map_err(|e| Error::db("read offset", path, e))?;
+        Ok(row.map(|(dev, inode, offset)| Checkpoint {
+            section: section.to_owned(),
+            path: path.to_owned(),
+            dev,
+            inode,
+            offset,
+        }))
     }
 
     /// A writer for the ingest hot path into `table`.

@@ -144,28 +144,6 @@ CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
             .map_err(|e| Error::db("commit", t.as_str(), e))
     }
 
-    pub(super) async fn checkpoint(
-        &self,
-        section: &str,
-        path: &str,
-    ) -> Result<Option<Checkpoint>, Error> {
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
-        )
-        .bind(section)
-        .bind(path)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| Error::db("read offset", path, e))?;
-        Ok(row.map(|(dev, inode, offset)| Checkpoint {
-            section: section.to_owned(),
-            path: path.to_owned(),
-            dev,
-            inode,
-            offset,
-        }))
-    }
-
     pub(super) async fn count_rows(&self, t: &Ident) -> Result<i64, Error> {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             r#"SELECT COUNT(*) FROM "{t}""#
