@@ -119,13 +119,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     for (id, rule, severity, key, ts, first_ts, count, message, created) in rows.into_iter().rev() {
         w.row(&[
             Cell::Int(id),
-            Cell::Text(rule),
-            Cell::Text(severity),
-            Cell::Text(key),
+            Cell::Text(rule.into()),
+            Cell::Text(severity.into()),
+            Cell::Text(key.into()),
             Cell::Time(ts),
             Cell::Time(first_ts),
             Cell::Int(count),
-            Cell::Text(message),
+            Cell::Text(message.into()),
             Cell::Time(created),
         ])?;
     }

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod args;
+mod fmt;
 mod output;
 mod range;
 mod report;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use siemstress_common::db::search::{EventRow, ROW_COLUMNS, stats_column};
+use siemstress_common::db::search::{EventRef, ROW_COLUMNS, stats_column};
 use siemstress_common::db::{Backend, Database};
 use siemstress_common::filter::BoundValue;
 use siemstress_common::ident::Ident;
@@ -174,7 +175,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     Cell::Time(k.to_string().parse().unwrap_or_default())
                 }
                 Some(siemstress_common::db::search::StatKey::Int(i)) => Cell::Int(i),
-                Some(siemstress_common::db::search::StatKey::Text(s)) => Cell::Text(s),
+                Some(siemstress_common::db::search::StatKey::Text(s)) => Cell::Text(s.into()),
             };
             w.row(&[key, Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))])?;
         }
@@ -198,10 +199,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut w = writers(&args, format, &fields, &section.zone, tty)?;
     let section_name = args.section.clone();
-    let mut cells = Vec::with_capacity(fields.len());
-    let mut sink = |row: EventRow| -> io::Result<()> {
-        cells.clear();
-        cells.extend(fields.iter().map(|f| cell(&row, f, &section_name)));
+    let columns: Vec<usize> = fields.iter().map(|f| column_index(f)).collect();
+    let mut sink = |row: &EventRef<'_>| -> io::Result<()> {
+        // The cells borrow the row: one small Vec per row.
+        let cells: Vec<Cell<'_>> = columns
+            .iter()
+            .map(|&c| cell(row, c, &section_name))
+            .collect();
         w.row(&cells)
     };
     let n = db
@@ -253,41 +257,46 @@ fn all_fields() -> Vec<String> {
         .collect()
 }
 
-fn opt_text(v: &Option<String>) -> Cell {
-    v.as_ref().map_or(Cell::Null, |s| Cell::Text(s.clone()))
+fn opt_text(v: Option<&str>) -> Cell<'_> {
+    v.map_or(Cell::Null, |s| Cell::Text(s.into()))
 }
 
-fn opt_int(v: Option<i64>) -> Cell {
+fn opt_int(v: Option<i64>) -> Cell<'static> {
     v.map_or(Cell::Null, Cell::Int)
 }
 
-/// The cell of field `f` (validated by [`Args::fields`]).
-fn cell(r: &EventRow, f: &str, section: &str) -> Cell {
-    match f {
-        "id" => Cell::Int(r.id),
-        "ts" => Cell::Time(r.ts),
-        "received" => Cell::Time(r.received),
-        "host" => opt_text(&r.host),
-        "process" => opt_text(&r.process),
-        "pid" => opt_int(r.pid),
-        "facility" => opt_text(&r.facility),
-        "severity" => opt_text(&r.severity),
-        "user" => opt_text(&r.user),
-        "source_host" => opt_text(&r.source_host),
-        "source_port" => opt_int(r.source_port),
-        "dest_host" => opt_text(&r.dest_host),
-        "dest_port" => opt_int(r.dest_port),
-        "protocol" => opt_text(&r.protocol),
-        "message" => Cell::Text(r.message.clone()),
-        "raw" => Cell::Text(r.raw.clone()),
-        "parsed" => Cell::Int(r.parsed),
-        "source" => Cell::Text(r.source.clone()),
-        "extra" => r
-            .extra
-            .as_ref()
-            .map_or(Cell::Null, |s| Cell::Json(s.clone())),
-        "section" => Cell::Text(section.to_owned()),
-        _ => Cell::Null,
+/// Position of field `f` (validated by [`Args::fields`]) in [`ROW_COLUMNS`];
+/// `section` is the one after the columns.
+fn column_index(f: &str) -> usize {
+    ROW_COLUMNS
+        .iter()
+        .position(|c| *c == f)
+        .unwrap_or(ROW_COLUMNS.len())
+}
+
+/// The cell of column `c` (from [`column_index`]).
+fn cell<'a>(r: &EventRef<'a>, c: usize, section: &'a str) -> Cell<'a> {
+    match c {
+        0 => Cell::Int(r.id),
+        1 => Cell::Time(r.ts),
+        2 => Cell::Time(r.received),
+        3 => opt_text(r.host),
+        4 => opt_text(r.process),
+        5 => opt_int(r.pid),
+        6 => opt_text(r.facility),
+        7 => opt_text(r.severity),
+        8 => opt_text(r.user),
+        9 => opt_text(r.source_host),
+        10 => opt_int(r.source_port),
+        11 => opt_text(r.dest_host),
+        12 => opt_int(r.dest_port),
+        13 => opt_text(r.protocol),
+        14 => Cell::Text(r.message.into()),
+        15 => Cell::Text(r.raw.into()),
+        16 => Cell::Int(r.parsed),
+        17 => Cell::Text(r.source.into()),
+        18 => r.extra.map_or(Cell::Null, |s| Cell::Json(s.into())),
+        _ => Cell::Text(section.into()),
     }
 }
 

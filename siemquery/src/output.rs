@@ -1,87 +1,130 @@
 //! Output writers behind one trait: a table (comfy-table, collected), a JSON
 //! array (streamed, pretty), NDJSON and CSV (streamed). Query code hands over
-//! [`Cell`]s and never formats.
+//! [`Cell`]s and never formats. JSON is written byte by byte (see
+//! [`crate::fmt`]), one row at a time, with the bytes `serde_json` wrote.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use siemstress_common::time::Zone;
 
-/// One value of an output row.
+use crate::fmt::{push_embedded_json, push_int, push_json_str, push_rfc3339_utc};
+
+/// One value of an output row; text is borrowed where the caller can.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     Null,
     Int(i64),
-    Text(String),
+    Text(Cow<'a, str>),
     /// An instant in UTC epoch ms (`ts`, `received`).
     Time(i64),
     /// Text that holds JSON (`extra`): embedded as JSON where valid.
-    Json(String),
+    Json(Cow<'a, str>),
 }
 
 /// `2024-03-01T12:00:00.000Z`.
 pub fn rfc3339_utc(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    let mut buf = Vec::with_capacity(24);
+    push_rfc3339_utc(&mut buf, ms);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// A sink for rows with a fixed list of field names.
 pub trait RowWriter {
     /// Writes one row (`cells` in the order of the field names).
-    fn row(&mut self, cells: &[Cell]) -> io::Result<()>;
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()>;
     /// Completes the output (closing bracket, the table itself) and flushes.
     fn finish(&mut self) -> io::Result<()>;
 }
 
-/// A JSON value for a cell.
-fn json_value(cell: &Cell) -> serde_json::Value {
+/// A cell as a JSON value (`last_json`: see [`push_embedded_json`]).
+fn push_json_value(buf: &mut Vec<u8>, cell: &Cell<'_>, last_json: &mut Vec<u8>) {
     match cell {
-        Cell::Null => serde_json::Value::Null,
-        Cell::Int(i) => (*i).into(),
-        Cell::Text(s) => s.as_str().into(),
-        Cell::Time(ms) => rfc3339_utc(*ms).into(),
-        Cell::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.as_str().into()),
+        Cell::Null => buf.extend_from_slice(b"null"),
+        Cell::Int(i) => push_int(buf, *i),
+        Cell::Text(s) => push_json_str(buf, s),
+        Cell::Time(ms) => {
+            buf.push(b'"');
+            push_rfc3339_utc(buf, *ms);
+            buf.push(b'"');
+        }
+        Cell::Json(s) => push_embedded_json(buf, s, last_json),
     }
 }
 
-fn write_json_object(
-    out: &mut dyn Write,
-    fields: &[String],
-    cells: &[Cell],
-    pretty: bool,
-) -> io::Result<()> {
-    out.write_all(if pretty { b"  {\n" } else { b"{" })?;
-    for (i, (name, cell)) in fields.iter().zip(cells).enumerate() {
-        if i > 0 {
-            out.write_all(if pretty { b",\n" } else { b"," })?;
+/// Rows as JSON objects: `{"name":value,...}`, or pretty (two-space
+/// indented, as `serde_json`'s pretty printer, values compact).
+struct JsonObjects {
+    /// Per field: the separator before it (none for the first) and its key.
+    keys: Vec<Vec<u8>>,
+    open: &'static [u8],
+    close: &'static [u8],
+    /// The row being written, reused.
+    buf: Vec<u8>,
+    /// The last embedded JSON text found canonical.
+    last_json: Vec<u8>,
+}
+
+impl JsonObjects {
+    fn new(fields: &[String], pretty: bool) -> Self {
+        let keys = fields
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut k = Vec::new();
+                if i > 0 {
+                    k.extend_from_slice(if pretty { b",\n" } else { b"," });
+                }
+                if pretty {
+                    k.extend_from_slice(b"    ");
+                }
+                push_json_str(&mut k, name);
+                k.extend_from_slice(if pretty { b": " } else { b":" });
+                k
+            })
+            .collect();
+        Self {
+            keys,
+            open: if pretty { b"  {\n" } else { b"{" },
+            close: if pretty { b"\n  }" } else { b"}" },
+            buf: Vec::with_capacity(4096),
+            last_json: Vec::new(),
         }
-        if pretty {
-            out.write_all(b"    ")?;
-        }
-        serde_json::to_writer(&mut *out, name)?;
-        out.write_all(if pretty { b": " } else { b":" })?;
-        serde_json::to_writer(&mut *out, &json_value(cell))?;
     }
-    out.write_all(if pretty { b"\n  }" } else { b"}" })
+
+    /// Appends the object of one row to `self.buf`.
+    fn push(&mut self, cells: &[Cell<'_>]) {
+        self.buf.extend_from_slice(self.open);
+        for (key, cell) in self.keys.iter().zip(cells) {
+            self.buf.extend_from_slice(key);
+            push_json_value(&mut self.buf, cell, &mut self.last_json);
+        }
+        self.buf.extend_from_slice(self.close);
+    }
 }
 
 /// One JSON object per line.
 pub struct Ndjson<W: Write> {
     out: W,
-    fields: Vec<String>,
+    obj: JsonObjects,
 }
 
 impl<W: Write> Ndjson<W> {
     pub fn new(out: W, fields: Vec<String>) -> Self {
-        Self { out, fields }
+        Self {
+            out,
+            obj: JsonObjects::new(&fields, false),
+        }
     }
 }
 
 impl<W: Write> RowWriter for Ndjson<W> {
-    fn row(&mut self, cells: &[Cell]) -> io::Result<()> {
-        write_json_object(&mut self.out, &self.fields, cells, false)?;
-        self.out.write_all(b"\n")
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
+        self.obj.buf.clear();
+        self.obj.push(cells);
+        self.obj.buf.push(b'\n');
+        self.out.write_all(&self.obj.buf)
     }
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
@@ -91,7 +134,7 @@ impl<W: Write> RowWriter for Ndjson<W> {
 /// A pretty JSON array, written as rows arrive.
 pub struct JsonArray<W: Write> {
     out: W,
-    fields: Vec<String>,
+    obj: JsonObjects,
     rows: u64,
 }
 
@@ -99,18 +142,21 @@ impl<W: Write> JsonArray<W> {
     pub fn new(out: W, fields: Vec<String>) -> Self {
         Self {
             out,
-            fields,
+            obj: JsonObjects::new(&fields, true),
             rows: 0,
         }
     }
 }
 
 impl<W: Write> RowWriter for JsonArray<W> {
-    fn row(&mut self, cells: &[Cell]) -> io::Result<()> {
-        self.out
-            .write_all(if self.rows == 0 { b"[\n" } else { b",\n" })?;
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
+        self.obj.buf.clear();
+        self.obj
+            .buf
+            .extend_from_slice(if self.rows == 0 { b"[\n" } else { b",\n" });
         self.rows += 1;
-        write_json_object(&mut self.out, &self.fields, cells, true)
+        self.obj.push(cells);
+        self.out.write_all(&self.obj.buf)
     }
     fn finish(&mut self) -> io::Result<()> {
         self.out
@@ -122,13 +168,18 @@ impl<W: Write> RowWriter for JsonArray<W> {
 /// RFC 4180 CSV with a header row; NULL is an empty field.
 pub struct Csv<W: Write> {
     out: csv::Writer<W>,
+    /// A formatted number or time, reused.
+    num: Vec<u8>,
 }
 
 impl<W: Write> Csv<W> {
     pub fn new(out: W, fields: &[String]) -> io::Result<Self> {
         let mut out = csv::Writer::from_writer(out);
         out.write_record(fields).map_err(io::Error::other)?;
-        Ok(Self { out })
+        Ok(Self {
+            out,
+            num: Vec::with_capacity(32),
+        })
     }
 }
 
@@ -140,15 +191,22 @@ fn csv_err(e: csv::Error) -> io::Error {
 }
 
 impl<W: Write> RowWriter for Csv<W> {
-    fn row(&mut self, cells: &[Cell]) -> io::Result<()> {
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
         for c in cells {
-            let s = match c {
-                Cell::Null => String::new(),
-                Cell::Int(i) => i.to_string(),
-                Cell::Text(s) | Cell::Json(s) => s.clone(),
-                Cell::Time(ms) => rfc3339_utc(*ms),
+            self.num.clear();
+            let field: &[u8] = match c {
+                Cell::Null => b"",
+                Cell::Int(i) => {
+                    push_int(&mut self.num, *i);
+                    &self.num
+                }
+                Cell::Text(s) | Cell::Json(s) => s.as_bytes(),
+                Cell::Time(ms) => {
+                    push_rfc3339_utc(&mut self.num, *ms);
+                    &self.num
+                }
             };
-            self.out.write_field(s).map_err(csv_err)?;
+            self.out.write_field(field).map_err(csv_err)?;
         }
         self.out.write_record(None::<&[u8]>).map_err(csv_err)
     }
@@ -191,13 +249,13 @@ impl<W: Write> Table<W> {
 }
 
 impl<W: Write> RowWriter for Table<W> {
-    fn row(&mut self, cells: &[Cell]) -> io::Result<()> {
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
         let row: Vec<String> = cells
             .iter()
             .map(|c| match c {
                 Cell::Null => String::new(),
                 Cell::Int(i) => i.to_string(),
-                Cell::Text(s) | Cell::Json(s) => s.clone(),
+                Cell::Text(s) | Cell::Json(s) => s.to_string(),
                 Cell::Time(ms) => self.local(*ms),
             })
             .collect();
@@ -216,7 +274,7 @@ impl<W: Write> RowWriter for Table<W> {
 pub struct Tee(pub Vec<Box<dyn RowWriter>>);
 
 impl RowWriter for Tee {
-    fn row(&mut self, cells: &[Cell]) -> io::Result<()> {
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|w| w.row(cells))
     }
     fn finish(&mut self) -> io::Result<()> {
@@ -232,7 +290,7 @@ mod tests {
         vec!["id".into(), "ts".into(), "extra".into(), "msg".into()]
     }
 
-    fn cells() -> Vec<Cell> {
+    fn cells() -> Vec<Cell<'static>> {
         vec![
             Cell::Int(7),
             Cell::Time(0),

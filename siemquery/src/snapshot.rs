@@ -131,12 +131,12 @@ fn ignore_broken_pipe(r: io::Result<()>) -> anyhow::Result<()> {
 }
 
 /// A JSON value as a cell: strings bare, numbers as integers, the rest as JSON.
-fn value_cell(v: Option<&Value>) -> Cell {
+fn value_cell(v: Option<&Value>) -> Cell<'_> {
     match v {
         None | Some(Value::Null) => Cell::Null,
-        Some(Value::String(s)) => Cell::Text(s.clone()),
+        Some(Value::String(s)) => Cell::Text(s.into()),
         Some(Value::Number(n)) if n.is_i64() => Cell::Int(n.as_i64().unwrap_or_default()),
-        Some(other) => Cell::Json(other.to_string()),
+        Some(other) => Cell::Json(other.to_string().into()),
     }
 }
 
@@ -172,7 +172,7 @@ fn write_changes(
                 Box::new(Csv::new(out, &fields)?)
             };
             for c in changes {
-                let row = c.row.as_ref().map(|r| Cell::Json(r.to_string()));
+                let row = c.row.as_ref().map(|r| Cell::Json(r.to_string().into()));
                 let (old, new) = match c.change {
                     ChangeKind::Changed => (value_cell(c.old.as_ref()), value_cell(c.new.as_ref())),
                     ChangeKind::Added if table => (Cell::Null, row.clone().unwrap_or(Cell::Null)),
@@ -182,12 +182,15 @@ fn write_changes(
                 let cells: Vec<Cell> = fields
                     .iter()
                     .map(|f| match f.as_str() {
-                        "snapshot" => Cell::Text(c.snapshot.clone()),
-                        "host" => Cell::Text(c.host.clone()),
+                        "snapshot" => Cell::Text(c.snapshot.as_str().into()),
+                        "host" => Cell::Text(c.host.as_str().into()),
                         "run" => Cell::Int(c.run),
-                        "change" => Cell::Text(c.change.as_str().to_owned()),
-                        "key" => Cell::Text(c.key.clone()),
-                        "column" => c.column.clone().map_or(Cell::Null, Cell::Text),
+                        "change" => Cell::Text(c.change.as_str().into()),
+                        "key" => Cell::Text(c.key.as_str().into()),
+                        "column" => c
+                            .column
+                            .as_deref()
+                            .map_or(Cell::Null, |s| Cell::Text(s.into())),
                         "old" => old.clone(),
                         "new" => new.clone(),
                         "row" => row.clone().unwrap_or(Cell::Null),
@@ -249,9 +252,9 @@ fn write_rows(
             for (run, r) in rows {
                 let mut cells = Vec::with_capacity(fields.len());
                 if fields[0] == "host" {
-                    cells.push(Cell::Text(run.host.clone()));
+                    cells.push(Cell::Text(run.host.as_str().into()));
                 }
-                cells.push(Cell::Text(r.key.clone()));
+                cells.push(Cell::Text(r.key.as_str().into()));
                 for c in &columns {
                     cells.push(match &r.value {
                         Value::Object(m) => value_cell(m.get(c)),

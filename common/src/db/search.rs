@@ -10,6 +10,7 @@ use sqlx::{Pool, QueryBuilder};
 
 use super::Database;
 use super::grep_index::{self, GrepPlan};
+use super::sqlite_read::Select;
 use crate::Error;
 use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
 use crate::ident::Ident;
@@ -48,7 +49,7 @@ const INT_COLUMNS: [&str; 7] = [
     "parsed",
 ];
 
-/// One stored event.
+/// One stored event, owned.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct EventRow {
     pub id: i64,
@@ -72,6 +73,58 @@ pub struct EventRow {
     pub extra: Option<String>,
 }
 
+impl EventRow {
+    /// The row as borrowed values.
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            id: self.id,
+            ts: self.ts,
+            received: self.received,
+            host: self.host.as_deref(),
+            process: self.process.as_deref(),
+            pid: self.pid,
+            facility: self.facility.as_deref(),
+            severity: self.severity.as_deref(),
+            user: self.user.as_deref(),
+            source_host: self.source_host.as_deref(),
+            source_port: self.source_port,
+            dest_host: self.dest_host.as_deref(),
+            dest_port: self.dest_port,
+            protocol: self.protocol.as_deref(),
+            message: &self.message,
+            raw: &self.raw,
+            parsed: self.parsed,
+            source: &self.source,
+            extra: self.extra.as_deref(),
+        }
+    }
+}
+
+/// One stored event as read, borrowing the backend's row buffer (valid for
+/// one call of the [`RowSink`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EventRef<'a> {
+    pub id: i64,
+    pub ts: i64,
+    pub received: i64,
+    pub host: Option<&'a str>,
+    pub process: Option<&'a str>,
+    pub pid: Option<i64>,
+    pub facility: Option<&'a str>,
+    pub severity: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub source_host: Option<&'a str>,
+    pub source_port: Option<i64>,
+    pub dest_host: Option<&'a str>,
+    pub dest_port: Option<i64>,
+    pub protocol: Option<&'a str>,
+    pub message: &'a str,
+    pub raw: &'a str,
+    pub parsed: i64,
+    pub source: &'a str,
+    pub extra: Option<&'a str>,
+}
+
 /// A value of a `--stats` column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StatKey {
@@ -92,7 +145,7 @@ impl std::fmt::Display for StatKey {
 pub type SqlLog<'a> = &'a mut dyn FnMut(&str, &[BoundValue]);
 
 /// Receives each row; an error (e.g. a closed pipe) stops the search.
-pub type RowSink<'a> = &'a mut dyn FnMut(EventRow) -> std::io::Result<()>;
+pub type RowSink<'a> = &'a mut dyn FnMut(&EventRef<'_>) -> std::io::Result<()>;
 
 /// Validates a `--stats` column name against the event columns.
 pub fn stats_column(name: &str) -> Result<&'static str, Error> {
@@ -111,7 +164,9 @@ pub fn stats_column(name: &str) -> Result<&'static str, Error> {
 
 impl Database {
     /// Streams the rows of `table` that match `filter`, oldest first, at most
-    /// `limit`; returns how many were passed to `sink`.
+    /// `limit`; returns how many were passed to `sink`. On SQLite the rows
+    /// are read at the C API on one of the pool's connections, on the
+    /// calling thread (it blocks for the whole scan).
     pub async fn search_events(
         &self,
         table: &Ident,
@@ -123,9 +178,9 @@ impl Database {
         match self {
             Database::Sqlite(db) => {
                 let plan = grep_index::plan(&db.pool, table, filter, log).await?;
-                search(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
+                search_sqlite(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
             }
-            Database::Mysql(db) => search(&db.pool, table, None, filter, limit, log, sink).await,
+            Database::Mysql(db) => search_mysql(&db.pool, table, filter, limit, log, sink).await,
         }
     }
 
@@ -216,47 +271,149 @@ fn sql_limit(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-async fn search<DB>(
-    pool: &Pool<DB>,
+/// `SELECT <every column> FROM ... WHERE ... ORDER BY ts, id [LIMIT n]`,
+/// written by the filter, with its bound values; `LIMIT` only when no
+/// residual (Rust-side) check can drop rows after the SQL.
+fn select_rows<DB>(
     table: &Ident,
     plan: Option<&GrepPlan>,
     filter: &Filter,
     limit: Option<u64>,
-    log: SqlLog<'_>,
-    sink: RowSink<'_>,
-) -> Result<u64, Error>
+) -> (QueryBuilder<DB>, Vec<BoundValue>)
 where
     DB: FilterDb,
-    DB::Arguments: Default + sqlx::IntoArguments<DB>,
-    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
-    for<'r> EventRow: sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: Default,
 {
-    if limit == Some(0) {
-        return Ok(0);
-    }
     let mut qb = QueryBuilder::<DB>::new(format!("SELECT {}", ROW_COLUMNS.join(", ")));
     let mut w = SqlWriter::new(&mut qb);
     write_from(&mut w, table, plan);
     filter.write_where(&mut w);
     w.sql(" ORDER BY ts, id");
-    let residual = filter.has_residual();
-    if let (Some(n), false) = (limit, residual) {
+    if let (Some(n), false) = (limit, filter.has_residual()) {
         w.sql(" LIMIT ").int(sql_limit(n));
     }
     let bound = std::mem::take(&mut w.bound);
-    log(qb.sql().as_str(), &bound);
-    let mut rows = qb.build_query_as::<EventRow>().fetch(pool);
+    (qb, bound)
+}
+
+/// Applies the residual check and the limit to one row and passes it on;
+/// `Ok(false)` when the limit is reached.
+fn deliver(
+    filter: &Filter,
+    limit: Option<u64>,
+    sent: &mut u64,
+    row: &EventRef<'_>,
+    sink: &mut RowSink<'_>,
+) -> Result<bool, Error> {
+    if filter.has_residual() && !filter.matches_residual(row.raw) {
+        return Ok(true);
+    }
+    sink(row).map_err(|source| Error::Io {
+        what: "output".into(),
+        source,
+    })?;
+    *sent += 1;
+    Ok(limit.is_none_or(|n| *sent < n))
+}
+
+async fn search_sqlite(
+    pool: &sqlx::SqlitePool,
+    table: &Ident,
+    plan: Option<&GrepPlan>,
+    filter: &Filter,
+    limit: Option<u64>,
+    log: SqlLog<'_>,
+    mut sink: RowSink<'_>,
+) -> Result<u64, Error> {
+    if limit == Some(0) {
+        return Ok(0);
+    }
+    let (qb, bound) = select_rows::<sqlx::Sqlite>(table, plan, filter, limit);
+    let sql = qb.sql();
+    let sql = sql.as_str();
+    log(sql, &bound);
+    let sx = |e: sqlx::Error| query_err(table, e);
+    let err = |e: String| query_err(table, e);
+    let mut conn = pool.acquire().await.map_err(sx)?;
+    let mut handle = conn.lock_handle().await.map_err(sx)?;
+    let db = handle
+        .as_raw_handle()
+        .as_ptr()
+        .cast::<rusqlite::ffi::sqlite3>();
+    // SAFETY: the locked handle gives this thread the connection alone until
+    // it is dropped, after `select`.
+    let mut select = unsafe { Select::prepare(db, sql, &bound) }.map_err(err)?;
     let mut sent = 0u64;
-    while let Some(row) = rows.try_next().await.map_err(|e| query_err(table, e))? {
-        if residual && !filter.matches_residual(&row.raw) {
-            continue;
+    while let Some(r) = select.next().map_err(err)? {
+        let row = EventRef {
+            id: r.int(0),
+            ts: r.int(1),
+            received: r.int(2),
+            host: r.opt_text(3).map_err(err)?,
+            process: r.opt_text(4).map_err(err)?,
+            pid: r.opt_int(5),
+            facility: r.opt_text(6).map_err(err)?,
+            severity: r.opt_text(7).map_err(err)?,
+            user: r.opt_text(8).map_err(err)?,
+            source_host: r.opt_text(9).map_err(err)?,
+            source_port: r.opt_int(10),
+            dest_host: r.opt_text(11).map_err(err)?,
+            dest_port: r.opt_int(12),
+            protocol: r.opt_text(13).map_err(err)?,
+            message: r.text(14).map_err(err)?,
+            raw: r.text(15).map_err(err)?,
+            parsed: r.int(16),
+            source: r.text(17).map_err(err)?,
+            extra: r.opt_text(18).map_err(err)?,
+        };
+        if !deliver(filter, limit, &mut sent, &row, &mut sink)? {
+            break;
         }
-        sink(row).map_err(|source| Error::Io {
-            what: "output".into(),
-            source,
-        })?;
-        sent += 1;
-        if limit.is_some_and(|n| sent >= n) {
+    }
+    Ok(sent)
+}
+
+async fn search_mysql(
+    pool: &sqlx::MySqlPool,
+    table: &Ident,
+    filter: &Filter,
+    limit: Option<u64>,
+    log: SqlLog<'_>,
+    mut sink: RowSink<'_>,
+) -> Result<u64, Error> {
+    use sqlx::Row;
+    if limit == Some(0) {
+        return Ok(0);
+    }
+    let (mut qb, bound) = select_rows::<sqlx::MySql>(table, None, filter, limit);
+    log(qb.sql().as_str(), &bound);
+    let err = |e: sqlx::Error| query_err(table, e);
+    let mut rows = qb.build().fetch(pool);
+    let mut sent = 0u64;
+    // Columns by position, borrowed from the row (no String per cell).
+    while let Some(r) = rows.try_next().await.map_err(err)? {
+        let row = EventRef {
+            id: r.try_get(0).map_err(err)?,
+            ts: r.try_get(1).map_err(err)?,
+            received: r.try_get(2).map_err(err)?,
+            host: r.try_get(3).map_err(err)?,
+            process: r.try_get(4).map_err(err)?,
+            pid: r.try_get(5).map_err(err)?,
+            facility: r.try_get(6).map_err(err)?,
+            severity: r.try_get(7).map_err(err)?,
+            user: r.try_get(8).map_err(err)?,
+            source_host: r.try_get(9).map_err(err)?,
+            source_port: r.try_get(10).map_err(err)?,
+            dest_host: r.try_get(11).map_err(err)?,
+            dest_port: r.try_get(12).map_err(err)?,
+            protocol: r.try_get(13).map_err(err)?,
+            message: r.try_get(14).map_err(err)?,
+            raw: r.try_get(15).map_err(err)?,
+            parsed: r.try_get(16).map_err(err)?,
+            source: r.try_get(17).map_err(err)?,
+            extra: r.try_get(18).map_err(err)?,
+        };
+        if !deliver(filter, limit, &mut sent, &row, &mut sink)? {
             break;
         }
     }
