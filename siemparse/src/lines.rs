@@ -28,7 +28,9 @@ impl LineSplitter {
         }
         self.pending.extend_from_slice(&chunk[start..]);
         while self.pending.len() >= MAX_LINE_BYTES {
-            let rest = self.pending.split_off(MAX_LINE_BYTES);
+            let rest = self
+                .pending
+                .split_off(char_boundary(&self.pending, MAX_LINE_BYTES));
             let piece = std::mem::replace(&mut self.pending, rest);
             // The piece's bytes are consumed but the line is not over: report
             // the end as the chunk's end minus what is still pending.
@@ -58,6 +60,14 @@ impl LineSplitter {
     pub fn clear(&mut self) {
         self.pending.clear();
     }
+}
+
+/// `at`, or up to 3 bytes before it so that a UTF-8 character is not cut.
+fn char_boundary(bytes: &[u8], at: usize) -> usize {
+    (at.saturating_sub(3)..=at)
+        .rev()
+        .find(|&i| bytes.get(i).is_none_or(|b| b & 0xC0 != 0x80))
+        .unwrap_or(at)
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -91,6 +101,18 @@ mod tests {
         s.feed(b"ab\ncd\nef", |_, e| ends.push(e));
         assert_eq!(ends, [3, 6]);
         assert_eq!(s.pending_len(), 2);
+    }
+
+    #[test]
+    fn overlong_lines_split_between_characters() {
+        let mut big = vec![b'x'; MAX_LINE_BYTES - 1];
+        big.extend_from_slice("é\n".as_bytes());
+        let mut s = LineSplitter::default();
+        let mut pieces = Vec::new();
+        s.feed(&big, |l, _| {
+            pieces.push(String::from_utf8(l.to_vec()).is_ok())
+        });
+        assert_eq!(pieces, [true, true]);
     }
 
     #[test]

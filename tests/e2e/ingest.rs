@@ -360,3 +360,47 @@ fn a_dirty_mysql_migration_is_run_again() {
     );
     assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 2);
 }
+
+/// The longest row siemparse writes (8 MiB; longer lines are split) is stored
+/// whole in `raw` on both backends; MariaDB may cut only `message`.
+#[test]
+fn an_8_mib_line_keeps_its_raw_text() {
+    let text = "é".repeat(5 << 20); // 10 MiB of two-byte characters
+    let input = format!("Jun 14 15:16:02 combo app[2]: {text}\nnext\n");
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.ingest(
+            &["-s", "t", "-z", "UTC", "--year", "2005"],
+            input.as_bytes(),
+        );
+        let bytes = |c: &str| match kind {
+            Kind::Sqlite => format!("LENGTH(CAST({c} AS BLOB))"),
+            Kind::Mysql => format!("OCTET_LENGTH({c})"),
+        };
+        let rows = env.rows(&format!(
+            "SELECT {}, {}, parsed FROM t ORDER BY id",
+            bytes("raw"),
+            bytes("message")
+        ));
+        let n = |r: usize, c: usize| rows[r][c].as_deref().unwrap().parse::<usize>().unwrap();
+        assert_eq!(
+            rows.len(),
+            3,
+            "{kind:?}: split into two rows plus the next line"
+        );
+        assert_eq!(
+            n(0, 0) + n(1, 0),
+            input.len() - "next\n".len() - 1,
+            "{kind:?}: every byte kept"
+        );
+        assert!(
+            (8 << 20) - n(0, 0) < 4,
+            "{kind:?}: split at 8 MiB, between characters"
+        );
+        assert_eq!(n(1, 2), 0, "{kind:?}: the continuation has no header");
+        assert!(
+            n(0, 1) >= 4 << 20,
+            "{kind:?}: message cut no shorter than 4 MiB"
+        );
+    }
+}

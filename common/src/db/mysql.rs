@@ -16,6 +16,10 @@ use crate::ident::Ident;
 const ROWS_PER_STATEMENT: usize = 1000;
 /// Bytes per INSERT statement, well under MariaDB's 16 MiB max_allowed_packet.
 const BYTES_PER_STATEMENT: usize = 4 << 20;
+/// Longest `message` stored on MariaDB. A line of up to 8 MiB (siemparse's
+/// longest row) plus its message must fit one 16 MiB packet: `raw` is kept
+/// whole and only `message` is cut (the contract allows that, never `raw`).
+const MESSAGE_MAX_BYTES: usize = 4 << 20;
 /// How long to keep retrying a refused connection (docker-compose start-up).
 const CONNECT_RETRY: Duration = Duration::from_secs(20);
 
@@ -165,6 +169,18 @@ async fn migrate(pool: &MySqlPool) -> Result<(), Error> {
     .map_err(|e| Error::Migrate(e.to_string()))
 }
 
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    &s[..end]
+}
+
 /// The MariaDB ingest path.
 pub struct MysqlWriter {
     pool: MySqlPool,
@@ -211,7 +227,7 @@ impl MysqlWriter {
                     .push_bind(short(&e.dest_host))
                     .push_bind(e.dest_port)
                     .push_bind(short(&e.protocol))
-                    .push_bind(e.message.as_str())
+                    .push_bind(cut(&e.message, MESSAGE_MAX_BYTES))
                     .push_bind(e.raw.as_str())
                     .push_bind(e.parsed)
                     .push_bind(&*e.source)
