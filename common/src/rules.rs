@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::filter::{Field, Filter};
 use crate::ident::Ident;
+use crate::snapshot::diff::{ChangeKind, Excludes};
 
 /// A rule that failed to load: where, which rule, which key, and why.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,6 +88,24 @@ pub fn is_column(name: &str) -> bool {
 
 /// Values a `message` may use besides captures and columns.
 pub const MESSAGE_BUILTINS: [&str; 5] = ["count", "key", "rule", "first_ts", "window"];
+
+/// `{name}`s of a `snapshot_change` rule's `key` and `message`, from the
+/// diff record: `snapshot`, `change`, `key` (the record's key), `column`,
+/// `old`, `new`, `row`, `host`, `run` and `base_run` (run ids), `ts` (the
+/// run's time), `detail` (`" COLUMN: OLD -> NEW"` for a changed column, else
+/// empty); a `message` also `rule`, `count` and `first_ts` (the base run's time).
+pub const SNAPSHOT_VARS: [&str; 11] = [
+    "snapshot", "change", "key", "column", "old", "new", "row", "host", "run", "base_run", "ts",
+];
+
+/// The `{name}`s a `snapshot_change` message may use besides [`SNAPSHOT_VARS`].
+pub const SNAPSHOT_MESSAGE_BUILTINS: [&str; 4] = ["detail", "rule", "count", "first_ts"];
+
+/// Default `key` of a `snapshot_change` rule: the diff record's key.
+pub const SNAPSHOT_DEFAULT_KEY: &str = "{key}";
+
+/// Default `message` of a `snapshot_change` rule.
+pub const SNAPSHOT_DEFAULT_MESSAGE: &str = "{snapshot} on {host}: {change} {key}{detail}";
 
 /// Rule types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,9 +387,14 @@ pub struct Rule {
     pub distinct: Option<String>,
     pub message: Template,
     pub actions: Vec<String>,
-    /// `snapshot_change`: snapshot name and exclude globs.
+    /// `snapshot_change`: snapshot name, and exclude and include globs
+    /// (matched as `siemquery --snapshot NAME --diff --exclude` does).
     pub snapshot: Option<String>,
     pub exclude: Vec<String>,
+    pub include: Vec<String>,
+    /// `snapshot_change`: the kinds of diff records that raise alerts
+    /// (`change`; default all three).
+    pub change: Vec<ChangeKind>,
     /// Where the rule was defined.
     pub origin: String,
     /// Hash of the definition: state of an edited rule is not reused.
@@ -485,7 +509,30 @@ struct RawRule {
     snapshot: Option<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    // Keys added later are left out of the canonical form when absent, so
+    // that the fingerprints of existing rules (and their state) stay valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    change: Option<OneOrMany>,
     description: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn list(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(l) => l.clone(),
+        }
+    }
 }
 
 impl RuleSet {
@@ -758,9 +805,14 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
         !raw.exclude.is_empty(),
         kind == Kind::SnapshotChange,
     )?;
+    allowed(
+        "include",
+        !raw.include.is_empty(),
+        kind == Kind::SnapshotChange,
+    )?;
+    allowed("change", raw.change.is_some(), kind == Kind::SnapshotChange)?;
     if kind == Kind::SnapshotChange {
         allowed("table", raw.table.is_some(), false)?;
-        allowed("key", raw.key.is_some(), false)?;
     }
 
     let window_ms = match &raw.window {
@@ -802,16 +854,63 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
     if paired && second.is_none() {
         return Err(e("second", "missing".into()));
     }
-    if kind == Kind::SnapshotChange && raw.snapshot.is_none() {
-        return Err(e("snapshot", "missing (the snapshot name)".into()));
+    if let Some(name) = &raw.snapshot {
+        crate::snapshot::validate_name(name).map_err(|_| {
+            e(
+                "snapshot",
+                format!(
+                    "{name:?} is not a snapshot name (1-64 letters, digits, _ and -, as \
+                     siemparse --snapshot NAME / --gather KIND stores it)"
+                ),
+            )
+        })?;
+    } else if kind == Kind::SnapshotChange {
+        return Err(e(
+            "snapshot",
+            "missing (the snapshot name, e.g. snapshot = \"listenports\")".into(),
+        ));
     }
+    let change = match &raw.change {
+        None => vec![ChangeKind::Added, ChangeKind::Removed, ChangeKind::Changed],
+        Some(v) => {
+            let mut out = Vec::new();
+            for c in v.list() {
+                let k = match c.as_str() {
+                    "added" => ChangeKind::Added,
+                    "removed" => ChangeKind::Removed,
+                    "changed" => ChangeKind::Changed,
+                    other => {
+                        return Err(e(
+                            "change",
+                            format!("unknown change {other:?} (added, removed, changed)"),
+                        ));
+                    }
+                };
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+            if out.is_empty() {
+                return Err(e(
+                    "change",
+                    "empty (leave it out for added, removed and changed)".into(),
+                ));
+            }
+            out
+        }
+    };
 
-    let key = Template::parse(raw.key.as_deref().unwrap_or(""));
-    let message = Template::parse(
-        raw.message
-            .as_deref()
-            .unwrap_or("{rule}: {key} ({count} events)"),
-    );
+    let snapshot_rule = kind == Kind::SnapshotChange;
+    let key = Template::parse(raw.key.as_deref().unwrap_or(if snapshot_rule {
+        SNAPSHOT_DEFAULT_KEY
+    } else {
+        ""
+    }));
+    let message = Template::parse(raw.message.as_deref().unwrap_or(if snapshot_rule {
+        SNAPSHOT_DEFAULT_MESSAGE
+    } else {
+        "{rule}: {key} ({count} events)"
+    }));
     let provides = |m: &Option<Matcher>, extra: &BTreeSet<String>| -> BTreeSet<String> {
         let mut s: BTreeSet<String> = m.as_ref().map(Matcher::captures).unwrap_or_default();
         s.extend(extra.iter().cloned());
@@ -870,11 +969,29 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
             }
         }
         Kind::SnapshotChange => {
-            let caps: BTreeSet<String> = ["snapshot", "change", "column", "old", "new"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            check("message", &message, &caps, true, "a snapshot diff")?;
+            // Event columns mean nothing here: only the diff record's names.
+            let vars = |what: &str, t: &Template, extra: &[&str]| {
+                for n in t.names() {
+                    if !SNAPSHOT_VARS.contains(&n) && !extra.contains(&n) {
+                        let mut known: Vec<&str> = SNAPSHOT_VARS.to_vec();
+                        known.extend(extra);
+                        return Err(e(
+                            what,
+                            format!(
+                                "{{{n}}} is not a field of a snapshot diff record (use {})",
+                                known
+                                    .iter()
+                                    .map(|k| format!("{{{k}}}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+            vars("key", &key, &[])?;
+            vars("message", &message, &SNAPSHOT_MESSAGE_BUILTINS)?;
         }
     }
     let distinct = match &raw.distinct {
@@ -893,8 +1010,11 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
         }
         None => None,
     };
-    for x in &raw.exclude {
-        globset::Glob::new(x).map_err(|g| e("exclude", format!("bad glob {x:?}: {g}")))?;
+    for (what, globs) in [("exclude", &raw.exclude), ("include", &raw.include)] {
+        for x in globs {
+            Excludes::new(std::slice::from_ref(x))
+                .map_err(|g| e(what, format!("bad glob {x:?}: {g}")))?;
+        }
     }
     let _ = &raw.description;
     Ok(Rule {
@@ -914,6 +1034,8 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
         actions: raw.actions.clone(),
         snapshot: raw.snapshot.clone(),
         exclude: raw.exclude.clone(),
+        include: raw.include.clone(),
+        change,
         origin: origin.to_owned(),
         fingerprint,
     })
@@ -1130,5 +1252,56 @@ mod tests {
              second = { regex = 'closed for {v}' }\n")
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("second.regex"), "{e}");
+    }
+
+    #[test]
+    fn fingerprints_of_existing_rules_do_not_change() {
+        // Keys added for snapshot_change rules stay out of the canonical
+        // form when absent: an upgrade must not drop every rule's windows.
+        let r = one("[[rule]]\nname = \"a\"\ntype = \"single\"\nmatch = { process = \"sshd\" }\nkey = \"{host}\"\n")
+            .unwrap();
+        assert_eq!(r.fingerprint, "152c83dfb4ed3f83");
+    }
+
+    #[test]
+    fn snapshot_change_rules() {
+        let base = "[[rule]]\nname = \"s\"\ntype = \"snapshot_change\"\n";
+        let r = one(&format!("{base}snapshot = \"listenports\"\n")).unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some("listenports"));
+        assert_eq!(
+            r.change,
+            [ChangeKind::Added, ChangeKind::Removed, ChangeKind::Changed]
+        );
+        assert_eq!(r.key.source, SNAPSHOT_DEFAULT_KEY);
+        assert_eq!(r.message.source, SNAPSHOT_DEFAULT_MESSAGE);
+        let r = one(&format!(
+            "{base}snapshot = \"users\"\nchange = \"added\"\nexclude = [\"users.*.last_change\"]\n\
+             include = [\"users.*\"]\nkey = \"{{host}}:{{key}}\"\n\
+             message = \"{{snapshot}}: {{change}} {{key}} {{column}} {{old}} -> {{new}} ({{count}}, {{first_ts}})\"\n"
+        ))
+        .unwrap();
+        assert_eq!(r.change, [ChangeKind::Added]);
+        assert_eq!(r.include, ["users.*"]);
+        for (body, key) in [
+            ("", "snapshot"),
+            ("snapshot = \"a.b\"", "snapshot"),
+            ("snapshot = \"u\"\nchange = [\"added\", \"gone\"]", "change"),
+            ("snapshot = \"u\"\nchange = []", "change"),
+            ("snapshot = \"u\"\nexclude = [\"a[b\"]", "exclude"),
+            ("snapshot = \"u\"\ninclude = [\"a[b\"]", "include"),
+            ("snapshot = \"u\"\ntable = \"auth\"", "table"),
+            ("snapshot = \"u\"\nwindow = \"1m\"", "window"),
+            ("snapshot = \"u\"\nmatch = {}", "match"),
+            ("snapshot = \"u\"\nmessage = \"{process}\"", "message"),
+            ("snapshot = \"u\"\nkey = \"{count}\"", "key"),
+        ] {
+            let e = one(&format!("{base}{body}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{body}: {e}");
+            assert!(e.to_string().contains("r.toml") && e.to_string().contains("\"s\""));
+        }
+        // change/include only for snapshot_change rules.
+        let e = one("[[rule]]\nname = \"a\"\ntype = \"single\"\nmatch = {}\nchange = \"added\"\n")
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("change"));
     }
 }

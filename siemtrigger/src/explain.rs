@@ -9,22 +9,42 @@ use std::sync::atomic::AtomicBool;
 use siemstress_common::ident::Ident;
 use siemstress_common::rules::{Kind, Rule, RuleSet};
 
+use siemstress_common::db::Database;
+use siemstress_common::snapshot::{Run, storage};
+
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{KeyStats, rfc3339};
 use crate::runner::{Mode, Runner, Summary};
-use crate::store::Store;
+use crate::snapshot;
+use crate::store::{AlertRow, Store};
 
 /// Keys shown by `--explain-rule`.
 const TOP: usize = 20;
 
 /// Prints why alert `id` fired; false if there is no such alert.
-pub async fn alert(store: &Store, rules: &RuleSet, id: i64, f: Format) -> anyhow::Result<bool> {
+pub async fn alert(
+    store: &Store,
+    db: &Database,
+    rules: &RuleSet,
+    id: i64,
+    f: Format,
+) -> anyhow::Result<bool> {
     let Some(a) = store.alert(id).await? else {
         eprintln!("siemtrigger: no alert {id}");
         return Ok(false);
     };
     let refs = store.alert_events(id).await?;
+    if a.event_table == snapshot::TABLE {
+        let mut runs = Vec::new();
+        for (_, run_id) in &refs {
+            if let Some(r) = storage::run(db, *run_id).await? {
+                runs.push(r);
+            }
+        }
+        snapshot_alert(&a, rules.get(&a.rule), &runs, f)?;
+        return Ok(true);
+    }
     let mut events = Vec::new();
     let mut tables: Vec<&str> = refs.iter().map(|r| r.0.as_str()).collect();
     tables.dedup();
@@ -119,6 +139,97 @@ pub async fn alert(store: &Store, rules: &RuleSet, id: i64, f: Format) -> anyhow
     Ok(true)
 }
 
+/// `--explain` of a `snapshot_change` alert: the rule and the two runs
+/// compared (the alert's `alert_events` are their ids).
+fn snapshot_alert(
+    a: &AlertRow,
+    rule: Option<&Rule>,
+    runs: &[Run],
+    f: Format,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let newest = runs.iter().max_by_key(|r| r.id);
+    let rule_json = rule.map(|r| {
+        serde_json::json!({
+            "type": r.kind.as_str(), "snapshot": r.snapshot,
+            "change": r.change.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "exclude": r.exclude, "include": r.include, "key": r.key.source, "origin": r.origin,
+        })
+    });
+    match f {
+        Format::Json => {
+            let v = serde_json::json!({
+                "alert": {
+                    "id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
+                    "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
+                    "message": a.message, "created": rfc3339(a.created),
+                    "event_table": a.event_table,
+                },
+                "rule": rule_json,
+                "runs": runs.iter().map(|r| serde_json::json!({
+                    "id": r.id, "name": r.name, "host": r.host, "taken": rfc3339(r.taken),
+                    "status": r.status, "row_count": r.row_count,
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{v:#}")?;
+        }
+        Format::Text => {
+            writeln!(out, "alert #{}  {}  {}", a.id, a.severity, a.rule)?;
+            writeln!(out, "  message:  {}", a.message)?;
+            writeln!(out, "  key:      {:?}", a.key)?;
+            writeln!(
+                out,
+                "  fired at: {} (time of the snapshot run)",
+                rfc3339(a.ts)
+            )?;
+            match rule {
+                Some(r) => writeln!(
+                    out,
+                    "  rule:     snapshot_change (snapshot {}; change {}; exclude {:?}; include {:?}; key {:?}) from {}",
+                    r.snapshot.as_deref().unwrap_or_default(),
+                    r.change
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    r.exclude,
+                    r.include,
+                    r.key.source,
+                    r.origin
+                )?,
+                None => writeln!(out, "  rule:     (no longer configured)")?,
+            }
+            writeln!(out, "  stored:   {}", rfc3339(a.created))?;
+            writeln!(out, "runs compared ({}):", runs.len())?;
+            for r in runs {
+                writeln!(
+                    out,
+                    "  {}  {}#{}  {}  {} ({} rows){}",
+                    rfc3339(r.taken),
+                    snapshot::TABLE,
+                    r.id,
+                    r.host,
+                    r.name,
+                    r.row_count,
+                    if Some(r.id) == newest.map(|n| n.id) {
+                        ""
+                    } else {
+                        ", base"
+                    }
+                )?;
+            }
+            if let Some(n) = newest {
+                writeln!(
+                    out,
+                    "  the whole diff: siemquery --snapshot {} --diff --run {}",
+                    n.name, n.id
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn human(ms: Option<i64>) -> String {
     ms.map(|m| humantime::format_duration(std::time::Duration::from_millis(m as u64)).to_string())
         .unwrap_or_default()
@@ -126,11 +237,28 @@ fn human(ms: Option<i64>) -> String {
 
 /// Prints the keys of `rule` that came closest to firing in `[from, to)`,
 /// by re-evaluating the range from empty state (nothing is stored).
-pub async fn rule(store: &Store, rule: &Rule, from: i64, to: i64, f: Format) -> anyhow::Result<()> {
+pub async fn rule(
+    store: &Store,
+    db: &Database,
+    rule: &Rule,
+    from: i64,
+    to: i64,
+    f: Format,
+) -> anyhow::Result<()> {
+    if rule.kind == Kind::SnapshotChange {
+        anyhow::bail!(
+            "--explain-rule {}: a snapshot_change rule has no windows to come close to firing; \
+             see its alerts with --replay --from ... --to ..., or the diffs with \
+             siemquery --snapshot {} --diff --run ID",
+            rule.name,
+            rule.snapshot.as_deref().unwrap_or_default()
+        );
+    }
     let actions = Actions::default();
     let rules = std::slice::from_ref(rule);
     let runner = Runner {
         store: store.clone(),
+        db,
         rules,
         actions: &actions,
         mode: Mode::Replay { from, to },

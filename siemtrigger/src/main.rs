@@ -6,6 +6,7 @@ mod actions;
 mod engine;
 mod explain;
 mod runner;
+mod snapshot;
 mod store;
 mod when;
 
@@ -187,7 +188,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 r.name,
                 r.kind.as_str(),
                 r.severity,
-                r.table.as_ref().map(|t| t.as_str()).unwrap_or("*"),
+                match (&r.table, &r.snapshot) {
+                    (Some(t), _) => t.as_str().to_owned(),
+                    (None, Some(s)) => format!("snapshot:{s}"),
+                    (None, None) => "*".to_owned(),
+                },
                 r.origin
             );
         }
@@ -203,7 +208,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let store = Store::new(&db);
 
     if let Some(id) = args.explain {
-        let found = explain::alert(&store, &rules, id, args.format).await?;
+        let found = explain::alert(&store, &db, &rules, id, args.format).await?;
         db.close().await;
         return Ok(if found { exit::OK } else { exit::ERROR });
     }
@@ -220,7 +225,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 (to - d.as_millis() as i64, to)
             }
         };
-        explain::rule(&store, &rule, from, to, args.format).await?;
+        explain::rule(&store, &db, &rule, from, to, args.format).await?;
         db.close().await;
         return Ok(exit::OK);
     }
@@ -269,6 +274,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let print = matches!(mode, Mode::DryRun | Mode::Replay { .. }) || args.verbose;
     let runner = Runner {
         store: store.clone(),
+        db: &db,
         rules: &rules.rules,
         actions: &action_cfg,
         mode,

@@ -5,7 +5,8 @@
 //! every rule are committed in one transaction (fenced by the lease), so that
 //! a kill at any moment neither repeats nor loses an alert. Rules whose
 //! progress differs (a new rule starts at id 0) join the pass at their own
-//! progress: chunk boundaries fall on it.
+//! progress: chunk boundaries fall on it. `snapshot_change` rules run after
+//! the event tables, over snapshot runs (`snapshot.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use siemstress_common::db::Database;
 use siemstress_common::ident::Ident;
 use siemstress_common::rules::{Kind, Matcher, Rule};
 
@@ -83,6 +85,8 @@ fn dead_local_holder(info: &LeaseInfo) -> Option<&str> {
 /// Evaluates a set of rules.
 pub struct Runner<'a> {
     pub store: Store,
+    /// The same database (snapshot runs and diffs go through `common::snapshot`).
+    pub db: &'a Database,
     pub rules: &'a [Rule],
     pub actions: &'a Actions,
     pub mode: Mode,
@@ -200,15 +204,23 @@ impl Runner<'_> {
             let ident = Ident::new(t, "event table")?;
             hi.insert(t.clone(), self.store.max_id(&ident).await?);
         }
+        let snapshot_rules: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.kind == Kind::SnapshotChange)
+            .collect();
+        // Read before the settle, as the event tables' ids: a run whose
+        // transaction took a lower id and is still open gets time to commit.
+        let snapshot_hi = if snapshot_rules.is_empty() {
+            0
+        } else {
+            self.store.max_snapshot_run().await?
+        };
         if !self.settle.is_zero() && !matches!(self.mode, Mode::Replay { .. }) {
             tokio::time::sleep(self.settle).await;
         }
         let mut summary = Summary {
-            rules: self
-                .rules
-                .iter()
-                .filter(|r| r.kind != Kind::SnapshotChange)
-                .count(),
+            rules: self.rules.len(),
             ..Summary::default()
         };
         for t in &registry {
@@ -227,6 +239,14 @@ impl Runner<'_> {
             self.table_pass(&rules, t, hi[t], &mut summary, None)
                 .await
                 .with_context(|| format!("rules over table {t}"))?;
+        }
+        for rule in snapshot_rules {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            self.snapshot_rule(rule, snapshot_hi, &mut summary)
+                .await
+                .with_context(|| format!("rule {} over snapshot runs", rule.name))?;
         }
         Ok(summary)
     }

@@ -9,6 +9,7 @@ use siemstress_common::db::Database;
 use siemstress_common::filter::{BoundValue, Filter, SqlWriter};
 use siemstress_common::ident::Ident;
 use siemstress_common::rules::INT_COLUMNS;
+use siemstress_common::snapshot::STATUS_OK;
 use sqlx::{QueryBuilder, Row};
 
 use crate::engine::{Batch, NewAlert};
@@ -388,6 +389,31 @@ macro_rules! backend {
                 Ok(ids)
             }
 
+            /// Ids of the successful runs of snapshot `name` (every host)
+            /// with `after < id <= upto`, oldest first.
+            pub async fn snapshot_runs_after(
+                pool: &Pool,
+                name: &str,
+                after: i64,
+                upto: i64,
+            ) -> Result<Vec<i64>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT id FROM snapshot_runs WHERE name = ? AND status = ? AND id > ? AND id <= ? ORDER BY id",
+                )
+                .bind(name)
+                .bind(STATUS_OK)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(pool)
+                .await?)
+            }
+
+            pub async fn max_snapshot_run(pool: &Pool) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM snapshot_runs")
+                    .fetch_one(pool)
+                    .await?)
+            }
+
             pub async fn drop_windows(pool: &Pool, rule: &str, table: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM trigger_windows WHERE rule = ? AND event_table = ?")
                     .bind(rule)
@@ -664,6 +690,19 @@ impl Store {
     }
     pub async fn drop_windows(&self, rule: &str, table: &str) -> Result<(), StoreError> {
         dispatch!(self, drop_windows(rule, table))
+    }
+    /// Ids of the successful runs of snapshot `name` with `after < id <= upto`, oldest first.
+    pub async fn snapshot_runs_after(
+        &self,
+        name: &str,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self, snapshot_runs_after(name, after, upto))
+    }
+    /// The highest `snapshot_runs` id (0 without runs).
+    pub async fn max_snapshot_run(&self) -> Result<i64, StoreError> {
+        dispatch!(self, max_snapshot_run())
     }
     /// Stores a batch atomically; returns the new alert ids.
     pub async fn commit(&self, c: &Commit<'_>) -> Result<Vec<i64>, StoreError> {

@@ -6,3 +6,4 @@ mod loghub;
 mod query;
 mod snapshot;
 mod trigger;
+mod trigger_snapshot;

@@ -626,7 +626,57 @@ fn every_shipped_rule_loads_and_runs() {
             );
         }
         env.ingest(&["-s", "auth", "--year", "2024"], more.concat().as_bytes());
+        // Snapshots for config/rules/snapshots.toml: a baseline, then a change.
+        for (name, before, after) in [
+            (
+                "listenports",
+                r#"{"tcp/0.0.0.0:22": {"proto": "tcp", "port": 22, "pid": 1, "process": "sshd"}}"#,
+                r#"{"tcp/0.0.0.0:22": {"proto": "tcp", "port": 22, "pid": 2, "process": "sshd"},
+                    "tcp/0.0.0.0:4444": {"proto": "tcp", "port": 4444, "pid": 9, "process": "nc"}}"#,
+            ),
+            (
+                "users",
+                r#"{"root": {"uid": 0, "shell": "/bin/bash"}}"#,
+                r#"{"root": {"uid": 0, "shell": "/bin/bash"}, "mallory": {"uid": 0, "shell": "/bin/sh"}}"#,
+            ),
+            (
+                "files",
+                r#"{"/etc/passwd": {"sha256": "aa", "mode": "0644"}, "/usr/bin/x": {"sha256": "cc"}}"#,
+                r#"{"/etc/passwd": {"sha256": "bb", "mode": "0644"}, "/usr/bin/x": {"sha256": "dd"}}"#,
+            ),
+            (
+                "suid",
+                r#"{"/usr/bin/su": {"mode": "4755"}}"#,
+                r#"{"/usr/bin/su": {"mode": "4755"}, "/tmp/.x/sh": {"mode": "4755"}}"#,
+            ),
+        ] {
+            env.ingest(&["--snapshot", name], before.as_bytes());
+            env.ingest(&["--snapshot", name], after.as_bytes());
+        }
         once(&env);
+        let snapshot_alerts: Vec<(String, String)> = alerts(&env)
+            .into_iter()
+            .map(|a| (a.0, a.1))
+            .filter(|(r, _)| {
+                [
+                    "new-listening-port",
+                    "user-added-or-removed",
+                    "etc-file-content-changed",
+                    "new-suid-binary",
+                ]
+                .contains(&r.as_str())
+            })
+            .collect();
+        assert_eq!(
+            snapshot_alerts,
+            [
+                ("new-listening-port".into(), "tcp/0.0.0.0:4444".into()),
+                ("user-added-or-removed".into(), "mallory".into()),
+                ("etc-file-content-changed".into(), "/etc/passwd".into()),
+                ("new-suid-binary".into(), "/tmp/.x/sh".into()),
+            ],
+            "{kind:?}"
+        );
         let rules: Vec<String> = alerts(&env).into_iter().map(|a| a.0).collect();
         for expected in [
             "ssh-bruteforce",
