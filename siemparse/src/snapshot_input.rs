@@ -53,12 +53,24 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     let mut warnings = Vec::new();
     let result = match &opts.gather {
         Some(kind) => {
-            let previous = match storage::latest_ok(&db, &name, &host).await? {
-                Some(r) if kind == "files" || kind == "suid" => {
-                    storage::raw_rows(&db, r.id).await?
-                }
-                _ => Vec::new(),
-            };
+            let mut previous = gather::Previous::default();
+            if matches!(kind.as_str(), "files" | "suid")
+                && let Some(r) = storage::latest_ok(&db, &name, &host).await?
+            {
+                let n = usize::try_from(r.row_count).unwrap_or(0);
+                let mut files = gather::PrevFiles::with_capacity(n);
+                previous = match storage::sqlite_row_reader(&db, r.id) {
+                    // Read on another thread while the gatherer walks.
+                    Some(read) => gather::Previous::Loading(std::thread::spawn(move || {
+                        read(&mut |k, v| files.add(k, v))?;
+                        Ok(files)
+                    })),
+                    None => {
+                        storage::each_raw_row(&db, r.id, &mut |k, v| files.add(k, v)).await?;
+                        gather::Previous::Ready(files)
+                    }
+                };
+            }
             let mut ctx = gather::Ctx {
                 root: opts.root.clone().unwrap_or_else(|| PathBuf::from("/")),
                 config: &gather_config,
@@ -69,7 +81,8 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
             warnings = ctx.warnings;
             r
         }
-        None => read_stdin(&opts.keys),
+        None => read_stdin(&opts.keys)
+            .map(|rows| rows.into_iter().map(snapshot::RawRow::from_row).collect()),
     };
     if !opts.quiet {
         for w in &warnings {
@@ -85,13 +98,19 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
             return Err(e.context(format!("snapshot {name}: run recorded as failed")));
         }
     };
-    let renamed = snapshot::dedupe_keys(&mut rows);
+    // `files` and `suid` list each path once: their keys are unique.
+    let unique = matches!(opts.gather.as_deref(), Some("files" | "suid"));
+    let renamed = if unique {
+        0
+    } else {
+        snapshot::dedupe_raw_keys(&mut rows)
+    };
     if renamed > 0 && !opts.quiet {
         eprintln!("siemparse: warning: {renamed} duplicate keys got a \" #N\" suffix");
     }
     let message = (!warnings.is_empty()).then(|| warnings.join("; "));
     let gathered = started.elapsed();
-    let id = storage::store_run(&db, &name, &host, taken, &rows, message.as_deref()).await?;
+    let id = storage::store_raw_run(&db, &name, &host, taken, &rows, message.as_deref()).await?;
     if stats {
         // For benchmarks (scripts/bench-snapshot-files.sh).
         eprintln!(

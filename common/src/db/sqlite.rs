@@ -60,6 +60,11 @@ impl SqliteDb {
         Ok(Self { pool, path })
     }
 
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub(super) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
         let ddl = format!(
             r#"CREATE TABLE IF NOT EXISTS "{t}" (

@@ -11,6 +11,7 @@
 
 pub mod diff;
 pub mod input;
+mod sqlite_store;
 pub mod storage;
 
 use serde_json::Value;
@@ -30,6 +31,26 @@ impl Row {
         Self {
             key: key.into(),
             value,
+        }
+    }
+}
+
+/// A row as stored: its key and its value as JSON text. Gatherers that
+/// write their JSON directly (`files`, `suid`) hand these to
+/// [`storage::store_raw_run`], skipping a `serde_json::Value` per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRow {
+    pub key: String,
+    /// A JSON value (not checked).
+    pub json: String,
+}
+
+impl RawRow {
+    /// The stored form of `row` (canonical JSON, object keys sorted).
+    pub fn from_row(row: Row) -> Self {
+        Self {
+            json: serde_json::to_string(&row.value).unwrap_or_else(|_| "null".into()),
+            key: row.key,
         }
     }
 }
@@ -101,20 +122,38 @@ pub fn local_host() -> String {
 /// Makes keys unique within a run: the second row with key `k` becomes
 /// `k #2`, the third `k #3`, and so on. Returns how many were renamed.
 pub fn dedupe_keys(rows: &mut [Row]) -> usize {
+    dedupe(rows.iter_mut().map(|r| &mut r.key))
+}
+
+/// [`dedupe_keys`] of raw rows.
+pub fn dedupe_raw_keys(rows: &mut [RawRow]) -> usize {
+    dedupe(rows.iter_mut().map(|r| &mut r.key))
+}
+
+fn dedupe<'a>(keys: impl Iterator<Item = &'a mut String>) -> usize {
+    let mut keys: Vec<&mut String> = keys.collect();
+    {
+        // Most runs have no duplicate: find that out without copying keys.
+        let mut distinct = std::collections::HashSet::with_capacity(keys.len());
+        if keys.iter().all(|k| distinct.insert(k.as_str())) {
+            return 0;
+        }
+    }
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut renamed = 0;
-    for row in rows.iter_mut() {
-        let n = seen.entry(row.key.clone()).or_insert(0);
+    for key in keys.iter_mut() {
+        let key: &mut String = key;
+        let n = seen.entry(key.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {
             let mut i = *n;
-            let mut candidate = format!("{} #{i}", row.key);
+            let mut candidate = format!("{key} #{i}");
             while seen.contains_key(&candidate) {
                 i += 1;
-                candidate = format!("{} #{i}", row.key);
+                candidate = format!("{key} #{i}");
             }
             seen.insert(candidate.clone(), 1);
-            row.key = candidate;
+            *key = candidate;
             renamed += 1;
         }
     }

@@ -6,12 +6,10 @@
 
 use serde_json::Value;
 
-use super::{Row, Run, STATUS_FAILED, STATUS_OK};
+use super::{RawRow, Row, Run, STATUS_FAILED, STATUS_OK};
 use crate::Error;
 use crate::db::Database;
 
-/// Rows per INSERT on SQLite (4 binds each, under its 32,766 limit).
-const SQLITE_ROWS_PER_STATEMENT: usize = 4000;
 /// Rows per INSERT on MariaDB (4 binds each, under its 65,535 limit).
 const MYSQL_ROWS_PER_STATEMENT: usize = 1000;
 /// Bytes of values per INSERT on MariaDB, under a 16 MiB max_allowed_packet.
@@ -69,55 +67,36 @@ pub async fn store_run(
     rows: &[Row],
     message: Option<&str>,
 ) -> Result<i64, Error> {
+    let raw: Vec<RawRow> = rows.iter().cloned().map(RawRow::from_row).collect();
+    store_raw_run(db, name, host, taken, &raw, message).await
+}
+
+/// [`store_run`] of rows whose values are JSON text already. On SQLite
+/// the rows go through one prepared statement on the C API
+/// (`sqlite_store.rs`), on MariaDB through multi-row INSERTs.
+pub async fn store_raw_run(
+    db: &Database,
+    name: &str,
+    host: &str,
+    taken: i64,
+    rows: &[RawRow],
+    message: Option<&str>,
+) -> Result<i64, Error> {
     let err = |e: sqlx::Error| Error::db("store snapshot", name, e);
-    let values: Vec<String> = rows
-        .iter()
-        .map(|r| serde_json::to_string(&r.value).unwrap_or_else(|_| "null".into()))
-        .collect();
-    let finished = crate::time::now_ms();
-    let insert_run = "INSERT INTO snapshot_runs (name, host, taken, status, finished, row_count, message) \
-                      VALUES (?, ?, ?, ?, ?, ?, ?)";
     match db {
         Database::Sqlite(d) => {
-            let mut tx = d.pool.begin().await.map_err(err)?;
-            let id = sqlx::query(insert_run)
-                .bind(name)
-                .bind(host)
-                .bind(taken)
-                .bind(STATUS_OK)
-                .bind(finished)
-                .bind(rows.len() as i64)
-                .bind(message)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?
-                .last_insert_rowid();
-            let mut start = 0;
-            while start < rows.len() {
-                let end = (start + SQLITE_ROWS_PER_STATEMENT).min(rows.len());
-                let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
-                    "INSERT INTO snapshot_rows (run_id, seq, row_key, value) ",
-                );
-                qb.push_values(start..end, |mut b, i| {
-                    b.push_bind(id)
-                        .push_bind(i as i64)
-                        .push_bind(rows[i].key.as_str())
-                        .push_bind(values[i].as_str());
-                });
-                qb.build().execute(&mut *tx).await.map_err(err)?;
-                start = end;
-            }
-            tx.commit().await.map_err(err)?;
-            Ok(id)
+            super::sqlite_store::store_run(d.path(), name, host, taken, rows, message)
         }
         Database::Mysql(d) => {
+            let insert_run = "INSERT INTO snapshot_runs (name, host, taken, status, finished, row_count, message) \
+                              VALUES (?, ?, ?, ?, ?, ?, ?)";
             let mut tx = d.pool.begin().await.map_err(err)?;
             let id = sqlx::query(insert_run)
                 .bind(name)
                 .bind(host)
                 .bind(taken)
                 .bind(STATUS_OK)
-                .bind(finished)
+                .bind(crate::time::now_ms())
                 .bind(rows.len() as i64)
                 .bind(message)
                 .execute(&mut *tx)
@@ -132,7 +111,7 @@ pub async fn store_run(
                     && end - start < MYSQL_ROWS_PER_STATEMENT
                     && (end == start || bytes < MYSQL_BYTES_PER_STATEMENT)
                 {
-                    bytes += values[end].len() + rows[end].key.len();
+                    bytes += rows[end].json.len() + rows[end].key.len();
                     end += 1;
                 }
                 let mut qb: sqlx::QueryBuilder<sqlx::MySql> = sqlx::QueryBuilder::new(
@@ -142,7 +121,7 @@ pub async fn store_run(
                     b.push_bind(id)
                         .push_bind(i as i64)
                         .push_bind(rows[i].key.as_str())
-                        .push_bind(values[i].as_str());
+                        .push_bind(rows[i].json.as_str());
                 });
                 qb.build().execute(&mut *tx).await.map_err(err)?;
                 start = end;
@@ -282,12 +261,45 @@ pub async fn rows(db: &Database, run_id: i64) -> Result<Vec<Row>, Error> {
         .collect())
 }
 
-/// The rows of a run as (key, JSON text), unparsed, in the gatherer's order.
-pub async fn raw_rows(db: &Database, run_id: i64) -> Result<Vec<(String, String)>, Error> {
-    let sql = "SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq";
-    Ok(with_pool!(db, pool => sqlx::query_as(sql)
-        .bind(run_id)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| Error::db("read rows of snapshot run", &run_id.to_string(), e))?))
+/// A reader of a run's rows ([`each_raw_row`]) that runs on any thread:
+/// on SQLite it opens its own connection, so the caller can read the
+/// previous run while it walks the file system. `None` on MariaDB.
+pub fn sqlite_row_reader(db: &Database, run_id: i64) -> Option<RowReader> {
+    match db {
+        Database::Sqlite(d) => {
+            let path = d.path().to_owned();
+            Some(Box::new(move |f| {
+                super::sqlite_store::each_row(&path, run_id, f)
+            }))
+        }
+        Database::Mysql(_) => None,
+    }
+}
+
+/// See [`sqlite_row_reader`].
+pub type RowReader = Box<dyn FnOnce(&mut dyn FnMut(&str, &[u8])) -> Result<(), Error> + Send>;
+
+/// Calls `f(key, JSON text as bytes)` for every row of a run, in the
+/// gatherer's order, without parsing (or UTF-8 checking) the values. On
+/// SQLite the texts are borrowed from the statement (no allocation per row).
+pub async fn each_raw_row(
+    db: &Database,
+    run_id: i64,
+    f: &mut dyn FnMut(&str, &[u8]),
+) -> Result<(), Error> {
+    match db {
+        Database::Sqlite(d) => super::sqlite_store::each_row(d.path(), run_id, f),
+        Database::Mysql(d) => {
+            let sql = "SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq";
+            let rows: Vec<(String, String)> = sqlx::query_as(sql)
+                .bind(run_id)
+                .fetch_all(&d.pool)
+                .await
+                .map_err(|e| Error::db("read rows of snapshot run", &run_id.to_string(), e))?;
+            for (k, v) in &rows {
+                f(k, v.as_bytes());
+            }
+            Ok(())
+        }
+    }
 }

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use anyhow::bail;
-use siemstress_common::snapshot::Row;
+use siemstress_common::snapshot::RawRow;
 
 use super::Ctx;
 use super::fs::{self, Entry, HashStats, WalkErrors};
 
-pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
+pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>> {
     let cfg = &ctx.config.files;
     if cfg.paths.is_empty() {
         bail!(
@@ -22,7 +22,8 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
     }
     let exclude = fs::glob_set(&cfg.exclude)?;
     let mut entries: Vec<Entry> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    // Paths already listed, when a second pattern may list them again.
+    let mut seen: Option<HashSet<String>> = (cfg.paths.len() > 1).then(HashSet::new);
     let mut errors = WalkErrors::default();
     let mut warnings = Vec::new();
     for pattern in &cfg.paths {
@@ -30,50 +31,54 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
             bail!("[gather.files] paths: {pattern:?} is not absolute");
         }
         let before = entries.len();
-        let mut push = |e: &Entry, entries: &mut Vec<Entry>| {
-            if seen.insert(e.host.clone()) {
-                entries.push(e.clone());
-            }
-        };
+        let mut new = |host: &str| seen.as_mut().is_none_or(|s| s.insert(host.to_owned()));
         if fs::is_glob(pattern) {
             let matcher = fs::glob(pattern)?.compile_matcher();
             let (base, depth) = glob_base(pattern);
-            let start = Entry {
-                full: ctx.under_root(&base),
-                host: base,
-                md: None,
-            };
-            fs::walk(&start, depth, None, &exclude, &mut errors, &mut |e, _| {
-                if matcher.is_match(&e.host) {
-                    push(e, &mut entries);
-                }
-            });
+            fs::walk(
+                &ctx.root,
+                &base,
+                depth,
+                None,
+                &exclude,
+                &mut errors,
+                &mut entries,
+                &mut |host, _| matcher.is_match(host) && new(host),
+            );
         } else {
             let host = normalize(pattern);
-            let start = Entry {
-                full: ctx.under_root(&host),
-                host,
-                md: None,
-            };
-            if exclude.is_match(&start.host) {
+            if exclude.is_match(&host) {
                 continue;
             }
-            match std::fs::symlink_metadata(&start.full) {
+            match std::fs::symlink_metadata(ctx.under_root(&host)) {
                 Ok(md) => {
-                    push(&start, &mut entries);
-                    if md.is_dir() {
-                        fs::walk(&start, None, None, &exclude, &mut errors, &mut |e, _| {
-                            push(e, &mut entries)
+                    let is_dir = md.is_dir();
+                    if new(&host) {
+                        entries.push(Entry {
+                            host: host.clone(),
+                            md: Some(md),
                         });
+                    }
+                    if is_dir {
+                        fs::walk(
+                            &ctx.root,
+                            &host,
+                            None,
+                            None,
+                            &exclude,
+                            &mut errors,
+                            &mut entries,
+                            &mut |h, _| new(h),
+                        );
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     // Recorded as a row with the error.
-                    errors
-                        .0
-                        .insert(start.host.clone(), format!("cannot stat: {e}"));
-                    push(&start, &mut entries);
+                    errors.0.insert(host.clone(), format!("cannot stat: {e}"));
+                    if new(&host) {
+                        entries.push(Entry { host, md: None });
+                    }
                 }
             }
         }
@@ -85,7 +90,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         ctx.warn(w);
     }
     let stats = HashStats::default();
-    let rows = fs::rows_for(&entries, &ctx.previous, &errors, &stats);
+    let rows = fs::rows_for(&ctx.root, entries, ctx.previous.wait()?, &errors, &stats);
     let (hashed, reused) = (
         stats.hashed.load(Ordering::Relaxed),
         stats.reused.load(Ordering::Relaxed),

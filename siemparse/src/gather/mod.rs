@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use siemstress_common::snapshot::Row;
+use siemstress_common::snapshot::{RawRow, Row};
+
+pub use fs::PrevFiles;
 
 /// Names of the built-in kinds, for `--gather` and its error message.
 pub const KINDS: [&str; 8] = [
@@ -106,10 +108,10 @@ pub struct Ctx<'a> {
     /// Filesystem root to read under (`/` by default).
     pub root: PathBuf,
     pub config: &'a GatherConfig,
-    /// Rows (key, JSON text) of the previous successful run of this
+    /// Hashed regular files of the previous successful run of this
     /// snapshot on this host, for `files` and `suid`: hashes are reused when
     /// size, mtime and inode did not change.
-    pub previous: Vec<(String, String)>,
+    pub previous: Previous,
     /// Non-fatal problems, printed on stderr.
     pub warnings: Vec<String>,
 }
@@ -131,13 +133,46 @@ pub fn under_root(root: &Path, p: &str) -> PathBuf {
     root.join(p.trim_start_matches('/'))
 }
 
-/// Runs gatherer `kind`.
-pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
-    let rows = match kind {
+/// Last run's files, for hash reuse: read already, or being read on
+/// another thread (SQLite) while the gatherer walks.
+pub enum Previous {
+    Ready(PrevFiles),
+    Loading(std::thread::JoinHandle<anyhow::Result<PrevFiles>>),
+}
+
+impl Default for Previous {
+    fn default() -> Self {
+        Previous::Ready(PrevFiles::default())
+    }
+}
+
+impl Previous {
+    /// The files, waiting for the reader if it is still running.
+    pub fn wait(&mut self) -> anyhow::Result<&PrevFiles> {
+        if let Previous::Loading(_) = self {
+            let Previous::Loading(h) = std::mem::take(self) else {
+                unreachable!()
+            };
+            let files = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("reading the previous run panicked"))??;
+            *self = Previous::Ready(files);
+        }
+        match self {
+            Previous::Ready(files) => Ok(files),
+            Previous::Loading(_) => unreachable!(),
+        }
+    }
+}
+
+/// Runs gatherer `kind`; rows as stored (`files` and `suid` write their
+/// JSON directly, the others are serialized here).
+pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>> {
+    let rows: Vec<Row> = match kind {
+        "files" => return files::gather(ctx),
+        "suid" => return suid::gather(ctx),
         "users" => users::gather(ctx)?,
         "groups" => groups::gather(ctx)?,
-        "files" => files::gather(ctx)?,
-        "suid" => suid::gather(ctx)?,
         "authorized_keys" => authorized_keys::gather(ctx)?,
         "crontabs" => crontabs::gather(ctx)?,
         "listenports" => listenports::gather(ctx)?,
@@ -149,5 +184,5 @@ pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
             KINDS.join(", ")
         ),
     };
-    Ok(rows)
+    Ok(rows.into_iter().map(RawRow::from_row).collect())
 }

@@ -5,16 +5,16 @@
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 
-use siemstress_common::snapshot::Row;
+use siemstress_common::snapshot::RawRow;
 
 use super::Ctx;
 use super::fs::{self, Entry, HashStats, WalkErrors};
 
-pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
+pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>> {
     let cfg = &ctx.config.suid;
     let roots = cfg.roots.clone().unwrap_or_else(|| vec!["/".to_owned()]);
     let exclude = fs::glob_set(&cfg.exclude)?;
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut seen = HashSet::new();
     let mut errors = WalkErrors::default();
     for r in &roots {
@@ -23,12 +23,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         } else {
             r.trim_end_matches('/').to_owned()
         };
-        let start = Entry {
-            full: ctx.under_root(&host),
-            host,
-            md: None,
-        };
-        let dev = match std::fs::metadata(&start.full) {
+        let dev = match std::fs::metadata(ctx.under_root(&host)) {
             Ok(md) => md.dev(),
             Err(e) => {
                 ctx.warn(format!("suid: root {r}: {e}"));
@@ -36,16 +31,14 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
             }
         };
         fs::walk(
-            &start,
+            &ctx.root,
+            &host,
             None,
             Some(dev),
             &exclude,
             &mut errors,
-            &mut |e, md| {
-                if md.is_file() && md.mode() & 0o6000 != 0 && seen.insert(e.host.clone()) {
-                    entries.push(e.clone());
-                }
-            },
+            &mut entries,
+            &mut |host, md| md.is_file() && md.mode() & 0o6000 != 0 && seen.insert(host.to_owned()),
         );
     }
     let mut unlisted: Vec<_> = errors.0.iter().map(|(p, e)| format!("{p} ({e})")).collect();
@@ -59,8 +52,9 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
     }
     let stats = HashStats::default();
     Ok(fs::rows_for(
-        &entries,
-        &ctx.previous,
+        &ctx.root,
+        entries,
+        ctx.previous.wait()?,
         &WalkErrors::default(),
         &stats,
     ))
