@@ -27,12 +27,14 @@ static ESCAPE: [u8; 256] = {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// True if one of the 8 bytes of `w` is below 0x20, `"` or `\` (exact, SWAR).
+/// The high bit set in each byte of `w` (little endian) that is below
+/// 0x20, `"` or `\`; above the lowest such byte, bits may be set spuriously
+/// (borrows), so only the lowest set bit is exact.
 #[inline]
-fn word_needs_escape(w: u64) -> bool {
+fn word_escapes(w: u64) -> u64 {
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    (below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))) != 0
+    below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))
 }
 
 /// `s` as a JSON string, quotes included, escaped as `serde_json` does.
@@ -40,38 +42,69 @@ pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     buf.reserve(b.len() + 2);
     buf.push(b'"');
-    let (mut start, mut i) = (0, 0);
-    while i < b.len() {
-        while let Some(chunk) = b.get(i..i + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            if word_needs_escape(w) {
-                break;
-            }
-            i += 8;
-        }
+    let mut start = 0;
+    loop {
+        let i = next_escape(b, start);
         let Some(&c) = b.get(i) else { break };
+        buf.extend_from_slice(&b[start..i]);
         let e = ESCAPE[usize::from(c)];
-        if e != 0 {
-            buf.extend_from_slice(&b[start..i]);
-            if e == b'u' {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                buf.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(c >> 4)],
-                    HEX[usize::from(c & 0xf)],
-                ]);
-            } else {
-                buf.extend_from_slice(&[b'\\', e]);
-            }
-            start = i + 1;
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 0xf)],
+            ]);
+        } else {
+            buf.extend_from_slice(&[b'\\', e]);
         }
-        i += 1;
+        start = i + 1;
     }
     buf.extend_from_slice(&b[start..]);
     buf.push(b'"');
+}
+
+/// The first index from `i` on of a byte JSON escapes, or `b.len()`.
+#[inline]
+fn next_escape(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    while i + 16 <= b.len() {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are within `b`.
+        let mask = unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
+            let space = _mm_set1_epi8(0x1f);
+            let control = _mm_cmpeq_epi8(_mm_max_epu8(v, space), space);
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+        };
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let mask = word_escapes(w);
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if ESCAPE[usize::from(c)] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 /// Decimal digits of `v` (as `i64::to_string`).
@@ -79,13 +112,21 @@ pub fn push_int(buf: &mut Vec<u8>, v: i64) {
     let mut tmp = [0u8; 20];
     let mut n = v.unsigned_abs();
     let mut i = tmp.len();
-    loop {
+    while n >= 100 {
+        let k = 2 * (n % 100) as usize;
+        n /= 100;
+        i -= 2;
+        tmp[i] = PAIRS[k];
+        tmp[i + 1] = PAIRS[k + 1];
+    }
+    if n >= 10 {
+        let k = 2 * n as usize;
+        i -= 2;
+        tmp[i] = PAIRS[k];
+        tmp[i + 1] = PAIRS[k + 1];
+    } else {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        tmp[i] = b'0' + n as u8;
     }
     if v < 0 {
         buf.push(b'-');
@@ -99,15 +140,58 @@ const FAST_TIME_END: i64 = 253_402_300_800_000;
 /// `2024-03-01T12:00:00.000Z` (chrono's `to_rfc3339_opts(Millis, true)`,
 /// and the epoch for an instant chrono cannot represent).
 pub fn push_rfc3339_utc(buf: &mut Vec<u8>, ms: i64) {
-    if !(0..FAST_TIME_END).contains(&ms) {
-        let t = DateTime::<Utc>::from_timestamp_millis(ms)
-            .unwrap_or_default()
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
-        buf.extend_from_slice(t.as_bytes());
-        return;
+    Rfc3339::default().push(buf, ms);
+}
+
+/// Formats times as [`push_rfc3339_utc`], keeping the dates of the last two
+/// days seen (rows come in time order, and a row's `ts` and `received` are
+/// often on two different days).
+pub struct Rfc3339 {
+    /// Days since the epoch and `YYYY-MM-DDT`, most recent first (day -1: none).
+    dates: [(i64, [u8; 11]); 2],
+}
+
+impl Default for Rfc3339 {
+    fn default() -> Self {
+        Self {
+            dates: [(-1, *b"0000-00-00T"); 2],
+        }
     }
-    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), days >= 0.
+}
+
+impl Rfc3339 {
+    pub fn push(&mut self, buf: &mut Vec<u8>, ms: i64) {
+        if !(0..FAST_TIME_END).contains(&ms) {
+            let t = DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Millis, true);
+            buf.extend_from_slice(t.as_bytes());
+            return;
+        }
+        let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+        if self.dates[0].0 != days {
+            if self.dates[1].0 == days {
+                self.dates.swap(0, 1);
+            } else {
+                self.dates[1] = self.dates[0];
+                self.dates[0] = (days, civil_date(days));
+            }
+        }
+        let (secs, milli) = (ms_of_day / 1000, ms_of_day % 1000);
+        let mut t = *b"00:00:00.000Z";
+        t[0..2].copy_from_slice(&two(secs / 3600));
+        t[3..5].copy_from_slice(&two(secs / 60 % 60));
+        t[6..8].copy_from_slice(&two(secs % 60));
+        t[9] = b'0' + (milli / 100) as u8;
+        t[10..12].copy_from_slice(&two(milli % 100));
+        buf.extend_from_slice(&self.dates[0].1);
+        buf.extend_from_slice(&t);
+    }
+}
+
+/// `YYYY-MM-DDT` of a day since 1970-01-01 (0 to the end of year 9999),
+/// by H. Hinnant's civil-from-days algorithm.
+fn civil_date(days: i64) -> [u8; 11] {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
@@ -117,22 +201,19 @@ pub fn push_rfc3339_utc(buf: &mut Vec<u8>, ms: i64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let (secs, milli) = (ms_of_day / 1000, ms_of_day % 1000);
-    let mut t = *b"0000-00-00T00:00:00.000Z";
-    let two = |v: i64| {
-        let i = 2 * usize::try_from(v).unwrap_or(0);
-        [PAIRS[i], PAIRS[i + 1]]
-    };
-    t[0..2].copy_from_slice(&two(year / 100));
-    t[2..4].copy_from_slice(&two(year % 100));
-    t[5..7].copy_from_slice(&two(month));
-    t[8..10].copy_from_slice(&two(day));
-    t[11..13].copy_from_slice(&two(secs / 3600));
-    t[14..16].copy_from_slice(&two(secs / 60 % 60));
-    t[17..19].copy_from_slice(&two(secs % 60));
-    t[20] = b'0' + (milli / 100) as u8;
-    t[21..23].copy_from_slice(&two(milli % 100));
-    buf.extend_from_slice(&t);
+    let mut d = *b"0000-00-00T";
+    d[0..2].copy_from_slice(&two(year / 100));
+    d[2..4].copy_from_slice(&two(year % 100));
+    d[5..7].copy_from_slice(&two(month));
+    d[8..10].copy_from_slice(&two(day));
+    d
+}
+
+/// Two digits of `v` (0 to 99).
+#[inline]
+fn two(v: i64) -> [u8; 2] {
+    let i = 2 * (v as usize).min(99);
+    [PAIRS[i], PAIRS[i + 1]]
 }
 
 /// "00" to "99".
@@ -343,10 +424,15 @@ mod tests {
             push_json_str(&mut buf, &s);
             assert_eq!(String::from_utf8(buf).unwrap(), serde_str(&s), "{s:?}");
         }
-        // Every byte value at every offset within a word.
-        for c in (0u8..0x80).map(char::from) {
-            for pad in 0..10 {
-                let s = format!("{}{c}{}", "a".repeat(pad), "b".repeat(9 - pad));
+        // Every ASCII byte at every offset of a 16-byte block, an 8-byte
+        // word and the tail, alone and after another escape; non-ASCII too.
+        for c in (0u8..0x80).map(char::from).chain(['é', '日', '\u{7f}']) {
+            for pad in 0..40 {
+                let s = format!("{}{c}{}", "a".repeat(pad), "b".repeat(39 - pad));
+                let mut buf = Vec::new();
+                push_json_str(&mut buf, &s);
+                assert_eq!(String::from_utf8(buf).unwrap(), serde_str(&s));
+                let s = format!("\"{}{c}{c}{}", "é".repeat(pad / 2), "b".repeat(pad % 7));
                 let mut buf = Vec::new();
                 push_json_str(&mut buf, &s);
                 assert_eq!(String::from_utf8(buf).unwrap(), serde_str(&s));
@@ -356,7 +442,26 @@ mod tests {
 
     #[test]
     fn integers() {
-        for v in [0, 1, -1, 9, 10, 4242, -987_654_321, i64::MAX, i64::MIN] {
+        let mut cases = vec![
+            0,
+            1,
+            -1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            4242,
+            -987_654_321,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let mut p: i64 = 1;
+        while let Some(q) = p.checked_mul(10) {
+            cases.extend([p - 1, p, p + 1, -p, 1 - p]);
+            p = q;
+        }
+        for v in cases {
             let mut buf = Vec::new();
             push_int(&mut buf, v);
             assert_eq!(String::from_utf8(buf).unwrap(), v.to_string());
@@ -398,10 +503,23 @@ mod tests {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             cases.push(x.rem_euclid(FAST_TIME_END + 1000));
         }
+        let mut cached = Rfc3339::default();
         for ms in cases {
             let mut buf = Vec::new();
             push_rfc3339_utc(&mut buf, ms);
             assert_eq!(String::from_utf8(buf).unwrap(), chrono_rfc3339(ms), "{ms}");
+            let other = ms.saturating_add(7 * 86_400_000);
+            for ms in [
+                ms,
+                other,
+                ms.saturating_add(1),
+                other,
+                ms.saturating_add(86_399_999),
+            ] {
+                let mut buf = Vec::new();
+                cached.push(&mut buf, ms);
+                assert_eq!(String::from_utf8(buf).unwrap(), chrono_rfc3339(ms), "{ms}");
+            }
         }
     }
 

@@ -201,7 +201,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let section_name = args.section.clone();
     let columns: Vec<usize> = fields.iter().map(|f| column_index(f)).collect();
     let mut sink = |row: &EventRef<'_>| -> io::Result<()> {
-        // The cells borrow the row: one small Vec per row.
+        // The cells borrow the row: on the stack (a Vec only for a long --fields).
+        const ON_STACK: usize = ROW_COLUMNS.len() + 1;
+        if columns.len() <= ON_STACK {
+            let mut cells = [const { Cell::Null }; ON_STACK];
+            for (slot, &c) in cells.iter_mut().zip(&columns) {
+                *slot = cell(row, c, &section_name);
+            }
+            return w.row(&cells[..columns.len()]);
+        }
         let cells: Vec<Cell<'_>> = columns
             .iter()
             .map(|&c| cell(row, c, &section_name))

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, Utc};
 use siemstress_common::time::Zone;
 
-use crate::fmt::{push_embedded_json, push_int, push_json_str, push_rfc3339_utc};
+use crate::fmt::{Rfc3339, push_embedded_json, push_int, push_json_str, push_rfc3339_utc};
 
 /// One value of an output row; text is borrowed where the caller can.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,18 +38,26 @@ pub trait RowWriter {
     fn finish(&mut self) -> io::Result<()>;
 }
 
-/// A cell as a JSON value (`last_json`: see [`push_embedded_json`]).
-fn push_json_value(buf: &mut Vec<u8>, cell: &Cell<'_>, last_json: &mut Vec<u8>) {
+/// What formatting remembers from row to row.
+#[derive(Default)]
+struct Memo {
+    /// The last embedded JSON text found canonical (see [`push_embedded_json`]).
+    json: Vec<u8>,
+    times: Rfc3339,
+}
+
+/// A cell as a JSON value.
+fn push_json_value(buf: &mut Vec<u8>, cell: &Cell<'_>, memo: &mut Memo) {
     match cell {
         Cell::Null => buf.extend_from_slice(b"null"),
         Cell::Int(i) => push_int(buf, *i),
         Cell::Text(s) => push_json_str(buf, s),
         Cell::Time(ms) => {
             buf.push(b'"');
-            push_rfc3339_utc(buf, *ms);
+            memo.times.push(buf, *ms);
             buf.push(b'"');
         }
-        Cell::Json(s) => push_embedded_json(buf, s, last_json),
+        Cell::Json(s) => push_embedded_json(buf, s, &mut memo.json),
     }
 }
 
@@ -62,8 +70,7 @@ struct JsonObjects {
     close: &'static [u8],
     /// The row being written, reused.
     buf: Vec<u8>,
-    /// The last embedded JSON text found canonical.
-    last_json: Vec<u8>,
+    memo: Memo,
 }
 
 impl JsonObjects {
@@ -89,7 +96,7 @@ impl JsonObjects {
             open: if pretty { b"  {\n" } else { b"{" },
             close: if pretty { b"\n  }" } else { b"}" },
             buf: Vec::with_capacity(4096),
-            last_json: Vec::new(),
+            memo: Memo::default(),
         }
     }
 
@@ -98,7 +105,7 @@ impl JsonObjects {
         self.buf.extend_from_slice(self.open);
         for (key, cell) in self.keys.iter().zip(cells) {
             self.buf.extend_from_slice(key);
-            push_json_value(&mut self.buf, cell, &mut self.last_json);
+            push_json_value(&mut self.buf, cell, &mut self.memo);
         }
         self.buf.extend_from_slice(self.close);
     }
@@ -170,6 +177,7 @@ pub struct Csv<W: Write> {
     out: csv::Writer<W>,
     /// A formatted number or time, reused.
     num: Vec<u8>,
+    times: Rfc3339,
 }
 
 impl<W: Write> Csv<W> {
@@ -179,6 +187,7 @@ impl<W: Write> Csv<W> {
         Ok(Self {
             out,
             num: Vec::with_capacity(32),
+            times: Rfc3339::default(),
         })
     }
 }
@@ -202,7 +211,7 @@ impl<W: Write> RowWriter for Csv<W> {
                 }
                 Cell::Text(s) | Cell::Json(s) => s.as_bytes(),
                 Cell::Time(ms) => {
-                    push_rfc3339_utc(&mut self.num, *ms);
+                    self.times.push(&mut self.num, *ms);
                     &self.num
                 }
             };
@@ -330,5 +339,107 @@ mod tests {
         drop(w);
         let text = String::from_utf8(buf).unwrap();
         assert!(text.ends_with("\"a, \"\"b\"\"\nc\"\n"), "{text}");
+    }
+
+    /// The JSON writer as it was: a `serde_json::Value` per cell.
+    fn serde_reference(fields: &[String], rows: &[Vec<Cell<'_>>], pretty: bool) -> Vec<u8> {
+        use chrono::SecondsFormat;
+        let value = |c: &Cell<'_>| -> serde_json::Value {
+            match c {
+                Cell::Null => serde_json::Value::Null,
+                Cell::Int(i) => (*i).into(),
+                Cell::Text(s) => s.as_ref().into(),
+                Cell::Time(ms) => DateTime::<Utc>::from_timestamp_millis(*ms)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(SecondsFormat::Millis, true)
+                    .into(),
+                Cell::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.as_ref().into()),
+            }
+        };
+        let mut out = Vec::new();
+        for (r, cells) in rows.iter().enumerate() {
+            if pretty {
+                out.extend_from_slice(if r == 0 { b"[\n" } else { b",\n" });
+            }
+            out.extend_from_slice(if pretty { b"  {\n" } else { b"{" });
+            for (i, (name, cell)) in fields.iter().zip(cells).enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(if pretty { b",\n" } else { b"," });
+                }
+                if pretty {
+                    out.extend_from_slice(b"    ");
+                }
+                serde_json::to_writer(&mut out, name).unwrap();
+                out.extend_from_slice(if pretty { b": " } else { b":" });
+                serde_json::to_writer(&mut out, &value(cell)).unwrap();
+            }
+            out.extend_from_slice(if pretty { b"\n  }" } else { b"}\n" });
+        }
+        if pretty {
+            out.extend_from_slice(if rows.is_empty() { b"[]\n" } else { b"\n]\n" });
+        }
+        out
+    }
+
+    #[test]
+    fn json_bytes_as_serde_json() {
+        let fields: Vec<String> = ["id", "ts", "weird \"name\"\n", "extra", "msg", "received"]
+            .map(String::from)
+            .to_vec();
+        let texts = [
+            "",
+            "plain log line, sshd[42]: Accepted password for root from 10.0.0.1",
+            "\u{0}\u{1}\u{1f}\t\n\r\u{8}\u{c}\"\\/ \u{7f} é 日本 🙂 \u{2028}",
+            "sixteen bytes!!\"and more than sixteen bytes of text \\ here",
+        ];
+        let extras = [
+            r#"{"tz":"+0000","year_flag":"2025"}"#,
+            r#"{"year_flag":"2025","tz":"+0000"}"#,
+            r#"{"a":1.5,"b":[true,null,"\u00e9"]}"#,
+            "not json",
+            r#"{"tz":"+0000","year_flag":"2025"}"#,
+            "",
+        ];
+        let times = [
+            0,
+            1_741_089_600_123,
+            -1,
+            253_402_300_800_000,
+            1_741_089_600_999,
+        ];
+        let mut rows = Vec::new();
+        for i in 0..60usize {
+            rows.push(vec![
+                if i % 7 == 0 {
+                    Cell::Null
+                } else {
+                    Cell::Int(i as i64 * 1_000_003 - 5)
+                },
+                Cell::Time(times[i % times.len()]),
+                Cell::Text(texts[i % texts.len()].into()),
+                if i % 5 == 4 {
+                    Cell::Null
+                } else {
+                    Cell::Json(extras[i % extras.len()].into())
+                },
+                Cell::Text(texts[(i + 1) % texts.len()].into()),
+                Cell::Time(times[(i + 2) % times.len()] + 86_400_000 * (i as i64 % 3)),
+            ]);
+        }
+        for n in [0, 1, rows.len()] {
+            let mut buf = Vec::new();
+            let mut w = Ndjson::new(&mut buf, fields.clone());
+            rows[..n].iter().for_each(|r| w.row(r).unwrap());
+            w.finish().unwrap();
+            assert_eq!(buf, serde_reference(&fields, &rows[..n], false));
+            let mut buf = Vec::new();
+            let mut w = JsonArray::new(&mut buf, fields.clone());
+            rows[..n].iter().for_each(|r| w.row(r).unwrap());
+            w.finish().unwrap();
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                String::from_utf8(serde_reference(&fields, &rows[..n], true)).unwrap()
+            );
+        }
     }
 }

@@ -139,7 +139,7 @@ impl Row<'_> {
             let n = ffi::sqlite3_column_bytes(self.stmt, i);
             std::slice::from_raw_parts(p, usize::try_from(n).unwrap_or(0))
         };
-        std::str::from_utf8(bytes).map(Some).map_err(|e| {
+        super::search::utf8(bytes).map(Some).map_err(|e| {
             // SAFETY: valid statement; the name is owned by SQLite.
             let name = unsafe { CStr::from_ptr(ffi::sqlite3_column_name(self.stmt, i)) };
             format!("column {}: {e}", name.to_string_lossy())
