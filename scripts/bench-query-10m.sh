@@ -119,6 +119,7 @@ S_DB=$(du -m "$W/s.db" | cut -f1)
 S_FTS=$(sqlite3 "$W/s.db" "SELECT sum(pgsize) / 1048576 FROM dbstat WHERE name LIKE 'auth\$grep%'" 2>/dev/null || echo "?")
 MY_VARS=$(my -e "SELECT CONCAT(@@version, ', buffer pool ', @@innodb_buffer_pool_size DIV 1048576, ' MB')")
 OUT=benchsuite/runs/query-10m-$(date +%F).md
+[[ -e $OUT ]] && OUT=benchsuite/runs/query-10m-$(date +%F-%H%M).md # keep earlier runs
 {
     echo "# siemquery benchmark, 10M rows, $(date -u +%FT%TZ)"
     echo

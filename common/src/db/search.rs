@@ -334,6 +334,9 @@ async fn search_sqlite(
     log(sql, &bound);
     let sx = |e: sqlx::Error| query_err(table, e);
     let err = |e: String| query_err(table, e);
+    // Lets the connection of the statements before (returned to the pool by
+    // a task of its own) become idle, so that it is reused, not a new one opened.
+    tokio::task::yield_now().await;
     let mut conn = pool.acquire().await.map_err(sx)?;
     let mut handle = conn.lock_handle().await.map_err(sx)?;
     let db = handle
