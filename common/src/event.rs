@@ -1,7 +1,8 @@
 //! The event model: one row of an event table, with the contract's columns.
 
-/// Column names of every event table, in insert order (without `id`).
-pub const COLUMNS: [&str; 18] = [
+/// Every column of an event table, in table order (the contract's names).
+pub const ROW_COLUMNS: [&str; 19] = [
+    "id",
     "ts",
     "received",
     "host",
@@ -20,6 +21,20 @@ pub const COLUMNS: [&str; 18] = [
     "parsed",
     "source",
     "extra",
+];
+
+/// The columns an insert writes, in order: all but `id`.
+pub const COLUMNS: &[&str] = ROW_COLUMNS.split_at(1).1;
+
+/// The integer columns (the others are text).
+pub const INT_COLUMNS: [&str; 7] = [
+    "id",
+    "ts",
+    "received",
+    "pid",
+    "source_port",
+    "dest_port",
+    "parsed",
 ];
 
 /// One log line as stored.

@@ -31,6 +31,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::event::ROW_COLUMNS;
 use crate::filter::{Field, Filter};
 use crate::ident::Ident;
 use crate::snapshot::diff::{ChangeKind, Excludes};
@@ -46,29 +47,15 @@ pub struct RuleError {
     pub message: String,
 }
 
-/// Event columns usable as `{name}` in templates (and as `distinct`).
-pub const COLUMNS: [&str; 17] = [
-    "id",
-    "ts",
-    "received",
-    "host",
-    "process",
-    "pid",
-    "facility",
-    "severity",
-    "user",
-    "source_host",
-    "source_port",
-    "dest_host",
-    "dest_port",
-    "protocol",
-    "message",
-    "raw",
-    "source",
-];
-
-/// Integer columns among [`COLUMNS`].
-pub const INT_COLUMNS: [&str; 6] = ["id", "ts", "received", "pid", "source_port", "dest_port"];
+/// The event column `name` (or its alias) names, if it may be used as
+/// `{name}` in templates and as `distinct`: every column but `parsed` and `extra`.
+pub fn template_column(name: &str) -> Option<&'static str> {
+    let name = column_alias(name);
+    ROW_COLUMNS
+        .iter()
+        .copied()
+        .find(|c| *c == name && !matches!(*c, "parsed" | "extra"))
+}
 
 /// siemquery's short names for columns, accepted in templates too.
 pub fn column_alias(name: &str) -> &str {
@@ -83,7 +70,7 @@ pub fn column_alias(name: &str) -> &str {
 
 /// True if `name` (or its alias) is an event column.
 pub fn is_column(name: &str) -> bool {
-    COLUMNS.contains(&column_alias(name))
+    template_column(name).is_some()
 }
 
 /// Values a `message` may use besides captures and columns.
@@ -431,10 +418,8 @@ impl Rule {
                 }
             }
         }
-        let mut out: BTreeSet<&'static str> = names
-            .into_iter()
-            .filter_map(|n| COLUMNS.iter().find(|c| **c == column_alias(n)).copied())
-            .collect();
+        let mut out: BTreeSet<&'static str> =
+            names.into_iter().filter_map(template_column).collect();
         if self.matchers().iter().any(|(_, m)| m.needs_raw()) {
             out.insert("raw");
         }

@@ -6,9 +6,9 @@
 use futures_util::TryStreamExt;
 use sha2::Digest;
 use siemstress_common::db::Database;
+use siemstress_common::event::INT_COLUMNS;
 use siemstress_common::filter::{BoundValue, Filter, SqlWriter};
 use siemstress_common::ident::Ident;
-use siemstress_common::rules::INT_COLUMNS;
 use siemstress_common::snapshot::STATUS_OK;
 use sqlx::{QueryBuilder, Row};
 

@@ -635,27 +635,7 @@ fn full_rows(env: &Env) -> Vec<Vec<Option<String>>> {
     )
 }
 
-const COLS: [&str; 19] = [
-    "id",
-    "ts",
-    "received",
-    "host",
-    "process",
-    "pid",
-    "facility",
-    "severity",
-    "user",
-    "source_host",
-    "source_port",
-    "dest_host",
-    "dest_port",
-    "protocol",
-    "message",
-    "raw",
-    "parsed",
-    "source",
-    "extra",
-];
+use siemstress_common::event::ROW_COLUMNS as COLS;
 
 fn rfc3339(ms: &str) -> String {
     chrono::DateTime::from_timestamp_millis(ms.parse().unwrap())

@@ -15,39 +15,8 @@ use crate::Error;
 use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
 use crate::ident::Ident;
 
-/// Every column of an event table, in table order, as read back.
-pub const ROW_COLUMNS: [&str; 19] = [
-    "id",
-    "ts",
-    "received",
-    "host",
-    "process",
-    "pid",
-    "facility",
-    "severity",
-    "user",
-    "source_host",
-    "source_port",
-    "dest_host",
-    "dest_port",
-    "protocol",
-    "message",
-    "raw",
-    "parsed",
-    "source",
-    "extra",
-];
-
-/// Integer columns (the others are text).
-const INT_COLUMNS: [&str; 7] = [
-    "id",
-    "ts",
-    "received",
-    "pid",
-    "source_port",
-    "dest_port",
-    "parsed",
-];
+use crate::event::INT_COLUMNS;
+pub use crate::event::ROW_COLUMNS;
 
 /// One stored event, owned.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
