@@ -22,6 +22,7 @@ pub mod event;
 pub mod extract;
 pub mod filter;
 pub mod ident;
+pub mod mail;
 pub mod parse;
 pub mod rules;
 pub mod snapshot;

@@ -866,32 +866,9 @@ fn send_mail(
     let msg = b
         .multipart(MultiPart::alternative_plain_html(text, html.to_owned()))
         .context("build the mail")?;
-    let transport = smtp_transport(&smtp)?;
+    let transport = siemstress_common::mail::transport(&smtp)?;
     transport
         .send(&msg)
         .with_context(|| format!("send through {}", siemstress_common::db::redact(&smtp)))?;
     Ok(())
-}
-
-/// `smtp://[user[:password]@]host[:port]` (plain SMTP, port 25 by default),
-/// as a local relay or smarthost speaks it. TLS is not built in.
-fn smtp_transport(url: &str) -> anyhow::Result<lettre::SmtpTransport> {
-    let shown = siemstress_common::db::redact(url);
-    let u = url::Url::parse(url).with_context(|| format!("[actions.mail] smtp {shown:?}"))?;
-    if u.scheme() != "smtp" {
-        bail!(
-            "[actions.mail] smtp {shown:?}: only smtp:// (plain, e.g. a local relay) is supported"
-        );
-    }
-    let host = u
-        .host_str()
-        .with_context(|| format!("[actions.mail] smtp {shown:?} has no host"))?;
-    let mut b = lettre::SmtpTransport::builder_dangerous(host).port(u.port().unwrap_or(25));
-    if !u.username().is_empty() {
-        b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
-            u.username().to_owned(),
-            u.password().unwrap_or("").to_owned(),
-        ));
-    }
-    Ok(b.build())
 }

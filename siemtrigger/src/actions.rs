@@ -6,7 +6,7 @@
 //!
 //! ```toml
 //! [actions.mail]                 # type defaults to the name (mail, exec, webhook, file)
-//! smtp = "smtp://localhost:25"   # plain SMTP (a local relay); user:pass@ in the URL for AUTH
+//! smtp = "smtp://localhost:25"   # or smtp+starttls://host:587, smtps://host:465; user:pass@ for AUTH
 //! from = "siem@example.org"
 //! to = ["security@example.org"]
 //! digest = false                 # true: one mail per run with every alert
@@ -259,10 +259,8 @@ fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
                 .smtp
                 .clone()
                 .context("smtp is not set (e.g. smtp://localhost:25)")?;
-            let u = url::Url::parse(&smtp).context("smtp")?;
-            if u.scheme() != "smtp" {
-                bail!("smtp: only smtp:// (plain, e.g. a local relay) is supported");
-            }
+            // Validates the URL (scheme, host) when the rules load, not at the first alert.
+            siemstress_common::mail::transport(&smtp)?;
             let from = raw.from.clone().context("from is not set")?;
             from.parse::<lettre::message::Mailbox>()
                 .with_context(|| format!("from {from:?}"))?;
@@ -435,15 +433,7 @@ fn send_mail(
     body: &str,
 ) -> anyhow::Result<()> {
     use lettre::Transport;
-    let u = url::Url::parse(smtp).context("smtp")?;
-    let host = u.host_str().context("smtp URL has no host")?;
-    let mut b = lettre::SmtpTransport::builder_dangerous(host).port(u.port().unwrap_or(25));
-    if !u.username().is_empty() {
-        b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
-            u.username().to_owned(),
-            u.password().unwrap_or("").to_owned(),
-        ));
-    }
+    let transport = siemstress_common::mail::transport(smtp)?;
     let mut m = lettre::Message::builder()
         .from(from.parse().context("from")?)
         .subject(subject);
@@ -451,7 +441,9 @@ fn send_mail(
         m = m.to(t.parse().with_context(|| format!("to {t:?}"))?);
     }
     let msg = m.body(body.to_owned()).context("build mail")?;
-    b.build().send(&msg).context("SMTP")?;
+    transport
+        .send(&msg)
+        .with_context(|| format!("SMTP via {}", siemstress_common::db::redact(smtp)))?;
     Ok(())
 }
 
