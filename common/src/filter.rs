@@ -30,6 +30,7 @@ use regex::Regex;
 use sqlx::QueryBuilder;
 
 use crate::db::Backend;
+use crate::ident::Ident;
 
 /// Escape character of every `LIKE` we write. `!` rather than `\`, because a
 /// backslash inside a MariaDB string literal depends on `sql_mode`.
@@ -157,9 +158,22 @@ impl<'a, DB: FilterDb> SqlWriter<'a, DB> {
         }
     }
 
-    /// Our own SQL text (never a user value).
-    pub fn sql(&mut self, s: &str) -> &mut Self {
+    /// Our own SQL text. `'static`, so that no user value can reach the
+    /// SQL unbound by accident: values go through [`Self::int`]/[`Self::text`],
+    /// table names through [`Self::table`].
+    pub fn sql(&mut self, s: &'static str) -> &mut Self {
         self.qb.push(s);
+        self
+    }
+
+    /// A validated table name plus a fixed suffix (`""`, or `"$grep"` for
+    /// its search index), quoted for the backend.
+    pub fn table(&mut self, t: &Ident, suffix: &'static str) -> &mut Self {
+        let q = match DB::BACKEND {
+            Backend::Sqlite => '"',
+            Backend::Mysql => '`',
+        };
+        self.qb.push(format!("{q}{t}{suffix}{q}"));
         self
     }
 

@@ -189,41 +189,32 @@ impl Database {
     }
 }
 
-/// `"t"` or `` `t` ``: the validated name, quoted for the backend.
-fn quoted<DB: FilterDb>(t: &Ident) -> String {
-    match DB::BACKEND {
-        super::Backend::Sqlite => format!("\"{t}\""),
-        super::Backend::Mysql => format!("`{t}`"),
-    }
-}
-
 /// ` FROM <table>`, or with a [`GrepPlan`], the table joined to the
 /// candidates of the search index (indexed rows that have every trigram of
 /// a pattern, and every row above the index's mark). The candidates drive
 /// the join (CROSS JOIN fixes the loop order); the filter still decides.
 fn write_from<DB: FilterDb>(w: &mut SqlWriter<'_, DB>, table: &Ident, plan: Option<&GrepPlan>) {
-    let t = quoted::<DB>(table);
     let Some(p) = plan else {
-        w.sql(" FROM ").sql(&t);
+        w.sql(" FROM ").table(table, "");
         return;
     };
-    let fts = format!("\"{}\"", p.fts);
+    debug_assert_eq!(p.fts, super::grep_index::fts_table(table));
     w.sql(" FROM (SELECT rowid AS cand FROM ")
-        .sql(&fts)
+        .table(table, "$grep")
         .sql(" WHERE ")
-        .sql(&fts)
+        .table(table, "$grep")
         .sql(" MATCH ")
         .text(&p.expr)
         .sql(" AND rowid <= ")
         .int(p.upto)
         .sql(" UNION ALL SELECT id FROM ")
-        .sql(&t)
+        .table(table, "")
         .sql(" WHERE id > ")
         .int(p.upto)
         .sql(") AS c CROSS JOIN ")
-        .sql(&t)
+        .table(table, "")
         .sql(" ON ")
-        .sql(&t)
+        .table(table, "")
         .sql(".id = c.cand");
 }
 
