@@ -9,6 +9,7 @@ pub mod search;
 pub mod sqlite;
 mod sqlite_insert;
 mod sqlite_read;
+pub(crate) mod sqlite_stmt;
 
 use crate::Error;
 use crate::event::Event;

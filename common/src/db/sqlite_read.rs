@@ -5,16 +5,15 @@
 //! name lookup per column) was a third of `siemquery`'s export time.
 
 use std::ffi::{CStr, c_int};
-use std::ptr::NonNull;
 
 use rusqlite::ffi;
 
+use super::sqlite_stmt::RawStmt;
 use crate::filter::BoundValue;
 
 /// A prepared statement with its parameters bound.
 pub(super) struct Select<'a> {
-    stmt: NonNull<ffi::sqlite3_stmt>,
-    db: *mut ffi::sqlite3,
+    stmt: RawStmt,
     /// The bound texts are passed as static pointers: they must outlive the statement.
     _bound: &'a [BoundValue],
 }
@@ -36,51 +35,24 @@ impl<'a> Select<'a> {
         sql: &str,
         bound: &'a [BoundValue],
     ) -> Result<Self, String> {
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: valid handle (caller), SQL buffer with its exact length, out-pointer.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                db,
-                sql.as_ptr().cast(),
-                c_int::try_from(sql.len()).map_err(|_| "statement too long".to_owned())?,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        let stmt = match NonNull::new(stmt) {
-            Some(stmt) if rc == ffi::SQLITE_OK => stmt,
-            // SAFETY: valid handle.
-            _ => return Err(unsafe { errmsg(db) }),
-        };
-        let select = Self {
-            stmt,
-            db,
-            _bound: bound,
-        };
+        // SAFETY: valid handle used only by us until we are dropped (caller).
+        let stmt = unsafe { RawStmt::prepare(db, sql)? };
         for (i, b) in bound.iter().enumerate() {
             let col = c_int::try_from(i + 1).map_err(|_| "too many parameters".to_owned())?;
-            let s = select.stmt.as_ptr();
-            // SAFETY: valid statement; a text is read in place until the
-            // statement is finalized (SQLITE_STATIC), and `bound` outlives it.
-            let rc = unsafe {
-                match b {
-                    BoundValue::Int(v) => ffi::sqlite3_bind_int64(s, col, *v),
-                    BoundValue::Text(t) => ffi::sqlite3_bind_text64(
-                        s,
-                        col,
-                        t.as_ptr().cast(),
-                        t.len() as u64,
-                        ffi::SQLITE_STATIC(),
-                        ffi::SQLITE_UTF8 as u8,
-                    ),
-                }
+            // A text is read in place until the statement is finalized, and
+            // `bound` outlives it (the lifetime of `Select`).
+            let rc = match b {
+                BoundValue::Int(v) => stmt.bind_int(col, Some(*v)),
+                BoundValue::Text(t) => stmt.bind_text(col, Some(t)),
             };
             if rc != ffi::SQLITE_OK {
-                // SAFETY: valid handle.
-                return Err(unsafe { errmsg(db) });
+                return Err(stmt.errmsg());
             }
         }
-        Ok(select)
+        Ok(Self {
+            stmt,
+            _bound: bound,
+        })
     }
 
     /// The next row, or `None` when the statement is done.
@@ -92,16 +64,8 @@ impl<'a> Select<'a> {
                 _select: std::marker::PhantomData,
             })),
             ffi::SQLITE_DONE => Ok(None),
-            // SAFETY: valid handle.
-            _ => Err(unsafe { errmsg(self.db) }),
+            _ => Err(self.stmt.errmsg()),
         }
-    }
-}
-
-impl Drop for Select<'_> {
-    fn drop(&mut self) {
-        // SAFETY: prepared by us, finalized once.
-        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
     }
 }
 
@@ -150,13 +114,4 @@ impl Row<'_> {
     pub(super) fn text(&self, i: c_int) -> Result<&str, String> {
         self.opt_text(i).map(Option::unwrap_or_default)
     }
-}
-
-/// # Safety
-/// `db` is a valid connection handle.
-unsafe fn errmsg(db: *mut ffi::sqlite3) -> String {
-    // SAFETY: valid handle; SQLite returns a NUL-terminated message it owns.
-    unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
-        .to_string_lossy()
-        .into_owned()
 }

@@ -6,15 +6,15 @@
 //! writer, `db/sqlite_insert.rs`). Through a multi-row sqlx INSERT a row
 //! cost ~10,000 instructions; here about a third of that.
 
-use std::ffi::{CStr, c_int};
+use std::ffi::c_int;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use rusqlite::ffi;
 
 use super::{RawRow, STATUS_OK};
 use crate::Error;
+use crate::db::sqlite_stmt::RawStmt;
 
 fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
     let what = path.display().to_string();
@@ -104,8 +104,7 @@ const ROWS_PER_INSERT: usize = 64;
 
 /// A prepared `INSERT INTO snapshot_rows` of `n` rows.
 struct RowInsert {
-    stmt: NonNull<ffi::sqlite3_stmt>,
-    db: *mut ffi::sqlite3,
+    stmt: RawStmt,
     n: usize,
 }
 
@@ -116,82 +115,25 @@ impl RowInsert {
             "INSERT INTO snapshot_rows (run_id, seq, row_key, value) VALUES {}",
             vec!["(?, ?, ?, ?)"; n].join(", ")
         );
-        // SAFETY: the handle is valid while `conn` lives; we only prepare on it.
-        let db = unsafe { conn.handle() };
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: valid db handle, SQL buffer with its exact length, out-pointer.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                db,
-                sql.as_ptr().cast(),
-                sql.len() as c_int,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        match NonNull::new(stmt) {
-            Some(stmt) if rc == ffi::SQLITE_OK => Ok(Self { stmt, db, n }),
-            _ => Err(errmsg(db)),
-        }
+        Ok(Self {
+            stmt: RawStmt::prepare_on(conn, &sql)?,
+            n,
+        })
     }
 
     /// Inserts `rows` (exactly `n`) as seq `first`, `first + 1`, ...
     fn insert(&mut self, run_id: i64, first: i64, rows: &[RawRow]) -> Result<(), String> {
         debug_assert_eq!(rows.len(), self.n);
-        let s = self.stmt.as_ptr();
-        let text = |col: c_int, t: &str| {
-            // SAFETY: valid statement and index; the text outlives the step
-            // (SQLITE_STATIC: read in place until the reset below).
-            unsafe {
-                ffi::sqlite3_bind_text64(
-                    s,
-                    col,
-                    t.as_ptr().cast(),
-                    t.len() as u64,
-                    ffi::SQLITE_STATIC(),
-                    ffi::SQLITE_UTF8 as u8,
-                )
-            }
-        };
+        let s = &self.stmt;
         let mut rc = ffi::SQLITE_OK;
         for (i, row) in rows.iter().take(self.n).enumerate() {
             let col = 4 * i as c_int;
-            // SAFETY: valid statement, indexes within the 4 * n parameters.
-            let ints = unsafe {
-                ffi::sqlite3_bind_int64(s, col + 1, run_id)
-                    | ffi::sqlite3_bind_int64(s, col + 2, first + i as i64)
-            };
-            rc |= ints | text(col + 3, &row.key) | text(col + 4, &row.json);
+            // The texts borrow `rows`, alive until `execute` resets the statement.
+            rc |= s.bind_int(col + 1, Some(run_id))
+                | s.bind_int(col + 2, Some(first + i as i64))
+                | s.bind_text(col + 3, Some(&row.key))
+                | s.bind_text(col + 4, Some(&row.json));
         }
-        let step = if rc == ffi::SQLITE_OK {
-            // SAFETY: every parameter bound; the texts borrow `row`, alive
-            // until the reset.
-            unsafe { ffi::sqlite3_step(s) }
-        } else {
-            ffi::SQLITE_ERROR
-        };
-        let result = if step == ffi::SQLITE_DONE {
-            Ok(())
-        } else {
-            Err(errmsg(self.db))
-        };
-        // SAFETY: valid statement; after the reset SQLite no longer reads the
-        // texts (they are rebound before the next step).
-        unsafe { ffi::sqlite3_reset(s) };
-        result
+        self.stmt.execute(rc)
     }
-}
-
-impl Drop for RowInsert {
-    fn drop(&mut self) {
-        // SAFETY: prepared by us, finalized once, before the connection closes.
-        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
-    }
-}
-
-fn errmsg(db: *mut ffi::sqlite3) -> String {
-    // SAFETY: valid handle; SQLite returns a NUL-terminated message it owns.
-    unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
-        .to_string_lossy()
-        .into_owned()
 }
