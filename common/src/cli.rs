@@ -33,3 +33,19 @@ impl ConnectArgs {
         Database::connect(&url).await
     }
 }
+
+/// The tokio runtime a tool's `main` runs on (two workers: the machine class
+/// this is built for); `None` after a one-line message if it cannot start.
+pub fn runtime(tool: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("{tool}: cannot start: {e}");
+            None
+        }
+    }
+}

@@ -98,16 +98,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("siemparse: cannot start: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = siemstress_common::cli::runtime("siemparse") else {
+        return ExitCode::from(2);
     };
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,

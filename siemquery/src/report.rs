@@ -139,22 +139,6 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the same sqlx code on whichever pool is connected.
-macro_rules! with_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            Database::Sqlite(d) => {
-                let $pool = &d.pool;
-                $body
-            }
-            Database::Mysql(d) => {
-                let $pool = &d.pool;
-                $body
-            }
-        }
-    };
-}
-
 fn quote(db: &Database, t: &Ident) -> String {
     match db {
         Database::Sqlite(_) => format!("\"{t}\""),
@@ -181,7 +165,7 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
         ..Default::default()
     };
 
-    let tables: Vec<(String,)> = with_pool!(db, pool => sqlx::query_as("SELECT name FROM event_tables ORDER BY name")
+    let tables: Vec<(String,)> = siemstress_common::with_pool!(db, pool => sqlx::query_as("SELECT name FROM event_tables ORDER BY name")
         .fetch_all(pool)
         .await
         .context("list event tables")?);
@@ -202,7 +186,7 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
         let sql = format!(
             "SELECT {bucket_expr} AS b, COUNT(*) FROM {q} WHERE ts >= ? AND ts < ? GROUP BY b"
         );
-        let counts: Vec<(i64, i64)> = with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let counts: Vec<(i64, i64)> = siemstress_common::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(from)
             .bind(bucket)
             .bind(from)
@@ -228,7 +212,7 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
                 "SELECT {col}, COUNT(*) FROM {q} WHERE ts >= ? AND ts < ? AND {col} IS NOT NULL \
                  AND ({likes}) GROUP BY {col}"
             );
-            let rows: Vec<(String, i64)> = with_pool!(db, pool => {
+            let rows: Vec<(String, i64)> = siemstress_common::with_pool!(db, pool => {
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
                 for p in FAILED_LOGIN {
                     query = query.bind(p);
@@ -255,14 +239,14 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
             "SELECT rule, severity, `key`, ts, count, message FROM alerts WHERE ts >= ? AND ts < ? ORDER BY ts DESC, id DESC LIMIT ?"
         }
     };
-    let alerts: Result<Vec<AlertTuple>, sqlx::Error> = with_pool!(db, pool => sqlx::query_as(alerts_sql)
+    let alerts: Result<Vec<AlertTuple>, sqlx::Error> = siemstress_common::with_pool!(db, pool => sqlx::query_as(alerts_sql)
             .bind(from)
             .bind(to)
             .bind(MAX_ALERTS_LISTED)
             .fetch_all(pool)
             .await);
     if let Ok(rows) = alerts {
-        let total: i64 = with_pool!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE ts >= ? AND ts < ?")
+        let total: i64 = siemstress_common::with_pool!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE ts >= ? AND ts < ?")
             .bind(from)
             .bind(to)
             .fetch_one(pool)

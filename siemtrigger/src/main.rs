@@ -133,16 +133,8 @@ pub enum Format {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("siemtrigger: cannot start: {e}");
-            return ExitCode::from(exit::ERROR);
-        }
+    let Some(rt) = siemstress_common::cli::runtime("siemtrigger") else {
+        return ExitCode::from(exit::ERROR);
     };
     match rt.block_on(run(args)) {
         Ok(code) => ExitCode::from(code),

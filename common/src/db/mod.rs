@@ -73,6 +73,25 @@ pub enum Database {
     Mysql(mysql::MysqlDb),
 }
 
+/// Runs the same sqlx code on whichever pool of a [`Database`] is connected:
+/// `with_pool!(db, pool => sqlx::query(SQL).bind(x).execute(pool).await)`.
+/// The body is compiled once per backend, so SQL that both accept is written once.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Database::Sqlite(d) => {
+                let $pool = &d.pool;
+                $body
+            }
+            $crate::db::Database::Mysql(d) => {
+                let $pool = &d.pool;
+                $body
+            }
+        }
+    };
+}
+
 /// Calls the same method on whichever backend is connected.
 macro_rules! dispatch {
     ($self:expr, $db:ident => $call:expr) => {
@@ -123,13 +142,12 @@ impl Database {
 
     /// The stored resume point of `path` in `section`.
     pub async fn checkpoint(&self, section: &str, path: &str) -> Result<Option<Checkpoint>, Error> {
-        // The same SQL on both backends; the macro expands it for each pool type.
-        let row: Option<(i64, i64, i64)> = dispatch!(self, db => sqlx::query_as(
+        let row: Option<(i64, i64, i64)> = crate::with_pool!(self, pool => sqlx::query_as(
             "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
         )
         .bind(section)
         .bind(path)
-        .fetch_optional(&db.pool)
+        .fetch_optional(pool)
         .await)
         .map_err(|e| Error::db("read offset", path, e))?;
         Ok(row.map(|(dev, inode, offset)| Checkpoint {

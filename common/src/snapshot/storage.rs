@@ -41,22 +41,6 @@ fn to_run(t: RunTuple) -> Run {
     }
 }
 
-/// Runs the same sqlx code on whichever pool is connected.
-macro_rules! with_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            Database::Sqlite(d) => {
-                let $pool = &d.pool;
-                $body
-            }
-            Database::Mysql(d) => {
-                let $pool = &d.pool;
-                $body
-            }
-        }
-    };
-}
-
 /// Stores a successful run with its rows; returns the run id.
 /// Keys must be unique (see [`super::dedupe_keys`]).
 pub async fn store_run(
@@ -173,7 +157,7 @@ pub async fn store_failed(
 /// The run with this id, whatever its status.
 pub async fn run(db: &Database, id: i64) -> Result<Option<Run>, Error> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM snapshot_runs WHERE id = ?");
-    let row: Option<RunTuple> = with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let row: Option<RunTuple> = crate::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -188,7 +172,7 @@ pub async fn latest_per_host(db: &Database, name: &str) -> Result<Vec<Run>, Erro
          (SELECT MAX(id) FROM snapshot_runs WHERE name = ? AND status = ? GROUP BY host) \
          ORDER BY id DESC"
     );
-    let rows: Vec<RunTuple> = with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<RunTuple> = crate::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(name)
         .bind(STATUS_OK)
         .fetch_all(pool)
@@ -203,7 +187,7 @@ pub async fn latest_ok(db: &Database, name: &str, host: &str) -> Result<Option<R
         "SELECT {RUN_COLUMNS} FROM snapshot_runs WHERE name = ? AND host = ? AND status = ? \
          ORDER BY id DESC LIMIT 1"
     );
-    let row: Option<RunTuple> = with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let row: Option<RunTuple> = crate::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(name)
         .bind(host)
         .bind(STATUS_OK)
@@ -219,7 +203,7 @@ pub async fn previous_ok(db: &Database, run: &Run) -> Result<Option<Run>, Error>
         "SELECT {RUN_COLUMNS} FROM snapshot_runs WHERE name = ? AND host = ? AND status = ? \
          AND id < ? ORDER BY id DESC LIMIT 1"
     );
-    let row: Option<RunTuple> = with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let row: Option<RunTuple> = crate::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&run.name)
         .bind(&run.host)
         .bind(STATUS_OK)
@@ -235,7 +219,7 @@ pub async fn runs_between(db: &Database, from: i64, to: i64) -> Result<Vec<Run>,
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM snapshot_runs WHERE taken >= ? AND taken < ? ORDER BY id"
     );
-    let rows: Vec<RunTuple> = with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<RunTuple> = crate::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(from)
         .bind(to)
         .fetch_all(pool)
@@ -247,7 +231,7 @@ pub async fn runs_between(db: &Database, from: i64, to: i64) -> Result<Vec<Run>,
 /// The rows of a run, in the gatherer's order.
 pub async fn rows(db: &Database, run_id: i64) -> Result<Vec<Row>, Error> {
     let sql = "SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq";
-    let raw: Vec<(String, String)> = with_pool!(db, pool => sqlx::query_as(sql)
+    let raw: Vec<(String, String)> = crate::with_pool!(db, pool => sqlx::query_as(sql)
         .bind(run_id)
         .fetch_all(pool)
         .await
