@@ -51,26 +51,21 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     let stats = std::env::var_os("SIEMPARSE_GATHER_STATS").is_some();
     let started = std::time::Instant::now();
     let mut warnings = Vec::new();
+    // Read before gathering: `files` and `suid` reuse hashes from it (on
+    // SQLite it is read on another thread while they walk), and the store
+    // writes only the rows that differ from it.
+    let hashed = matches!(opts.gather.as_deref(), Some("files" | "suid"));
+    let mut previous = match storage::sqlite_current_reader(&db, &name, &host) {
+        Some(read) if hashed => gather::Previous::Loading(std::thread::spawn(move || {
+            Ok(gather::Loaded::new(read()?, true))
+        })),
+        _ => gather::Previous::Ready(Box::new(gather::Loaded::new(
+            storage::current_rows(&db, &name, &host).await?,
+            hashed,
+        ))),
+    };
     let result = match &opts.gather {
         Some(kind) => {
-            let mut previous = gather::Previous::default();
-            if matches!(kind.as_str(), "files" | "suid")
-                && let Some(r) = storage::latest_ok(&db, &name, &host).await?
-            {
-                let n = usize::try_from(r.row_count).unwrap_or(0);
-                let mut files = gather::PrevFiles::with_capacity(n);
-                previous = match storage::sqlite_row_reader(&db, r.id) {
-                    // Read on another thread while the gatherer walks.
-                    Some(read) => gather::Previous::Loading(std::thread::spawn(move || {
-                        read(&mut |k, v| files.add(k, v))?;
-                        Ok(files)
-                    })),
-                    None => {
-                        storage::each_raw_row(&db, r.id, &mut |k, v| files.add(k, v)).await?;
-                        gather::Previous::Ready(files)
-                    }
-                };
-            }
             let mut ctx = gather::Ctx {
                 root: opts.root.clone().unwrap_or_else(|| PathBuf::from("/")),
                 config: &gather_config,
@@ -79,6 +74,7 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
             };
             let r = gather::gather(kind, &mut ctx).await;
             warnings = ctx.warnings;
+            previous = ctx.previous;
             r
         }
         None => read_stdin(&opts.keys)
@@ -110,7 +106,9 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     }
     let message = (!warnings.is_empty()).then(|| warnings.join("; "));
     let gathered = started.elapsed();
-    let id = storage::store_raw_run(&db, &name, &host, taken, &rows, message.as_deref()).await?;
+    let current = previous.into_current()?;
+    let id = storage::store_raw_run(&db, &name, &host, taken, &rows, message.as_deref(), current)
+        .await?;
     if stats {
         // For benchmarks (scripts/bench-snapshot-files.sh).
         eprintln!(

@@ -297,7 +297,7 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
     // File integrity: the latest files/suid run on each host.
     for name in ["files", "suid"] {
         for run in storage::latest_per_host(db, name).await? {
-            let rows = storage::rows(db, run.id).await?;
+            let rows = storage::rows(db, &run).await?;
             let mut i = Integrity {
                 name: name.to_owned(),
                 host: run.host.clone(),

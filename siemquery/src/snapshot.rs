@@ -85,7 +85,7 @@ async fn show(
     if !args.diff {
         let mut out = Vec::new();
         for run in &runs {
-            let rows = storage::rows(db, run.id).await?;
+            let rows = storage::rows(db, run).await?;
             out.extend(rows.into_iter().map(|r| (run.clone(), r)));
         }
         ignore_broken_pipe(write_rows(format, &out, several_hosts, zone, tty))?;

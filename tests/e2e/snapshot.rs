@@ -425,20 +425,18 @@ fn files_unreadable_and_hash_reuse() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0 hashed, 2 hashes reused"), "{err}");
-    let rows = env.rows(
-        "SELECT row_key, value FROM snapshot_rows WHERE run_id = (SELECT MAX(id) FROM snapshot_runs) ORDER BY seq",
-    );
-    let keys: Vec<&str> = rows.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    let rows = latest_rows(&env, "files");
+    let keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(
         keys,
         ["/data", "/data/a", "/data/link", "/data/sub", "/data/sub/b"]
     );
-    let link: Value = serde_json::from_str(rows[2][1].as_deref().unwrap()).unwrap();
+    let link = &rows[2].1;
     assert_eq!(
         (&link["type"], &link["link"]),
         (&json!("symlink"), &json!("/etc/shadow"))
     );
-    let a: Value = serde_json::from_str(rows[1][1].as_deref().unwrap()).unwrap();
+    let a = &rows[1].1;
     assert_eq!(
         a["sha256"],
         "9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0"
@@ -491,11 +489,15 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .ok_or(())
 }
 
-/// Rows of the latest run of `name`, as (key, value).
+/// Rows of the latest run of `name`, as (key, value), read as the schema
+/// documents it (migration 0006): the rows stored by this or an earlier run
+/// of the series and not ended by it.
 fn latest_rows(env: &Env, name: &str) -> Vec<(String, Value)> {
     env.rows(&format!(
-        "SELECT row_key, value FROM snapshot_rows WHERE run_id = \
-         (SELECT MAX(id) FROM snapshot_runs WHERE name = '{name}') ORDER BY seq"
+        "SELECT r.row_key, r.value FROM snapshot_rows r JOIN snapshot_runs u ON u.id = r.run_id \
+         WHERE u.name = '{name}' AND (r.until_run IS NULL OR r.until_run > \
+         (SELECT MAX(id) FROM snapshot_runs WHERE name = '{name}' AND status = 'ok')) \
+         ORDER BY r.run_id, r.seq"
     ))
     .into_iter()
     .map(|r| {
@@ -829,6 +831,156 @@ fn siemquery_snapshot_outputs_runs_hosts_and_errors() {
             assert_eq!(code, 16, "{args:?}: {err}");
             assert!(err.starts_with("siemquery: "), "{err}");
         }
+    }
+}
+
+/// The rows of run `run` of `people` by `siemquery --snapshot --run`, as
+/// key → row.
+fn rows_of_run(env: &Env, run: i64) -> std::collections::BTreeMap<String, Value> {
+    let (code, out, err) = env.run(
+        "siemquery",
+        &[
+            "--snapshot",
+            "people",
+            "--run",
+            &run.to_string(),
+            "--format",
+            "ndjson",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["key"].as_str().unwrap().to_owned(), v["row"].clone()))
+        .collect()
+}
+
+/// Rows are stored once per value (migration 0006): an unchanged run
+/// writes none, a run writes only its added and changed rows, and every
+/// older run still reads (and diffs) exactly as it was taken.
+#[test]
+fn snapshot_rows_are_stored_once_per_value() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let stored = || env.scalar("SELECT COUNT(*) FROM snapshot_rows");
+        let latest = || env.scalar("SELECT MAX(id) FROM snapshot_runs");
+        let v1 = r#"{"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}}"#;
+        let v3 = r#"{"a": {"x": 1}, "b": {"x": 20}, "d": {"x": 4}}"#;
+        env.ingest(&["--snapshot", "people"], v1.as_bytes());
+        let run1 = latest();
+        assert_eq!(stored(), 3);
+        env.ingest(&["--snapshot", "people"], v1.as_bytes());
+        let run2 = latest();
+        assert_eq!(stored(), 3, "{kind:?}: an unchanged run stores no rows");
+        assert!(diff(&env, "people", &[]).is_empty());
+        env.ingest(&["--snapshot", "people"], v3.as_bytes());
+        let run3 = latest();
+        assert_eq!(stored(), 5, "{kind:?}: b (changed) and d (added)");
+        // A failed run stores nothing and is skipped by the next diff.
+        let (code, _, _) = env.run("siemparse", &["--snapshot", "people"], b"{not json");
+        assert_ne!(code, 0);
+        let failed = latest();
+        env.ingest(&["--snapshot", "people"], v3.as_bytes());
+        let run5 = latest();
+        assert_eq!(stored(), 5);
+        assert!(
+            diff(&env, "people", &[]).is_empty(),
+            "{kind:?}: run 5 = run 3"
+        );
+
+        let expect = |doc: &str| -> std::collections::BTreeMap<String, Value> {
+            serde_json::from_str(doc).unwrap()
+        };
+        for (run, doc) in [(run1, v1), (run2, v1), (run3, v3), (run5, v3)] {
+            assert_eq!(rows_of_run(&env, run), expect(doc), "{kind:?} run {run}");
+        }
+        let (code, _, err) = env.run(
+            "siemquery",
+            &["--snapshot", "people", "--run", &failed.to_string()],
+            b"",
+        );
+        assert_eq!(code, 16);
+        assert!(err.contains("failed: snapshot input: not JSON"), "{err}");
+
+        // Older runs diff as they were taken, whatever came after.
+        let diff_of = |run: i64| {
+            let (code, out, err) = env.run(
+                "siemquery",
+                &[
+                    "--snapshot",
+                    "people",
+                    "--diff",
+                    "--run",
+                    &run.to_string(),
+                    "--format",
+                    "ndjson",
+                ],
+                b"",
+            );
+            let recs: Vec<Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            (code, summary(&recs), err)
+        };
+        assert_eq!(diff_of(run2).0, 0);
+        let (code, changes, err) = diff_of(run3);
+        assert_eq!(code, 7, "{err}");
+        assert_eq!(
+            changes,
+            [
+                s("added", "d", ""),
+                s("changed", "b", "x"),
+                s("removed", "c", "")
+            ]
+        );
+
+        // Two stores from the same stale read of the current rows (as two
+        // gathers of one series racing): the second notices the first under
+        // the lock and writes its delta against it, not against the stale rows.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let host = siemstress_common::snapshot::local_host();
+        rt.block_on(async {
+            use siemstress_common::snapshot::{RawRow, storage};
+            let db = siemstress_common::db::Database::connect(&env.url)
+                .await
+                .unwrap();
+            let raw = |k: &str, v: &str| RawRow {
+                key: k.into(),
+                json: v.into(),
+            };
+            let x = [raw("a", r#"{"x":1}"#), raw("e", r#"{"x":5}"#)];
+            let y = [raw("a", r#"{"x":9}"#), raw("e", r#"{"x":5}"#)];
+            let stale_x = storage::current_rows(&db, "people", &host).await.unwrap();
+            let stale_y = storage::current_rows(&db, "people", &host).await.unwrap();
+            assert_eq!(stale_y.latest_run, Some(run5));
+            for (rows, stale) in [(&x, stale_x), (&y, stale_y)] {
+                storage::store_raw_run(&db, "people", &host, 1, rows, None, stale)
+                    .await
+                    .unwrap();
+            }
+            db.close().await;
+        });
+        let runx = latest() - 1;
+        let runy = latest();
+        assert_eq!(
+            rows_of_run(&env, runx),
+            expect(r#"{"a": {"x": 1}, "e": {"x": 5}}"#)
+        );
+        assert_eq!(
+            rows_of_run(&env, runy),
+            expect(r#"{"a": {"x": 9}, "e": {"x": 5}}"#)
+        );
+        let (code, changes, err) = diff_of(runy);
+        assert_eq!(
+            (code, changes),
+            (4, vec![s("changed", "a", "x")]),
+            "{kind:?} {err}"
+        );
     }
 }
 

@@ -115,7 +115,7 @@ impl Excludes {
 }
 
 /// The records that turn `old` into `new`. `snapshot`, `host` and `run`
-/// label them. Order: rows of `new` as gathered (added, or changed column
+/// label them. Order: rows of `new` in their order (added, or changed column
 /// by column), then removed rows in `old`'s order.
 pub fn diff_rows(
     snapshot: &str,
@@ -224,8 +224,8 @@ pub async fn diff_run(db: &Database, run: Run, excludes: &Excludes) -> Result<Ru
             changes: Vec::new(),
         });
     };
-    let old = storage::rows(db, previous.id).await?;
-    let new = storage::rows(db, run.id).await?;
+    let old = storage::rows(db, &previous).await?;
+    let new = storage::rows(db, &run).await?;
     let changes = diff_rows(&run.name, &run.host, run.id, &old, &new, excludes);
     Ok(RunDiff {
         run,

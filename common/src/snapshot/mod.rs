@@ -5,10 +5,12 @@
 //!
 //! - [`Row`]: one row, a natural key and a JSON value;
 //! - [`input`]: a JSON document (array of objects, or object of objects) to rows;
+//! - [`current`]: a series' current rows and the delta a new run writes;
 //! - [`storage`]: runs and rows in SQLite or MariaDB;
 //! - [`diff`]: added / removed / changed records with exclusion globs, and
 //!   the AIDE-style exit bitmask in [`exit`].
 
+pub mod current;
 pub mod diff;
 pub mod input;
 mod sqlite_store;

@@ -1,7 +1,7 @@
 //! Snapshot rows on SQLite through rusqlite and the C API, for the big runs
-//! of `files` and `suid` (100,000 rows and more): the previous run's rows
-//! are read in place (no `String` per value, no channel hop per row as
-//! through sqlx), and a run's rows are stored by one prepared INSERT with
+//! of `files` and `suid` (100,000 rows and more): the current rows are
+//! read in place (no `String` per value, no channel hop per row as
+//! through sqlx), and a run's delta is stored by one prepared INSERT with
 //! bind/step/reset and the texts bound as static pointers (as the ingest
 //! writer, `db/sqlite_insert.rs`). Through a multi-row sqlx INSERT a row
 //! cost ~10,000 instructions; here about a third of that.
@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use rusqlite::ffi;
 
+use super::current::{CurrentRows, Delta, RowId};
+use super::storage::{CURRENT_ROWS_SQL, END_ROW_SQL, LATEST_OK_SQL};
 use super::{RawRow, STATUS_OK};
 use crate::Error;
 use crate::db::sqlite_stmt::RawStmt;
@@ -27,29 +29,45 @@ fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
     Ok(conn)
 }
 
-/// Calls `f(key, json)` for every row of run `run_id`, in `seq` order.
-/// The JSON is passed as bytes, not checked for UTF-8 (the caller reads a
-/// few fields of it).
-pub fn each_row(path: &Path, run_id: i64, f: &mut dyn FnMut(&str, &[u8])) -> Result<(), Error> {
-    let err = |e: rusqlite::Error| Error::db("read rows of snapshot run", &run_id.to_string(), e);
-    let conn = open(path)?;
-    let mut st = conn
-        .prepare("SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq")
-        .map_err(err)?;
-    let mut rows = st.query([run_id]).map_err(err)?;
-    while let Some(r) = rows.next().map_err(err)? {
-        let (Ok(key), Ok(value)) = (
-            r.get_ref(0).and_then(|v| Ok(v.as_str()?)),
-            r.get_ref(1).and_then(|v| Ok(v.as_bytes()?)),
-        ) else {
-            continue;
-        };
-        f(key, value);
-    }
-    Ok(())
+/// The current rows of `name` on `host` (see [`super::current`]), read in
+/// one read transaction so that they belong to the run read with them.
+pub fn current_rows(path: &Path, name: &str, host: &str) -> Result<CurrentRows, Error> {
+    let mut conn = open(path)?;
+    let tx = conn
+        .transaction()
+        .map_err(|e| Error::db("read snapshot", name, e))?;
+    read_current(&tx, name, host)
 }
 
-/// Stores an `ok` run and its rows in one transaction; returns the run id.
+fn read_current(conn: &rusqlite::Connection, name: &str, host: &str) -> Result<CurrentRows, Error> {
+    let err = |e: rusqlite::Error| Error::db("read snapshot", name, e);
+    let latest: Option<i64> = conn
+        .query_row(LATEST_OK_SQL, [name, host], |r| r.get(0))
+        .map_err(err)?;
+    let mut current = CurrentRows::with_capacity(latest, 0);
+    if latest.is_none() {
+        return Ok(current);
+    }
+    let mut st = conn.prepare(CURRENT_ROWS_SQL).map_err(err)?;
+    let mut rows = st.query([name, host]).map_err(err)?;
+    while let Some(r) = rows.next().map_err(err)? {
+        // The texts are read in place; values are kept as bytes (the
+        // gatherers read a few fields of them, the store compares them).
+        let key = r.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(err)?;
+        let json = r.get_ref(1).and_then(|v| Ok(v.as_bytes()?)).map_err(err)?;
+        let id = RowId {
+            run_id: r.get(2).map_err(err)?,
+            seq: r.get(3).map_err(err)?,
+        };
+        current.add(key, json, id);
+    }
+    Ok(current)
+}
+
+/// Stores an `ok` run and its delta from `current` in one transaction;
+/// returns the run id. The transaction takes the write lock first, so no
+/// other run of the series can be stored between the check of
+/// `current.latest_run` and the commit.
 pub fn store_run(
     path: &Path,
     name: &str,
@@ -57,12 +75,19 @@ pub fn store_run(
     taken: i64,
     rows: &[RawRow],
     message: Option<&str>,
+    mut current: CurrentRows,
 ) -> Result<i64, Error> {
     let err = |e: rusqlite::Error| Error::db("store snapshot", name, e);
     let mut conn = open(path)?;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(err)?;
+    let latest: Option<i64> = tx
+        .query_row(LATEST_OK_SQL, [name, host], |r| r.get(0))
+        .map_err(err)?;
+    if latest != current.latest_run {
+        current = read_current(&tx, name, host)?;
+    }
     tx.execute(
         "INSERT INTO snapshot_runs (name, host, taken, status, finished, row_count, message) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -78,20 +103,21 @@ pub fn store_run(
     )
     .map_err(err)?;
     let id = tx.last_insert_rowid();
+    let delta = Delta::between(current, rows);
     {
         let fail = |m| Error::db("store snapshot", name, m);
         let mut many = RowInsert::prepare(&tx, ROWS_PER_INSERT).map_err(fail)?;
         let mut one = RowInsert::prepare(&tx, 1).map_err(fail)?;
-        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        let mut seq = 0;
+        let mut chunks = delta.insert.chunks_exact(ROWS_PER_INSERT);
         for chunk in &mut chunks {
-            many.insert(id, seq, chunk).map_err(fail)?;
-            seq += chunk.len() as i64;
+            many.insert(id, chunk).map_err(fail)?;
         }
         for row in chunks.remainder() {
-            one.insert(id, seq, std::slice::from_ref(row))
-                .map_err(fail)?;
-            seq += 1;
+            one.insert(id, std::slice::from_ref(row)).map_err(fail)?;
+        }
+        let mut end = tx.prepare(END_ROW_SQL).map_err(err)?;
+        for r in &delta.end {
+            end.execute([id, r.run_id, r.seq]).map_err(err)?;
         }
     }
     tx.commit().map_err(err)?;
@@ -121,19 +147,74 @@ impl RowInsert {
         })
     }
 
-    /// Inserts `rows` (exactly `n`) as seq `first`, `first + 1`, ...
-    fn insert(&mut self, run_id: i64, first: i64, rows: &[RawRow]) -> Result<(), String> {
+    /// Inserts `rows` (exactly `n`, each with its `seq`) for run `run_id`.
+    fn insert(&mut self, run_id: i64, rows: &[(i64, &RawRow)]) -> Result<(), String> {
         debug_assert_eq!(rows.len(), self.n);
         let s = &self.stmt;
         let mut rc = ffi::SQLITE_OK;
-        for (i, row) in rows.iter().take(self.n).enumerate() {
+        for (i, (seq, row)) in rows.iter().take(self.n).enumerate() {
             let col = 4 * i as c_int;
             // The texts borrow `rows`, alive until `execute` resets the statement.
             rc |= s.bind_int(col + 1, Some(run_id))
-                | s.bind_int(col + 2, Some(first + i as i64))
+                | s.bind_int(col + 2, Some(*seq))
                 | s.bind_text(col + 3, Some(&row.key))
                 | s.bind_text(col + 4, Some(&row.json));
         }
         self.stmt.execute(rc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0006 turns rows stored one copy per run into intervals
+    /// that read back exactly as before, failed runs and other series aside.
+    #[test]
+    fn migration_0006_keeps_old_runs_readable() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let (before, after): (Vec<_>, Vec<_>) = files
+            .iter()
+            .partition(|p| p.file_name().unwrap().to_string_lossy().as_ref() < "0006");
+        for f in before {
+            conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO snapshot_runs (id, name, host, taken, status) VALUES
+               (1, 'people', 'h', 0, 'ok'), (2, 'people', 'h', 0, 'failed'),
+               (3, 'people', 'h', 0, 'ok'), (4, 'other', 'h', 0, 'ok'), (5, 'people', 'h2', 0, 'ok');
+             INSERT INTO snapshot_rows (run_id, seq, row_key, value) VALUES
+               (1, 0, 'a', '1'), (1, 1, 'b', '2'), (3, 0, 'a', '1'), (3, 1, 'c', '3'),
+               (4, 0, 'z', '0'), (5, 0, 'q', '0');",
+        )
+        .unwrap();
+        for f in after {
+            conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+                .unwrap();
+        }
+        let rows_of = |name: &str, host: &str, run: i64| -> Vec<String> {
+            let sql = super::super::storage::RUN_ROWS_SQL;
+            let mut st = conn.prepare(sql).unwrap();
+            st.query_map(rusqlite::params![name, host, run, run], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(rows_of("people", "h", 1), ["a", "b"]);
+        assert_eq!(rows_of("people", "h", 3), ["a", "c"]);
+        assert_eq!(rows_of("other", "h", 4), ["z"]);
+        assert_eq!(rows_of("people", "h2", 5), ["q"]);
+        let current = read_current(&conn, "people", "h").unwrap();
+        assert_eq!(current.latest_run, Some(3));
+        let mut keys: Vec<&str> = current.iter().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["a", "c"]);
     }
 }

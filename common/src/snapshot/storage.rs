@@ -1,11 +1,14 @@
 //! Runs and rows in the database (`snapshot_runs`, `snapshot_rows`).
 //!
-//! A successful run is written in one transaction with all its rows, so a
-//! reader never sees half a run; a failed run is a row with status
-//! `failed`, a message and no rows. Every value is a bound parameter.
+//! A successful run is written in one transaction with its delta (see
+//! [`super::current`]: rows are stored once per value, with the run that
+//! first had them and the run that ended them), so a reader never sees half
+//! a run; a failed run is a row with status `failed`, a message and no
+//! rows. Every value is a bound parameter.
 
 use serde_json::Value;
 
+use super::current::{CurrentRows, Delta, RowId};
 use super::{RawRow, Row, Run, STATUS_FAILED, STATUS_OK};
 use crate::Error;
 use crate::db::Database;
@@ -41,6 +44,29 @@ fn to_run(t: RunTuple) -> Run {
     }
 }
 
+/// The latest successful run of a name and host.
+pub(super) const LATEST_OK_SQL: &str =
+    "SELECT MAX(id) FROM snapshot_runs WHERE name = ? AND host = ? AND status = 'ok'";
+
+/// The current rows of a name and host: key, value, run_id, seq.
+pub(super) const CURRENT_ROWS_SQL: &str = "SELECT r.row_key, r.value, r.run_id, r.seq \
+     FROM snapshot_runs u JOIN snapshot_rows r ON r.run_id = u.id \
+     WHERE u.name = ? AND u.host = ? AND u.status = 'ok' AND r.until_run IS NULL";
+
+/// The rows of run `?3` (of name `?1` on host `?2`): stored by it or an
+/// earlier run of the series and not ended by `?3` or before.
+pub(super) const RUN_ROWS_SQL: &str = "SELECT r.row_key, r.value \
+     FROM snapshot_runs u JOIN snapshot_rows r ON r.run_id = u.id \
+     WHERE u.name = ? AND u.host = ? AND u.status = 'ok' AND u.id <= ? \
+     AND (r.until_run IS NULL OR r.until_run > ?) ORDER BY r.run_id, r.seq";
+
+/// Ends a stored row: `until_run = ?1` for the row `(run_id, seq) = (?2, ?3)`.
+pub(super) const END_ROW_SQL: &str =
+    "UPDATE snapshot_rows SET until_run = ? WHERE run_id = ? AND seq = ?";
+
+/// Seconds a MariaDB store waits for another store of the same series.
+const MYSQL_LOCK_WAIT_SECS: i64 = 60;
+
 /// Stores a successful run with its rows; returns the run id.
 /// Keys must be unique (see [`super::dedupe_keys`]).
 pub async fn store_run(
@@ -52,11 +78,16 @@ pub async fn store_run(
     message: Option<&str>,
 ) -> Result<i64, Error> {
     let raw: Vec<RawRow> = rows.iter().cloned().map(RawRow::from_row).collect();
-    store_raw_run(db, name, host, taken, &raw, message).await
+    let current = current_rows(db, name, host).await?;
+    store_raw_run(db, name, host, taken, &raw, message, current).await
 }
 
-/// [`store_run`] of rows whose values are JSON text already. On SQLite
-/// the rows go through one prepared statement on the C API
+/// [`store_run`] of rows whose values are JSON text already, given the
+/// series' rows as read before ([`current_rows`]): only the delta is
+/// written (see [`Delta`]). Stores of one name and host are serialized
+/// (SQLite: the write lock; MariaDB: a named lock), and if another run was
+/// stored since `current` was read, the current rows are read again first.
+/// On SQLite the rows go through one prepared statement on the C API
 /// (`sqlite_store.rs`), on MariaDB through multi-row INSERTs.
 pub async fn store_raw_run(
     db: &Database,
@@ -65,56 +96,200 @@ pub async fn store_raw_run(
     taken: i64,
     rows: &[RawRow],
     message: Option<&str>,
+    current: CurrentRows,
 ) -> Result<i64, Error> {
     let err = |e: sqlx::Error| Error::db("store snapshot", name, e);
     match db {
         Database::Sqlite(d) => {
-            super::sqlite_store::store_run(d.path(), name, host, taken, rows, message)
+            super::sqlite_store::store_run(d.path(), name, host, taken, rows, message, current)
         }
         Database::Mysql(d) => {
-            let insert_run = "INSERT INTO snapshot_runs (name, host, taken, status, finished, row_count, message) \
-                              VALUES (?, ?, ?, ?, ?, ?, ?)";
-            let mut tx = d.pool.begin().await.map_err(err)?;
-            let id = sqlx::query(insert_run)
-                .bind(name)
-                .bind(host)
-                .bind(taken)
-                .bind(STATUS_OK)
-                .bind(crate::time::now_ms())
-                .bind(rows.len() as i64)
-                .bind(message)
-                .execute(&mut *tx)
+            let mut conn = d.pool.acquire().await.map_err(err)?;
+            let lock = series_lock(name, host);
+            let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+                .bind(&lock)
+                .bind(MYSQL_LOCK_WAIT_SECS)
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(err)?
-                .last_insert_id() as i64;
-            let mut start = 0;
-            while start < rows.len() {
-                let mut end = start;
-                let mut bytes = 0;
-                while end < rows.len()
-                    && end - start < MYSQL_ROWS_PER_STATEMENT
-                    && (end == start || bytes < MYSQL_BYTES_PER_STATEMENT)
-                {
-                    bytes += rows[end].json.len() + rows[end].key.len();
-                    end += 1;
-                }
-                let mut qb: sqlx::QueryBuilder<sqlx::MySql> = sqlx::QueryBuilder::new(
-                    "INSERT INTO snapshot_rows (run_id, seq, row_key, value) ",
-                );
-                qb.push_values(start..end, |mut b, i| {
-                    b.push_bind(id)
-                        .push_bind(i as i64)
-                        .push_bind(rows[i].key.as_str())
-                        .push_bind(rows[i].json.as_str());
-                });
-                qb.build().execute(&mut *tx).await.map_err(err)?;
-                start = end;
+                .map_err(err)?;
+            if locked != Some(1) {
+                return Err(Error::db(
+                    "store snapshot",
+                    name,
+                    format!(
+                        "another run of it on {host} held its lock for {MYSQL_LOCK_WAIT_SECS} s"
+                    ),
+                ));
             }
-            tx.commit().await.map_err(err)?;
-            Ok(id)
+            let stored = store_mysql(&mut conn, name, host, taken, rows, message, current).await;
+            let released = sqlx::query("SELECT RELEASE_LOCK(?)")
+                .bind(&lock)
+                .execute(&mut *conn)
+                .await;
+            if released.is_err() {
+                // Never hand a connection that may still hold the lock back to the pool.
+                drop(conn.detach());
+            }
+            stored.map_err(err)
         }
     }
 }
+
+/// Name of the MariaDB lock of a series (GET_LOCK names are at most 64
+/// characters; names and hosts can be longer).
+fn series_lock(name: &str, host: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(name)
+        .chain_update([0])
+        .chain_update(host)
+        .finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("siemstress-snapshot-{hex}")
+}
+
+async fn store_mysql(
+    conn: &mut sqlx::MySqlConnection,
+    name: &str,
+    host: &str,
+    taken: i64,
+    rows: &[RawRow],
+    message: Option<&str>,
+    mut current: CurrentRows,
+) -> Result<i64, sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let latest: Option<i64> = sqlx::query_scalar(LATEST_OK_SQL)
+        .bind(name)
+        .bind(host)
+        .fetch_one(&mut *tx)
+        .await?;
+    if latest != current.latest_run {
+        current = read_current_mysql(&mut tx, name, host).await?;
+    }
+    let id = sqlx::query(
+        "INSERT INTO snapshot_runs (name, host, taken, status, finished, row_count, message) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(name)
+    .bind(host)
+    .bind(taken)
+    .bind(STATUS_OK)
+    .bind(crate::time::now_ms())
+    .bind(rows.len() as i64)
+    .bind(message)
+    .execute(&mut *tx)
+    .await?
+    .last_insert_id() as i64;
+    let delta = Delta::between(current, rows);
+    let mut start = 0;
+    while start < delta.insert.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < delta.insert.len()
+            && end - start < MYSQL_ROWS_PER_STATEMENT
+            && (end == start || bytes < MYSQL_BYTES_PER_STATEMENT)
+        {
+            let row = delta.insert[end].1;
+            bytes += row.json.len() + row.key.len();
+            end += 1;
+        }
+        let mut qb: sqlx::QueryBuilder<sqlx::MySql> =
+            sqlx::QueryBuilder::new("INSERT INTO snapshot_rows (run_id, seq, row_key, value) ");
+        qb.push_values(&delta.insert[start..end], |mut b, (seq, row)| {
+            b.push_bind(id)
+                .push_bind(*seq)
+                .push_bind(row.key.as_str())
+                .push_bind(row.json.as_str());
+        });
+        qb.build().execute(&mut *tx).await?;
+        start = end;
+    }
+    for ended in delta.end.chunk_by(|a, b| a.run_id == b.run_id) {
+        for chunk in ended.chunks(MYSQL_ROWS_PER_STATEMENT) {
+            let mut qb: sqlx::QueryBuilder<sqlx::MySql> =
+                sqlx::QueryBuilder::new("UPDATE snapshot_rows SET until_run = ");
+            qb.push_bind(id)
+                .push(" WHERE run_id = ")
+                .push_bind(chunk[0].run_id)
+                .push(" AND seq IN (");
+            let mut seqs = qb.separated(", ");
+            for r in chunk {
+                seqs.push_bind(r.seq);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// The current rows of a series on MariaDB.
+async fn read_current_mysql(
+    conn: &mut sqlx::MySqlConnection,
+    name: &str,
+    host: &str,
+) -> Result<CurrentRows, sqlx::Error> {
+    let latest: Option<i64> = sqlx::query_scalar(LATEST_OK_SQL)
+        .bind(name)
+        .bind(host)
+        .fetch_one(&mut *conn)
+        .await?;
+    let stored: Vec<(String, String, i64, i64)> = sqlx::query_as(CURRENT_ROWS_SQL)
+        .bind(name)
+        .bind(host)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut current = CurrentRows::with_capacity(latest, stored.len());
+    for (key, json, run_id, seq) in &stored {
+        current.add(
+            key,
+            json.as_bytes(),
+            RowId {
+                run_id: *run_id,
+                seq: *seq,
+            },
+        );
+    }
+    Ok(current)
+}
+
+/// The rows valid for the latest successful run of `name` on `host`
+/// (none before the first run), for [`store_raw_run`].
+pub async fn current_rows(db: &Database, name: &str, host: &str) -> Result<CurrentRows, Error> {
+    match db {
+        Database::Sqlite(d) => super::sqlite_store::current_rows(d.path(), name, host),
+        Database::Mysql(d) => {
+            let mut conn = d
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| Error::db("read snapshot", name, e))?;
+            read_current_mysql(&mut conn, name, host)
+                .await
+                .map_err(|e| Error::db("read snapshot", name, e))
+        }
+    }
+}
+
+/// A reader of [`current_rows`] that runs on any thread: on SQLite it opens
+/// its own connection, so the caller can read while it walks the file
+/// system. `None` on MariaDB.
+pub fn sqlite_current_reader(db: &Database, name: &str, host: &str) -> Option<CurrentReader> {
+    match db {
+        Database::Sqlite(d) => {
+            let (path, name, host) = (d.path().to_owned(), name.to_owned(), host.to_owned());
+            Some(Box::new(move || {
+                super::sqlite_store::current_rows(&path, &name, &host)
+            }))
+        }
+        Database::Mysql(_) => None,
+    }
+}
+
+/// See [`sqlite_current_reader`].
+pub type CurrentReader = Box<dyn FnOnce() -> Result<CurrentRows, Error> + Send>;
 
 /// Records a run whose gatherer failed (no rows); returns its id.
 pub async fn store_failed(
@@ -228,14 +403,20 @@ pub async fn runs_between(db: &Database, from: i64, to: i64) -> Result<Vec<Run>,
     Ok(rows.into_iter().map(to_run).collect())
 }
 
-/// The rows of a run, in the gatherer's order.
-pub async fn rows(db: &Database, run_id: i64) -> Result<Vec<Row>, Error> {
-    let sql = "SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq";
-    let raw: Vec<(String, String)> = crate::with_pool!(db, pool => sqlx::query_as(sql)
-        .bind(run_id)
+/// The rows of `run`: none for a failed run; in the order they were
+/// stored (rows unchanged since an earlier run first, in that run's order).
+pub async fn rows(db: &Database, run: &Run) -> Result<Vec<Row>, Error> {
+    if run.status != STATUS_OK {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<(String, String)> = crate::with_pool!(db, pool => sqlx::query_as(RUN_ROWS_SQL)
+        .bind(&run.name)
+        .bind(&run.host)
+        .bind(run.id)
+        .bind(run.id)
         .fetch_all(pool)
         .await
-        .map_err(|e| Error::db("read rows of snapshot run", &run_id.to_string(), e))?);
+        .map_err(|e| Error::db("read rows of snapshot run", &run.id.to_string(), e))?);
     Ok(raw
         .into_iter()
         .map(|(key, v)| {
@@ -243,47 +424,4 @@ pub async fn rows(db: &Database, run_id: i64) -> Result<Vec<Row>, Error> {
             Row { key, value }
         })
         .collect())
-}
-
-/// A reader of a run's rows ([`each_raw_row`]) that runs on any thread:
-/// on SQLite it opens its own connection, so the caller can read the
-/// previous run while it walks the file system. `None` on MariaDB.
-pub fn sqlite_row_reader(db: &Database, run_id: i64) -> Option<RowReader> {
-    match db {
-        Database::Sqlite(d) => {
-            let path = d.path().to_owned();
-            Some(Box::new(move |f| {
-                super::sqlite_store::each_row(&path, run_id, f)
-            }))
-        }
-        Database::Mysql(_) => None,
-    }
-}
-
-/// See [`sqlite_row_reader`].
-pub type RowReader = Box<dyn FnOnce(&mut dyn FnMut(&str, &[u8])) -> Result<(), Error> + Send>;
-
-/// Calls `f(key, JSON text as bytes)` for every row of a run, in the
-/// gatherer's order, without parsing (or UTF-8 checking) the values. On
-/// SQLite the texts are borrowed from the statement (no allocation per row).
-pub async fn each_raw_row(
-    db: &Database,
-    run_id: i64,
-    f: &mut dyn FnMut(&str, &[u8]),
-) -> Result<(), Error> {
-    match db {
-        Database::Sqlite(d) => super::sqlite_store::each_row(d.path(), run_id, f),
-        Database::Mysql(d) => {
-            let sql = "SELECT row_key, value FROM snapshot_rows WHERE run_id = ? ORDER BY seq";
-            let rows: Vec<(String, String)> = sqlx::query_as(sql)
-                .bind(run_id)
-                .fetch_all(&d.pool)
-                .await
-                .map_err(|e| Error::db("read rows of snapshot run", &run_id.to_string(), e))?;
-            for (k, v) in &rows {
-                f(k, v.as_bytes());
-            }
-            Ok(())
-        }
-    }
 }

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use siemstress_common::snapshot::current::CurrentRows;
 use siemstress_common::snapshot::{RawRow, Row};
 
 pub use fs::PrevFiles;
@@ -108,8 +109,8 @@ pub struct Ctx<'a> {
     /// Filesystem root to read under (`/` by default).
     pub root: PathBuf,
     pub config: &'a GatherConfig,
-    /// Hashed regular files of the previous successful run of this
-    /// snapshot on this host, for `files` and `suid`: hashes are reused when
+    /// The rows of the previous successful run of this snapshot on this
+    /// host; `files` and `suid` reuse the hashes of regular files whose
     /// size, mtime and inode did not change.
     pub previous: Previous,
     /// Non-fatal problems, printed on stderr.
@@ -133,33 +134,70 @@ pub fn under_root(root: &Path, p: &str) -> PathBuf {
     root.join(p.trim_start_matches('/'))
 }
 
-/// Last run's files, for hash reuse: read already, or being read on
-/// another thread (SQLite) while the gatherer walks.
+/// The series' current rows (for the store) and, for `files` and `suid`,
+/// the hashed files among them (for hash reuse).
+#[derive(Default)]
+pub struct Loaded {
+    pub current: CurrentRows,
+    pub files: PrevFiles,
+}
+
+impl Loaded {
+    /// `current`, with its hashed files indexed if `files` is set.
+    pub fn new(current: CurrentRows, files: bool) -> Self {
+        let mut prev = PrevFiles::with_capacity(if files { current.len() } else { 0 });
+        if files {
+            for (key, json) in current.iter() {
+                prev.add(key, json);
+            }
+        }
+        Self {
+            current,
+            files: prev,
+        }
+    }
+}
+
+/// The last run's rows: read already, or being read on another thread
+/// (SQLite) while the gatherer walks.
 pub enum Previous {
-    Ready(PrevFiles),
-    Loading(std::thread::JoinHandle<anyhow::Result<PrevFiles>>),
+    Ready(Box<Loaded>),
+    Loading(std::thread::JoinHandle<anyhow::Result<Loaded>>),
 }
 
 impl Default for Previous {
     fn default() -> Self {
-        Previous::Ready(PrevFiles::default())
+        Previous::Ready(Box::default())
     }
 }
 
 impl Previous {
-    /// The files, waiting for the reader if it is still running.
+    /// The hashed files, waiting for the reader if it is still running.
     pub fn wait(&mut self) -> anyhow::Result<&PrevFiles> {
+        Ok(&self.loaded()?.files)
+    }
+
+    /// The current rows, waiting for the reader if it is still running.
+    pub fn into_current(mut self) -> anyhow::Result<CurrentRows> {
+        self.loaded()?;
+        match self {
+            Previous::Ready(loaded) => Ok(loaded.current),
+            Previous::Loading(_) => unreachable!("loaded() waited"),
+        }
+    }
+
+    fn loaded(&mut self) -> anyhow::Result<&Loaded> {
         if let Previous::Loading(_) = self {
             let Previous::Loading(h) = std::mem::take(self) else {
                 unreachable!()
             };
-            let files = h
+            let loaded = h
                 .join()
                 .map_err(|_| anyhow::anyhow!("reading the previous run panicked"))??;
-            *self = Previous::Ready(files);
+            *self = Previous::Ready(Box::new(loaded));
         }
         match self {
-            Previous::Ready(files) => Ok(files),
+            Previous::Ready(loaded) => Ok(loaded),
             Previous::Loading(_) => unreachable!(),
         }
     }
