@@ -54,15 +54,11 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     // Read before gathering: `files` and `suid` reuse hashes from it (on
     // SQLite it is read on another thread while they walk), and the store
     // writes only the rows that differ from it.
-    let hashed = matches!(opts.gather.as_deref(), Some("files" | "suid"));
     let mut previous = match storage::sqlite_current_reader(&db, &name, &host) {
-        Some(read) if hashed => gather::Previous::Loading(std::thread::spawn(move || {
-            Ok(gather::Loaded::new(read()?, true))
-        })),
-        _ => gather::Previous::Ready(Box::new(gather::Loaded::new(
-            storage::current_rows(&db, &name, &host).await?,
-            hashed,
-        ))),
+        Some(read) if matches!(opts.gather.as_deref(), Some("files" | "suid")) => {
+            gather::Previous::Loading(std::thread::spawn(move || Ok(read()?)))
+        }
+        _ => gather::Previous::Ready(storage::current_rows(&db, &name, &host).await?),
     };
     let result = match &opts.gather {
         Some(kind) => {

@@ -33,6 +33,11 @@ fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
 /// one read transaction so that they belong to the run read with them.
 pub fn current_rows(path: &Path, name: &str, host: &str) -> Result<CurrentRows, Error> {
     let mut conn = open(path)?;
+    // Pages read through a memory map: no copy into SQLite's cache (the
+    // rows are copied once, into the map of current rows).
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)
+        .and_then(|_| conn.pragma_update(None, "cache_size", -2048))
+        .map_err(|e| Error::db("open", &path.display().to_string(), e))?;
     let tx = conn
         .transaction()
         .map_err(|e| Error::db("read snapshot", name, e))?;

@@ -20,6 +20,9 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use siemstress_common::snapshot::RawRow;
 
+use super::listing::Prefetch;
+use siemstress_common::snapshot::current::CurrentRows;
+
 /// A path as on the host (`/etc/passwd`), read under the root
 /// (`ROOT/etc/passwd`, see [`full_path`]).
 #[derive(Debug, Clone)]
@@ -65,8 +68,8 @@ pub struct WalkErrors(pub HashMap<String, String>);
 /// `max_depth` limits levels below `start`; `same_dev` keeps to one file
 /// system; excluded paths are neither reported nor descended. `keep` sees
 /// every entry (host path, lstat) and says whether it goes into `out`.
-/// Entries are stat'ed relative to their directory (`DirEntry::metadata`:
-/// one `statx` without resolving the whole path again).
+/// Directories are listed (and their entries stat'ed) ahead on helper
+/// threads, see [`super::listing`].
 #[allow(clippy::too_many_arguments)]
 pub fn walk(
     root: &Path,
@@ -78,53 +81,42 @@ pub fn walk(
     out: &mut Vec<Entry>,
     keep: &mut dyn FnMut(&str, &std::fs::Metadata) -> bool,
 ) {
-    let mut stack = vec![(start.to_owned(), 0usize)];
-    let mut children: Vec<(String, std::fs::DirEntry)> = Vec::new();
-    let mut subdirs: Vec<(String, usize)> = Vec::new();
-    while let Some((dir, depth)) = stack.pop() {
-        let listing = match std::fs::read_dir(full_path(root, &dir)) {
-            Ok(l) => l,
-            Err(e) => {
-                errors.0.insert(dir, format!("cannot list: {e}"));
-                continue;
-            }
-        };
-        let prefix = dir.trim_end_matches('/');
-        children.clear();
-        children.extend(listing.filter_map(Result::ok).map(|d| {
-            let name = d.file_name();
-            let name = name.to_string_lossy();
-            let mut host = String::with_capacity(prefix.len() + 1 + name.len());
-            host.push_str(prefix);
-            host.push('/');
-            host.push_str(&name);
-            (host, d)
-        }));
-        // Same parent: host order is name order.
-        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (host, d) in children.drain(..) {
-            if !exclude.is_empty() && exclude.is_match(&host) {
-                continue;
-            }
-            let Ok(md) = d.metadata() else {
-                continue;
-            };
-            let deeper = max_depth.is_none_or(|m| depth + 1 < m);
-            let descend = md.is_dir() && deeper && same_dev.is_none_or(|d| md.dev() == d);
-            let kept = keep(&host, &md);
-            match (kept, descend) {
-                (true, true) => {
-                    subdirs.push((host.clone(), depth + 1));
-                    out.push(Entry { host, md: Some(md) });
+    let helpers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
+    Prefetch::new(root, exclude).run(helpers, |prefetch| {
+        let mut stack = vec![(start.to_owned(), 0usize)];
+        prefetch.want(std::iter::once(start.to_owned()));
+        let mut subdirs: Vec<(String, usize)> = Vec::new();
+        while let Some((dir, depth)) = stack.pop() {
+            let listing = match prefetch.take(&dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    errors.0.insert(dir, format!("cannot list: {e}"));
+                    continue;
                 }
-                (true, false) => out.push(Entry { host, md: Some(md) }),
-                (false, true) => subdirs.push((host, depth + 1)),
-                (false, false) => {}
+            };
+            for (host, md) in listing {
+                let deeper = max_depth.is_none_or(|m| depth + 1 < m);
+                let descend = md.is_dir() && deeper && same_dev.is_none_or(|d| md.dev() == d);
+                let kept = keep(&host, &md);
+                match (kept, descend) {
+                    (true, true) => {
+                        subdirs.push((host.clone(), depth + 1));
+                        out.push(Entry { host, md: Some(md) });
+                    }
+                    (true, false) => out.push(Entry { host, md: Some(md) }),
+                    (false, true) => subdirs.push((host, depth + 1)),
+                    (false, false) => {}
+                }
             }
+            // Reversed, so that the stack (and the read-ahead queue) pop
+            // them in name order.
+            prefetch.want(subdirs.iter().rev().map(|(d, _)| d.clone()));
+            stack.extend(subdirs.drain(..).rev());
         }
-        // Reverse so that the stack pops them in name order.
-        stack.extend(subdirs.drain(..).rev());
-    }
+    });
 }
 
 /// Type name of a file.
@@ -242,25 +234,6 @@ impl PrevFile {
     fn sha256(&self) -> &str {
         // Checked to be hex digits when read.
         std::str::from_utf8(&self.sha256).unwrap_or_default()
-    }
-}
-
-/// Last run's regular files with a hash, by host path.
-#[derive(Debug, Default)]
-pub struct PrevFiles(HashMap<Box<str>, PrevFile>);
-
-impl PrevFiles {
-    /// Room for `n` rows.
-    pub fn with_capacity(n: usize) -> Self {
-        Self(HashMap::with_capacity(n))
-    }
-
-    /// Takes last run's row `key` with JSON `json` if it is a hashed
-    /// regular file (anything else is not reused, so it is not kept).
-    pub fn add(&mut self, key: &str, json: &[u8]) {
-        if let Some(p) = prev_file(json) {
-            self.0.insert(key.into(), p);
-        }
     }
 }
 
@@ -442,7 +415,7 @@ fn push_key(out: &mut String, key: &str) {
 fn entry_json(
     root: &Path,
     e: &Entry,
-    previous: &PrevFiles,
+    previous: &CurrentRows,
     list_error: Option<&str>,
     stats: &HashStats,
     out: &mut String,
@@ -471,6 +444,7 @@ fn entry_json(
     // Some(None): a file that could not be read (`"sha256":null`).
     let mut sha256: Option<Option<&str>> = None;
     let hashed: String;
+    let prev: Option<PrevFile>;
     let mut mtime = String::new();
     if ft.is_file() || ft.is_symlink() {
         push_mtime(&mut mtime, &md);
@@ -481,7 +455,9 @@ fn entry_json(
             Err(err) => error = Some(format!("cannot read link: {err}")),
         }
     } else if ft.is_file() {
-        let reusable = previous.0.get(e.host.as_str()).filter(|p| {
+        // The previous row is parsed here, for the paths that still exist.
+        prev = previous.get(&e.host).and_then(prev_file);
+        let reusable = prev.as_ref().filter(|p| {
             p.size == md.size() && p.inode == md.ino() && p.mtime() == mtime.as_bytes()
         });
         if let Some(p) = reusable {
@@ -612,7 +588,7 @@ const CHUNK: usize = 512;
 pub fn rows_for(
     root: &Path,
     entries: Vec<Entry>,
-    previous: &PrevFiles,
+    previous: &CurrentRows,
     errors: &WalkErrors,
     stats: &HashStats,
 ) -> Vec<RawRow> {
@@ -669,6 +645,82 @@ pub fn rows_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The walk with read-ahead helpers returns what a plain recursive
+    /// depth-first walk in name order returns: same order, depth limit,
+    /// excludes (not descended), unlistable directories as errors.
+    #[test]
+    fn walk_order_depth_excludes_and_errors() {
+        let dir = std::env::temp_dir().join(format!("siemwalk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for a in 0..30 {
+            for b in 0..3 {
+                let d = dir.join(format!("t/d{a:02}/s{b}"));
+                std::fs::create_dir_all(&d).unwrap();
+                for f in 0..2 {
+                    std::fs::write(d.join(format!("f{f}")), "x").unwrap();
+                }
+            }
+        }
+        std::fs::create_dir_all(dir.join("t/zz/skip")).unwrap();
+        std::fs::write(dir.join("t/zz/skip/f"), "x").unwrap();
+        // The walk's order: a directory's entries by name, then its
+        // subdirectories', one after the other.
+        fn reference(dir: &Path, host: &str, skip: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+            let mut names: Vec<String> = std::fs::read_dir(dir.join(&host[1..]))
+                .unwrap()
+                .map(|e| format!("{host}/{}", e.unwrap().file_name().to_string_lossy()))
+                .filter(|h| !skip(h))
+                .collect();
+            names.sort();
+            out.extend(names.iter().cloned());
+            for h in names {
+                if dir.join(&h[1..]).is_dir() {
+                    reference(dir, &h, skip, out);
+                }
+            }
+        }
+        let mut expect = Vec::new();
+        let skip = |h: &str| h == "/t/zz/skip" || (h.starts_with("/t/d07/") && h.contains("/f"));
+        reference(&dir, "/t", &skip, &mut expect);
+        assert_eq!(expect.len(), 30 + 90 + 29 * 6 + 1);
+        let walk_all = |max_depth, exclude: &GlobSet| {
+            let (mut errors, mut out) = (WalkErrors::default(), Vec::new());
+            walk(
+                &dir,
+                "/t",
+                max_depth,
+                None,
+                exclude,
+                &mut errors,
+                &mut out,
+                &mut |_, _| true,
+            );
+            let hosts: Vec<String> = out.into_iter().map(|e| e.host).collect();
+            (hosts, errors)
+        };
+        let ex = glob_set(&["/t/zz/skip".into(), "/t/d07/*/f*".into()]).unwrap();
+        let (hosts, errors) = walk_all(None, &ex);
+        assert_eq!(hosts, expect);
+        assert!(errors.0.is_empty());
+        let (hosts, _) = walk_all(Some(1), &GlobSet::empty());
+        assert_eq!(hosts.len(), 31, "{hosts:?}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            // (Root lists a mode-000 directory anyway.)
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |m| {
+                std::fs::set_permissions(dir.join("t/d03"), std::fs::Permissions::from_mode(m))
+                    .unwrap()
+            };
+            mode(0o000);
+            let (hosts, errors) = walk_all(None, &ex);
+            mode(0o755);
+            assert!(errors.0.contains_key("/t/d03"), "{:?}", errors.0);
+            assert!(hosts.iter().all(|h| !h.starts_with("/t/d03/")));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn mtime_as_chrono_writes_it() {
@@ -768,7 +820,7 @@ mod tests {
         let rows = rows_for(
             &dir,
             entries.clone(),
-            &PrevFiles::default(),
+            &CurrentRows::default(),
             &errors,
             &stats,
         );
@@ -795,11 +847,14 @@ mod tests {
             rows[2].json
         );
         // The second run reuses both hashes and writes the same rows.
-        let mut prev = PrevFiles::default();
-        for r in &rows {
-            prev.add(&r.key, r.json.as_bytes());
+        let mut prev = CurrentRows::default();
+        for (seq, r) in rows.iter().enumerate() {
+            let id = siemstress_common::snapshot::current::RowId {
+                run_id: 1,
+                seq: seq as i64,
+            };
+            prev.add(&r.key, r.json.as_bytes(), id);
         }
-        assert_eq!(prev.0.len(), 2);
         let stats2 = HashStats::default();
         let again = rows_for(&dir, entries, &prev, &errors, &stats2);
         assert_eq!(again, rows);

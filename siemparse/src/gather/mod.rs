@@ -19,6 +19,7 @@ mod files;
 mod fs;
 mod groups;
 mod listenports;
+mod listing;
 mod mysql_users;
 mod passwd;
 mod suid;
@@ -30,8 +31,6 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use siemstress_common::snapshot::current::CurrentRows;
 use siemstress_common::snapshot::{RawRow, Row};
-
-pub use fs::PrevFiles;
 
 /// Names of the built-in kinds, for `--gather` and its error message.
 pub const KINDS: [&str; 8] = [
@@ -134,70 +133,42 @@ pub fn under_root(root: &Path, p: &str) -> PathBuf {
     root.join(p.trim_start_matches('/'))
 }
 
-/// The series' current rows (for the store) and, for `files` and `suid`,
-/// the hashed files among them (for hash reuse).
-#[derive(Default)]
-pub struct Loaded {
-    pub current: CurrentRows,
-    pub files: PrevFiles,
-}
-
-impl Loaded {
-    /// `current`, with its hashed files indexed if `files` is set.
-    pub fn new(current: CurrentRows, files: bool) -> Self {
-        let mut prev = PrevFiles::with_capacity(if files { current.len() } else { 0 });
-        if files {
-            for (key, json) in current.iter() {
-                prev.add(key, json);
-            }
-        }
-        Self {
-            current,
-            files: prev,
-        }
-    }
-}
-
 /// The last run's rows: read already, or being read on another thread
 /// (SQLite) while the gatherer walks.
 pub enum Previous {
-    Ready(Box<Loaded>),
-    Loading(std::thread::JoinHandle<anyhow::Result<Loaded>>),
+    Ready(CurrentRows),
+    Loading(std::thread::JoinHandle<anyhow::Result<CurrentRows>>),
 }
 
 impl Default for Previous {
     fn default() -> Self {
-        Previous::Ready(Box::default())
+        Previous::Ready(CurrentRows::default())
     }
 }
 
 impl Previous {
-    /// The hashed files, waiting for the reader if it is still running.
-    pub fn wait(&mut self) -> anyhow::Result<&PrevFiles> {
-        Ok(&self.loaded()?.files)
-    }
-
     /// The current rows, waiting for the reader if it is still running.
     pub fn into_current(mut self) -> anyhow::Result<CurrentRows> {
-        self.loaded()?;
+        self.wait()?;
         match self {
-            Previous::Ready(loaded) => Ok(loaded.current),
-            Previous::Loading(_) => unreachable!("loaded() waited"),
+            Previous::Ready(current) => Ok(current),
+            Previous::Loading(_) => unreachable!("wait() waited"),
         }
     }
 
-    fn loaded(&mut self) -> anyhow::Result<&Loaded> {
+    /// The current rows, waiting for the reader if it is still running.
+    pub fn wait(&mut self) -> anyhow::Result<&CurrentRows> {
         if let Previous::Loading(_) = self {
             let Previous::Loading(h) = std::mem::take(self) else {
                 unreachable!()
             };
-            let loaded = h
+            let current = h
                 .join()
                 .map_err(|_| anyhow::anyhow!("reading the previous run panicked"))??;
-            *self = Previous::Ready(Box::new(loaded));
+            *self = Previous::Ready(current);
         }
         match self {
-            Previous::Ready(loaded) => Ok(loaded),
+            Previous::Ready(current) => Ok(current),
             Previous::Loading(_) => unreachable!(),
         }
     }
