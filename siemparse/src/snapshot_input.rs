@@ -103,8 +103,14 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     let message = (!warnings.is_empty()).then(|| warnings.join("; "));
     let gathered = started.elapsed();
     let current = previous.into_current()?;
-    let id = storage::store_raw_run(&db, &name, &host, taken, &rows, message.as_deref(), current)
-        .await?;
+    let run = storage::NewRun {
+        name: &name,
+        host: &host,
+        taken,
+        rows: &rows,
+        message: message.as_deref(),
+    };
+    let id = storage::store_raw_run(&db, &run, current).await?;
     if stats {
         // For benchmarks (scripts/bench-snapshot-files.sh).
         eprintln!(

@@ -959,9 +959,14 @@ fn snapshot_rows_are_stored_once_per_value() {
             let stale_y = storage::current_rows(&db, "people", &host).await.unwrap();
             assert_eq!(stale_y.latest_run, Some(run5));
             for (rows, stale) in [(&x, stale_x), (&y, stale_y)] {
-                storage::store_raw_run(&db, "people", &host, 1, rows, None, stale)
-                    .await
-                    .unwrap();
+                let run = storage::NewRun {
+                    name: "people",
+                    host: &host,
+                    taken: 1,
+                    rows,
+                    message: None,
+                };
+                storage::store_raw_run(&db, &run, stale).await.unwrap();
             }
             db.close().await;
         });

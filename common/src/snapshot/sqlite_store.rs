@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::ffi;
 
 use super::current::{CurrentRows, Delta, RowId};
-use super::storage::{CURRENT_ROWS_SQL, END_ROW_SQL, LATEST_OK_SQL};
+use super::storage::{CURRENT_ROWS_SQL, END_ROW_SQL, LATEST_OK_SQL, NewRun};
 use super::{RawRow, STATUS_OK};
 use crate::Error;
 use crate::db::sqlite_stmt::RawStmt;
@@ -73,15 +73,14 @@ fn read_current(conn: &rusqlite::Connection, name: &str, host: &str) -> Result<C
 /// returns the run id. The transaction takes the write lock first, so no
 /// other run of the series can be stored between the check of
 /// `current.latest_run` and the commit.
-pub fn store_run(
-    path: &Path,
-    name: &str,
-    host: &str,
-    taken: i64,
-    rows: &[RawRow],
-    message: Option<&str>,
-    mut current: CurrentRows,
-) -> Result<i64, Error> {
+pub fn store_run(path: &Path, run: &NewRun<'_>, mut current: CurrentRows) -> Result<i64, Error> {
+    let NewRun {
+        name,
+        host,
+        taken,
+        rows,
+        message,
+    } = *run;
     let err = |e: rusqlite::Error| Error::db("store snapshot", name, e);
     let mut conn = open(path)?;
     let tx = conn

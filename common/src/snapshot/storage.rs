@@ -79,7 +79,25 @@ pub async fn store_run(
 ) -> Result<i64, Error> {
     let raw: Vec<RawRow> = rows.iter().cloned().map(RawRow::from_row).collect();
     let current = current_rows(db, name, host).await?;
-    store_raw_run(db, name, host, taken, &raw, message, current).await
+    let run = NewRun {
+        name,
+        host,
+        taken,
+        rows: &raw,
+        message,
+    };
+    store_raw_run(db, &run, current).await
+}
+
+/// A successful run to store: its series, start (UTC epoch ms), rows as
+/// JSON text (keys unique) and warnings.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    pub name: &'a str,
+    pub host: &'a str,
+    pub taken: i64,
+    pub rows: &'a [RawRow],
+    pub message: Option<&'a str>,
 }
 
 /// [`store_run`] of rows whose values are JSON text already, given the
@@ -91,18 +109,13 @@ pub async fn store_run(
 /// (`sqlite_store.rs`), on MariaDB through multi-row INSERTs.
 pub async fn store_raw_run(
     db: &Database,
-    name: &str,
-    host: &str,
-    taken: i64,
-    rows: &[RawRow],
-    message: Option<&str>,
+    run: &NewRun<'_>,
     current: CurrentRows,
 ) -> Result<i64, Error> {
+    let (name, host) = (run.name, run.host);
     let err = |e: sqlx::Error| Error::db("store snapshot", name, e);
     match db {
-        Database::Sqlite(d) => {
-            super::sqlite_store::store_run(d.path(), name, host, taken, rows, message, current)
-        }
+        Database::Sqlite(d) => super::sqlite_store::store_run(d.path(), run, current),
         Database::Mysql(d) => {
             let mut conn = d.pool.acquire().await.map_err(err)?;
             let lock = series_lock(name, host);
@@ -121,7 +134,7 @@ pub async fn store_raw_run(
                     ),
                 ));
             }
-            let stored = store_mysql(&mut conn, name, host, taken, rows, message, current).await;
+            let stored = store_mysql(&mut conn, run, current).await;
             let released = sqlx::query("SELECT RELEASE_LOCK(?)")
                 .bind(&lock)
                 .execute(&mut *conn)
@@ -150,14 +163,17 @@ fn series_lock(name: &str, host: &str) -> String {
 
 async fn store_mysql(
     conn: &mut sqlx::MySqlConnection,
-    name: &str,
-    host: &str,
-    taken: i64,
-    rows: &[RawRow],
-    message: Option<&str>,
+    run: &NewRun<'_>,
     mut current: CurrentRows,
 ) -> Result<i64, sqlx::Error> {
     use sqlx::Connection;
+    let NewRun {
+        name,
+        host,
+        taken,
+        rows,
+        message,
+    } = *run;
     let mut tx = conn.begin().await?;
     let latest: Option<i64> = sqlx::query_scalar(LATEST_OK_SQL)
         .bind(name)
