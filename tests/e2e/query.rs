@@ -1056,13 +1056,7 @@ fn grep_index_changes_no_result() {
         );
         // MariaDB: the deleted unindexed tail is a gap in the ids, stepped
         // over once it is older than the grace period (0 here).
-        let out = env
-            .cmd("siemparse")
-            .env("SIEMSTRESS_GREP_INDEX_GRACE_MS", "0")
-            .args(["-s", "t", "--index"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        index_with_grace(&env, "0");
         assert_eq!(
             env.scalar("SELECT indexed_upto FROM grep_index WHERE tbl = 't'"),
             env.scalar("SELECT max(id) FROM t")
@@ -1115,6 +1109,18 @@ fn ids_mode(env: &Env, mode: &str, args: &[&str]) -> Vec<i64> {
                 .unwrap()
         })
         .collect()
+}
+
+/// `siemparse -s t --index` with MariaDB's grace period for gaps in the
+/// ids set to `grace_ms`.
+fn index_with_grace(env: &Env, grace_ms: &str) {
+    let out = env
+        .cmd("siemparse")
+        .env("SIEMSTRESS_GREP_INDEX_GRACE_MS", grace_ms)
+        .args(["-s", "t", "--index"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// True if the SQL printed by `--verbose` narrows by the search index
@@ -1295,13 +1301,7 @@ fn grep_index_agrees_with_scan_on_every_output() {
         }
         ingest(GREP_LINES.as_bytes());
         // The skipped ids are a gap: stepped over after the grace (0 here).
-        let out = env
-            .cmd("siemparse")
-            .env("SIEMSTRESS_GREP_INDEX_GRACE_MS", "0")
-            .args(["-s", "t", "--index"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        index_with_grace(&env, "0");
         assert_eq!(
             env.scalar("SELECT indexed_upto FROM grep_index WHERE tbl = 't'"),
             env.scalar("SELECT max(id) FROM t")
@@ -1339,15 +1339,7 @@ fn grep_index_mariadb_id_gaps() {
     let env = Env::new(Kind::Mysql);
     let all = ["--range", "2005-01-01-2025-01-01"];
     let ingest = |input: &[u8]| env.ingest(&["-s", "t", "-z", "UTC", "--year", "2024"], input);
-    let index = |grace: &str| {
-        let out = env
-            .cmd("siemparse")
-            .env("SIEMSTRESS_GREP_INDEX_GRACE_MS", grace)
-            .args(["-s", "t", "--index"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    };
+    let index = |grace: &str| index_with_grace(&env, grace);
     let mark = || env.scalar("SELECT indexed_upto FROM grep_index WHERE tbl = 't'");
     let found = |word: &str| {
         let args = ["--table", "t", all[0], all[1], "--grep", word];

@@ -131,6 +131,9 @@ pub fn mode() -> Option<bool> {
 const MIN_CAP: i64 = 10_000;
 /// Most id ranges put into a MariaDB query.
 const MAX_RANGES: usize = 1000;
+/// Most id ranges even with `SIEMSTRESS_GREP_INDEX=always` (two bound
+/// values each, under MariaDB's 65,535 placeholders).
+const MAX_RANGES_ALWAYS: usize = 20_000;
 
 /// A query builder of the pool's backend.
 fn builder<DB: FilterDb>(_pool: &sqlx::Pool<DB>, sql: &'static str) -> QueryBuilder<DB> {
@@ -189,7 +192,13 @@ impl Database {
             }
             Database::Mysql(db) => {
                 let p = super::grep_bits::plan(&db.pool, t, &grams, upto, log).await?;
-                if !always && p.ranges.len() > MAX_RANGES {
+                if p.ranges.len()
+                    > if always {
+                        MAX_RANGES_ALWAYS
+                    } else {
+                        MAX_RANGES
+                    }
+                {
                     return Ok(None);
                 }
                 let n = p.rows();
