@@ -85,7 +85,7 @@ best() {
     done
     printf '%.1f' "$b"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f×", a / b; else printf "n/a" }'; }
 
 HOUR=(--range 2025-08-04T12:00:00Z-2025-08-04T13:00:00Z)
 ALL=(--range 2025-01-01-2026-01-01)

@@ -955,7 +955,7 @@ fn grep_index_changes_no_result() {
     let all_year = ["--range", "2005-01-01-2025-01-01"];
     for kind in kinds() {
         let env = Env::new(kind);
-        let ingest = |input: &[u8]| env.ingest(&["-s", "t", "-z", "UTC", "--year", "2024"], input);
+        let ingest = |input: &[u8]| ingest_unindexed(&env, input);
         ingest(FIXTURE.as_bytes());
         ingest(GREP_LINES.as_bytes());
         ingest(&std::fs::read(loghub("OpenSSH_2k.log")).unwrap());
@@ -1109,6 +1109,21 @@ fn ids_mode(env: &Env, mode: &str, args: &[&str]) -> Vec<i64> {
                 .unwrap()
         })
         .collect()
+}
+
+/// `siemparse -s t` of `input` (2024, UTC) with the idle indexer off, so
+/// that only `--index` moves the search index's mark.
+fn ingest_unindexed(env: &Env, input: &[u8]) {
+    use std::io::Write;
+    let mut child = env
+        .cmd("siemparse")
+        .env("SIEMSTRESS_GREP_INDEX", "never")
+        .args(["-s", "t", "-z", "UTC", "--year", "2024"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    assert!(child.wait().unwrap().success());
 }
 
 /// `siemparse -s t --index` with MariaDB's grace period for gaps in the
@@ -1291,7 +1306,7 @@ fn grep_index_agrees_with_scan_on_every_output() {
     ];
     for kind in kinds() {
         let env = Env::new(kind);
-        let ingest = |input: &[u8]| env.ingest(&["-s", "t", "-z", "UTC", "--year", "2024"], input);
+        let ingest = |input: &[u8]| ingest_unindexed(&env, input);
         ingest(INDEX_LINES.as_bytes());
         ingest(&std::fs::read(loghub("OpenSSH_2k.log")).unwrap());
         if kind == Kind::Mysql {
@@ -1338,7 +1353,7 @@ fn grep_index_mariadb_id_gaps() {
     }
     let env = Env::new(Kind::Mysql);
     let all = ["--range", "2005-01-01-2025-01-01"];
-    let ingest = |input: &[u8]| env.ingest(&["-s", "t", "-z", "UTC", "--year", "2024"], input);
+    let ingest = |input: &[u8]| ingest_unindexed(&env, input);
     let index = |grace: &str| index_with_grace(&env, grace);
     let mark = || env.scalar("SELECT indexed_upto FROM grep_index WHERE tbl = 't'");
     let found = |word: &str| {
