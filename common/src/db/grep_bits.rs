@@ -36,7 +36,9 @@
 //!   the index then lags by about [`GRACE_MS`];
 //! - deleted rows keep their bits (a block can only get more candidates);
 //!   when the row at the mark is gone or was replaced (checked by its
-//!   `received` time), queries scan and the indexer starts over;
+//!   `received` time), queries scan and the indexer starts over (ids below
+//!   a deleted mark count as settled; deleted rows above it that were never
+//!   indexed are a gap and wait out the grace period);
 //! - a pattern shorter than three bytes cannot be narrowed (scan).
 
 use std::collections::HashMap;
@@ -290,7 +292,7 @@ fn grace_ms() -> i64 {
 }
 
 /// The index state of `t`, locked until the transaction ends.
-#[derive(Debug, Default, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 struct Mark {
     indexed_upto: i64,
     upto_received: Option<i64>,
