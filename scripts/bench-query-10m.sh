@@ -3,25 +3,28 @@
 # grep/rg over the same raw log file, with the --grep search index on and off
 # in the same run. Not a timed test: compare ratios within one run.
 #
-#   scripts/bench-query-10m.sh [--runs R]
+#   scripts/bench-query-10m.sh [--runs R] [--reindex]
 #
 # Data (bench-data/, gitignored; made once, reused by later runs):
 #   bench-data/auth-10m.log  10 copies of scripts/gen-authlog.py's 1M lines, copy k
 #                            moved to month Mar+k (10M lines over 30 days), 9 lines
 #                            carrying the rare word "zzqrareword";
 #   bench-data/q10m/s.db     siemparse into SQLite, then `siemparse --index`;
-#   MariaDB database siemq10m (siemparse), kept for reruns.
+#   MariaDB database siemq10m (siemparse, then `siemparse --index`, timed), kept
+#                            for reruns; --reindex drops its --grep index and builds it
+#                            again (timed).
 # Queries: best of R runs, wall clock, process start included. "--last 1h" is a
 # 1 h --range (the data is from 2025, not now), which is the same SQL.
 # Env: SIEMSTRESS_BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNS=3
+RUNS=3 REINDEX=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
-        -h|--help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --reindex) REINDEX=1; shift ;;
+        -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench-query-10m: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -55,6 +58,19 @@ if [[ $(my -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema
     my -e "CREATE DATABASE IF NOT EXISTS siemq10m"
     "${SP[@]}" --db "$MY_URL" < "$LOG"
 fi
+if [[ -n $REINDEX ]]; then
+    my siemq10m -e "TRUNCATE TABLE \`auth\$grep\`; DELETE FROM grep_index WHERE tbl = 'auth'"
+fi
+MARK_SQL="SELECT COALESCE((SELECT indexed_upto FROM grep_index WHERE tbl = 'auth'), 0) < (SELECT MAX(id) FROM auth)"
+if [[ $(my siemq10m -e "$MARK_SQL") == 1 ]]; then
+    echo "== index MariaDB" >&2
+    IDX_FROM=$(my siemq10m -e "SELECT COALESCE((SELECT indexed_upto FROM grep_index WHERE tbl = 'auth'), 0)")
+    t0=$EPOCHREALTIME
+    "${SP[@]}" --db "$MY_URL" --index
+    t1=$EPOCHREALTIME
+    echo "$(echo "$t1 - $t0" | bc -l) $IDX_FROM $(date -u +%FT%TZ)" > "$W/mysql-index-time"
+    my siemq10m -e "ANALYZE TABLE \`auth\$grep\`, auth" > /dev/null
+fi
 
 # best CMD...: best wall-clock ms of RUNS runs. Output goes to a file, not
 # /dev/null: GNU grep stops at the first match when its output is /dev/null.
@@ -69,7 +85,7 @@ best() {
     done
     printf '%.1f' "$b"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f×", a / b; else printf "n/a" }'; }
 
 HOUR=(--range 2025-08-04T12:00:00Z-2025-08-04T13:00:00Z)
 ALL=(--range 2025-01-01-2026-01-01)
@@ -95,11 +111,10 @@ for be in sqlite mysql; do
     N[$be,mid]=$("${SQ[@]}" "${ALL[@]}" --grep "$MID" --count)
     R[$be,word]=$(best "${SQ[@]}" "${ALL[@]}" --grep "$WORD")
     R[$be,mid]=$(best "${SQ[@]}" "${ALL[@]}" --grep "$MID" --count)
-    if [[ $be == sqlite ]]; then
-        R[$be,wordscan]=$(SIEMSTRESS_GREP_INDEX=never best "${SQ[@]}" "${ALL[@]}" --grep "$WORD")
-        R[$be,midscan]=$(SIEMSTRESS_GREP_INDEX=never best "${SQ[@]}" "${ALL[@]}" --grep "$MID" --count)
-        R[$be,hourgrep]=$(best "${SQ[@]}" "${HOUR[@]}" --grep "$WORD")
-    fi
+    R[$be,wordscan]=$(SIEMSTRESS_GREP_INDEX=never best "${SQ[@]}" "${ALL[@]}" --grep "$WORD")
+    R[$be,midscan]=$(SIEMSTRESS_GREP_INDEX=never best "${SQ[@]}" "${ALL[@]}" --grep "$MID" --count)
+    R[$be,hourgrep]=$(best "${SQ[@]}" "${HOUR[@]}" --grep "$WORD")
+    N[$be,wordscan]=$(SIEMSTRESS_GREP_INDEX=never "${SQ[@]}" "${ALL[@]}" --grep "$WORD" --count)
     # Export rate: one of the ten copies (1M rows, 3 days) as NDJSON.
     t0=$EPOCHREALTIME
     n=$("${SQ[@]}" --range 2025-08-01-2025-09-01 | wc -l)
@@ -118,6 +133,10 @@ R[my,floor]=$(myt "SELECT COUNT(*) FROM auth WHERE LENGTH(raw) < 0")
 S_DB=$(du -m "$W/s.db" | cut -f1)
 S_FTS=$(sqlite3 "$W/s.db" "SELECT sum(pgsize) / 1048576 FROM dbstat WHERE name LIKE 'auth\$grep%'" 2>/dev/null || echo "?")
 MY_VARS=$(my -e "SELECT CONCAT(@@version, ', buffer pool ', @@innodb_buffer_pool_size DIV 1048576, ' MB')")
+my_mb() { my -e "SELECT ROUND((data_length + index_length) / 1048576) FROM information_schema.tables WHERE table_schema = 'siemq10m' AND table_name = '$1'"; }
+M_DB=$(my_mb auth) M_IDX=$(my_mb 'auth$grep')
+M_ROWS=$(my siemq10m -e "SELECT COUNT(*) FROM \`auth\$grep\`")
+read -r M_TIME M_FROM M_WHEN < "$W/mysql-index-time" || true
 OUT=benchsuite/runs/query-10m-$(date +%F).md
 [[ -e $OUT ]] && OUT=benchsuite/runs/query-10m-$(date +%F-%H%M).md # keep earlier runs
 {
@@ -125,7 +144,9 @@ OUT=benchsuite/runs/query-10m-$(date +%F).md
     echo
     echo "\`scripts/bench-query-10m.sh --runs $RUNS\`: $(wc -l < "$LOG") lines ($(du -m "$LOG" | cut -f1) MB) of generated auth.log over 30 days;"
     echo "$(nproc) cores, load average $LOAD0 at start (shared machine: compare ratios)."
-    echo "Commit $(git rev-parse --short HEAD). SQLite file $S_DB MB, of which the --grep index $S_FTS MB. MariaDB $MY_VARS."
+    echo "Commit $(git rev-parse --short HEAD). SQLite file $S_DB MB, of which the --grep index $S_FTS MB. MariaDB $MY_VARS;"
+    echo "table auth $M_DB MB, its --grep bitmap \`auth\$grep\` $M_IDX MB ($M_ROWS rows; InnoDB estimates), built by"
+    echo "\`siemparse --index\` from id ${M_FROM:-?} in $(printf '%.0f' "${M_TIME:-0}") s (${M_WHEN:-?})."
     echo "Times: best of $RUNS, wall clock, siemquery process start included"
     echo "(\`--id 1\`, i.e. start + connect + one row: SQLite ${R[sqlite,start]} ms, MariaDB ${R[mysql,start]} ms)."
     echo
@@ -136,10 +157,10 @@ OUT=benchsuite/runs/query-10m-$(date +%F).md
     echo "| \`--last 1h --shost 203.0.113.7\` (${N[sqlite,shost]} rows) | ${R[sqlite,shost]} ms | ${R[mysql,shost]} ms | < 50 ms |"
     echo "| same, \`--count\` | ${R[sqlite,shostc]} ms | ${R[mysql,shostc]} ms | |"
     echo "| \`--grep $WORD\`, all 10M rows (${N[sqlite,word]} rows) | ${R[sqlite,word]} ms | ${R[mysql,word]} ms | faster than rg |"
-    echo "| same, SQLite index off (\`SIEMSTRESS_GREP_INDEX=never\`) | ${R[sqlite,wordscan]} ms | | |"
-    echo "| \`--last 1h --grep $WORD\` | ${R[sqlite,hourgrep]} ms | | |"
-    echo "| \`--grep $MID --count\`, all rows (${N[sqlite,mid]} rows) | ${R[sqlite,mid]} ms | ${R[mysql,mid]} ms | |"
-    echo "| same, SQLite index off | ${R[sqlite,midscan]} ms | | |"
+    echo "| same, index off (\`SIEMSTRESS_GREP_INDEX=never\`, ${N[sqlite,wordscan]} / ${N[mysql,wordscan]} rows) | ${R[sqlite,wordscan]} ms | ${R[mysql,wordscan]} ms | |"
+    echo "| \`--last 1h --grep $WORD\` | ${R[sqlite,hourgrep]} ms | ${R[mysql,hourgrep]} ms | |"
+    echo "| \`--grep $MID --count\`, all rows (${N[sqlite,mid]} / ${N[mysql,mid]} rows) | ${R[sqlite,mid]} ms | ${R[mysql,mid]} ms | |"
+    echo "| same, index off | ${R[sqlite,midscan]} ms | ${R[mysql,midscan]} ms | |"
     echo "| \`--format ndjson\` export (${N[sqlite,export]} rows, all columns) | ${R[sqlite,export]} rows/s | ${R[mysql,export]} rows/s | |"
     echo
     echo "Same file, same run: \`grep -c -F -i $WORD\` ${R[grep]} ms, \`rg -c -F -i $WORD\` ${R[rg]} ms;"
@@ -147,7 +168,8 @@ OUT=benchsuite/runs/query-10m-$(date +%F).md
     echo
     echo "Ratios: SQLite \`--grep $WORD\` vs rg $(ratio "${R[sqlite,word]}" "${R[rg]}") of rg's time,"
     echo "vs grep $(ratio "${R[sqlite,word]}" "${R[grep]}"), vs its own scan $(ratio "${R[sqlite,word]}" "${R[sqlite,wordscan]}");"
-    echo "MariaDB \`--grep\` vs rg $(ratio "${R[mysql,word]}" "${R[rg]}")."
+    echo "MariaDB \`--grep $WORD\` vs rg $(ratio "${R[mysql,word]}" "${R[rg]}") of rg's time,"
+    echo "vs grep $(ratio "${R[mysql,word]}" "${R[grep]}"), vs its own scan $(ratio "${R[mysql,word]}" "${R[mysql,wordscan]}")."
     echo
     echo "MariaDB narrowing step for --grep, plain SQL COUNT(*) over 10M rows, one run each:"
     echo "\`LOWER(raw) LIKE LOWER(?)\` + REGEXP ${R[my,lower]} ms; \`raw COLLATE utf8mb4_general_ci LIKE ?\` + REGEXP"

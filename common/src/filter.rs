@@ -19,7 +19,9 @@
 //!   narrows (a superset: that collation folds more than ASCII), then a
 //!   `REGEXP` with `[aA]` classes on the case-sensitive `utf8mb4_bin` column
 //!   decides, so that Unicode case folding cannot add rows SQLite would not.
-//!   On SQLite a trigram index may narrow first (see `db::grep_index`);
+//!   A search index may narrow first, never deciding: SQLite's FTS5
+//!   trigram table or MariaDB's block trigram bitmap (see `db::grep_index`
+//!   and `db::grep_bits`);
 //! - `regex` and `rregex` (Rust `regex` syntax) are not in the SQL: both
 //!   backends have different regex dialects (SQLite none at all), so the
 //!   SQL narrows by everything else and [`Filter::matches_residual`] is

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use siemstress_common::db::{Checkpoint, EventWriter};
+use siemstress_common::db::{Checkpoint, EventWriter, grep_index};
 use siemstress_common::event::Event;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -63,6 +63,7 @@ const INDEX_BACKLOG: u64 = 50_000;
 /// own transactions, never the insert's). `None` once every sender is gone.
 async fn next_batch(
     writer: &mut EventWriter,
+    index_behind: bool,
     rx: &mut mpsc::Receiver<Batch>,
 ) -> anyhow::Result<Option<Batch>> {
     loop {
@@ -71,7 +72,11 @@ async fn next_batch(
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {}
         }
-        let backlog = writer.index_backlog();
+        let backlog = if index_behind {
+            writer.index_backlog()
+        } else {
+            0
+        };
         if backlog == 0 {
             return Ok(rx.recv().await);
         }
@@ -83,6 +88,7 @@ async fn next_batch(
         }
         writer
             .index_step(INDEX_STEP_ROWS)
+            .await
             .context("updating the search index")?;
     }
 }
@@ -96,7 +102,9 @@ pub async fn write_all(
 ) -> anyhow::Result<()> {
     let mut events: Vec<Event> = Vec::with_capacity(batch_rows);
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    while let Some(first) = next_batch(&mut writer, &mut rx).await? {
+    // SIEMSTRESS_GREP_INDEX=never: leave the index alone (for A/B benchmarks).
+    let index_behind = grep_index::mode().is_some();
+    while let Some(first) = next_batch(&mut writer, index_behind, &mut rx).await? {
         absorb(&mut events, &mut checkpoints, first);
         while events.len() < batch_rows {
             match rx.try_recv() {

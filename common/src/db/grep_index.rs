@@ -1,4 +1,5 @@
-//! The `--grep` search index (SQLite only).
+//! The `--grep` search index: the planner of both backends, and SQLite's
+//! FTS5 index (MariaDB's block bitmap is [`super::grep_bits`]).
 //!
 //! Each event table `t` has a contentless FTS5 table `"t$grep"` with the
 //! trigram tokenizer and `detail='none'` (rowids only, about +30 % on the
@@ -15,14 +16,17 @@
 //! superset of the ASCII-only folding of `--grep`); rows above the mark are
 //! all candidates; then the unchanged predicate of [`crate::filter`] decides.
 //! So the results are exactly those of a scan, only faster when a pattern is
-//! selective. [`plan`] decides per query whether the index is worth it.
+//! selective. [`Database::grep_plan`] decides per query whether the index is
+//! worth it.
 
 use rusqlite::OptionalExtension;
-use sqlx::SqlitePool;
+use sqlx::QueryBuilder;
 
+use super::Database;
+use super::grep_bits::RangePlan;
 use super::search::SqlLog;
 use crate::Error;
-use crate::filter::{BoundValue, Filter};
+use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
 use crate::ident::Ident;
 
 /// Shortest pattern (in characters) the trigram index can narrow.
@@ -87,8 +91,8 @@ pub fn match_expr(patterns: &[String]) -> Option<String> {
     Some(alternatives.join(" OR "))
 }
 
-/// How a query uses the index: candidates are the rows of the FTS table
-/// matching `expr` with `rowid <= upto`, and every row above `upto`.
+/// How a query uses the SQLite index: candidates are the rows of the FTS
+/// table matching `expr` with `rowid <= upto`, and every row above `upto`.
 #[derive(Debug, Clone)]
 pub struct GrepPlan {
     pub fts: String,
@@ -96,61 +100,200 @@ pub struct GrepPlan {
     pub upto: i64,
 }
 
+/// How a query narrows `--grep` with the search index of its backend.
+#[derive(Debug, Clone)]
+pub enum Narrowing {
+    /// SQLite: joined to the FTS5 candidates.
+    Fts(GrepPlan),
+    /// MariaDB: id ranges of the bitmap's candidate blocks (see [`super::grep_bits`]).
+    Ranges(RangePlan),
+}
+
 /// Environment variable overriding the planner: `never` (always scan),
 /// `always` (use the index whenever it can narrow), `auto` (default).
-/// For benchmarks and tests; results are the same in every mode.
+/// For benchmarks and tests; results are the same in every mode. With
+/// `never`, siemparse also leaves the index alone behind ingest.
 pub const MODE_ENV: &str = "SIEMSTRESS_GREP_INDEX";
 
-/// Whether (and how) a query on `t` with `filter` should use the index:
-/// only when a pattern is selective (fewer candidates than a tenth of the
-/// table) and the candidates plus the unindexed tail are fewer than the
-/// rows of the time window (a short window is cheaper to scan on `ts`).
-pub(crate) async fn plan(
-    pool: &SqlitePool,
+/// The planner mode of [`MODE_ENV`]: `Some(true)` always, `Some(false)`
+/// auto, `None` never.
+pub fn mode() -> Option<bool> {
+    match std::env::var(MODE_ENV).as_deref() {
+        Ok("never") => None,
+        Ok("always") => Some(true),
+        _ => Some(false),
+    }
+}
+
+/// A narrowing that selects at most a tenth of the table (and more than
+/// this many rows) is not worth it: random row look-ups would be slower
+/// than the scan.
+const MIN_CAP: i64 = 10_000;
+/// Most id ranges put into a MariaDB query.
+const MAX_RANGES: usize = 1000;
+/// Most id ranges even with `SIEMSTRESS_GREP_INDEX=always` (two bound
+/// values each, under MariaDB's 65,535 placeholders).
+const MAX_RANGES_ALWAYS: usize = 20_000;
+
+/// A query builder of the pool's backend.
+fn builder<DB: FilterDb>(_pool: &sqlx::Pool<DB>, sql: &'static str) -> QueryBuilder<DB> {
+    QueryBuilder::new(sql)
+}
+
+impl Database {
+    /// Whether (and how) a query on `t` with `filter` should use the
+    /// search index: only when a pattern is selective (fewer candidates
+    /// than a tenth of the table) and the candidates plus the unindexed tail
+    /// are fewer than the rows of the time window (a short window is
+    /// cheaper to scan on `ts`). The probes go to `log`.
+    pub(crate) async fn grep_plan(
+        &self,
+        t: &Ident,
+        filter: &Filter,
+        log: SqlLog<'_>,
+    ) -> Result<Option<Narrowing>, Error> {
+        let Some(always) = mode() else {
+            return Ok(None);
+        };
+        if filter.grep.include.is_empty() || !filter.id.is_empty() {
+            return Ok(None);
+        }
+        // What the backend narrows by: an FTS5 expression or trigram codes.
+        let include = &filter.grep.include;
+        let grams: Option<Vec<Vec<u32>>> = include
+            .iter()
+            .map(|p| super::grep_bits::pattern_grams(p))
+            .collect();
+        let expr = match self {
+            Database::Sqlite(_) => match_expr(include),
+            Database::Mysql(_) => grams.as_ref().map(|_| String::new()),
+        };
+        let (Some(expr), Some(grams)) = (expr, grams) else {
+            return Ok(None);
+        };
+        let Some(upto) = self.index_mark(t).await? else {
+            return Ok(None);
+        };
+        let max_id = if always { 0 } else { self.max_id(t).await? };
+        let cap = if always {
+            i64::MAX
+        } else {
+            (max_id / 10).max(MIN_CAP)
+        };
+        let (plan, candidates) = match self {
+            Database::Sqlite(db) => {
+                let candidates = if always {
+                    0
+                } else {
+                    fts_candidates(&db.pool, t, &expr, upto, cap, log).await?
+                };
+                let fts = fts_table(t);
+                (Narrowing::Fts(GrepPlan { fts, expr, upto }), candidates)
+            }
+            Database::Mysql(db) => {
+                let p = super::grep_bits::plan(&db.pool, t, &grams, upto, log).await?;
+                if p.ranges.len()
+                    > if always {
+                        MAX_RANGES_ALWAYS
+                    } else {
+                        MAX_RANGES
+                    }
+                {
+                    return Ok(None);
+                }
+                let n = p.rows();
+                (Narrowing::Ranges(p), n)
+            }
+        };
+        if always {
+            return Ok(Some(plan));
+        }
+        if candidates >= cap {
+            return Ok(None);
+        }
+        let needed = candidates + (max_id - upto).max(0);
+        if (filter.since.is_some() || filter.until.is_some())
+            && self.window_rows(t, filter, needed + 1, log).await? <= needed
+        {
+            return Ok(None);
+        }
+        Ok(Some(plan))
+    }
+
+    /// The high-water mark of the search index of `t`, if there is one and
+    /// the row at the mark is still the one indexed (ids handed out again
+    /// after the newest rows were deleted would not be in the index).
+    async fn index_mark(&self, t: &Ident) -> Result<Option<i64>, Error> {
+        let err = |e| Error::db("search index of", t.as_str(), e);
+        let mark: Option<(i64, Option<i64>)> = crate::with_pool!(self, pool => {
+            let mut qb = builder(pool, "SELECT indexed_upto, upto_received FROM grep_index WHERE tbl = ");
+            SqlWriter::new(&mut qb).text(t.as_str());
+            qb.build_query_as().fetch_optional(pool).await
+        })
+        .map_err(err)?;
+        let Some((upto, upto_received)) = mark.filter(|m| m.0 > 0) else {
+            return Ok(None);
+        };
+        let received: Option<(i64,)> = crate::with_pool!(self, pool => {
+            let mut qb = builder(pool, "SELECT received FROM ");
+            SqlWriter::new(&mut qb).table(t, "").sql(" WHERE id = ").int(upto);
+            qb.build_query_as().fetch_optional(pool).await
+        })
+        .map_err(err)?;
+        let received = received.map(|r| r.0);
+        Ok(
+            (received.is_some() && (upto_received.is_none() || received == upto_received))
+                .then_some(upto),
+        )
+    }
+
+    /// The highest id of `t` (0 when empty).
+    async fn max_id(&self, t: &Ident) -> Result<i64, Error> {
+        let (max,): (Option<i64>,) = crate::with_pool!(self, pool => {
+            let mut qb = builder(pool, "SELECT max(id) FROM ");
+            SqlWriter::new(&mut qb).table(t, "");
+            qb.build_query_as().fetch_one(pool).await
+        })
+        .map_err(|e| Error::db("search index of", t.as_str(), e))?;
+        Ok(max.unwrap_or(0))
+    }
+
+    /// Rows of `t` in the time window of `filter`, counted up to `limit`.
+    async fn window_rows(
+        &self,
+        t: &Ident,
+        filter: &Filter,
+        limit: i64,
+        log: SqlLog<'_>,
+    ) -> Result<i64, Error> {
+        let (since, until) = (
+            filter.since.unwrap_or(i64::MIN),
+            filter.until.unwrap_or(i64::MAX),
+        );
+        let (n,): (i64,) = crate::with_pool!(self, pool => {
+            let mut qb = builder(pool, "SELECT count(*) FROM (SELECT 1 FROM ");
+            let mut w = SqlWriter::new(&mut qb);
+            w.table(t, "").sql(" WHERE ts >= ").int(since).sql(" AND ts < ").int(until);
+            w.sql(" LIMIT ").int(limit).sql(") AS w");
+            let bound = std::mem::take(&mut w.bound);
+            log(qb.sql().as_str(), &bound);
+            qb.build_query_as().fetch_one(pool).await
+        })
+        .map_err(|e| Error::db("search index of", t.as_str(), e))?;
+        Ok(n)
+    }
+}
+
+/// Indexed rows of `t` matching the FTS expression, counted up to `cap`.
+async fn fts_candidates(
+    pool: &sqlx::SqlitePool,
     t: &Ident,
-    filter: &Filter,
+    expr: &str,
+    upto: i64,
+    cap: i64,
     log: SqlLog<'_>,
-) -> Result<Option<GrepPlan>, Error> {
-    let mode = std::env::var(MODE_ENV).unwrap_or_default();
-    if filter.grep.include.is_empty() || !filter.id.is_empty() || mode == "never" {
-        return Ok(None);
-    }
-    let Some(expr) = match_expr(&filter.grep.include) else {
-        return Ok(None);
-    };
-    let err = |e| Error::db("search index of", t.as_str(), e);
-    let mark: Option<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT indexed_upto, upto_received FROM grep_index WHERE tbl = ?")
-            .bind(t.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?;
-    let Some((upto, upto_received)) = mark.filter(|m| m.0 > 0) else {
-        return Ok(None);
-    };
-    // Ids handed out again (the newest rows deleted) would not be in the index.
-    let received: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT received FROM \"{t}\" WHERE id = ?"
-    )))
-    .bind(upto)
-    .fetch_optional(pool)
-    .await
-    .map_err(err)?;
-    if received.is_none() || (upto_received.is_some() && received != upto_received) {
-        return Ok(None);
-    }
+) -> Result<i64, Error> {
     let fts = fts_table(t);
-    if mode == "always" {
-        return Ok(Some(GrepPlan { fts, expr, upto }));
-    }
-    let max_id: Option<i64> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT max(id) FROM \"{t}\"")))
-            .fetch_one(pool)
-            .await
-            .map_err(err)?;
-    let max_id = max_id.unwrap_or(0);
-    let tail = (max_id - upto).max(0);
-    let cap = (max_id / 10).max(10_000);
     let probe = format!(
         "SELECT count(*) FROM (SELECT rowid FROM \"{fts}\" WHERE \"{fts}\" MATCH ? \
          AND rowid <= ? LIMIT ?)"
@@ -158,48 +301,18 @@ pub(crate) async fn plan(
     log(
         &probe,
         &[
-            BoundValue::Text(expr.clone()),
+            BoundValue::Text(expr.to_owned()),
             BoundValue::Int(upto),
             BoundValue::Int(cap),
         ],
     );
-    let candidates: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
-        .bind(&expr)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
+        .bind(expr)
         .bind(upto)
         .bind(cap)
         .fetch_one(pool)
         .await
-        .map_err(err)?;
-    if candidates >= cap {
-        return Ok(None);
-    }
-    let needed = candidates + tail;
-    if filter.since.is_some() || filter.until.is_some() {
-        let since = filter.since.unwrap_or(i64::MIN);
-        let until = filter.until.unwrap_or(i64::MAX);
-        let window = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM \"{t}\" WHERE ts >= ? AND ts < ? LIMIT ?)"
-        );
-        log(
-            &window,
-            &[
-                BoundValue::Int(since),
-                BoundValue::Int(until),
-                BoundValue::Int(needed + 1),
-            ],
-        );
-        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(window))
-            .bind(since)
-            .bind(until)
-            .bind(needed + 1)
-            .fetch_one(pool)
-            .await
-            .map_err(err)?;
-        if rows <= needed {
-            return Ok(None);
-        }
-    }
-    Ok(Some(GrepPlan { fts, expr, upto }))
+        .map_err(|e| Error::db("search index of", t.as_str(), e))
 }
 
 /// Indexes the next (at most) `max_rows` rows of `t` above the high-water

@@ -3,6 +3,7 @@
 //! Schema comes from versioned migrations; event tables (one per section)
 //! are created from a fixed template with a validated name.
 
+pub mod grep_bits;
 pub mod grep_index;
 pub mod mysql;
 pub mod search;
@@ -163,7 +164,7 @@ impl Database {
     pub async fn event_writer(&self, table: &Ident) -> Result<EventWriter, Error> {
         Ok(match self {
             Database::Sqlite(db) => EventWriter::Sqlite(db.event_writer(table)?),
-            Database::Mysql(db) => EventWriter::Mysql(db.event_writer(table)),
+            Database::Mysql(db) => EventWriter::Mysql(db.event_writer(table).await?),
         })
     }
 
@@ -197,25 +198,30 @@ impl EventWriter {
         }
     }
 
-    /// True if this backend has a `--grep` search index (SQLite).
-    pub fn has_search_index(&self) -> bool {
-        matches!(self, EventWriter::Sqlite(_))
-    }
-
-    /// Rows stored but not yet in the search index (0 without an index).
+    /// Rows stored but not yet in the search index.
     pub fn index_backlog(&self) -> u64 {
         match self {
             EventWriter::Sqlite(w) => w.index_backlog(),
-            EventWriter::Mysql(_) => 0,
+            EventWriter::Mysql(w) => w.index_backlog(),
+        }
+    }
+
+    /// True if the last index step stopped before a gap in the ids (MariaDB).
+    pub fn index_at_gap(&self) -> bool {
+        match self {
+            EventWriter::Sqlite(_) => false,
+            EventWriter::Mysql(w) => w.index_at_gap(),
         }
     }
 
     /// Adds up to `max_rows` rows to the search index in a transaction of
-    /// its own (never the insert transaction); returns how many (0: done).
-    pub fn index_step(&mut self, max_rows: u64) -> Result<u64, Error> {
+    /// its own (never the insert transaction); returns how many (0: done,
+    /// or on MariaDB stopped before a gap in the ids, see
+    /// [`grep_bits`](self::grep_bits)).
+    pub async fn index_step(&mut self, max_rows: u64) -> Result<u64, Error> {
         match self {
             EventWriter::Sqlite(w) => w.index_step(max_rows),
-            EventWriter::Mysql(_) => Ok(0),
+            EventWriter::Mysql(w) => w.index_step(max_rows).await,
         }
     }
 }

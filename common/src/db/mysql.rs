@@ -84,6 +84,10 @@ impl MysqlDb {
             .execute(&self.pool)
             .await
             .map_err(|e| Error::db("create table", t.as_str(), e))?;
+        sqlx::query(sqlx::AssertSqlSafe(super::grep_bits::ddl(t)))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::db("create search index of", t.as_str(), e))?;
         sqlx::query("INSERT IGNORE INTO event_tables (name, created) VALUES (?, ?)")
             .bind(t.as_str())
             .bind(crate::time::now_ms())
@@ -105,11 +109,16 @@ impl MysqlDb {
     }
 
     pub(super) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
-        // DDL commits implicitly in MariaDB: drop first, then forget state.
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{t}`")))
+        // DDL commits implicitly in MariaDB: drop first, then forget state
+        // (a search index mark left behind names a missing row: ignored).
+        for suffix in ["", "$grep"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE IF EXISTS `{t}{suffix}`"
+            )))
             .execute(&self.pool)
             .await
             .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        }
         let mut tx = self
             .pool
             .begin()
@@ -122,6 +131,11 @@ impl MysqlDb {
             .map_err(|e| Error::db("drop table", t.as_str(), e))?;
         sqlx::query("DELETE FROM follow_state WHERE section = ?")
             .bind(section)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+        sqlx::query("DELETE FROM grep_index WHERE tbl = ?")
+            .bind(t.as_str())
             .execute(&mut *tx)
             .await
             .map_err(|e| Error::db("drop table", t.as_str(), e))?;
@@ -141,11 +155,22 @@ impl MysqlDb {
         self.pool.close().await;
     }
 
-    pub(super) fn event_writer(&self, t: &Ident) -> MysqlWriter {
-        MysqlWriter {
+    pub(super) async fn event_writer(&self, t: &Ident) -> Result<MysqlWriter, Error> {
+        let (last_id, indexed_upto): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE((SELECT MAX(id) FROM `{t}`), 0), \
+             COALESCE((SELECT indexed_upto FROM grep_index WHERE tbl = ?), 0)"
+        )))
+        .bind(t.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| Error::db("open", t.as_str(), e))?;
+        Ok(MysqlWriter {
             pool: self.pool.clone(),
             table: t.clone(),
-        }
+            last_id,
+            indexed_upto,
+            index_paused_until: None,
+        })
     }
 }
 
@@ -181,10 +206,20 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// How long the idle indexer waits after meeting a gap in the ids (an
+/// insert in flight usually commits within this).
+const GAP_RETRY: Duration = Duration::from_secs(1);
+
 /// The MariaDB ingest path.
 pub struct MysqlWriter {
     pool: MySqlPool,
     table: Ident,
+    /// Highest id this writer has seen (for the index backlog).
+    last_id: i64,
+    /// The search index's high-water mark, as last seen.
+    indexed_upto: i64,
+    /// The index stopped at a gap in the ids: no backlog until then.
+    index_paused_until: Option<Instant>,
 }
 
 impl MysqlWriter {
@@ -233,7 +268,10 @@ impl MysqlWriter {
                     .push_bind(&*e.source)
                     .push_bind(e.extra.as_deref());
             });
-            qb.build().execute(&mut *tx).await.map_err(err)?;
+            let done = qb.build().execute(&mut *tx).await.map_err(err)?;
+            // The ids of one multi-row INSERT are consecutive from last_insert_id.
+            let last = done.last_insert_id() + done.rows_affected().saturating_sub(1);
+            self.last_id = self.last_id.max(i64::try_from(last).unwrap_or(i64::MAX));
         }
         for c in checkpoints {
             sqlx::query(
@@ -252,5 +290,30 @@ impl MysqlWriter {
             .map_err(err)?;
         }
         tx.commit().await.map_err(err)
+    }
+    /// Rows stored but not yet in the search index (as far as this writer
+    /// knows); 0 for a while after the indexer met a gap in the ids.
+    pub fn index_backlog(&self) -> u64 {
+        if self.index_paused_until.is_some_and(|t| Instant::now() < t) {
+            return 0;
+        }
+        u64::try_from(self.last_id - self.indexed_upto).unwrap_or(0)
+    }
+
+    /// True if the last index step stopped before a gap in the ids.
+    pub fn index_at_gap(&self) -> bool {
+        self.index_paused_until.is_some()
+    }
+
+    /// Adds the next (at most) `max_rows` rows to the search index, in a
+    /// transaction of its own; returns how many (0: up to date, or stopped
+    /// before a gap in the ids that may still be filled).
+    pub async fn index_step(&mut self, max_rows: u64) -> Result<u64, Error> {
+        let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
+        let step = super::grep_bits::index_step(&self.pool, &self.table, max_rows).await?;
+        self.indexed_upto = step.upto;
+        self.last_id = self.last_id.max(step.upto);
+        self.index_paused_until = step.at_gap.then(|| Instant::now() + GAP_RETRY);
+        Ok(step.rows)
     }
 }

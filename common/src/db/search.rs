@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use sqlx::{Pool, QueryBuilder};
 
 use super::Database;
-use super::grep_index::{self, GrepPlan};
+use super::grep_index::Narrowing;
 use super::sqlite_read::Select;
 use crate::Error;
 use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
@@ -144,12 +144,14 @@ impl Database {
         log: SqlLog<'_>,
         sink: RowSink<'_>,
     ) -> Result<u64, Error> {
+        let plan = self.grep_plan(table, filter, log).await?;
         match self {
             Database::Sqlite(db) => {
-                let plan = grep_index::plan(&db.pool, table, filter, log).await?;
                 search_sqlite(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
             }
-            Database::Mysql(db) => search_mysql(&db.pool, table, filter, limit, log, sink).await,
+            Database::Mysql(db) => {
+                search_mysql(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
+            }
         }
     }
 
@@ -160,13 +162,8 @@ impl Database {
         filter: &Filter,
         log: SqlLog<'_>,
     ) -> Result<u64, Error> {
-        match self {
-            Database::Sqlite(db) => {
-                let plan = grep_index::plan(&db.pool, table, filter, log).await?;
-                count(&db.pool, table, plan.as_ref(), filter, log).await
-            }
-            Database::Mysql(db) => count(&db.pool, table, None, filter, log).await,
-        }
+        let plan = self.grep_plan(table, filter, log).await?;
+        crate::with_pool!(self, pool => count(pool, table, plan.as_ref(), filter, log).await)
     }
 
     /// The `top` most frequent values of `column` (from [`stats_column`])
@@ -179,43 +176,55 @@ impl Database {
         top: Option<u64>,
         log: SqlLog<'_>,
     ) -> Result<Vec<(Option<StatKey>, u64)>, Error> {
-        match self {
-            Database::Sqlite(db) => {
-                let plan = grep_index::plan(&db.pool, table, filter, log).await?;
-                stats(&db.pool, table, plan.as_ref(), filter, column, top, log).await
-            }
-            Database::Mysql(db) => stats(&db.pool, table, None, filter, column, top, log).await,
-        }
+        let plan = self.grep_plan(table, filter, log).await?;
+        crate::with_pool!(self, pool => {
+            stats(pool, table, plan.as_ref(), filter, column, top, log).await
+        })
     }
 }
 
-/// ` FROM <table>`, or with a [`GrepPlan`], the table joined to the
-/// candidates of the search index (indexed rows that have every trigram of
-/// a pattern, and every row above the index's mark). The candidates drive
-/// the join (CROSS JOIN fixes the loop order); the filter still decides.
-fn write_from<DB: FilterDb>(w: &mut SqlWriter<'_, DB>, table: &Ident, plan: Option<&GrepPlan>) {
-    let Some(p) = plan else {
-        w.sql(" FROM ").table(table, "");
-        return;
-    };
-    debug_assert_eq!(p.fts, super::grep_index::fts_table(table));
-    w.sql(" FROM (SELECT rowid AS cand FROM ")
-        .table(table, "$grep")
-        .sql(" WHERE ")
-        .table(table, "$grep")
-        .sql(" MATCH ")
-        .text(&p.expr)
-        .sql(" AND rowid <= ")
-        .int(p.upto)
-        .sql(" UNION ALL SELECT id FROM ")
-        .table(table, "")
-        .sql(" WHERE id > ")
-        .int(p.upto)
-        .sql(") AS c CROSS JOIN ")
-        .table(table, "")
-        .sql(" ON ")
-        .table(table, "")
-        .sql(".id = c.cand");
+/// ` FROM <table> WHERE <filter>`, narrowed by the search index when
+/// there is a plan: on SQLite the table joined to the FTS5 candidates
+/// (indexed rows that have every trigram of a pattern, and every row above
+/// the index's mark; the candidates drive the join, CROSS JOIN fixes the
+/// loop order), on MariaDB the candidate id ranges added to the WHERE. The
+/// filter still decides.
+fn write_from_where<DB: FilterDb>(
+    w: &mut SqlWriter<'_, DB>,
+    table: &Ident,
+    plan: Option<&Narrowing>,
+    filter: &Filter,
+) {
+    match plan {
+        Some(Narrowing::Fts(p)) => {
+            debug_assert_eq!(p.fts, super::grep_index::fts_table(table));
+            w.sql(" FROM (SELECT rowid AS cand FROM ")
+                .table(table, "$grep")
+                .sql(" WHERE ")
+                .table(table, "$grep")
+                .sql(" MATCH ")
+                .text(&p.expr)
+                .sql(" AND rowid <= ")
+                .int(p.upto)
+                .sql(" UNION ALL SELECT id FROM ")
+                .table(table, "")
+                .sql(" WHERE id > ")
+                .int(p.upto)
+                .sql(") AS c CROSS JOIN ")
+                .table(table, "")
+                .sql(" ON ")
+                .table(table, "")
+                .sql(".id = c.cand");
+        }
+        _ => {
+            w.sql(" FROM ").table(table, "");
+        }
+    }
+    filter.write_where(w);
+    if let Some(Narrowing::Ranges(p)) = plan {
+        w.and();
+        p.write(w);
+    }
 }
 
 fn query_err(table: &Ident, e: impl std::fmt::Display) -> Error {
@@ -236,7 +245,7 @@ fn sql_limit(n: u64) -> i64 {
 /// residual (Rust-side) check can drop rows after the SQL.
 fn select_rows<DB>(
     table: &Ident,
-    plan: Option<&GrepPlan>,
+    plan: Option<&Narrowing>,
     filter: &Filter,
     limit: Option<u64>,
 ) -> (QueryBuilder<DB>, Vec<BoundValue>)
@@ -246,8 +255,7 @@ where
 {
     let mut qb = QueryBuilder::<DB>::new(format!("SELECT {}", ROW_COLUMNS.join(", ")));
     let mut w = SqlWriter::new(&mut qb);
-    write_from(&mut w, table, plan);
-    filter.write_where(&mut w);
+    write_from_where(&mut w, table, plan, filter);
     w.sql(" ORDER BY ts, id");
     if let (Some(n), false) = (limit, filter.has_residual()) {
         w.sql(" LIMIT ").int(sql_limit(n));
@@ -279,7 +287,7 @@ fn deliver(
 async fn search_sqlite(
     pool: &sqlx::SqlitePool,
     table: &Ident,
-    plan: Option<&GrepPlan>,
+    plan: Option<&Narrowing>,
     filter: &Filter,
     limit: Option<u64>,
     log: SqlLog<'_>,
@@ -349,6 +357,7 @@ pub(super) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
 async fn search_mysql(
     pool: &sqlx::MySqlPool,
     table: &Ident,
+    plan: Option<&Narrowing>,
     filter: &Filter,
     limit: Option<u64>,
     log: SqlLog<'_>,
@@ -358,7 +367,7 @@ async fn search_mysql(
     if limit == Some(0) {
         return Ok(0);
     }
-    let (mut qb, bound) = select_rows::<sqlx::MySql>(table, None, filter, limit);
+    let (mut qb, bound) = select_rows::<sqlx::MySql>(table, plan, filter, limit);
     log(qb.sql().as_str(), &bound);
     let err = |e: sqlx::Error| query_err(table, e);
     let mut rows = qb.build().fetch(pool);
@@ -407,7 +416,7 @@ async fn search_mysql(
 async fn count<DB>(
     pool: &Pool<DB>,
     table: &Ident,
-    plan: Option<&GrepPlan>,
+    plan: Option<&Narrowing>,
     filter: &Filter,
     log: SqlLog<'_>,
 ) -> Result<u64, Error>
@@ -422,8 +431,7 @@ where
     let select = if residual { "raw" } else { "COUNT(*)" };
     let mut qb = QueryBuilder::<DB>::new(format!("SELECT {select}"));
     let mut w = SqlWriter::new(&mut qb);
-    write_from(&mut w, table, plan);
-    filter.write_where(&mut w);
+    write_from_where(&mut w, table, plan, filter);
     let bound = std::mem::take(&mut w.bound);
     log(qb.sql().as_str(), &bound);
     if !residual {
@@ -445,7 +453,7 @@ where
 async fn stats<DB>(
     pool: &Pool<DB>,
     table: &Ident,
-    plan: Option<&GrepPlan>,
+    plan: Option<&Narrowing>,
     filter: &Filter,
     column: &'static str,
     top: Option<u64>,
@@ -469,8 +477,7 @@ where
     };
     let mut qb = QueryBuilder::<DB>::new(head);
     let mut w = SqlWriter::new(&mut qb);
-    write_from(&mut w, table, plan);
-    filter.write_where(&mut w);
+    write_from_where(&mut w, table, plan, filter);
     if !residual {
         w.sql(" GROUP BY ").sql(column);
         w.sql(" ORDER BY n DESC, ").sql(column);

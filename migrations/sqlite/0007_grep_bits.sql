@@ -1,0 +1,3 @@
+-- No change on SQLite: its --grep index is the FTS5 table "<table>$grep"
+-- (0004). Version 0007 adds MariaDB's gap tracking (migrations/mysql/0007);
+-- this file keeps the version numbers of both backends equal.
