@@ -61,9 +61,12 @@ const INDEX_BACKLOG: u64 = 50_000;
 
 /// The next batch; while input is idle, advances the search index (in its
 /// own transactions, never the insert's). `None` once every sender is gone.
+/// An index step that fails (a lock wait timeout, a deadlock on a busy
+/// MariaDB) stops indexing for this run with a warning, never the ingest:
+/// the index only narrows `--grep`, which scans the rows above its mark.
 async fn next_batch(
     writer: &mut EventWriter,
-    index_behind: bool,
+    index_behind: &mut bool,
     rx: &mut mpsc::Receiver<Batch>,
 ) -> anyhow::Result<Option<Batch>> {
     loop {
@@ -72,7 +75,7 @@ async fn next_batch(
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {}
         }
-        let backlog = if index_behind {
+        let backlog = if *index_behind {
             writer.index_backlog()
         } else {
             0
@@ -86,10 +89,13 @@ async fn next_batch(
         {
             return Ok(b);
         }
-        writer
-            .index_step(INDEX_STEP_ROWS)
-            .await
-            .context("updating the search index")?;
+        if let Err(e) = writer.index_step(INDEX_STEP_ROWS).await {
+            eprintln!(
+                "siemparse: warning: updating the search index: {e}; not indexing any more in this \
+                 run (--grep stays exact; `siemparse --index` catches up)"
+            );
+            *index_behind = false;
+        }
     }
 }
 
@@ -103,8 +109,8 @@ pub async fn write_all(
     let mut events: Vec<Event> = Vec::with_capacity(batch_rows);
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     // SIEMSTRESS_GREP_INDEX=never: leave the index alone (for A/B benchmarks).
-    let index_behind = grep_index::mode().is_some();
-    while let Some(first) = next_batch(&mut writer, index_behind, &mut rx).await? {
+    let mut index_behind = grep_index::mode().is_some();
+    while let Some(first) = next_batch(&mut writer, &mut index_behind, &mut rx).await? {
         absorb(&mut events, &mut checkpoints, first);
         while events.len() < batch_rows {
             match rx.try_recv() {
