@@ -74,13 +74,7 @@ fn read_current(conn: &rusqlite::Connection, name: &str, host: &str) -> Result<C
 /// other run of the series can be stored between the check of
 /// `current.latest_run` and the commit.
 pub fn store_run(path: &Path, run: &NewRun<'_>, mut current: CurrentRows) -> Result<i64, Error> {
-    let NewRun {
-        name,
-        host,
-        taken,
-        rows,
-        message,
-    } = *run;
+    let (name, host) = (run.name, run.host);
     let err = |e: rusqlite::Error| Error::db("store snapshot", name, e);
     let mut conn = open(path)?;
     let tx = conn
@@ -98,16 +92,16 @@ pub fn store_run(path: &Path, run: &NewRun<'_>, mut current: CurrentRows) -> Res
         rusqlite::params![
             name,
             host,
-            taken,
+            run.taken,
             STATUS_OK,
             crate::time::now_ms(),
-            rows.len() as i64,
-            message
+            run.rows.len() as i64,
+            run.message
         ],
     )
     .map_err(err)?;
     let id = tx.last_insert_rowid();
-    let delta = Delta::between(current, rows);
+    let delta = Delta::between(current, run.rows);
     {
         let fail = |m| Error::db("store snapshot", name, m);
         let mut many = RowInsert::prepare(&tx, ROWS_PER_INSERT).map_err(fail)?;
