@@ -24,9 +24,9 @@
 //! an id below `max(id)` may belong to a transaction still open: a gap now,
 //! a row later. The mark therefore only advances through ids without gaps.
 //! At a gap the indexer stops and records `pending_upto` (the highest id
-//! present) and `pending_since` (now); a pass at least [`GRACE_MS`] later
-//! may step over the gaps up to `pending_upto`, since a gap that old is a
-//! rollback or a delete, not an insert in flight.
+//! present) and `pending_since` (now, by the server's clock); a pass at
+//! least [`GRACE_MS`] later may step over the gaps up to `pending_upto`,
+//! since a gap that old is a rollback or a delete, not an insert in flight.
 //!
 //! Limits:
 //! - a transaction that stays open longer than [`GRACE_MS`] after a later
@@ -306,7 +306,13 @@ struct Mark {
 /// `grep_index` row.
 pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Result<Step, Error> {
     let err = |e: sqlx::Error| Error::db("index", t.as_str(), e);
-    let now = crate::time::now_ms();
+    // The server's clock, not this host's: indexers on several hosts compare
+    // each other's `pending_since`, and a host whose clock runs ahead would
+    // end another's grace early (and step over an insert still in flight).
+    let now: i64 = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP() AS SIGNED) * 1000")
+        .fetch_one(pool)
+        .await
+        .map_err(err)?;
     sqlx::query("INSERT IGNORE INTO grep_index (tbl, indexed_upto, updated) VALUES (?, 0, ?)")
         .bind(t.as_str())
         .bind(now)

@@ -120,7 +120,12 @@ impl<'a> Prefetch<'a> {
             };
             st.listing.insert(dir.clone());
             drop(st);
-            let listing = list(self.root, &dir, self.exclude);
+            // A panic here must not leave `dir` marked as being listed: the
+            // walk would wait for it forever. It becomes that directory's error.
+            let listing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                list(self.root, &dir, self.exclude)
+            }))
+            .unwrap_or_else(|_| Err(std::io::Error::other("listing panicked")));
             st = self.lock();
             st.listing.remove(&dir);
             st.done.insert(dir, listing);
