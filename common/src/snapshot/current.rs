@@ -55,23 +55,14 @@ impl CurrentRows {
         );
     }
 
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// True if there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The JSON text of the row with `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         self.rows.get(key).map(|r| &*r.json)
     }
 
     /// Every row's key and JSON text, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.rows.iter().map(|(k, r)| (&**k, &*r.json))
     }
 }
