@@ -10,14 +10,20 @@ use syslog_loose::{ProcId, Protocol, Variant};
 
 use crate::event::Event;
 use crate::extract::extract;
-use crate::time::{Zone, infer_year};
+use crate::time::{Zone, infer_year, next_year};
 
 /// Turns raw lines into events for one input.
 pub struct LineParser {
     zone: Zone,
+    /// `--year`: the year of the first RFC3164 line.
     year: Option<i32>,
-    /// Wall-clock "now" in the zone, for year inference.
-    reference: NaiveDateTime,
+    /// Fixed wall-clock "now" for year inference (`--reference-time`);
+    /// otherwise the time each line is received.
+    reference: Option<NaiveDateTime>,
+    /// Wall-clock time of the previous RFC3164 line (the year under `--year`).
+    last_local: Option<NaiveDateTime>,
+    /// The receive time (epoch seconds) last converted to wall-clock time, and that time.
+    received_local: (i64, NaiveDateTime),
     /// Time of the previous parsed line, to resolve DST overlaps in order.
     last_ts: Option<i64>,
     source: Arc<str>,
@@ -30,17 +36,32 @@ impl LineParser {
         Self {
             zone,
             year,
-            reference: zone.now_local(),
+            reference: None,
+            last_local: None,
+            received_local: (i64::MIN, NaiveDateTime::default()),
             last_ts: None,
             source: Arc::from(source),
             zone_name: zone.name(),
         }
     }
 
-    /// Sets the reference time for year inference (tests, replays).
+    /// Infers years as if every line were read at wall-clock time
+    /// `reference` (tests, and imports of logs written at a known time).
     pub fn with_reference(mut self, reference: NaiveDateTime) -> Self {
-        self.reference = reference;
+        self.reference = Some(reference);
         self
+    }
+
+    /// Wall-clock time for year inference of a line received at `received` (epoch ms).
+    fn reference_at(&mut self, received: i64) -> NaiveDateTime {
+        if let Some(r) = self.reference {
+            return r;
+        }
+        let secs = received.div_euclid(1000);
+        if self.received_local.0 != secs {
+            self.received_local = (secs, self.zone.local_at(secs * 1000));
+        }
+        self.received_local.1
     }
 
     /// Parses one line (without its terminator). Never fails.
@@ -59,9 +80,14 @@ impl LineParser {
 
     fn fill(&mut self, raw: &str, ev: &mut Event) {
         let inferred = Cell::new(None::<i32>);
-        let (year_flag, reference) = (self.year, self.reference);
+        let (year_flag, last_local) = (self.year, self.last_local);
+        let reference = self.reference_at(ev.received);
         let get_year = |(mo, d, h, mi, s): (u32, u32, u32, u32, u32)| {
-            let y = year_flag.unwrap_or_else(|| infer_year(reference, mo, d, (h, mi, s)));
+            let y = match (year_flag, last_local) {
+                (Some(first), Some(prev)) => next_year(prev, first, mo, d, (h, mi, s)),
+                (Some(first), None) => first,
+                (None, _) => infer_year(reference, mo, d, (h, mi, s)),
+            };
             inferred.set(Some(y));
             y
         };
@@ -71,22 +97,34 @@ impl LineParser {
             Some(Utc),
             Variant::Either,
         );
+        // An RFC5424 header is recognised as a whole (its fields may all be
+        // NILVALUE `-`); an RFC3164 one needs a time and a host or tag.
         let msg = match parsed {
-            Ok(m) if m.timestamp.is_some() && (m.hostname.is_some() || m.appname.is_some()) => m,
+            Ok(m)
+                if matches!(m.protocol, Protocol::RFC5424(_))
+                    || (m.timestamp.is_some() && (m.hostname.is_some() || m.appname.is_some())) =>
+            {
+                m
+            }
             _ => {
                 ev.message = raw.trim_end().to_owned();
                 ev.extra = Some(r#"{"ts_source":"received"}"#.to_owned());
                 return;
             }
         };
-        let ts = msg.timestamp.expect("checked above");
         // A timestamp with its own offset (RFC5424, RFC3339) is exact; a
         // bare syslog time is wall-clock time in the section's zone.
         let has_offset = matches!(msg.protocol, Protocol::RFC5424(_)) || starts_with_iso_date(raw);
         let mut extra = JsonObject::default();
+        let Some(ts) = msg.timestamp else {
+            // RFC5424 NILVALUE: the sender did not know the time (ev.ts = received).
+            extra.field("ts_source", "received");
+            return Self::fill_fields(raw, msg, extra, ev);
+        };
         if has_offset {
             ev.ts = ts.timestamp_millis();
         } else {
+            self.last_local = Some(ts.naive_local());
             let (ms, fold) = self.zone.to_utc_ms(ts.naive_local(), self.last_ts);
             ev.ts = ms;
             extra.field("tz", &self.zone_name);
@@ -103,6 +141,16 @@ impl LineParser {
             }
         }
         self.last_ts = Some(ev.ts);
+        Self::fill_fields(raw, msg, extra, ev);
+    }
+
+    /// Everything but the time: header fields, message, extracted fields, `extra`.
+    fn fill_fields(
+        raw: &str,
+        msg: syslog_loose::Message<&str>,
+        mut extra: JsonObject,
+        ev: &mut Event,
+    ) {
         ev.parsed = true;
         ev.host = msg.hostname.map(str::to_owned);
         ev.process = msg.appname.map(str::to_owned);
@@ -127,7 +175,13 @@ impl LineParser {
                 .collect();
             extra.array("sd", &params);
         }
-        ev.message = msg.msg.trim_end().to_owned();
+        ev.message = match msg.protocol {
+            // RFC5424 MSG-UTF8 starts with a BOM that marks the encoding; it is not text.
+            Protocol::RFC5424(_) => msg.msg.strip_prefix('\u{feff}').unwrap_or(msg.msg),
+            Protocol::RFC3164 => msg.msg,
+        }
+        .trim_end()
+        .to_owned();
         if ev.process.is_none() {
             // syslog_loose takes only a plain word as the tag; "combo  -- root[2421]: ..."
             // (login) has a tag with spaces, which a `tag[pid]: ` form still makes clear.

@@ -6,9 +6,10 @@
 //! - a local time in a spring-forward gap does not exist on the wall clock; it
 //!   is read with the offset in force just before the gap (02:30 in Berlin on
 //!   the last Sunday of March is 01:30 UTC, as if the clock had not moved yet);
-//! - a local time in a fall-back overlap exists twice; the earlier instant is
-//!   taken unless it would put the line before the previous line of the same
-//!   input, in which case the later one is (the second pass through the hour).
+//! - a local time in a fall-back overlap exists twice; the instant nearest to
+//!   the previous line of the same input is taken (the earlier one for a first
+//!   line or a tie), so a log that runs through the repeated hour stays in order
+//!   and a line a little out of order stays in its pass.
 
 use chrono::{DateTime, Datelike, FixedOffset, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -101,24 +102,24 @@ impl Zone {
         }
     }
 
-    /// Maps a wall-clock time to UTC epoch ms; `not_before` (epoch ms of the
+    /// Maps a wall-clock time to UTC epoch ms; `previous` (epoch ms of the
     /// previous line) picks between the two instants of an overlap.
-    pub fn to_utc_ms(&self, local: NaiveDateTime, not_before: Option<i64>) -> (i64, Fold) {
+    pub fn to_utc_ms(&self, local: NaiveDateTime, previous: Option<i64>) -> (i64, Fold) {
         match self {
             Zone::Fixed(off) => (
                 local.and_utc().timestamp_millis() - i64::from(off.local_minus_utc()) * 1000,
                 Fold::Unique,
             ),
-            Zone::Iana(tz) => resolve(tz, local, not_before),
+            Zone::Iana(tz) => resolve(tz, local, previous),
         }
     }
 
-    /// The current wall-clock time in this zone.
-    pub fn now_local(&self) -> NaiveDateTime {
-        let now = Utc::now();
+    /// The wall-clock time in this zone at epoch-ms instant `ms`.
+    pub fn local_at(&self, ms: i64) -> NaiveDateTime {
+        let utc = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
         match self {
-            Zone::Fixed(off) => now.with_timezone(off).naive_local(),
-            Zone::Iana(tz) => now.with_timezone(tz).naive_local(),
+            Zone::Fixed(off) => utc.with_timezone(off).naive_local(),
+            Zone::Iana(tz) => utc.with_timezone(tz).naive_local(),
         }
     }
 
@@ -132,13 +133,13 @@ impl Zone {
     }
 }
 
-fn resolve(tz: &Tz, local: NaiveDateTime, not_before: Option<i64>) -> (i64, Fold) {
+fn resolve(tz: &Tz, local: NaiveDateTime, previous: Option<i64>) -> (i64, Fold) {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => (t.timestamp_millis(), Fold::Unique),
         LocalResult::Ambiguous(early, late) => {
             let (e, l) = (early.timestamp_millis(), late.timestamp_millis());
-            match not_before {
-                Some(prev) if e < prev && l >= prev => (l, Fold::Later),
+            match previous {
+                Some(prev) if (l - prev).abs() < (e - prev).abs() => (l, Fold::Later),
                 _ => (e, Fold::Earlier),
             }
         }
@@ -181,17 +182,57 @@ pub fn parse_offset(s: &str) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60))
 }
 
-/// Year for a month/day without a year: the year of `reference` unless that
-/// puts the date more than a month (31 days) after `reference`, then the year before.
+/// Year for a month/day without a year: of the years around `reference`,
+/// the one that puts the date nearest to it, but never more than a month
+/// (31 days) after it. A January line read on December 31 is next year's
+/// (clock skew at New Year); a December line read in January is last year's.
 pub fn infer_year(reference: NaiveDateTime, month: u32, day: u32, hms: (u32, u32, u32)) -> i32 {
-    let year = reference.year();
-    let candidate = chrono::NaiveDate::from_ymd_opt(year, month, day)
-        .or_else(|| chrono::NaiveDate::from_ymd_opt(year, month, 28))
-        .and_then(|d| d.and_hms_opt(hms.0, hms.1, hms.2));
-    match candidate {
-        Some(c) if c > reference + chrono::Duration::days(31) => year - 1,
-        _ => year,
-    }
+    let latest = reference + chrono::Duration::days(31);
+    nearest_year(reference, [-1, 0, 1], month, day, hms, |t| t <= latest)
+}
+
+/// Year under `--year first` for the line after one at `previous`: the
+/// year around the previous line's that puts the line nearest to it, never
+/// before `first` nor more than a month before `previous`. A log that runs
+/// from December 31 into January 1 moves on to the next year (a month going
+/// backwards is the next year's); a line a little out of order at New Year
+/// stays beside its neighbours.
+pub fn next_year(
+    previous: NaiveDateTime,
+    first: i32,
+    month: u32,
+    day: u32,
+    hms: (u32, u32, u32),
+) -> i32 {
+    let month_back = previous - chrono::Duration::days(31);
+    nearest_year(previous, [-1, 0, 1], month, day, hms, |t| {
+        t.year() >= first && t >= month_back
+    })
+}
+
+/// Of `reference`'s year plus each of `offsets`, the year whose date is
+/// nearest to `reference` among those `allowed` (the first on a tie).
+fn nearest_year<const N: usize>(
+    reference: NaiveDateTime,
+    offsets: [i32; N],
+    month: u32,
+    day: u32,
+    hms: (u32, u32, u32),
+    allowed: impl Fn(NaiveDateTime) -> bool,
+) -> i32 {
+    let base = reference.year();
+    offsets
+        .iter()
+        .map(|off| base + off)
+        .filter_map(|y| {
+            // Feb 29 of a common year: measured as Feb 28 (the parse decides).
+            let date = chrono::NaiveDate::from_ymd_opt(y, month, day)
+                .or_else(|| chrono::NaiveDate::from_ymd_opt(y, month, 28))?;
+            let t = date.and_hms_opt(hms.0, hms.1, hms.2)?;
+            allowed(t).then(|| (y, (t - reference).num_seconds().abs()))
+        })
+        .min_by_key(|&(_, distance)| distance)
+        .map_or(base, |(y, _)| y)
 }
 
 /// Parses a duration such as `5m`, `6h`, `2d`, `1w`, `90s`, `1h30m`.
@@ -263,10 +304,17 @@ mod tests {
             (utc(ms).as_str(), fold),
             ("2024-11-03T05:30:00+00:00", Fold::Earlier)
         );
+        // 20 minutes back (a late line) is nearer than 40 minutes ahead.
         let (ms2, fold) = z.to_utc_ms(at(2024, 11, 3, 1, 10), Some(ms));
         assert_eq!(
             (utc(ms2).as_str(), fold),
-            ("2024-11-03T06:10:00+00:00", Fold::Later)
+            ("2024-11-03T05:10:00+00:00", Fold::Earlier)
+        );
+        let (last, _) = z.to_utc_ms(at(2024, 11, 3, 1, 59), Some(ms));
+        let (ms3, fold) = z.to_utc_ms(at(2024, 11, 3, 1, 1), Some(last));
+        assert_eq!(
+            (utc(ms3).as_str(), fold),
+            ("2024-11-03T06:01:00+00:00", Fold::Later)
         );
     }
 
@@ -288,6 +336,28 @@ mod tests {
         // Up to a month ahead (clock skew) stays in the reference year.
         assert_eq!(infer_year(reference, 2, 1, (0, 0, 0)), 2025);
         assert_eq!(infer_year(reference, 2, 5, (0, 0, 0)), 2024);
+        // On December 31, early January is ahead (next year), not a year back.
+        let new_year_eve = at(2026, 12, 31, 23, 59);
+        assert_eq!(infer_year(new_year_eve, 1, 1, (0, 0, 5)), 2027);
+        assert_eq!(infer_year(new_year_eve, 1, 3, (0, 0, 0)), 2027);
+        assert_eq!(infer_year(new_year_eve, 12, 30, (0, 0, 0)), 2026);
+        assert_eq!(infer_year(new_year_eve, 2, 5, (0, 0, 0)), 2026);
+    }
+
+    #[test]
+    fn year_flag_moves_on_at_new_year() {
+        let dec31 = at(2025, 12, 31, 23, 59);
+        assert_eq!(next_year(dec31, 2025, 1, 1, (0, 0, 5)), 2026);
+        assert_eq!(next_year(dec31, 2025, 12, 31, (23, 58, 0)), 2025);
+        let jan1 = at(2026, 1, 1, 0, 0);
+        assert_eq!(next_year(jan1, 2025, 12, 31, (23, 59, 59)), 2025);
+        // Never before the --year given.
+        assert_eq!(next_year(jan1, 2026, 12, 31, (23, 59, 59)), 2026);
+        let mar1 = at(2025, 3, 1, 0, 0);
+        assert_eq!(next_year(mar1, 2025, 2, 28, (23, 59, 59)), 2025);
+        assert_eq!(next_year(mar1, 2025, 10, 1, (0, 0, 0)), 2025);
+        // A month going backwards (more than a month back) is next year's.
+        assert_eq!(next_year(at(2025, 8, 1, 0, 0), 2025, 2, 1, (0, 0, 0)), 2026);
     }
 
     #[test]

@@ -36,13 +36,24 @@ struct Args {
     #[arg(short = 's', long = "section", default_value = "default")]
     section: String,
 
-    /// Wall-clock zone of lines without an offset: +0500 or an IANA name (overrides the section's)
-    #[arg(short = 'z', long = "timezone", value_name = "TZ")]
+    /// Wall-clock zone of lines without an offset: +0500, -0500 or an IANA name (overrides the section's)
+    #[arg(
+        short = 'z',
+        long = "timezone",
+        value_name = "TZ",
+        allow_hyphen_values = true
+    )]
     timezone: Option<String>,
 
-    /// Year of RFC3164 lines (default: inferred, never more than a month ahead of now)
+    /// Year of the first RFC3164 line; it moves on when the log passes New Year
+    /// (default: inferred, the year nearest to now but never more than a month ahead)
     #[arg(long, value_name = "YYYY", value_parser = clap::value_parser!(i32).range(1970..=9999))]
     year: Option<i32>,
+
+    /// Infer RFC3164 years as if the lines were read at TIME (RFC 3339, e.g. an old
+    /// log's mtime: 2025-01-05T10:00:00+01:00); default: when each line is read
+    #[arg(long, value_name = "TIME", conflicts_with = "year")]
+    reference_time: Option<String>,
 
     /// Follow FILE (repeatable): resume from the stored offset, survive rotation
     #[arg(long = "follow", value_name = "FILE")]
@@ -129,6 +140,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .transpose()
         .context("-z/--timezone")?;
     let section = config.section(&args.section, zone)?;
+    let reference = args
+        .reference_time
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| section.zone.local_at(t.timestamp_millis()))
+                .with_context(|| {
+                    format!("--reference-time {t:?}: expected RFC 3339, e.g. 2025-01-05T10:00:00Z")
+                })
+        })
+        .transpose()?;
+    let new_parser = |source: &str| {
+        let parser = LineParser::new(section.zone, args.year, source);
+        match reference {
+            Some(r) => parser.with_reference(r),
+            None => parser,
+        }
+    };
     let db = args.connect.connect(&config).await?;
 
     if args.clear {
@@ -147,7 +176,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut readers = Vec::new();
     if args.follow.is_empty() {
-        let parser = LineParser::new(section.zone, args.year, "stdin");
+        let parser = new_parser("stdin");
         let tx = tx.clone();
         readers.push(std::thread::spawn(move || {
             stdin::read_stdin(parser, tx, batch_rows)
@@ -166,7 +195,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 batch_rows,
                 stop: stop.clone(),
             };
-            let parser = LineParser::new(section.zone, args.year, &key);
+            let parser = new_parser(&key);
             let tx = tx.clone();
             readers.push(std::thread::spawn(move || follow::follow(job, parser, tx)));
         }

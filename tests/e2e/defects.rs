@@ -1,0 +1,164 @@
+//! Regression tests for the defects of issue 17 (found by trying the tools as
+//! an admin would), one test per item, named `i17_NN_...`.
+
+use siemstress_tests::{Env, kinds};
+
+/// `ts` as RFC 3339 UTC, `message` and `extra` of every row of table `t`, in id order.
+fn stored(env: &Env) -> Vec<(String, String, String)> {
+    env.rows("SELECT ts, message, extra FROM t ORDER BY id")
+        .into_iter()
+        .map(|r| {
+            let ms: i64 = r[0].as_deref().unwrap().parse().unwrap();
+            let ts = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339();
+            (
+                ts,
+                r[1].clone().unwrap_or_default(),
+                r[2].clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn times(env: &Env) -> Vec<String> {
+    stored(env).into_iter().map(|(ts, _, _)| ts).collect()
+}
+
+#[test]
+fn i17_02_year_nearest_to_the_reference_time_and_year_flag_moves_on() {
+    for kind in kinds() {
+        // Read on New Year's Eve, 10 s before midnight: a January line is
+        // clock skew (next year), not a line a year old.
+        let env = Env::new(kind);
+        env.ingest(
+            &[
+                "-s",
+                "t",
+                "-z",
+                "UTC",
+                "--reference-time",
+                "2026-12-31T23:59:50Z",
+            ],
+            b"Jan  1 00:00:05 h a[1]: skew\nJan  3 00:00:05 h a[1]: ahead\nDec 30 10:00:00 h a[1]: past\nFeb  5 00:00:00 h a[1]: too far ahead\n",
+        );
+        assert_eq!(
+            times(&env),
+            [
+                "2027-01-01T00:00:05+00:00",
+                "2027-01-03T00:00:05+00:00",
+                "2026-12-30T10:00:00+00:00",
+                "2026-02-05T00:00:00+00:00",
+            ],
+            "{kind:?}"
+        );
+        assert!(stored(&env)[0].2.contains(r#""year_inferred":"2027""#));
+
+        // --year: a log that runs through New Year stays in order; a late
+        // line just after midnight stays in the old year.
+        let env = Env::new(kind);
+        env.ingest(
+            &["-s", "t", "-z", "UTC", "--year", "2025"],
+            b"Dec 31 23:59:00 h a[1]: a\nJan  1 00:00:05 h a[1]: b\nDec 31 23:59:59 h a[1]: late\nJan  2 08:00:00 h a[1]: c\n",
+        );
+        assert_eq!(
+            times(&env),
+            [
+                "2025-12-31T23:59:00+00:00",
+                "2026-01-01T00:00:05+00:00",
+                "2025-12-31T23:59:59+00:00",
+                "2026-01-02T08:00:00+00:00",
+            ],
+            "{kind:?}"
+        );
+        assert!(stored(&env)[1].2.contains(r#""year_flag":"2026""#));
+
+        let (code, _, err) = env.run("siemparse", &["-s", "t", "--reference-time", "today"], b"");
+        assert_eq!(code, 2);
+        assert!(err.contains("--reference-time"), "{err}");
+    }
+}
+
+#[test]
+fn i17_03_dst_overlap_takes_the_instant_nearest_the_previous_line() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        // Berlin falls back on 2026-10-25 at 03:00 CEST; B is a second late.
+        env.ingest(
+            &["-s", "t", "-z", "Europe/Berlin", "--year", "2026"],
+            b"Oct 25 02:50:00 h a[1]: A\nOct 25 02:49:59 h a[1]: B\nOct 25 02:50:01 h a[1]: C\n\
+              Oct 25 02:59:59 h a[1]: D\nOct 25 02:00:00 h a[1]: E second pass\n",
+        );
+        let rows = stored(&env);
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|(ts, m, _)| (ts.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2026-10-25T00:50:00+00:00", "A"),
+                ("2026-10-25T00:49:59+00:00", "B"),
+                ("2026-10-25T00:50:01+00:00", "C"),
+                ("2026-10-25T00:59:59+00:00", "D"),
+                ("2026-10-25T01:00:00+00:00", "E second pass"),
+            ],
+            "{kind:?}"
+        );
+        assert!(
+            rows[1].2.contains(r#""tz_fold":"earlier""#),
+            "{}",
+            rows[1].2
+        );
+        assert!(rows[4].2.contains(r#""tz_fold":"later""#), "{}", rows[4].2);
+    }
+}
+
+#[test]
+fn i17_04_rfc5424_bom_and_nil_timestamp() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.ingest(
+            &["-s", "t"],
+            "<13>1 2026-01-01T00:00:00Z h app 1 - - \u{feff}caf\u{e9} ok\n<13>1 - - - - - - nil time\n"
+                .as_bytes(),
+        );
+        let rows =
+            env.rows("SELECT parsed, message, extra, ts, received, facility FROM t ORDER BY id");
+        assert_eq!(rows[0][0].as_deref(), Some("1"), "{kind:?}");
+        assert_eq!(rows[0][1].as_deref(), Some("caf\u{e9} ok"), "{kind:?}");
+        assert_eq!(rows[1][0].as_deref(), Some("1"), "{kind:?}: {rows:?}");
+        assert_eq!(rows[1][1].as_deref(), Some("nil time"));
+        assert!(
+            rows[1][2]
+                .as_deref()
+                .unwrap_or("")
+                .contains(r#""ts_source":"received""#),
+            "{rows:?}"
+        );
+        assert_eq!(
+            rows[1][3], rows[1][4],
+            "a NILVALUE time is the received time"
+        );
+        assert_eq!(rows[1][5].as_deref(), Some("user"));
+    }
+}
+
+#[test]
+fn i17_05_negative_offset_as_the_value_of_z() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.ingest(
+            &["-s", "t", "-z", "-0500", "--year", "2026"],
+            b"Jan  1 00:00:05 h a[1]: x\n",
+        );
+        let env2 = Env::new(kind);
+        env2.ingest(
+            &["-s", "t", "--timezone", "-05:30", "--year", "2026"],
+            b"Jan  1 00:00:05 h a[1]: x\n",
+        );
+        assert_eq!(times(&env), ["2026-01-01T05:00:05+00:00"], "{kind:?}");
+        assert_eq!(times(&env2), ["2026-01-01T05:30:05+00:00"], "{kind:?}");
+        assert!(stored(&env)[0].2.contains(r#""tz":"-0500""#));
+    }
+}
