@@ -62,16 +62,22 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     };
     let result = match &opts.gather {
         Some(kind) => {
-            let mut ctx = gather::Ctx {
-                root: opts.root.clone().unwrap_or_else(|| PathBuf::from("/")),
-                config: &gather_config,
-                previous,
-                warnings: Vec::new(),
-            };
-            let r = gather::gather(kind, &mut ctx).await;
-            warnings = ctx.warnings;
-            previous = ctx.previous;
-            r
+            let root = opts.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+            match gather::rootfs::RootFs::new(&root) {
+                Ok(fs) => {
+                    let mut ctx = gather::Ctx {
+                        fs,
+                        config: &gather_config,
+                        previous,
+                        warnings: Vec::new(),
+                    };
+                    let r = gather::gather(kind, &mut ctx).await;
+                    warnings = ctx.warnings;
+                    previous = ctx.previous;
+                    r
+                }
+                Err(e) => Err(anyhow::Error::from(e).context("--root")),
+            }
         }
         None => read_stdin(&opts.keys)
             .map(|rows| rows.into_iter().map(snapshot::RawRow::from_row).collect()),

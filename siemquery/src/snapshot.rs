@@ -226,12 +226,13 @@ fn write_rows(
         Format::Json => json_array(out, rows.iter().map(record)),
         Format::Ndjson => ndjson(out, rows.iter().map(record)),
         Format::Table | Format::Csv => {
-            // Columns: the key, then every field of the rows in first-seen order.
+            // Columns: the key, then every field of the rows in first-seen
+            // order (bookkeeping columns only in JSON).
             let mut columns: Vec<String> = Vec::new();
             for (_, r) in rows {
                 if let Value::Object(m) = &r.value {
                     for k in m.keys() {
-                        if !columns.contains(k) {
+                        if !diff::is_bookkeeping(k) && !columns.contains(k) {
                             columns.push(k.clone());
                         }
                     }

@@ -2,6 +2,7 @@
 
 mod defects;
 mod follow;
+mod gather;
 mod ingest;
 mod loghub;
 mod query;

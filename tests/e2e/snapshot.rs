@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use siemstress_tests::{Env, kinds};
 
 /// The latest diff of `name`, computed by the library, as JSON records.
-fn lib_diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
+pub(crate) fn lib_diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
     use siemstress_common::snapshot::diff;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -31,7 +31,7 @@ fn lib_diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
 /// The latest diff of `name` by `siemquery --snapshot NAME --diff`: checks
 /// that it equals the library's and that the exit status is the bitmask of
 /// its records (1 added, 2 removed, 4 changed).
-fn diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
+pub(crate) fn diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
     let mut args = vec!["--snapshot", name, "--diff", "--format", "ndjson"];
     for e in excludes {
         args.extend(["--exclude", e]);
@@ -59,7 +59,7 @@ fn diff(env: &Env, name: &str, excludes: &[&str]) -> Vec<Value> {
 }
 
 /// `(change, key, column)` of each record, for compact assertions.
-fn summary(records: &[Value]) -> Vec<(String, String, String)> {
+pub(crate) fn summary(records: &[Value]) -> Vec<(String, String, String)> {
     let mut v: Vec<(String, String, String)> = records
         .iter()
         .map(|r| {
@@ -74,7 +74,7 @@ fn summary(records: &[Value]) -> Vec<(String, String, String)> {
     v
 }
 
-fn s(change: &str, key: &str, column: &str) -> (String, String, String) {
+pub(crate) fn s(change: &str, key: &str, column: &str) -> (String, String, String) {
     (change.to_owned(), key.to_owned(), column.to_owned())
 }
 
@@ -237,7 +237,7 @@ const KEY1: &str =
 const KEY2: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFq3k0QzM+o7Xg6iLJkzVw2hHcJ9yX1pR2v8sT4uW5aB";
 
-fn set_mode(root: &Path, p: &str, mode: u32) {
+pub(crate) fn set_mode(root: &Path, p: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
         root.join(p.trim_start_matches('/')),
@@ -269,7 +269,7 @@ fn gather_all(env: &Env, root: &Path) {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -480,7 +480,7 @@ fn files_unreadable_and_hash_reuse() {
     );
 }
 
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+pub(crate) fn which(name: &str) -> Result<std::path::PathBuf, ()> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -492,7 +492,7 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
 /// Rows of the latest run of `name`, as (key, value), read as the schema
 /// documents it (migration 0006): the rows stored by this or an earlier run
 /// of the series and not ended by it.
-fn latest_rows(env: &Env, name: &str) -> Vec<(String, Value)> {
+pub(crate) fn latest_rows(env: &Env, name: &str) -> Vec<(String, Value)> {
     env.rows(&format!(
         "SELECT r.row_key, r.value FROM snapshot_rows r JOIN snapshot_runs u ON u.id = r.run_id \
          WHERE u.name = '{name}' AND (r.until_run IS NULL OR r.until_run > \
@@ -990,7 +990,7 @@ fn snapshot_rows_are_stored_once_per_value() {
 }
 
 /// `target/artifacts/` (the test executable is in target/<profile>/deps).
-fn artifacts_dir() -> std::path::PathBuf {
+pub(crate) fn artifacts_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().to_path_buf();
     let dir = target.join("artifacts");

@@ -7,6 +7,11 @@
 //! included: `listenports.*.pid` drops pid changes of every port,
 //! `users.nobody` drops everything about that user, `files./var/log/*`
 //! every file under `/var/log`.
+//!
+//! Columns whose name starts with `_` are a gatherer's bookkeeping (the
+//! `files` gatherer's `_ctime`, `_dev` and `_hashed`, which decide when a
+//! file is hashed again): they are not compared, and left out of the rows
+//! of added and removed records.
 
 use std::collections::HashMap;
 
@@ -146,7 +151,7 @@ pub fn diff_rows(
         }
         match old_by_key.get(r.key.as_str()) {
             None => out.push(Change {
-                row: Some(r.value.clone()),
+                row: Some(shown(&r.value)),
                 ..record(ChangeKind::Added, &r.key)
             }),
             Some(prev) if **prev == r.value => {}
@@ -168,7 +173,7 @@ pub fn diff_rows(
     for r in old {
         if !new_keys.contains(r.key.as_str()) && !excludes.row(snapshot, &r.key) {
             out.push(Change {
-                row: Some(r.value.clone()),
+                row: Some(shown(&r.value)),
                 ..record(ChangeKind::Removed, &r.key)
             });
         }
@@ -176,19 +181,38 @@ pub fn diff_rows(
     out
 }
 
+/// True for a bookkeeping column (see the module doc).
+pub fn is_bookkeeping(column: &str) -> bool {
+    column.starts_with('_')
+}
+
+/// A row without its bookkeeping columns.
+fn shown(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.keys().any(|k| is_bookkeeping(k)) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !is_bookkeeping(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Columns whose values differ, as (column, old, new); a column missing on
-/// one side is `null` there. A value that is not an object is one column, `value`.
+/// one side is `null` there. A value that is not an object is one column,
+/// `value`. Bookkeeping columns are not compared.
 fn column_changes(old: &Value, new: &Value) -> Vec<(String, Value, Value)> {
     match (old, new) {
         (Value::Object(o), Value::Object(n)) => {
             let mut out = Vec::new();
-            for (k, nv) in n {
+            for (k, nv) in n.iter().filter(|(k, _)| !is_bookkeeping(k)) {
                 let ov = o.get(k).unwrap_or(&Value::Null);
                 if ov != nv {
                     out.push((k.clone(), ov.clone(), nv.clone()));
                 }
             }
-            for (k, ov) in o {
+            for (k, ov) in o.iter().filter(|(k, _)| !is_bookkeeping(k)) {
                 if !n.contains_key(k) && !ov.is_null() {
                     out.push((k.clone(), ov.clone(), Value::Null));
                 }
@@ -296,6 +320,16 @@ mod tests {
         let new = rows(json!({"/var/log/a/b": {}}));
         assert!(diff_rows("files", "h", 1, &[], &new, &ex).is_empty());
         assert!(Excludes::new(&["a[b"]).is_err());
+    }
+
+    #[test]
+    fn bookkeeping_columns_are_not_diffed() {
+        let old = rows(json!({"/a": {"_ctime": 1, "sha256": "x"}, "/b": {"_dev": 1}}));
+        let new = rows(json!({"/a": {"_ctime": 2, "sha256": "x"}, "/c": {"_dev": 1, "m": 1}}));
+        let d = diff_rows("files", "h", 1, &old, &new, &Excludes::default());
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].row, Some(json!({"m": 1})));
+        assert_eq!(d[1].row, Some(json!({})));
     }
 
     #[test]

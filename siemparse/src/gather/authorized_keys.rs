@@ -2,11 +2,17 @@
 //! `~/.ssh/authorized_keys2` of every user in /etc/passwd: key type,
 //! fingerprint (`SHA256:` + unpadded base64, as `ssh-keygen -lf`), comment
 //! and options. Keyed `user:fingerprint`. An unreadable file is a row with
-//! `error`, keyed `user:path`.
+//! `error`, keyed `user:path`; a line that is not a key is a row with its
+//! line number only (its text is not stored: it could be anything).
+//!
+//! The files are read below the home without following any symlink (a
+//! user's `~/.ssh/authorized_keys -> /etc/shadow` is refused, see
+//! [`super::rootfs`]), only if they are regular files, owned by the user or
+//! root and not a hard link to a file of someone else's (as sshd's
+//! StrictModes), and at most 1 MiB. Refusals go into the run's message.
 
 use std::collections::HashSet;
 
-use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde_json::{Value, json};
@@ -14,26 +20,33 @@ use sha2::{Digest, Sha256};
 use siemstress_common::snapshot::Row;
 
 use super::Ctx;
-use super::passwd::read_passwd;
+use super::passwd::{open_home, read_passwd};
+use super::rootfs;
 
 const FILES: [&str; 2] = [".ssh/authorized_keys", ".ssh/authorized_keys2"];
 
+/// Largest authorized_keys file read.
+const CAP: u64 = 1 << 20;
+
 pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
-    let users = read_passwd(&ctx.root)
-        .with_context(|| format!("read {}", ctx.under_root("/etc/passwd").display()))?;
+    let users = read_passwd(ctx)?;
     let mut rows = Vec::new();
     let mut done: HashSet<(String, String)> = HashSet::new();
     for u in users {
-        if u.home.is_empty() || !u.home.starts_with('/') {
-            continue;
-        }
+        let home = match open_home(&ctx.fs, &u) {
+            Ok(Some(h)) => h,
+            Ok(None) => continue,
+            Err(msg) => {
+                ctx.warn(format!("authorized_keys: {msg}"));
+                continue;
+            }
+        };
         for f in FILES {
-            let host = format!("{}/{f}", u.home.trim_end_matches('/'));
+            let host = format!("{}/{f}", home.host.trim_end_matches('/'));
             if !done.insert((u.name.clone(), host.clone())) {
                 continue;
             }
-            let full = ctx.under_root(&host);
-            let bytes = match std::fs::read(&full) {
+            let (bytes, st) = match home.read(&host, CAP) {
                 Ok(b) => b,
                 Err(e)
                     if matches!(
@@ -43,16 +56,36 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
                 {
                     continue;
                 }
-                Err(e) => {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     rows.push(Row::new(
                         format!("{}:{host}", u.name),
                         json!({"user": u.name, "file": host, "error": format!("cannot read: {e}")}),
                     ));
                     continue;
                 }
+                Err(e) => {
+                    ctx.warn(format!(
+                        "authorized_keys: {host} of {}: {}",
+                        u.name,
+                        rootfs::refusal(&e)
+                    ));
+                    continue;
+                }
             };
+            if let Some(uid) = u.uid
+                && st.uid != uid
+                && (st.uid != 0 || st.nlink > 1)
+            {
+                ctx.warn(format!(
+                    "authorized_keys: {host} of {} is owned by uid {}{}: refused",
+                    u.name,
+                    st.uid,
+                    if st.nlink > 1 { " and hard-linked" } else { "" }
+                ));
+                continue;
+            }
             let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines() {
+            for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
                     continue;
@@ -64,7 +97,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
                         "comment": k.comment,
                         "options": k.options,
                     }),
-                    None => json!({"error": "not a valid key line", "line": line}),
+                    None => json!({"error": "not a valid key line", "line_number": n + 1}),
                 };
                 v["user"] = json!(u.name);
                 v["file"] = json!(host);

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use siemstress_common::snapshot::Row;
 
 use super::Ctx;
+use super::rootfs;
 
 pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
     // (host path, user of a per-user crontab)
@@ -18,36 +19,39 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         ("/var/spool/cron/crontabs", true),
         ("/var/spool/cron", true),
     ] {
-        let full = ctx.under_root(dir);
-        let mut names: Vec<String> = match std::fs::read_dir(&full) {
+        let names: Vec<String> = match ctx.fs.list(dir) {
             Ok(l) => l
-                .filter_map(Result::ok)
-                .filter(|d| d.file_type().is_ok_and(|t| t.is_file()))
-                .map(|d| d.file_name().to_string_lossy().into_owned())
+                .into_iter()
+                .filter(|(_, st)| st.is_file())
+                .map(|(n, _)| n)
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                files.push((dir.to_owned(), None));
-                ctx.warn(format!("crontabs: cannot list {dir}: {e}"));
+                ctx.warn(format!(
+                    "crontabs: cannot list {dir}: {}",
+                    rootfs::refusal(&e)
+                ));
                 continue;
             }
         };
-        names.sort();
         for n in names {
             files.push((format!("{dir}/{n}"), per_user.then(|| n.clone())));
         }
     }
     let mut rows = Vec::new();
     for (host, user) in files {
-        let full = ctx.under_root(&host);
-        let bytes = match std::fs::read(&full) {
-            Ok(b) => b,
+        let bytes = match ctx.fs.read(&host, rootfs::TEXT_CAP) {
+            Ok((b, _)) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 rows.push(Row::new(
                     host.clone(),
                     json!({"file": host, "error": format!("cannot read: {e}")}),
                 ));
+                continue;
+            }
+            Err(e) => {
+                ctx.warn(format!("crontabs: {host}: {}", rootfs::refusal(&e)));
                 continue;
             }
         };

@@ -1,40 +1,86 @@
 //! File metadata rows shared by `files` and `suid`: walking directories
 //! under the root, lstat, and SHA-256 of regular files, reused from the
-//! previous run when size, mtime and inode are unchanged.
+//! previous run when nothing that could change the content changed.
 //!
-//! A second run over an unchanged tree does little per file: one `statx`
+//! Every path is opened through [`super::rootfs`]: a walk's start is
+//! resolved within the root, and nothing below it follows a symlink.
+//!
+//! **Hash reuse.** A regular file keeps the previous run's SHA-256 without
+//! being read when its size, mtime, inode, device and ctime are those of
+//! the previous run's row (stored as `_dev` and `_ctime`: columns that
+//! start with `_` are bookkeeping and not diffed). The ctime catches the
+//! timestomping move, new content of the same size with the old mtime put
+//! back by `touch -r`: user space cannot set the ctime back. `[gather.files]
+//! rehash = "always"` never reuses (AIDE's behaviour); `rehash_every`
+//! re-hashes a file whose hash (`_hashed`, epoch seconds) is older.
+//!
+//! A second run over an unchanged tree does little per file: one `fstatat`
 //! relative to the directory being listed, a lookup of the previous run's
-//! size, mtime, inode and hash (read from its stored JSON by a scanner of
-//! flat objects, without building a `serde_json::Value`), and the row's JSON
-//! written directly into one `String` (same text as `serde_json` writes:
-//! keys sorted, compact).
+//! reuse fields (read from its stored JSON by a scanner of flat objects,
+//! without building a `serde_json::Value`), and the row's JSON written
+//! directly into one `String` (same text as `serde_json` writes: keys
+//! sorted, compact).
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use rustix::fs::OFlags;
 use sha2::{Digest, Sha256};
 use siemstress_common::snapshot::RawRow;
 
 use super::listing::Prefetch;
+use super::rootfs::{self, Base, RootFs, Stat};
 use siemstress_common::snapshot::current::CurrentRows;
 
-/// A path as on the host (`/etc/passwd`), read under the root
-/// (`ROOT/etc/passwd`, see [`full_path`]).
+/// A path as on the host (`/etc/passwd`), read under the root.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub host: String,
     /// lstat of the entry when the walk already has it.
-    pub md: Option<std::fs::Metadata>,
+    pub md: Option<Stat>,
+    /// Index of the [`Base`] it was found below (opened without following
+    /// any symlink from there), or `None`: a path named by the config,
+    /// resolved within the root.
+    pub base: Option<usize>,
 }
 
-/// Where host path `host` is read under `root`.
-pub fn full_path(root: &Path, host: &str) -> PathBuf {
-    super::under_root(root, host)
+/// Where entries are opened from: the root and the walks' bases.
+pub struct Opener<'a> {
+    pub root: &'a RootFs,
+    pub bases: &'a [Base],
+}
+
+impl Opener<'_> {
+    fn open(&self, e: &Entry, flags: OFlags) -> std::io::Result<OwnedFd> {
+        match e.base {
+            Some(b) => self.bases[b].open(&e.host, flags),
+            None => self.root.open(&e.host, false, flags),
+        }
+    }
+
+    fn lstat(&self, e: &Entry) -> std::io::Result<Stat> {
+        match e.base {
+            Some(b) => self.bases[b].lstat(&e.host),
+            None => self.root.lstat(&e.host),
+        }
+    }
+
+    fn read_link(&self, e: &Entry) -> std::io::Result<String> {
+        match e.base {
+            Some(b) => self.bases[b].read_link(&e.host),
+            None => self.root.read_link(&e.host),
+        }
+    }
+
+    /// The uid a file under this entry's base must belong to (besides
+    /// root) for its content to be stored: the home's owner.
+    fn owner(&self, e: &Entry) -> Option<u32> {
+        e.base.and_then(|b| self.bases[b].owner)
+    }
 }
 
 /// A glob over host paths: `*` stays within one component, `**` crosses.
@@ -63,29 +109,30 @@ pub fn is_glob(s: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct WalkErrors(pub HashMap<String, String>);
 
-/// Walks host directory `start` under `root` (`start` itself not
-/// reported) depth-first in name order, without following symlinks.
-/// `max_depth` limits levels below `start`; `same_dev` keeps to one file
-/// system; excluded paths are neither reported nor descended. `keep` sees
-/// every entry (host path, lstat) and says whether it goes into `out`.
-/// Directories are listed (and their entries stat'ed) ahead on helper
-/// threads, see [`super::listing`].
+/// Walks host directory `start` (at or below `bases[base]`; `start`
+/// itself not reported) depth-first in name order, without following
+/// symlinks. `max_depth` limits levels below `start`; `same_dev` keeps to
+/// one file system; excluded paths are neither reported nor descended.
+/// `keep` sees every entry (host path, lstat) and says whether it goes
+/// into `out`. Directories are listed (and their entries stat'ed) ahead on
+/// helper threads, see [`super::listing`].
 #[allow(clippy::too_many_arguments)]
 pub fn walk(
-    root: &Path,
+    bases: &[Base],
+    base: usize,
     start: &str,
     max_depth: Option<usize>,
     same_dev: Option<u64>,
     exclude: &GlobSet,
     errors: &mut WalkErrors,
     out: &mut Vec<Entry>,
-    keep: &mut dyn FnMut(&str, &std::fs::Metadata) -> bool,
+    keep: &mut dyn FnMut(&str, &Stat) -> bool,
 ) {
     let helpers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 4);
-    Prefetch::new(root, exclude).run(helpers, |prefetch| {
+    Prefetch::new(&bases[base], exclude).run(helpers, |prefetch| {
         let mut stack = vec![(start.to_owned(), 0usize)];
         prefetch.want(std::iter::once(start.to_owned()));
         let mut subdirs: Vec<(String, usize)> = Vec::new();
@@ -93,20 +140,27 @@ pub fn walk(
             let listing = match prefetch.take(&dir) {
                 Ok(l) => l,
                 Err(e) => {
-                    errors.0.insert(dir, format!("cannot list: {e}"));
+                    errors
+                        .0
+                        .insert(dir, format!("cannot list: {}", rootfs::refusal(&e)));
                     continue;
                 }
             };
             for (host, md) in listing {
                 let deeper = max_depth.is_none_or(|m| depth + 1 < m);
-                let descend = md.is_dir() && deeper && same_dev.is_none_or(|d| md.dev() == d);
+                let descend = md.is_dir() && deeper && same_dev.is_none_or(|d| md.dev == d);
                 let kept = keep(&host, &md);
+                let entry = |host| Entry {
+                    host,
+                    md: Some(md),
+                    base: Some(base),
+                };
                 match (kept, descend) {
                     (true, true) => {
                         subdirs.push((host.clone(), depth + 1));
-                        out.push(Entry { host, md: Some(md) });
+                        out.push(entry(host));
                     }
-                    (true, false) => out.push(Entry { host, md: Some(md) }),
+                    (true, false) => out.push(entry(host)),
                     (false, true) => subdirs.push((host, depth + 1)),
                     (false, false) => {}
                 }
@@ -119,31 +173,10 @@ pub fn walk(
     });
 }
 
-/// Type name of a file.
-pub fn type_name(ft: std::fs::FileType) -> &'static str {
-    if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_dir() {
-        "dir"
-    } else if ft.is_file() {
-        "file"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_char_device() {
-        "chardev"
-    } else if ft.is_block_device() {
-        "blockdev"
-    } else {
-        "unknown"
-    }
-}
-
 /// RFC 3339 UTC with as many fraction digits as needed (as chrono's
 /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)`), appended to `out`.
-fn push_mtime(out: &mut String, md: &std::fs::Metadata) {
-    let (secs, nsec) = (md.mtime(), md.mtime_nsec().clamp(0, 999_999_999) as u32);
+fn push_mtime(out: &mut String, md: &Stat) {
+    let (secs, nsec) = (md.mtime, md.mtime_nsec.clamp(0, 999_999_999));
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
@@ -212,12 +245,34 @@ pub struct HashStats {
     pub reused: AtomicUsize,
 }
 
+/// When a stored hash may be reused, and which files also keep their text.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Never reuse (`rehash = "always"`).
+    pub rehash_always: bool,
+    /// Hashes computed before this time (epoch seconds) are redone
+    /// (`rehash_every`).
+    pub rehash_before: Option<i64>,
+    /// Now, epoch seconds (stored as `_hashed` with a new hash).
+    pub now: i64,
+    /// Files whose text is stored too (`content`), unless `secret` matches.
+    pub content: Option<GlobSet>,
+    /// Files whose text is never stored.
+    pub secret: Option<GlobSet>,
+}
+
+/// Largest file whose text is stored (`content`).
+pub const CONTENT_MAX: u64 = 64 * 1024;
+
 /// What hash reuse needs of last run's row of a regular file (inline:
 /// one allocation per file, its key).
 #[derive(Debug, Clone, PartialEq)]
 struct PrevFile {
     size: u64,
     inode: u64,
+    dev: u64,
+    ctime: i64,
+    hashed: i64,
     mtime_len: u8,
     mtime: [u8; MTIME_MAX],
     sha256: [u8; 64],
@@ -237,15 +292,20 @@ impl PrevFile {
     }
 }
 
-/// The reuse fields of a row if it is a `file` with a 64-hex `sha256`:
-/// a scan of a flat JSON object, without building its value. Anything
-/// unexpected (nesting, escapes in these fields, bad syntax) is `None`.
+/// The reuse fields of a row if it is a `file` with a 64-hex `sha256`, its
+/// device and ctime: a scan of a flat JSON object, without building its
+/// value. Anything unexpected (nesting, escapes in these fields, bad
+/// syntax, a row of an older version without `_ctime`) is `None`.
 fn prev_file(json: &[u8]) -> Option<PrevFile> {
     let (mut kind, mut size, mut inode, mut mtime, mut sha) = (None, None, None, None, None);
+    let (mut dev, mut ctime, mut hashed) = (None, None, None);
     scan_flat_object(json, |key, value| match (key, value) {
         (b"type", Scalar::Str(v)) => kind = Some(v),
         (b"size", Scalar::Num(v)) => size = parse_u64(v),
         (b"inode", Scalar::Num(v)) => inode = parse_u64(v),
+        (b"_dev", Scalar::Num(v)) => dev = parse_u64(v),
+        (b"_ctime", Scalar::Num(v)) => ctime = parse_i64(v),
+        (b"_hashed", Scalar::Num(v)) => hashed = parse_i64(v),
         (b"mtime", Scalar::Str(v)) => mtime = Some(v),
         (b"sha256", Scalar::Str(v)) => sha = Some(v),
         _ => {}
@@ -261,12 +321,25 @@ fn prev_file(json: &[u8]) -> Option<PrevFile> {
     let mut p = PrevFile {
         size: size?,
         inode: inode?,
+        dev: dev?,
+        ctime: ctime?,
+        hashed: hashed?,
         mtime_len: mtime.len() as u8,
         mtime: [0; MTIME_MAX],
         sha256: sha,
     };
     p.mtime[..mtime.len()].copy_from_slice(mtime);
     Some(p)
+}
+
+/// An optional `-` and digits.
+fn parse_i64(t: &[u8]) -> Option<i64> {
+    match t.split_first()? {
+        (b'-', rest) => parse_u64(rest)
+            .and_then(|v| i64::try_from(v).ok())
+            .map(|v| -v),
+        _ => parse_u64(t).and_then(|v| i64::try_from(v).ok()),
+    }
 }
 
 /// Digits only (no sign, no exponent), as stored for size and inode.
@@ -409,74 +482,122 @@ fn push_key(out: &mut String, key: &str) {
     out.push_str("\":");
 }
 
+/// Appends a signed decimal.
+fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+/// What rows are made with (shared by the threads).
+pub struct RowCtx<'a> {
+    pub opener: Opener<'a>,
+    pub previous: &'a CurrentRows,
+    pub errors: &'a WalkErrors,
+    pub policy: &'a Policy,
+    pub stats: &'a HashStats,
+}
+
+/// Why the text of a `content` file is not stored, or its text.
+enum Content {
+    Text(String),
+    Withheld(String),
+}
+
 /// Writes the JSON of one entry into `out` (cleared first); false if it
-/// vanished. Members in key order, as `serde_json` writes a map: error,
-/// gid, inode, link, mode, mtime, path, sha256, size, type, uid.
-fn entry_json(
-    root: &Path,
-    e: &Entry,
-    previous: &CurrentRows,
-    list_error: Option<&str>,
-    stats: &HashStats,
-    out: &mut String,
-) -> bool {
+/// vanished. Members in key order, as `serde_json` writes a map: _ctime,
+/// _dev, _hashed, content, content_error, error, gid, inode, link, mode,
+/// mtime, path, sha256, size, type, uid.
+fn entry_json(cx: &RowCtx<'_>, e: &Entry, out: &mut String) -> bool {
+    let list_error = if cx.errors.0.is_empty() {
+        None
+    } else {
+        cx.errors.0.get(&e.host).map(String::as_str)
+    };
     out.clear();
     out.push('{');
     let stat = match &e.md {
-        Some(md) => Ok(md.clone()),
-        None => std::fs::symlink_metadata(full_path(root, &e.host)),
+        Some(md) => Ok(*md),
+        None => cx.opener.lstat(e),
     };
     let mut md = match stat {
         Ok(md) => md,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return false,
         Err(err) => {
             push_key(out, "error");
-            push_json_str(out, &format!("cannot stat: {err}"));
+            push_json_str(out, &format!("cannot stat: {}", rootfs::refusal(&err)));
             push_key(out, "path");
             push_json_str(out, &e.host);
             out.push_str(",\"type\":\"unknown\"}");
             return true;
         }
     };
-    let ft = md.file_type();
     let mut error: Option<String> = None;
     let mut link: Option<String> = None;
     // Some(None): a file that could not be read (`"sha256":null`).
     let mut sha256: Option<Option<&str>> = None;
     let hashed: String;
     let prev: Option<PrevFile>;
+    let mut hashed_at: Option<i64> = None;
+    let mut content: Option<Content> = None;
     let mut mtime = String::new();
-    if ft.is_file() || ft.is_symlink() {
+    if md.is_file() || md.is_symlink() {
         push_mtime(&mut mtime, &md);
     }
-    if ft.is_symlink() {
-        match std::fs::read_link(full_path(root, &e.host)) {
-            Ok(t) => link = Some(t.to_string_lossy().into_owned()),
-            Err(err) => error = Some(format!("cannot read link: {err}")),
+    if md.is_symlink() {
+        match cx.opener.read_link(e) {
+            Ok(t) => link = Some(t),
+            Err(err) => error = Some(format!("cannot read link: {}", rootfs::refusal(&err))),
         }
-    } else if ft.is_file() {
+    } else if md.is_file() {
+        let wants_text = cx
+            .policy
+            .content
+            .as_ref()
+            .is_some_and(|c| c.is_match(&e.host));
+        let secret = cx
+            .policy
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.is_match(&e.host));
+        let wants_text = wants_text && !secret;
         // The previous row is parsed here, for the paths that still exist.
-        prev = previous.get(&e.host).and_then(prev_file);
+        prev = if wants_text || cx.policy.rehash_always {
+            None
+        } else {
+            cx.previous.get(&e.host).and_then(prev_file)
+        };
         let reusable = prev.as_ref().filter(|p| {
-            p.size == md.size() && p.inode == md.ino() && p.mtime() == mtime.as_bytes()
+            p.size == md.size
+                && p.inode == md.ino
+                && p.dev == md.dev
+                && p.ctime == md.ctime_ns()
+                && p.mtime() == mtime.as_bytes()
+                && cx.policy.rehash_before.is_none_or(|t| p.hashed >= t)
         });
         if let Some(p) = reusable {
             sha256 = Some(Some(p.sha256()));
-            stats.reused.fetch_add(1, Ordering::Relaxed);
+            hashed_at = Some(p.hashed);
+            cx.stats.reused.fetch_add(1, Ordering::Relaxed);
         } else {
-            match hash_file(&full_path(root, &e.host)) {
-                Ok((hash, md2)) => {
+            match hash_file(&cx.opener, e, wants_text) {
+                Ok((hash, md2, text)) => {
                     // What was hashed is what the file was while open.
                     md = md2;
                     mtime.clear();
                     push_mtime(&mut mtime, &md);
                     hashed = hash;
                     sha256 = Some(Some(&hashed));
-                    stats.hashed.fetch_add(1, Ordering::Relaxed);
+                    hashed_at = Some(cx.policy.now);
+                    cx.stats.hashed.fetch_add(1, Ordering::Relaxed);
+                    if wants_text {
+                        content = Some(text_of(&cx.opener, e, &md, text));
+                    }
                 }
                 Err(err) => {
                     sha256 = Some(None);
-                    error = Some(format!("cannot read: {err}"));
+                    error = Some(format!("cannot read: {}", rootfs::refusal(&err)));
                 }
             }
         }
@@ -484,24 +605,43 @@ fn entry_json(
     if let Some(msg) = list_error {
         error = Some(msg.to_owned());
     }
-    let ft = md.file_type();
-    let sized = ft.is_file() || ft.is_symlink();
+    let sized = md.is_file() || md.is_symlink();
+    if let Some(at) = hashed_at {
+        // Bookkeeping for hash reuse (not diffed).
+        push_key(out, "_ctime");
+        push_i64(out, md.ctime_ns());
+        push_key(out, "_dev");
+        push_u64(out, md.dev);
+        push_key(out, "_hashed");
+        push_i64(out, at);
+    }
+    match &content {
+        Some(Content::Text(t)) => {
+            push_key(out, "content");
+            push_json_str(out, t);
+        }
+        Some(Content::Withheld(why)) => {
+            push_key(out, "content_error");
+            push_json_str(out, why);
+        }
+        None => {}
+    }
     if let Some(err) = &error {
         push_key(out, "error");
         push_json_str(out, err);
     }
     push_key(out, "gid");
-    push_u64(out, md.gid().into());
-    if ft.is_file() {
+    push_u64(out, md.gid.into());
+    if md.is_file() {
         push_key(out, "inode");
-        push_u64(out, md.ino());
+        push_u64(out, md.ino);
     }
     if let Some(t) = &link {
         push_key(out, "link");
         push_json_str(out, t);
     }
     push_key(out, "mode");
-    let mode = md.mode() & 0o7777;
+    let mode = md.perm();
     out.push('"');
     for shift in [9, 6, 3, 0] {
         out.push(char::from(b'0' + (mode >> shift & 7) as u8));
@@ -532,42 +672,75 @@ fn entry_json(
     }
     if sized {
         push_key(out, "size");
-        push_u64(out, md.size());
+        push_u64(out, md.size);
     }
     push_key(out, "type");
     out.push('"');
-    out.push_str(type_name(ft));
+    out.push_str(md.type_name());
     out.push('"');
     push_key(out, "uid");
-    push_u64(out, md.uid().into());
+    push_u64(out, md.uid.into());
     out.push('}');
     true
 }
 
-/// SHA-256 (hex) of a regular file and its metadata while open. Opens
+/// The text of a `content` file, or why it is withheld: over
+/// [`CONTENT_MAX`], not UTF-8 text, a private key, a hard link (its text
+/// may be another file's), or in a home and owned by neither the user nor
+/// root.
+fn text_of(opener: &Opener<'_>, e: &Entry, md: &Stat, text: Option<Vec<u8>>) -> Content {
+    let Some(bytes) = text else {
+        return Content::Withheld(format!("larger than {CONTENT_MAX} bytes"));
+    };
+    if md.nlink > 1 {
+        return Content::Withheld("hard link: text not stored".into());
+    }
+    if let Some(owner) = opener.owner(e)
+        && md.uid != owner
+        && md.uid != 0
+    {
+        return Content::Withheld(format!(
+            "owned by uid {}, not the home's user: text not stored",
+            md.uid
+        ));
+    }
+    if bytes.contains(&0) {
+        return Content::Withheld("binary".into());
+    }
+    match String::from_utf8(bytes) {
+        Ok(t) if t.contains("PRIVATE KEY-----") => {
+            Content::Withheld("holds a private key: text not stored".into())
+        }
+        Ok(t) => Content::Text(t),
+        Err(_) => Content::Withheld("binary".into()),
+    }
+}
+
+/// SHA-256 (hex) of a regular file, its metadata while open and, if
+/// `keep_text` and it has at most [`CONTENT_MAX`] bytes, its bytes. Opened
 /// without following symlinks, without blocking on a FIFO swapped in, and
 /// without touching atime where permitted.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, std::fs::Metadata)> {
-    let open = |noatime: bool| {
-        let mut flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-        if noatime {
-            flags |= libc::O_NOATIME;
-        }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path)
-    };
-    let mut f = match open(true) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(false)?,
+pub fn hash_file(
+    opener: &Opener<'_>,
+    e: &Entry,
+    keep_text: bool,
+) -> std::io::Result<(String, Stat, Option<Vec<u8>>)> {
+    let flags = rootfs::read_flags();
+    let fd = match opener.open(e, flags | OFlags::NOATIME) {
+        Err(err) if err.raw_os_error() == Some(libc::EPERM) => opener.open(e, flags)?,
         other => other?,
     };
-    let md = f.metadata()?;
+    let md = rootfs::fstat(&fd)?;
     if !md.is_file() {
-        return Err(std::io::Error::other("replaced by a non-regular file"));
+        return Err(std::io::Error::other(format!(
+            "replaced by a non-regular file ({})",
+            md.type_name()
+        )));
     }
+    let mut f = std::fs::File::from(fd);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
+    let mut text: Option<Vec<u8>> = keep_text.then(Vec::new);
     loop {
         let n = match f.read(&mut buf) {
             Ok(0) => break,
@@ -576,8 +749,15 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, std::fs::Metadata)> {
             Err(e) => return Err(e),
         };
         h.update(&buf[..n]);
+        if let Some(t) = &mut text {
+            if (t.len() + n) as u64 > CONTENT_MAX {
+                text = None;
+            } else {
+                t.extend_from_slice(&buf[..n]);
+            }
+        }
     }
-    Ok((format!("{:x}", h.finalize()), md))
+    Ok((format!("{:x}", h.finalize()), md, text))
 }
 
 /// Entries per unit of work handed to a thread.
@@ -585,13 +765,7 @@ const CHUNK: usize = 512;
 
 /// Rows of `entries` (in their order; vanished entries left out), stat'ed
 /// and hashed on a few threads. Keys are the entries' host paths, moved.
-pub fn rows_for(
-    root: &Path,
-    entries: Vec<Entry>,
-    previous: &CurrentRows,
-    errors: &WalkErrors,
-    stats: &HashStats,
-) -> Vec<RawRow> {
+pub fn rows_for(cx: &RowCtx<'_>, entries: Vec<Entry>) -> Vec<RawRow> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -612,15 +786,7 @@ pub fn rows_for(
                     let chunk = &entries[c * CHUNK..((c + 1) * CHUNK).min(entries.len())];
                     let mut jsons = Vec::with_capacity(chunk.len());
                     for e in chunk {
-                        let err = if errors.0.is_empty() {
-                            None
-                        } else {
-                            errors.0.get(&e.host).map(String::as_str)
-                        };
-                        jsons.push(
-                            entry_json(root, e, previous, err, stats, &mut buf)
-                                .then(|| buf.as_str().into()),
-                        );
+                        jsons.push(entry_json(cx, e, &mut buf).then(|| buf.as_str().into()));
                     }
                     local.push((c, jsons));
                 }
@@ -645,6 +811,7 @@ pub fn rows_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// The walk with read-ahead helpers returns what a plain recursive
     /// depth-first walk in name order returns: same order, depth limit,
@@ -684,10 +851,13 @@ mod tests {
         let skip = |h: &str| h == "/t/zz/skip" || (h.starts_with("/t/d07/") && h.contains("/f"));
         reference(&dir, "/t", &skip, &mut expect);
         assert_eq!(expect.len(), 30 + 90 + 29 * 6 + 1);
+        let rootfs = RootFs::new(&dir).unwrap();
+        let bases = [rootfs.base("/t", true).unwrap()];
         let walk_all = |max_depth, exclude: &GlobSet| {
             let (mut errors, mut out) = (WalkErrors::default(), Vec::new());
             walk(
-                &dir,
+                &bases,
+                0,
                 "/t",
                 max_depth,
                 None,
@@ -750,13 +920,14 @@ mod tests {
                 t.unwrap()
             };
             file.set_modified(t).unwrap();
-            let md = std::fs::symlink_metadata(&f).unwrap();
+            let fd = std::fs::File::open(&f).unwrap();
+            let md = rootfs::fstat(&fd).unwrap();
             let mut ours = String::new();
             push_mtime(&mut ours, &md);
-            let theirs = chrono::DateTime::from_timestamp(md.mtime(), md.mtime_nsec() as u32)
+            let theirs = chrono::DateTime::from_timestamp(md.mtime, md.mtime_nsec)
                 .unwrap()
                 .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-            assert_eq!(ours, theirs, "{} {}", md.mtime(), md.mtime_nsec());
+            assert_eq!(ours, theirs, "{} {}", md.mtime, md.mtime_nsec);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -766,6 +937,7 @@ mod tests {
         let row = serde_json::json!({
             "path": "/a \"b\" \\ c", "type": "file", "mode": "0644", "uid": 0, "gid": 0,
             "size": 42, "mtime": "2025-01-02T03:04:05.123Z", "inode": 77,
+            "_dev": 2049, "_ctime": 1_700_000_000_123_456_789_i64, "_hashed": 1_700_000_000,
             "sha256": "9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0",
             "error": "x"
         });
@@ -773,6 +945,10 @@ mod tests {
         assert_eq!(
             (p.size, p.inode, p.mtime(), &p.sha256()[..4]),
             (42, 77, b"2025-01-02T03:04:05.123Z".as_slice(), "9834")
+        );
+        assert_eq!(
+            (p.dev, p.ctime, p.hashed),
+            (2049, 1_700_000_000_123_456_789, 1_700_000_000)
         );
         let pretty = serde_json::to_string_pretty(&row).unwrap();
         assert_eq!(prev_file(pretty.as_bytes()), Some(p));
@@ -800,8 +976,11 @@ mod tests {
         std::fs::write(dir.join("d/sub/b"), "").unwrap();
         std::os::unix::fs::symlink("/nowhere\\x", dir.join("d/l")).unwrap();
         let mut entries = Vec::new();
+        let rootfs = RootFs::new(&dir).unwrap();
+        let bases = [rootfs.base("/d", true).unwrap()];
         walk(
-            &dir,
+            &bases,
+            0,
             "/d",
             None,
             None,
@@ -813,17 +992,27 @@ mod tests {
         entries.push(Entry {
             host: "/gone".into(),
             md: None,
+            base: None,
         });
         let mut errors = WalkErrors::default();
         errors.0.insert("/d/sub".into(), "cannot list: x".into());
         let stats = HashStats::default();
-        let rows = rows_for(
-            &dir,
-            entries.clone(),
-            &CurrentRows::default(),
-            &errors,
-            &stats,
-        );
+        let policy = Policy {
+            now: 1_700_000_000,
+            ..Policy::default()
+        };
+        let empty = CurrentRows::default();
+        let cx = |previous, stats| RowCtx {
+            opener: Opener {
+                root: &rootfs,
+                bases: &bases,
+            },
+            previous,
+            errors: &errors,
+            policy: &policy,
+            stats,
+        };
+        let rows = rows_for(&cx(&empty, &stats), entries.clone());
         let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["/d/a \"q\"\n", "/d/l", "/d/sub", "/d/sub/b"]);
         for r in &rows {
@@ -856,7 +1045,7 @@ mod tests {
             prev.add(&r.key, r.json.as_bytes(), id);
         }
         let stats2 = HashStats::default();
-        let again = rows_for(&dir, entries, &prev, &errors, &stats2);
+        let again = rows_for(&cx(&prev, &stats2), entries);
         assert_eq!(again, rows);
         assert_eq!(stats2.reused.load(Ordering::Relaxed), 2);
         assert_eq!(stats2.hashed.load(Ordering::Relaxed), 0);

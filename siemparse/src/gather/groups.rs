@@ -1,15 +1,13 @@
 //! `groups`: /etc/group with members (sorted, so reordering is no change).
 
-use anyhow::Context;
 use serde_json::json;
 use siemstress_common::snapshot::Row;
 
 use super::Ctx;
-use super::passwd::colon_lines;
+use super::passwd::read_colon_file;
 
 pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
-    let path = ctx.under_root("/etc/group");
-    let lines = colon_lines(&path).with_context(|| format!("read {}", path.display()))?;
+    let lines = read_colon_file(ctx, "/etc/group")?;
     Ok(lines
         .into_iter()
         .map(|f| {

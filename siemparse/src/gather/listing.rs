@@ -10,39 +10,31 @@
 //! works on the current one.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
 use globset::GlobSet;
 
+use super::rootfs::{self, Base, Stat};
+
 /// The entries of one directory, sorted by host path, excluded paths left
 /// out, each with its lstat (entries that vanished or cannot be stat'ed
 /// are left out, as the walk did before).
-pub type Listing = std::io::Result<Vec<(String, std::fs::Metadata)>>;
+pub type Listing = std::io::Result<Vec<(String, Stat)>>;
 
-/// Lists host directory `dir` under `root`.
-pub fn list(root: &Path, dir: &str, exclude: &GlobSet) -> Listing {
+/// Lists host directory `dir` below `base` (no symlink followed).
+pub fn list(base: &Base, dir: &str, exclude: &GlobSet) -> Listing {
     let prefix = dir.trim_end_matches('/');
-    let mut children: Vec<(String, std::fs::DirEntry)> =
-        std::fs::read_dir(super::under_root(root, dir))?
-            .filter_map(Result::ok)
-            .map(|d| {
-                let name = d.file_name();
-                let name = name.to_string_lossy();
-                let mut host = String::with_capacity(prefix.len() + 1 + name.len());
-                host.push_str(prefix);
-                host.push('/');
-                host.push_str(&name);
-                (host, d)
-            })
-            .filter(|(host, _)| exclude.is_empty() || !exclude.is_match(host))
-            .collect();
-    // Same parent: host order is name order.
-    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(children
+    let fd = base.open(dir, rootfs::list_flags())?;
+    Ok(rootfs::list_fd(fd)?
         .into_iter()
-        // Relative to the directory: one statx, no path resolution again.
-        .filter_map(|(host, d)| d.metadata().ok().map(|md| (host, md)))
+        .map(|(name, st)| {
+            let mut host = String::with_capacity(prefix.len() + 1 + name.len());
+            host.push_str(prefix);
+            host.push('/');
+            host.push_str(&name);
+            (host, st)
+        })
+        .filter(|(host, _)| exclude.is_empty() || !exclude.is_match(host))
         .collect())
 }
 
@@ -60,16 +52,16 @@ struct State {
 
 /// Listings read ahead by helper threads (see the module doc).
 pub struct Prefetch<'a> {
-    root: &'a Path,
+    base: &'a Base,
     exclude: &'a GlobSet,
     state: Mutex<State>,
     changed: Condvar,
 }
 
 impl<'a> Prefetch<'a> {
-    pub fn new(root: &'a Path, exclude: &'a GlobSet) -> Self {
+    pub fn new(base: &'a Base, exclude: &'a GlobSet) -> Self {
         Self {
-            root,
+            base,
             exclude,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -101,7 +93,7 @@ impl<'a> Prefetch<'a> {
                     st.queue.remove(i);
                 }
                 drop(st);
-                return list(self.root, dir, self.exclude);
+                return list(self.base, dir, self.exclude);
             }
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
@@ -123,7 +115,7 @@ impl<'a> Prefetch<'a> {
             // A panic here must not leave `dir` marked as being listed: the
             // walk would wait for it forever. It becomes that directory's error.
             let listing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                list(self.root, &dir, self.exclude)
+                list(self.base, &dir, self.exclude)
             }))
             .unwrap_or_else(|_| Err(std::io::Error::other("listing panicked")));
             st = self.lock();

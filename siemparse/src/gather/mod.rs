@@ -22,10 +22,11 @@ mod listenports;
 mod listing;
 mod mysql_users;
 mod passwd;
+pub mod rootfs;
 mod suid;
 mod users;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -66,7 +67,34 @@ pub struct FilesConfig {
     /// Globs of paths to leave out (a matching directory is not descended).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Globs of files whose text is stored too (at most 64 KiB, not binary):
+    /// a change shows as a unified diff.
+    #[serde(default)]
+    pub content: Vec<String>,
+    /// Globs of files whose text is never stored (only that they changed);
+    /// default: shadow, gshadow, SSH host keys, `*.key`.
+    pub secret: Option<Vec<String>>,
+    /// Paths relative to every home directory in passwd (`.ssh/*`,
+    /// `.profile`): watched too, no symlink below the home followed.
+    #[serde(default)]
+    pub home: Vec<String>,
+    /// `changed` (default): reuse a hash while size, mtime, inode, device
+    /// and ctime are unchanged; `always`: hash every file on every run.
+    pub rehash: Option<String>,
+    /// Re-hash files whose hash is older than this (`7d`), whatever changed.
+    pub rehash_every: Option<String>,
 }
+
+/// Default `[gather.files] secret`.
+pub const DEFAULT_SECRET: [&str; 7] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh/ssh_host_*_key",
+    "**/*.key",
+    "**/*.pem",
+];
 
 /// `[gather.suid]`: where to look for setuid/setgid files.
 #[derive(Debug, Default, Deserialize)]
@@ -105,8 +133,9 @@ impl GatherConfig {
 
 /// What a gatherer works with.
 pub struct Ctx<'a> {
-    /// Filesystem root to read under (`/` by default).
-    pub root: PathBuf,
+    /// Filesystem root to read under (`/` by default), held open: every
+    /// file is read through it (see [`rootfs`]).
+    pub fs: rootfs::RootFs,
     pub config: &'a GatherConfig,
     /// The rows of the previous successful run of this snapshot on this
     /// host; `files` and `suid` reuse the hashes of regular files whose
@@ -117,20 +146,30 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Where host path `p` (absolute, as on the host) lives under the root.
+    /// Where host path `p` (absolute, as on the host) lives under the root
+    /// (for messages: files are opened through [`Ctx::fs`]).
     pub fn under_root(&self, p: &str) -> PathBuf {
-        under_root(&self.root, p)
+        self.fs.path().join(p.trim_start_matches('/'))
     }
 
-    /// Records a non-fatal problem.
+    /// Records a non-fatal problem (it goes into the run's `message`).
     pub fn warn(&mut self, msg: impl Into<String>) {
         self.warnings.push(msg.into());
     }
-}
 
-/// `root` joined with host path `p` (`/etc/passwd` → `ROOT/etc/passwd`).
-pub fn under_root(root: &Path, p: &str) -> PathBuf {
-    root.join(p.trim_start_matches('/'))
+    /// Reads text file `host` (capped, regular files only, last component
+    /// not followed); `Ok(None)` if it does not exist.
+    pub fn read_text(&self, host: &str) -> anyhow::Result<Option<String>> {
+        match self.fs.read(host, rootfs::TEXT_CAP) {
+            Ok((b, _)) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "{}: {}",
+                self.under_root(host).display(),
+                rootfs::refusal(&e)
+            )),
+        }
+    }
 }
 
 /// The last run's rows: read already, or being read on another thread

@@ -4,18 +4,15 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use serde_json::{Map, Value, json};
 use siemstress_common::snapshot::Row;
 
 use super::Ctx;
-use super::passwd::{colon_lines, read_passwd};
+use super::passwd::{read_colon_file, read_passwd};
 
 pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
-    let passwd = read_passwd(&ctx.root)
-        .with_context(|| format!("read {}", ctx.under_root("/etc/passwd").display()))?;
-    let shadow_path = ctx.under_root("/etc/shadow");
-    let shadow: Option<HashMap<String, Vec<String>>> = match colon_lines(&shadow_path) {
+    let passwd = read_passwd(ctx)?;
+    let shadow: Option<HashMap<String, Vec<String>>> = match read_colon_file(ctx, "/etc/shadow") {
         Ok(lines) => Some(
             lines
                 .into_iter()
@@ -23,10 +20,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
                 .collect(),
         ),
         Err(e) => {
-            ctx.warn(format!(
-                "users: cannot read {}: {e}; shadow fields left out",
-                shadow_path.display()
-            ));
+            ctx.warn(format!("users: {e:#}; shadow fields left out"));
             None
         }
     };

@@ -1,0 +1,441 @@
+//! Gatherers under attack and file integrity that cannot be timestomped:
+//! what users put in their homes (symlinks to /etc/shadow, FIFOs, device
+//! nodes, hard links, homes outside the root) is refused and reported in
+//! the run's message, never stored; a file rewritten at the same size with
+//! its old mtime put back is hashed again.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use siemstress_tests::{Env, Kind, kinds};
+
+use crate::snapshot::{diff, is_root, latest_rows, s, summary};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+const SHADOW_SECRET: &str = "SHADOW-SECRET-7f3a";
+const OUTSIDE_SECRET: &str = "OUTSIDE-SECRET-91c2";
+
+fn write(root: &Path, p: &str, text: &str) {
+    let f = root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(f, text).unwrap();
+}
+
+fn mknod(path: &Path, kind: libc::mode_t, dev: libc::dev_t) -> bool {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mknod has no other preconditions.
+    unsafe { libc::mknod(c.as_ptr(), kind | 0o644, dev) == 0 }
+}
+
+/// Runs `siemparse args` with a deadline (a gatherer that hangs on a FIFO
+/// fails the test instead of hanging it).
+fn run_with_deadline(env: &Env, args: &[&str]) -> (i32, String) {
+    let mut child = env
+        .cmd("siemparse")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("siemparse {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every byte the database holds: the SQLite file and its WAL, or on
+/// MariaDB every stored value and message.
+fn database_text(env: &Env) -> String {
+    match env.kind {
+        Kind::Sqlite => {
+            let mut all = Vec::new();
+            for suffix in ["", "-wal", "-journal"] {
+                if let Ok(b) = std::fs::read(env.path().join(format!("test.db{suffix}"))) {
+                    all.extend(b);
+                }
+            }
+            assert!(all.len() > 4096, "no database file");
+            String::from_utf8_lossy(&all).into_owned()
+        }
+        Kind::Mysql => {
+            let mut all = String::new();
+            for q in [
+                "SELECT row_key, value FROM snapshot_rows",
+                "SELECT name, COALESCE(message, '') FROM snapshot_runs",
+            ] {
+                for r in env.rows(q) {
+                    for c in r.into_iter().flatten() {
+                        all.push_str(&c);
+                        all.push('\n');
+                    }
+                }
+            }
+            all
+        }
+    }
+}
+
+fn last_message(env: &Env, name: &str) -> String {
+    env.rows(&format!(
+        "SELECT message FROM snapshot_runs WHERE name = '{name}' ORDER BY id DESC LIMIT 1"
+    ))[0][0]
+        .clone()
+        .unwrap_or_default()
+}
+
+/// The homes of a hostile system: one honest user, and one for each trick.
+fn hostile_root(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("root");
+    let outside = dir.join("outside");
+    write(
+        &outside,
+        "/.ssh/authorized_keys",
+        &format!("{KEY} {OUTSIDE_SECRET}\n"),
+    );
+    write(
+        &outside,
+        "/.profile",
+        &format!("export X={OUTSIDE_SECRET}\n"),
+    );
+    let out = outside.to_str().unwrap();
+    write(
+        &root,
+        "/etc/passwd",
+        &format!(
+            "root:x:0:0:root:/root:/bin/bash\n\
+             alice:x:1000:1000::/home/alice:/bin/bash\n\
+             bob:x:1001:1001::/home/bob:/bin/bash\n\
+             carol:x:1002:1002::/home/carol:/bin/bash\n\
+             dave:x:1003:1003::/home/dave:/bin/bash\n\
+             eve:x:1004:1004::/home/eve:/bin/bash\n\
+             mallory:x:1005:1005::/home/../../../../../../..{out}:/bin/bash\n\
+             frank:x:1006:1006::/home/frank:/bin/bash\n\
+             gina:x:1007:1007::/home/gina:/bin/bash\n"
+        ),
+    );
+    write(
+        &root,
+        "/etc/shadow",
+        &format!("root:$6${SHADOW_SECRET}$x:19000:0:99999:7:::\n"),
+    );
+    write(
+        &root,
+        "/home/alice/.ssh/authorized_keys",
+        &format!("{KEY} alice@laptop\n"),
+    );
+    write(&root, "/home/alice/.profile", "umask 022\n");
+    // bob: the key file is a symlink to the shadow file.
+    std::fs::create_dir_all(root.join("home/bob/.ssh")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", root.join("home/bob/.ssh/authorized_keys")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", root.join("home/bob/.profile")).unwrap();
+    // carol: ~/.ssh is a symlink to a directory holding a copy of the secret.
+    std::fs::create_dir_all(root.join("home/carol")).unwrap();
+    write(&root, "/srv/authorized_keys", &format!("{SHADOW_SECRET}\n"));
+    std::os::unix::fs::symlink("/srv", root.join("home/carol/.ssh")).unwrap();
+    // dave: a FIFO (nobody writes to it: a blocking open would hang).
+    assert!(mknod(
+        &root.join("home/dave/.ssh/authorized_keys"),
+        libc::S_IFIFO,
+        0
+    ));
+    // eve: the home itself is a symlink out of the root.
+    std::fs::create_dir_all(root.join("home")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("home/eve")).unwrap();
+    if is_root() {
+        // Made by eve (a root-owned link would be the admin's, and followed
+        // within the root).
+        std::os::unix::fs::lchown(root.join("home/eve"), Some(1004), None).unwrap();
+    }
+    // frank: a hard link to the shadow file (root-owned, two links).
+    std::fs::create_dir_all(root.join("home/frank/.ssh")).unwrap();
+    std::fs::hard_link(
+        root.join("etc/shadow"),
+        root.join("home/frank/.ssh/authorized_keys"),
+    )
+    .unwrap();
+    // gina: /dev/zero's device node (endless zeros; root only can mknod).
+    if is_root() {
+        assert!(mknod(
+            &root.join("home/gina/.ssh/authorized_keys"),
+            libc::S_IFCHR,
+            libc::makedev(1, 5)
+        ));
+    }
+    for (home, uid) in [("alice", 1000), ("frank", 1006)] {
+        if is_root() {
+            for p in [
+                format!("home/{home}"),
+                format!("home/{home}/.ssh"),
+                format!("home/{home}/.ssh/authorized_keys"),
+            ] {
+                if home == "frank" && p.ends_with("authorized_keys") {
+                    continue;
+                }
+                std::os::unix::fs::chown(root.join(&p), Some(uid), None).unwrap();
+            }
+            if home == "alice" {
+                std::os::unix::fs::chown(root.join("home/alice/.profile"), Some(uid), None)
+                    .unwrap();
+            }
+        }
+    }
+    root
+}
+
+#[test]
+fn gatherers_refuse_symlinks_fifos_devices_hard_links_and_escapes() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config(
+            "[gather.files]\npaths = [\"/etc\"]\ncontent = [\"/etc/**\", \"/home/**\"]\n\
+             home = [\".ssh/*\", \".profile\"]\n",
+        );
+        let root = hostile_root(env.path());
+        let r = root.to_str().unwrap();
+        let (code, err) = run_with_deadline(&env, &["--gather", "authorized_keys", "--root", r]);
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let keys = latest_rows(&env, "authorized_keys");
+        let users: Vec<&str> = keys
+            .iter()
+            .map(|(_, v)| v["user"].as_str().unwrap())
+            .collect();
+        assert_eq!(users, ["alice"], "{kind:?}: {keys:?}");
+        let msg = last_message(&env, "authorized_keys");
+        for want in [
+            "/home/bob/.ssh/authorized_keys of bob: a symbolic link",
+            "/home/carol/.ssh/authorized_keys of carol: a symbolic link",
+            "/home/dave/.ssh/authorized_keys of dave: not a regular file (fifo)",
+            "home of eve (\"/home/eve\"): a symbolic link",
+            "home of mallory",
+            "could lead outside the root: refused",
+        ] {
+            assert!(
+                msg.contains(want),
+                "{kind:?}: message lacks {want:?}: {msg}"
+            );
+        }
+        if is_root() {
+            assert!(
+                msg.contains("/home/frank/.ssh/authorized_keys of frank is owned by uid 0 and hard-linked: refused"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains(
+                    "/home/gina/.ssh/authorized_keys of gina: not a regular file (chardev)"
+                ),
+                "{msg}"
+            );
+        }
+
+        // files: the same homes, with content stored for everything but secrets.
+        let (code, err) = run_with_deadline(&env, &["--gather", "files", "--root", r]);
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let files = latest_rows(&env, "files");
+        let by_path = |p: &str| {
+            files
+                .iter()
+                .find(|(k, _)| k == p)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no row for {p}: {files:?}"))
+        };
+        assert_eq!(by_path("/home/alice/.profile")["content"], "umask 022\n");
+        assert_eq!(by_path("/home/bob/.profile")["type"], "symlink");
+        assert_eq!(by_path("/home/bob/.profile")["link"], "/etc/shadow");
+        assert_eq!(by_path("/home/dave/.ssh/authorized_keys")["type"], "fifo");
+        let shadow = by_path("/etc/shadow");
+        assert!(
+            shadow.get("content").is_none() && shadow["sha256"].is_string(),
+            "{shadow}"
+        );
+        if is_root() {
+            let frank = by_path("/home/frank/.ssh/authorized_keys");
+            assert_eq!(
+                frank["content_error"], "hard link: text not stored",
+                "{frank}"
+            );
+            assert_eq!(
+                by_path("/home/gina/.ssh/authorized_keys")["type"],
+                "chardev"
+            );
+        }
+        assert!(
+            files.iter().all(|(k, _)| !k.starts_with("/home/eve")),
+            "{files:?}"
+        );
+        assert!(
+            files.iter().all(|(k, _)| !k.contains("outside")),
+            "{files:?}"
+        );
+        let msg = last_message(&env, "files");
+        assert!(msg.contains("home of eve"), "{msg}");
+        assert!(msg.contains("home of mallory"), "{msg}");
+
+        let text = database_text(&env);
+        for secret in [SHADOW_SECRET, OUTSIDE_SECRET] {
+            assert!(
+                !text.contains(secret),
+                "{kind:?}: {secret} is in the database"
+            );
+        }
+    }
+}
+
+/// A home directory whose path leaves the root through `..`, or through a
+/// symlink, is refused by every gatherer that reads homes; nothing outside
+/// the root is read.
+#[test]
+fn home_outside_the_root_is_refused() {
+    let env = Env::new(Kind::Sqlite);
+    let root = hostile_root(env.path());
+    env.config("[gather.files]\nhome = [\".profile\", \".ssh/*\"]\n");
+    let r = root.to_str().unwrap();
+    for kind in ["authorized_keys", "files"] {
+        let (code, err) = run_with_deadline(&env, &["--gather", kind, "--root", r]);
+        assert_eq!(code, 0, "{err}");
+        let msg = last_message(&env, kind);
+        assert!(msg.contains("home of mallory"), "{kind}: {msg}");
+        assert!(msg.contains("home of eve"), "{kind}: {msg}");
+        assert!(
+            err.contains("home of mallory"),
+            "{kind}: warning on stderr: {err}"
+        );
+    }
+    assert!(!database_text(&env).contains(OUTSIDE_SECRET));
+}
+
+/// The timestomping move: new content of the same size, then `touch -r`
+/// puts the old mtime back. The ctime gives it away and the file is hashed
+/// again.
+#[test]
+fn fim_sees_same_size_content_with_the_old_mtime_put_back() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[gather.files]\npaths = [\"/etc\"]\n");
+        let root = env.path().join("root");
+        write(&root, "/etc/sudoers", "root ALL=(ALL) ALL\n");
+        write(&root, "/etc/hosts", "127.0.0.1 localhost\n");
+        let r = root.to_str().unwrap();
+        let gather = |env: &Env| {
+            let out = env
+                .cmd("siemparse")
+                .env("SIEMPARSE_GATHER_STATS", "1")
+                .args(["--gather", "files", "--root", r])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{err}");
+            err
+        };
+        gather(&env);
+        let sudoers = root.join("etc/sudoers");
+        let before = std::fs::metadata(&sudoers).unwrap();
+        let touch_r = |from: &Path, to: &Path| {
+            let status = std::process::Command::new("touch")
+                .arg("-r")
+                .arg(from)
+                .arg(to)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        let reference = env.path().join("ref");
+        std::fs::write(&reference, "").unwrap();
+        touch_r(&sudoers, &reference);
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&sudoers, "eve  ALL=(ALL) ALL\n").unwrap();
+        touch_r(&reference, &sudoers);
+        let after = std::fs::metadata(&sudoers).unwrap();
+        assert_eq!(
+            (after.len(), after.modified().unwrap()),
+            (before.len(), before.modified().unwrap())
+        );
+        let err = gather(&env);
+        assert!(err.contains("1 hashed, 1 hashes reused"), "{err}");
+        let d = diff(&env, "files", &[]);
+        assert_eq!(
+            summary(&d),
+            [s("changed", "/etc/sudoers", "sha256")],
+            "{kind:?}"
+        );
+        // Unchanged: nothing hashed, nothing reported (the ctime is bookkeeping).
+        let err = gather(&env);
+        assert!(err.contains("0 hashed, 2 hashes reused"), "{err}");
+        assert!(diff(&env, "files", &[]).is_empty());
+        let rows = latest_rows(&env, "files");
+        let row: &Value = &rows.iter().find(|(k, _)| k == "/etc/sudoers").unwrap().1;
+        assert!(row["_ctime"].is_i64() && row["_dev"].is_u64(), "{row}");
+    }
+}
+
+/// `rehash = "always"` hashes every file every time (AIDE); `rehash_every`
+/// hashes files whose hash is older than the period; a bad value is an error
+/// naming the key.
+#[test]
+fn rehash_always_and_every() {
+    let env = Env::new(Kind::Sqlite);
+    let root = env.path().join("root");
+    write(&root, "/etc/a", "a\n");
+    write(&root, "/etc/b", "b\n");
+    let r = root.to_str().unwrap();
+    let gather = |config: &str| {
+        env.config(&format!("[gather.files]\npaths = [\"/etc\"]\n{config}"));
+        let out = env
+            .cmd("siemparse")
+            .env("SIEMPARSE_GATHER_STATS", "1")
+            .args(["--gather", "files", "--root", r])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(gather("").1.contains("2 hashed, 0 hashes reused"));
+    assert!(gather("").1.contains("0 hashed, 2 hashes reused"));
+    assert!(
+        gather("rehash = \"always\"\n")
+            .1
+            .contains("2 hashed, 0 hashes reused")
+    );
+    assert!(
+        gather("rehash = \"changed\"\n")
+            .1
+            .contains("0 hashed, 2 hashes reused")
+    );
+    assert!(
+        gather("rehash_every = \"1h\"\n")
+            .1
+            .contains("0 hashed, 2 hashes reused")
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(
+        gather("rehash_every = \"1s\"\n")
+            .1
+            .contains("2 hashed, 0 hashes reused")
+    );
+    let (code, err) = gather("rehash = \"sometimes\"\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("[gather.files] rehash"), "{err}");
+    let (code, err) = gather("rehash_every = \"often\"\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("[gather.files] rehash_every"), "{err}");
+}
