@@ -58,7 +58,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let limit = match args.limit {
         Some(0) => None,
         Some(n) => Some(n),
-        None if format == Format::Table && !args.silent => Some(TABLE_DEFAULT_LIMIT),
+        None if args.shows_table(format) => Some(TABLE_DEFAULT_LIMIT),
         None => None,
     };
 
@@ -66,20 +66,20 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         Database::Sqlite(_) => "\"key\"",
         Database::Mysql(_) => "`key`",
     };
-    let mut sql = format!(
-        "SELECT id, rule, severity, {key}, ts, first_ts, count, message, created FROM alerts WHERE 1 = 1"
-    );
+    let mut filter = String::from(" FROM alerts WHERE 1 = 1");
     if period.since.is_some() {
-        sql.push_str(" AND ts >= ?");
+        filter.push_str(" AND ts >= ?");
     }
     if period.until.is_some() {
-        sql.push_str(" AND ts < ?");
+        filter.push_str(" AND ts < ?");
     }
     if !args.rule.is_empty() {
-        sql.push_str(" AND rule IN (");
-        sql.push_str(&vec!["?"; args.rule.len()].join(", "));
-        sql.push(')');
+        filter.push_str(" AND rule IN (");
+        filter.push_str(&vec!["?"; args.rule.len()].join(", "));
+        filter.push(')');
     }
+    let mut sql =
+        format!("SELECT id, rule, severity, {key}, ts, first_ts, count, message, created{filter}");
     // Newest first, so that a limit keeps the latest; shown oldest first.
     sql.push_str(" ORDER BY ts DESC, id DESC");
     if limit.is_some() {
@@ -88,9 +88,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     if args.verbose {
         eprintln!("siemquery: SQL: {sql}");
     }
-    macro_rules! fetch {
-        ($pool:expr) => {{
-            let mut q = sqlx::query_as::<_, AlertRow>(sqlx::AssertSqlSafe(sql.clone()));
+    macro_rules! bind_filter {
+        ($q:expr) => {{
+            let mut q = $q;
             if let Some(s) = period.since {
                 q = q.bind(s);
             }
@@ -100,6 +100,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             for r in &args.rule {
                 q = q.bind(r.as_str());
             }
+            q
+        }};
+    }
+    macro_rules! fetch {
+        ($pool:expr) => {{
+            let mut q = bind_filter!(sqlx::query_as::<_, AlertRow>(sqlx::AssertSqlSafe(
+                sql.clone()
+            )));
             if let Some(n) = limit {
                 q = q.bind(i64::try_from(n).unwrap_or(i64::MAX));
             }
@@ -111,11 +119,24 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         Database::Mysql(d) => fetch!(&d.pool),
     }
     .context("read alerts")?;
+    let shown = rows.len() as u64;
+    // The table's default limit: say how many alerts it left out.
+    let left_out = if args.limit.is_none() && limit == Some(shown) {
+        let count_sql = format!("SELECT COUNT(*){filter}");
+        let total: i64 = siemstress_common::with_pool!(&db, pool => bind_filter!(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone()))
+        )
+        .fetch_one(pool)
+        .await)
+        .context("count alerts")?;
+        u64::try_from(total).unwrap_or(0).saturating_sub(shown)
+    } else {
+        0
+    };
     db.close().await;
 
     let fields: Vec<String> = FIELDS.iter().map(|s| (*s).to_owned()).collect();
     let mut w = crate::writers(args, format, &fields, &zone, tty)?;
-    let shown = rows.len() as u64;
     for (id, rule, severity, key, ts, first_ts, count, message, created) in rows.into_iter().rev() {
         w.row(&[
             Cell::Int(id),
@@ -130,8 +151,12 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         ])?;
     }
     w.finish()?;
-    if args.limit.is_none() && limit == Some(shown) && format == Format::Table && tty {
-        eprintln!("siemquery: showing the latest {shown} alerts; use --limit N (0: all) for more");
+    if left_out > 0 {
+        eprintln!(
+            "siemquery: the table shows the latest {shown} of {} alerts ({left_out} left out); \
+             --limit N for more (0: all), or --format ndjson|csv",
+            shown + left_out
+        );
     }
     Ok(())
 }

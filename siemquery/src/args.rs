@@ -156,7 +156,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 
-    /// Also write the rows as a pretty JSON array to FILE
+    /// Also write the rows as a pretty JSON array to FILE (-: to stdout, instead of --format)
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
@@ -230,6 +230,16 @@ fn regexes(patterns: &[String]) -> anyhow::Result<Vec<Regex>> {
 }
 
 impl Args {
+    /// `--json -`: the JSON array goes to stdout (and nothing else does).
+    pub fn json_to_stdout(&self) -> bool {
+        self.json.as_deref() == Some(std::path::Path::new("-"))
+    }
+
+    /// True when stdout gets a table in `format` (which has a default row limit).
+    pub fn shows_table(&self, format: Format) -> bool {
+        format == Format::Table && !self.silent && !self.json_to_stdout()
+    }
+
     /// The filter these flags describe; times are read in `zone`.
     pub fn filter(&self, zone: &Zone) -> anyhow::Result<Filter> {
         let (since, until) = match (&self.range, &self.last) {

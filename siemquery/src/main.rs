@@ -185,7 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let fields = fields.unwrap_or_else(|| {
-        if format == Format::Table && !args.silent {
+        if args.shows_table(format) {
             TABLE_FIELDS.iter().map(|s| (*s).to_owned()).collect()
         } else {
             all_fields()
@@ -194,7 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let limit = match args.limit {
         Some(0) => None,
         Some(n) => Some(n),
-        None if format == Format::Table && !args.silent => Some(TABLE_DEFAULT_LIMIT),
+        None if args.shows_table(format) => Some(TABLE_DEFAULT_LIMIT),
         None => None,
     };
     let mut w = writers(&args, format, &fields, &section.zone, tty)?;
@@ -220,14 +220,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .search_events(&table, &filter, limit, &mut log, &mut sink)
         .await?;
     w.finish()?;
-    if args.limit.is_none() && limit == Some(n) && format == Format::Table && tty {
-        eprintln!("siemquery: showing the first {n} rows; use --limit N (0: all) for more");
+    if args.limit.is_none() && limit == Some(n) {
+        // The table is collected in memory, hence its default limit; say
+        // what it left out (also into a pipe, where nobody sees the end).
+        let total = db.count_events(&table, &filter, &mut log).await?;
+        if total > n {
+            eprintln!(
+                "siemquery: the table shows the first {n} of {total} rows ({} left out); \
+                 --limit N for more (0: all), or --format ndjson|csv",
+                total - n
+            );
+        }
     }
     db.close().await;
     Ok(())
 }
 
-/// The stdout writer (unless `--silent`) and the `--json FILE` writer.
+/// The stdout writer (unless `--silent`) and the `--json FILE` writer
+/// (`--json -`: the JSON array on stdout, instead of the format's output).
 fn writers(
     args: &Args,
     format: Format,
@@ -236,8 +246,9 @@ fn writers(
     tty: bool,
 ) -> anyhow::Result<Tee> {
     let mut all: Vec<Box<dyn RowWriter>> = Vec::new();
-    if !args.silent {
-        let out = io::BufWriter::with_capacity(64 * 1024, io::stdout());
+    let stdout = || io::BufWriter::with_capacity(64 * 1024, io::stdout());
+    if !args.silent && !args.json_to_stdout() {
+        let out = stdout();
         all.push(match format {
             Format::Table => Box::new(Table::new(out, fields, *zone, tty)),
             Format::Json => Box::new(JsonArray::new(out, fields.to_vec())),
@@ -245,13 +256,19 @@ fn writers(
             Format::Csv => Box::new(Csv::new(out, fields)?),
         });
     }
-    if let Some(path) = &args.json {
-        let f = std::fs::File::create(path)
-            .with_context(|| format!("--json {}: cannot create", path.display()))?;
-        all.push(Box::new(JsonArray::new(
-            io::BufWriter::new(f),
-            fields.to_vec(),
-        )));
+    match &args.json {
+        Some(_) if args.json_to_stdout() => {
+            all.push(Box::new(JsonArray::new(stdout(), fields.to_vec())));
+        }
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("--json {}: cannot create", path.display()))?;
+            all.push(Box::new(JsonArray::new(
+                io::BufWriter::new(f),
+                fields.to_vec(),
+            )));
+        }
+        None => {}
     }
     Ok(Tee(all))
 }

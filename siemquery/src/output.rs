@@ -241,7 +241,12 @@ impl<W: Write> Table<W> {
                 "ts" | "received" => format!("{f} ({})", zone.name()),
                 _ => f.clone(),
             }));
-        if !tty {
+        if tty {
+            table.set_width(terminal_width(
+                std::env::var("COLUMNS").ok().as_deref(),
+                table.width(),
+            ));
+        } else {
             table.force_no_tty();
         }
         Self { out, table, zone }
@@ -277,6 +282,18 @@ impl<W: Write> RowWriter for Table<W> {
         }
         self.out.flush()
     }
+}
+
+/// Width of a table on a terminal: `$COLUMNS` when it is a positive number
+/// (as `ls` honours it), else the width the terminal reports, else 80
+/// (serial and IPMI consoles, `script`, report 0 columns).
+fn terminal_width(columns_env: Option<&str>, reported: Option<u16>) -> u16 {
+    columns_env
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .into_iter()
+        .chain(reported)
+        .find(|&w| w > 0)
+        .unwrap_or(80)
 }
 
 /// Several writers fed the same rows (stdout and `--json FILE`).
@@ -328,6 +345,15 @@ mod tests {
         let mut buf = Vec::new();
         JsonArray::new(&mut buf, fields()).finish().unwrap();
         assert_eq!(buf, b"[]\n");
+    }
+
+    #[test]
+    fn terminal_width_prefers_columns_then_the_terminal_then_80() {
+        assert_eq!(terminal_width(Some("120"), Some(200)), 120);
+        assert_eq!(terminal_width(None, Some(200)), 200);
+        assert_eq!(terminal_width(Some("0"), Some(0)), 80);
+        assert_eq!(terminal_width(Some("wide"), None), 80);
+        assert_eq!(terminal_width(None, Some(0)), 80);
     }
 
     #[test]

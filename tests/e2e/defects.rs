@@ -162,3 +162,165 @@ fn i17_05_negative_offset_as_the_value_of_z() {
         assert!(stored(&env)[0].2.contains(r#""tz":"-0500""#));
     }
 }
+
+/// `n` sshd lines a second apart on 2026-01-01 (UTC, `--year 2026`).
+fn sshd_lines(n: usize, text: impl Fn(usize) -> String) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            let t = chrono::DateTime::from_timestamp(1_767_225_600 + i as i64, 0).unwrap();
+            format!("{} h sshd[1]: {}\n", t.format("%b %e %H:%M:%S"), text(i))
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+const ALL_2026: [&str; 2] = ["--range", "20260101000000-20270101000000"];
+
+#[test]
+fn i17_06_table_into_a_pipe_says_how_many_rows_it_left_out() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config(
+            "[section.t]\ntimezone = \"UTC\"\n\n[[rule]]\nname = \"each\"\ntype = \"single\"\n\
+             table = \"t\"\nmatch = { process = \"sshd\" }\nmessage = \"seen\"\n",
+        );
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            &sshd_lines(1003, |i| format!("line {i}")),
+        );
+        let (code, out, err) = env.run(
+            "siemquery",
+            &["-s", "t", ALL_2026[0], ALL_2026[1], "--format", "table"],
+            b"",
+        );
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        assert!(
+            out.contains("line 999") && !out.contains("line 1000"),
+            "{kind:?}"
+        );
+        assert!(
+            err.contains("first 1000 of 1003 rows (3 left out)"),
+            "{kind:?}: {err}"
+        );
+        // Other formats have no default limit and say nothing.
+        let (_, out, err) = env.run("siemquery", &["-s", "t", ALL_2026[0], ALL_2026[1]], b"");
+        assert_eq!(out.lines().count(), 1003, "{kind:?}");
+        assert_eq!(err, "", "{kind:?}");
+        // Nothing left out: no note.
+        let (_, _, err) = env.run(
+            "siemquery",
+            &[
+                "-s",
+                "t",
+                "--grep",
+                "line 99",
+                ALL_2026[0],
+                ALL_2026[1],
+                "--format",
+                "table",
+            ],
+            b"",
+        );
+        assert_eq!(err, "", "{kind:?}");
+
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let (code, out, err) = env.run(
+            "siemquery",
+            &["--alerts", ALL_2026[0], ALL_2026[1], "--format", "table"],
+            b"",
+        );
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        assert!(out.contains("seen"), "{kind:?}");
+        assert!(
+            err.contains("latest 1000 of 1003 alerts (3 left out)"),
+            "{kind:?}: {err}"
+        );
+    }
+}
+
+/// Runs `siemquery args` on a pseudo-terminal that reports 0x0 (as serial
+/// consoles and `script` do), with `columns` in `$COLUMNS`; returns its lines.
+fn siemquery_on_a_0x0_terminal(env: &Env, args: &[&str], columns: Option<&str>) -> Vec<String> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut cmd = vec![
+        quote(siemstress_tests::bin("siemquery").to_str().unwrap()),
+        "-c".into(),
+        quote(env.path().join("siemstress.toml").to_str().unwrap()),
+        "--db".into(),
+        quote(&env.url),
+    ];
+    cmd.extend(args.iter().map(|a| quote(a)));
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &cmd.join(" "), "/dev/null"])
+        .current_dir(env.path())
+        .env_remove("COLUMNS")
+        .env("TZ", "UTC")
+        .stdin(std::process::Stdio::null());
+    if let Some(c) = columns {
+        script.env("COLUMNS", c);
+    }
+    let out = script.output().expect("script(1) from util-linux");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_owned())
+        .collect()
+}
+
+#[test]
+fn i17_07_table_on_a_terminal_that_reports_0x0() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[section.t]\ntimezone = \"UTC\"\n");
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            &sshd_lines(3, |i| format!("line {i} {}", "x".repeat(300))),
+        );
+        let args = ["-s", "t", ALL_2026[0], ALL_2026[1]];
+        let width = |lines: &[String]| lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+
+        let lines = siemquery_on_a_0x0_terminal(&env, &args, None);
+        assert_eq!(width(&lines), 80, "{kind:?}: {lines:#?}");
+        assert!(lines[1].contains("process"), "{kind:?}: {lines:#?}");
+
+        let lines = siemquery_on_a_0x0_terminal(&env, &args, Some("120"));
+        assert_eq!(width(&lines), 120, "{kind:?}: {lines:#?}");
+        assert!(lines[1].contains("source_host"), "{kind:?}: {lines:#?}");
+    }
+}
+
+#[test]
+fn i17_08_json_dash_writes_to_stdout() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[section.t]\ntimezone = \"UTC\"\n");
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            &sshd_lines(2, |i| format!("line {i}")),
+        );
+        let (code, out, err) = env.run(
+            "siemquery",
+            &[
+                "-s",
+                "t",
+                ALL_2026[0],
+                ALL_2026[1],
+                "--json",
+                "-",
+                "--format",
+                "table",
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect(&out);
+        assert_eq!(v.as_array().map(Vec::len), Some(2), "{kind:?}: {out}");
+        assert_eq!(v[1]["message"], "line 1");
+        assert!(
+            !env.path().join("-").exists(),
+            "{kind:?}: a file named - was created"
+        );
+    }
+}
