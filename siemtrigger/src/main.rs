@@ -155,6 +155,16 @@ fn duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
     siemstress_common::time::parse_duration(v).with_context(|| flag.to_owned())
 }
 
+/// A duration that must be longer than 0 (`--interval 0s` would evaluate in
+/// a busy loop; a lease of 0 would expire as it is taken).
+fn positive_duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
+    let d = duration(flag, v)?;
+    if d.is_zero() {
+        bail!("{flag} {v}: must be longer than 0");
+    }
+    Ok(d)
+}
+
 async fn run(args: Args) -> anyhow::Result<u8> {
     let config = args.connect.load_config()?;
     let mut rules = RuleSet::load(&config)?;
@@ -234,10 +244,10 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let interval = args
         .interval
         .as_deref()
-        .map(|i| duration("--interval", i))
+        .map(|i| positive_duration("--interval", i))
         .transpose()?;
     let ttl = match &args.lease_ttl {
-        Some(t) => duration("--lease-ttl", t)?,
+        Some(t) => positive_duration("--lease-ttl", t)?,
         None => interval
             .map(|i| (i * 3).max(Duration::from_secs(60)))
             .unwrap_or(Duration::from_secs(60)),

@@ -324,3 +324,54 @@ fn i17_08_json_dash_writes_to_stdout() {
         );
     }
 }
+
+/// Runs `name args` and waits at most `secs` seconds: `None` if it was still
+/// running (then killed), else (exit code, stderr).
+fn run_with_timeout(env: &Env, name: &str, args: &[&str], secs: u64) -> Option<(i32, String)> {
+    use std::io::Read;
+    let mut child = env
+        .cmd(name)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(secs) {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.code().unwrap_or(-1), err));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    None
+}
+
+#[test]
+fn i17_12_interval_of_zero_is_refused() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        for flag in ["--interval", "--lease-ttl"] {
+            let mut args = vec![flag, "0s"];
+            if flag == "--lease-ttl" {
+                args.push("--once");
+            }
+            let (code, err) = run_with_timeout(&env, "siemtrigger", &args, 10)
+                .unwrap_or_else(|| panic!("{kind:?}: siemtrigger {args:?} kept running"));
+            assert_eq!(code, 2, "{kind:?}: {err}");
+            assert!(
+                err.contains(&format!("{flag} 0s: must be longer than 0")),
+                "{err}"
+            );
+        }
+    }
+}
