@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::Error;
 use crate::config::Config;
-use crate::db::Database;
+use crate::db::{Backend, Database};
 
 /// `-c` and `--db`, flattened into each binary's arguments.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -30,6 +30,19 @@ impl ConnectArgs {
     /// Connects to the database by flag > env > config > default and migrates it.
     pub async fn connect(&self, config: &Config) -> Result<Database, Error> {
         let url = config.database_url(self.db.as_deref())?;
+        Database::connect(&url).await
+    }
+
+    /// As [`ConnectArgs::connect`], for a tool that only reads: a SQLite
+    /// file that is not there is a typo, not a database to create.
+    pub async fn connect_existing(&self, config: &Config) -> Result<Database, Error> {
+        let url = config.database_url(self.db.as_deref())?;
+        if Backend::of(&url)? == Backend::Sqlite
+            && let Some(path) = crate::db::options::sqlite_file(&url)?
+            && !path.exists()
+        {
+            return Err(Error::MissingDatabase(path));
+        }
         Database::connect(&url).await
     }
 }

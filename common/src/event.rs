@@ -37,6 +37,85 @@ pub const INT_COLUMNS: [&str; 7] = [
     "parsed",
 ];
 
+/// An event column, by name (the contract's names, [`ROW_COLUMNS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    Id,
+    Ts,
+    Received,
+    Host,
+    Process,
+    Pid,
+    Facility,
+    Severity,
+    User,
+    SourceHost,
+    SourcePort,
+    DestHost,
+    DestPort,
+    Protocol,
+    Message,
+    Raw,
+    Parsed,
+    Source,
+    Extra,
+}
+
+impl Column {
+    /// Every column, in table order.
+    pub const ALL: [Column; 19] = [
+        Column::Id,
+        Column::Ts,
+        Column::Received,
+        Column::Host,
+        Column::Process,
+        Column::Pid,
+        Column::Facility,
+        Column::Severity,
+        Column::User,
+        Column::SourceHost,
+        Column::SourcePort,
+        Column::DestHost,
+        Column::DestPort,
+        Column::Protocol,
+        Column::Message,
+        Column::Raw,
+        Column::Parsed,
+        Column::Source,
+        Column::Extra,
+    ];
+
+    /// The column's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Id => "id",
+            Column::Ts => "ts",
+            Column::Received => "received",
+            Column::Host => "host",
+            Column::Process => "process",
+            Column::Pid => "pid",
+            Column::Facility => "facility",
+            Column::Severity => "severity",
+            Column::User => "user",
+            Column::SourceHost => "source_host",
+            Column::SourcePort => "source_port",
+            Column::DestHost => "dest_host",
+            Column::DestPort => "dest_port",
+            Column::Protocol => "protocol",
+            Column::Message => "message",
+            Column::Raw => "raw",
+            Column::Parsed => "parsed",
+            Column::Source => "source",
+            Column::Extra => "extra",
+        }
+    }
+
+    /// The column called `name`.
+    pub fn named(name: &str) -> Option<Column> {
+        Column::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 /// One log line as stored.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
@@ -69,5 +148,18 @@ impl Event {
     /// Rough size in bytes, to keep a statement under the server's packet limit.
     pub fn approx_bytes(&self) -> usize {
         self.raw.len() + self.message.len() + self.extra.as_ref().map_or(0, String::len) + 160
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_the_contract_list() {
+        let names: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ROW_COLUMNS);
+        assert_eq!(Column::named("source_host"), Some(Column::SourceHost));
+        assert_eq!(Column::named("shost"), None);
     }
 }

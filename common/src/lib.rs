@@ -2,8 +2,9 @@
 Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`.
 
 - [`config`]: `siemstress.toml` lookup and parsing (unknown keys are errors with key and line);
-- [`db`]: the SQLite and MariaDB backends behind one [`db::Database`], with migrations;
+- [`db`]: the data layer: all SQL, SQLite and MariaDB behind one [`db::Database`], with migrations;
 - [`time`]: zones, DST-safe local-to-UTC conversion, year inference, durations;
+- [`timerange`]: the one parser of time points and ranges on the command line;
 - [`parse`] and [`extract`]: syslog lines to [`event::Event`]s with user and source fields;
 - [`ident`]: validation of the only names that reach SQL text;
 - [`cli`]: the `-c`/`--db` flags every tool shares.
@@ -27,6 +28,7 @@ pub mod parse;
 pub mod rules;
 pub mod snapshot;
 pub mod time;
+pub mod timerange;
 
 use std::path::PathBuf;
 
@@ -58,8 +60,15 @@ pub enum Error {
         target: String,
         message: String,
     },
+    #[error(
+        "database file {} does not exist (set --db, SIEMSTRESS_DATABASE_URL or [database] url)",
+        .0.display()
+    )]
+    MissingDatabase(PathBuf),
     #[error("database migration failed: {0}")]
     Migrate(String),
+    #[error("the lease was taken over by another siemtrigger; nothing of this batch was stored")]
+    LostLease,
     #[error("{what}: {source}")]
     Io {
         what: String,

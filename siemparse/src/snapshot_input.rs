@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use siemstress_common::cli::ConnectArgs;
 use siemstress_common::config::Config;
-use siemstress_common::snapshot::{self, diff, storage};
+use siemstress_common::db::snapshots as storage;
+use siemstress_common::snapshot::{self, diff};
 
 use crate::gather::{self, GatherConfig};
 

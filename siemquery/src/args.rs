@@ -8,7 +8,7 @@ use regex::Regex;
 use siemstress_common::filter::{Field, Filter};
 use siemstress_common::time::{Zone, now_ms, parse_duration};
 
-use crate::range::parse_range;
+use siemstress_common::timerange::parse_range;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,8 +50,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", conflicts_with = "range")]
     pub last: Option<String>,
 
-    /// Events from START (inclusive) to END (exclusive): YYmmddHHMMSS, YYYYmmddHHMMSS
-    /// or ISO 8601, in the section's zone unless an offset is given
+    /// Events from START (inclusive) to END (exclusive), as START-END or START/END:
+    /// YYmmddHHMMSS, YYYYmmddHHMMSS or ISO 8601, in the section's zone unless an offset is given
     #[arg(long, value_name = "START-END")]
     pub range: Option<String>,
 
@@ -244,7 +244,7 @@ impl Args {
     pub fn filter(&self, zone: &Zone) -> anyhow::Result<Filter> {
         let (since, until) = match (&self.range, &self.last) {
             (Some(r), _) => {
-                let (a, b) = parse_range(r, zone)?;
+                let (a, b) = parse_range(r, zone).context("--range")?;
                 (Some(a), Some(b))
             }
             (None, Some(d)) => (Some(since_now(d)?), None),

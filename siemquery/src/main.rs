@@ -9,7 +9,6 @@ mod alerts;
 mod args;
 mod fmt;
 mod output;
-mod range;
 mod report;
 mod snapshot;
 
@@ -18,9 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use siemstress_common::db::search::{EventRef, ROW_COLUMNS, stats_column};
-use siemstress_common::db::{Backend, Database};
-use siemstress_common::filter::BoundValue;
+use siemstress_common::db::search::{EventRef, FieldValue, ROW_COLUMNS, stats_column};
+use siemstress_common::db::sql::Value;
+use siemstress_common::event::Column;
 use siemstress_common::ident::Ident;
 
 use crate::args::{Args, Format};
@@ -93,6 +92,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--verbose`: a statement with its bound values, on stderr.
+fn log_sql(verbose: bool, sql: &str, bound: &[Value<'_>]) {
+    if verbose {
+        eprintln!("siemquery: SQL: {sql}");
+        for (i, b) in bound.iter().enumerate() {
+            eprintln!("siemquery:   ?{} = {b}", i + 1);
+        }
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -120,9 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let stats = args.stats.as_deref().map(stats_column).transpose()?;
     let fields = args.fields()?;
 
-    let url = config.database_url(args.connect.db.as_deref())?;
-    refuse_missing_sqlite_file(&url)?;
-    let db = Database::connect(&url).await?;
+    let db = args.connect.connect_existing(&config).await?;
     if !db.event_table_exists(&table).await? {
         bail!(
             "unknown section {:?}: table {table} does not exist (nothing ingested yet? see --table)",
@@ -131,14 +138,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let verbose = args.verbose;
-    let mut log = |sql: &str, bound: &[BoundValue]| {
-        if verbose {
-            eprintln!("siemquery: SQL: {sql}");
-            for (i, b) in bound.iter().enumerate() {
-                eprintln!("siemquery:   ?{} = {b}", i + 1);
-            }
-        }
-    };
+    let mut log = |sql: &str, bound: &[Value<'_>]| log_sql(verbose, sql, bound);
 
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
@@ -199,7 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut w = writers(&args, format, &fields, &section.zone, tty)?;
     let section_name = args.section.clone();
-    let columns: Vec<usize> = fields.iter().map(|f| column_index(f)).collect();
+    let columns: Vec<Option<Column>> = fields.iter().map(|f| column_of(f)).collect();
     let mut sink = |row: &EventRef<'_>| -> io::Result<()> {
         // The cells borrow the row: on the stack (a Vec only for a long --fields).
         const ON_STACK: usize = ROW_COLUMNS.len() + 1;
@@ -282,69 +282,20 @@ fn all_fields() -> Vec<String> {
         .collect()
 }
 
-fn opt_text(v: Option<&str>) -> Cell<'_> {
-    v.map_or(Cell::Null, |s| Cell::Text(s.into()))
+/// The event column of field `f` (validated by [`Args::fields`]); `None`
+/// is `section`.
+fn column_of(f: &str) -> Option<Column> {
+    Column::named(f)
 }
 
-fn opt_int(v: Option<i64>) -> Cell<'static> {
-    v.map_or(Cell::Null, Cell::Int)
-}
-
-/// Position of field `f` (validated by [`Args::fields`]) in [`ROW_COLUMNS`];
-/// `section` is the one after the columns.
-fn column_index(f: &str) -> usize {
-    ROW_COLUMNS
-        .iter()
-        .position(|c| *c == f)
-        .unwrap_or(ROW_COLUMNS.len())
-}
-
-/// The cell of column `c` (from [`column_index`]).
-fn cell<'a>(r: &EventRef<'a>, c: usize, section: &'a str) -> Cell<'a> {
-    match c {
-        0 => Cell::Int(r.id),
-        1 => Cell::Time(r.ts),
-        2 => Cell::Time(r.received),
-        3 => opt_text(r.host),
-        4 => opt_text(r.process),
-        5 => opt_int(r.pid),
-        6 => opt_text(r.facility),
-        7 => opt_text(r.severity),
-        8 => opt_text(r.user),
-        9 => opt_text(r.source_host),
-        10 => opt_int(r.source_port),
-        11 => opt_text(r.dest_host),
-        12 => opt_int(r.dest_port),
-        13 => opt_text(r.protocol),
-        14 => Cell::Text(r.message.into()),
-        15 => Cell::Text(r.raw.into()),
-        16 => Cell::Int(r.parsed),
-        17 => Cell::Text(r.source.into()),
-        18 => r.extra.map_or(Cell::Null, |s| Cell::Json(s.into())),
-        _ => Cell::Text(section.into()),
+/// The cell of column `c` (`None`: the section).
+fn cell<'a>(r: &EventRef<'a>, c: Option<Column>, section: &'a str) -> Cell<'a> {
+    match c.map(|c| r.get(c)) {
+        None => Cell::Text(section.into()),
+        Some(FieldValue::Null) => Cell::Null,
+        Some(FieldValue::Int(i)) => Cell::Int(i),
+        Some(FieldValue::Time(t)) => Cell::Time(t),
+        Some(FieldValue::Text(s)) => Cell::Text(s.into()),
+        Some(FieldValue::Json(s)) => Cell::Json(s.into()),
     }
-}
-
-/// siemquery only reads: a SQLite file that is not there is a typo, not a
-/// database to create.
-fn refuse_missing_sqlite_file(url: &str) -> anyhow::Result<()> {
-    use std::str::FromStr;
-    if Backend::of(url)? != Backend::Sqlite || url.contains(":memory:") {
-        return Ok(());
-    }
-    let full = if url.starts_with("sqlite:") {
-        url.to_owned()
-    } else {
-        format!("sqlite://{url}")
-    };
-    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&full)
-        .with_context(|| format!("bad database URL {url:?}"))?;
-    let path = opts.get_filename();
-    if !path.exists() {
-        bail!(
-            "database file {} does not exist (set --db, SIEMSTRESS_DATABASE_URL or [database] url)",
-            path.display()
-        );
-    }
-    Ok(())
 }

@@ -4,7 +4,7 @@
 //!
 //! - events per hour (per day beyond 7 days) for every event table,
 //! - top source hosts and users of failed logins,
-//! - the alerts of the period (when siemtrigger's `alerts` table exists),
+//! - the alerts of the period,
 //! - the snapshot changes of the period (every run vs the one before it),
 //!   and failed gather runs,
 //! - a file integrity summary of the `files` and `suid` snapshots.
@@ -19,9 +19,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use siemstress_common::db::Database;
+use siemstress_common::db::alerts::AlertQuery;
+use siemstress_common::db::report::FailedBy;
+use siemstress_common::db::snapshots;
 use siemstress_common::ident::Ident;
+use siemstress_common::snapshot::STATUS_OK;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
-use siemstress_common::snapshot::{STATUS_OK, storage};
 use siemstress_common::time::{Zone, now_ms};
 
 use crate::args::Args;
@@ -29,18 +32,9 @@ use crate::args::Args;
 /// Changes listed in detail (the counts always cover all of them).
 const MAX_CHANGES_LISTED: usize = 500;
 /// Alerts listed in detail.
-const MAX_ALERTS_LISTED: i64 = 500;
+const MAX_ALERTS_LISTED: u64 = 500;
 /// Entries of a "top" list.
 const TOP: usize = 10;
-/// Message fragments (lower case) that mark a failed login.
-const FAILED_LOGIN: [&str; 6] = [
-    "%failed password%",
-    "%authentication failure%",
-    "%invalid user%",
-    "%failed login%",
-    "%login incorrect%",
-    "%failed su%",
-];
 
 /// Runs `--report` and maps the outcome to the exit status (0 or 2).
 pub fn main(args: &Args, rt: &tokio::runtime::Runtime) -> ExitCode {
@@ -67,8 +61,7 @@ pub struct Report {
     pub events: Vec<(String, Vec<i64>)>,
     pub failed_by_host: Vec<(String, i64)>,
     pub failed_by_user: Vec<(String, i64)>,
-    /// `None` when there is no `alerts` table.
-    pub alerts: Option<Vec<Alert>>,
+    pub alerts: Vec<Alert>,
     pub alert_total: i64,
     /// Per snapshot run of the period that had a predecessor.
     pub runs: Vec<RunSummary>,
@@ -77,9 +70,6 @@ pub struct Report {
     pub integrity: Vec<Integrity>,
     zone: Option<Zone>,
 }
-
-/// rule, severity, key, ts, count, message.
-type AlertTuple = (String, String, String, i64, i64, String);
 
 #[derive(Debug)]
 pub struct Alert {
@@ -125,9 +115,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     if from >= to {
         bail!("--report: the period is empty");
     }
-    let url = config.database_url(args.connect.db.as_deref())?;
-    crate::refuse_missing_sqlite_file(&url)?;
-    let db = Database::connect(&url).await?;
+    let db = args.connect.connect_existing(&config).await?;
     let report = gather(&db, from, to, zone).await;
     db.close().await;
     let report = report?;
@@ -137,13 +125,6 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         send_mail(&config, &report, &html).context("--mail")?;
     }
     Ok(())
-}
-
-fn quote(db: &Database, t: &Ident) -> String {
-    match db {
-        Database::Sqlite(_) => format!("\"{t}\""),
-        Database::Mysql(_) => format!("`{t}`"),
-    }
 }
 
 /// Collects the report's data for `[from, to)`.
@@ -165,64 +146,27 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
         ..Default::default()
     };
 
-    let tables: Vec<(String,)> = siemstress_common::with_pool!(db, pool => sqlx::query_as("SELECT name FROM event_tables ORDER BY name")
-        .fetch_all(pool)
-        .await
-        .context("list event tables")?);
     let mut by_host: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_user: BTreeMap<String, i64> = BTreeMap::new();
-    for (name,) in tables {
+    for name in db.event_tables().await.context("list event tables")? {
         let Ok(t) = Ident::new(&name, "event table") else {
             continue;
         };
         if !db.event_table_exists(&t).await? {
             continue;
         }
-        let q = quote(db, &t);
-        let bucket_expr = match db {
-            Database::Sqlite(_) => "CAST((ts - ?) / ? AS INTEGER)",
-            Database::Mysql(_) => "((ts - ?) DIV ?)",
-        };
-        let sql = format!(
-            "SELECT {bucket_expr} AS b, COUNT(*) FROM {q} WHERE ts >= ? AND ts < ? GROUP BY b"
-        );
-        let counts: Vec<(i64, i64)> = siemstress_common::with_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(from)
-            .bind(bucket)
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await
-            .with_context(|| format!("count events of {name}"))?);
         let mut series = vec![0i64; buckets];
-        for (b, n) in counts {
+        for (b, n) in db.event_buckets(&t, from, to, bucket).await? {
             if let Some(slot) = usize::try_from(b).ok().and_then(|b| series.get_mut(b)) {
                 *slot += n;
             }
         }
         r.events.push((name.clone(), series));
-
-        let likes = vec!["LOWER(message) LIKE ?"; FAILED_LOGIN.len()].join(" OR ");
-        for (column, acc) in [("source_host", &mut by_host), ("user", &mut by_user)] {
-            let col = match db {
-                Database::Sqlite(_) => format!("\"{column}\""),
-                Database::Mysql(_) => format!("`{column}`"),
-            };
-            let sql = format!(
-                "SELECT {col}, COUNT(*) FROM {q} WHERE ts >= ? AND ts < ? AND {col} IS NOT NULL \
-                 AND ({likes}) GROUP BY {col}"
-            );
-            let rows: Vec<(String, i64)> = siemstress_common::with_pool!(db, pool => {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
-                for p in FAILED_LOGIN {
-                    query = query.bind(p);
-                }
-                query
-                    .fetch_all(pool)
-                    .await
-                    .with_context(|| format!("failed logins in {name}"))?
-            });
-            for (k, n) in rows {
+        for (by, acc) in [
+            (FailedBy::SourceHost, &mut by_host),
+            (FailedBy::User, &mut by_user),
+        ] {
+            for (k, n) in db.failed_logins(&t, from, to, by).await? {
                 *acc.entry(k).or_insert(0) += n;
             }
         }
@@ -230,46 +174,30 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
     r.failed_by_host = top(by_host);
     r.failed_by_user = top(by_user);
 
-    // Alerts: only when siemtrigger's table is there.
-    let alerts_sql = match db {
-        Database::Sqlite(_) => {
-            "SELECT rule, severity, \"key\", ts, count, message FROM alerts WHERE ts >= ? AND ts < ? ORDER BY ts DESC, id DESC LIMIT ?"
-        }
-        Database::Mysql(_) => {
-            "SELECT rule, severity, `key`, ts, count, message FROM alerts WHERE ts >= ? AND ts < ? ORDER BY ts DESC, id DESC LIMIT ?"
-        }
+    let period = AlertQuery {
+        since: Some(from),
+        until: Some(to),
+        limit: Some(MAX_ALERTS_LISTED),
+        ..AlertQuery::default()
     };
-    let alerts: Result<Vec<AlertTuple>, sqlx::Error> = siemstress_common::with_pool!(db, pool => sqlx::query_as(alerts_sql)
-            .bind(from)
-            .bind(to)
-            .bind(MAX_ALERTS_LISTED)
-            .fetch_all(pool)
-            .await);
-    if let Ok(rows) = alerts {
-        let total: i64 = siemstress_common::with_pool!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE ts >= ? AND ts < ?")
-            .bind(from)
-            .bind(to)
-            .fetch_one(pool)
-            .await
-            .context("count alerts")?);
-        r.alert_total = total;
-        r.alerts = Some(
-            rows.into_iter()
-                .map(|(rule, severity, key, ts, count, message)| Alert {
-                    rule,
-                    severity,
-                    key,
-                    ts,
-                    count,
-                    message,
-                })
-                .collect(),
-        );
-    }
+    r.alert_total = db.count_alerts(&period).await?;
+    r.alerts = db
+        .alerts(&period, &mut |_, _| {})
+        .await?
+        .into_iter()
+        .map(|a| Alert {
+            rule: a.rule,
+            severity: a.severity,
+            key: a.key,
+            ts: a.ts,
+            count: a.count,
+            message: a.message,
+        })
+        .collect();
 
     // Snapshot runs of the period, each against the one before it.
     let none = Excludes::default();
-    for run in storage::runs_between(db, from, to).await? {
+    for run in snapshots::runs_between(db, from, to).await? {
         if run.status != STATUS_OK {
             r.failed_runs.push((
                 run.name.clone(),
@@ -296,8 +224,8 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
 
     // File integrity: the latest files/suid run on each host.
     for name in ["files", "suid"] {
-        for run in storage::latest_per_host(db, name).await? {
-            let rows = storage::rows(db, &run).await?;
+        for run in snapshots::latest_per_host(db, name).await? {
+            let rows = snapshots::rows(db, &run).await?;
             let mut i = Integrity {
                 name: name.to_owned(),
                 host: run.host.clone(),
@@ -524,10 +452,11 @@ pub fn render(r: &Report) -> String {
 
     // Alerts.
     h.push_str("<section id=\"alerts\"><h2>Alerts</h2>");
-    match &r.alerts {
-        None => h.push_str("<p class=\"muted\">No alerts table (siemtrigger has not run against this database).</p>"),
-        Some(a) if a.is_empty() => h.push_str("<p class=\"muted\">No alerts in this period.</p>"),
-        Some(a) => {
+    let a = &r.alerts;
+    if a.is_empty() {
+        h.push_str("<p class=\"muted\">No alerts in this period.</p>");
+    } else {
+        {
             if r.alert_total > a.len() as i64 {
                 let _ = write!(
                     h,

@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use siemstress_common::db::Database;
+use siemstress_common::db::snapshots;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
-use siemstress_common::snapshot::{Run, STATUS_OK, exit, storage, validate_name};
+use siemstress_common::snapshot::{Run, STATUS_OK, exit, validate_name};
 use siemstress_common::time::Zone;
 
 use crate::args::{Args, Format};
@@ -36,9 +37,7 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     let excludes = Excludes::new(&args.exclude)?;
     let config = args.connect.load_config()?;
     let zone = config.section(&args.section, None)?.zone;
-    let url = config.database_url(args.connect.db.as_deref())?;
-    crate::refuse_missing_sqlite_file(&url)?;
-    let db = Database::connect(&url).await?;
+    let db = args.connect.connect_existing(&config).await?;
     let result = show(args, &db, name, &excludes, &zone).await;
     db.close().await;
     result
@@ -53,7 +52,7 @@ async fn show(
 ) -> anyhow::Result<u8> {
     let mut runs: Vec<Run> = match args.run_id {
         Some(id) => {
-            let run = storage::run(db, id)
+            let run = snapshots::run(db, id)
                 .await?
                 .filter(|r| r.name == name)
                 .with_context(|| format!("snapshot {name} has no run {id}"))?;
@@ -66,7 +65,7 @@ async fn show(
             }
             vec![run]
         }
-        None => storage::latest_per_host(db, name).await?,
+        None => snapshots::latest_per_host(db, name).await?,
     };
     if !args.host.is_empty() {
         runs.retain(|r| args.host.contains(&r.host));
@@ -85,7 +84,7 @@ async fn show(
     if !args.diff {
         let mut out = Vec::new();
         for run in &runs {
-            let rows = storage::rows(db, run).await?;
+            let rows = snapshots::rows(db, run).await?;
             out.extend(rows.into_iter().map(|r| (run.clone(), r)));
         }
         ignore_broken_pipe(write_rows(format, &out, several_hosts, zone, tty))?;

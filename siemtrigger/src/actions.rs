@@ -40,7 +40,9 @@ use siemstress_common::rules::Template;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::rfc3339;
-use crate::store::{ActionRun, AlertRow, Store};
+use siemstress_common::db::Database;
+use siemstress_common::db::alerts::AlertRow;
+use siemstress_common::db::trigger::ActionRun;
 
 /// How long a `--once` run keeps retrying failed actions before leaving
 /// them to the next run.
@@ -140,34 +142,32 @@ impl Actions {
     /// budget, then leaves the rest (pending) to the next run.
     pub async fn dispatch(
         &self,
-        store: &Store,
+        db: &Database,
         stop: &AtomicBool,
         once: bool,
     ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         loop {
             let now = siemstress_common::time::now_ms();
-            let due = store.due_actions(now).await?;
+            let due = db.due_actions(now).await?;
             let mut digests: BTreeMap<String, Vec<(ActionRun, AlertRow)>> = BTreeMap::new();
-            for (run, _) in due {
+            for run in due {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(());
                 }
                 let Some(action) = self.by_name.get(&run.action) else {
-                    store
-                        .action_done(
-                            run.id,
-                            "failed",
-                            run.attempts,
-                            now,
-                            Some("action is no longer configured"),
-                        )
-                        .await?;
+                    db.action_done(
+                        run.id,
+                        "failed",
+                        run.attempts,
+                        now,
+                        Some("action is no longer configured"),
+                    )
+                    .await?;
                     continue;
                 };
-                let Some(alert) = store.alert(run.alert_id).await? else {
-                    store
-                        .action_done(run.id, "failed", run.attempts, now, Some("alert is gone"))
+                let Some(alert) = db.alert(run.alert_id).await? else {
+                    db.action_done(run.id, "failed", run.attempts, now, Some("alert is gone"))
                         .await?;
                     continue;
                 };
@@ -179,7 +179,7 @@ impl Actions {
                     continue;
                 }
                 let result = action.run(std::slice::from_ref(&alert)).await;
-                record(store, action, &run, result).await?;
+                record(db, action, &run, result).await?;
             }
             for (name, runs) in digests {
                 let action = &self.by_name[&name];
@@ -187,7 +187,7 @@ impl Actions {
                 let result = action.run(&alerts).await;
                 for (run, _) in &runs {
                     record(
-                        store,
+                        db,
                         action,
                         run,
                         result.as_ref().map(|_| ()).map_err(|e| anyhow!("{e:#}")),
@@ -201,8 +201,8 @@ impl Actions {
             // --once: retry soon-due runs within the budget.
             let left = ONCE_RETRY_BUDGET.saturating_sub(started.elapsed());
             let horizon = siemstress_common::time::now_ms() + left.as_millis() as i64;
-            let next = store.due_actions(horizon).await?;
-            let Some(first) = next.iter().map(|(_, t)| *t).min() else {
+            let next = db.due_actions(horizon).await?;
+            let Some(first) = next.iter().map(|r| r.next_try).min() else {
                 return Ok(());
             };
             let wait = (first - siemstress_common::time::now_ms()).max(0) as u64;
@@ -212,7 +212,7 @@ impl Actions {
 }
 
 async fn record(
-    store: &Store,
+    db: &Database,
     action: &Action,
     run: &ActionRun,
     result: anyhow::Result<()>,
@@ -220,7 +220,7 @@ async fn record(
     let attempts = run.attempts + 1;
     let now = siemstress_common::time::now_ms();
     match result {
-        Ok(()) => store.action_done(run.id, "ok", attempts, now, None).await?,
+        Ok(()) => db.action_done(run.id, "ok", attempts, now, None).await?,
         Err(e) => {
             let msg = format!("{e:#}");
             let status = if attempts >= i64::from(action.retries) {
@@ -237,8 +237,7 @@ async fn record(
                 "pending"
             };
             let delay = action.backoff.as_millis() as i64 * (1i64 << (attempts - 1).clamp(0, 20));
-            store
-                .action_done(run.id, status, attempts, now + delay, Some(&msg))
+            db.action_done(run.id, status, attempts, now + delay, Some(&msg))
                 .await?;
         }
     }

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use regex::Regex;
 
 use serde::{Deserialize, Serialize};
+pub use siemstress_common::db::trigger::NewAlert;
+use siemstress_common::db::trigger::{Scan, ScanSink};
 use siemstress_common::rules::{Kind, Matcher, Rule, column_alias, is_column};
 
 /// Named regex captures of one event.
@@ -57,37 +59,9 @@ impl Batch {
         }
     }
 
-    /// Starts a row; then push its flags and values in order.
-    pub fn begin(&mut self, id: i64, ts: i64) {
-        let at = self.rows.len();
-        self.rows.push(Head { id, ts, at });
-    }
-
-    pub fn flag(&mut self, v: bool) {
-        self.flags.push(v);
-    }
-
-    pub fn text(&mut self, v: Option<&str>) {
-        match v {
-            Some(v) => {
-                let start = self.text.len();
-                self.text.push_str(v);
-                self.spans.push((start, self.text.len()));
-            }
-            None => self.spans.push(NULL),
-        }
-    }
-
-    pub fn int(&mut self, v: Option<i64>) {
-        match v {
-            Some(v) => {
-                use std::fmt::Write;
-                let start = self.text.len();
-                let _ = write!(self.text, "{v}");
-                self.spans.push((start, self.text.len()));
-            }
-            None => self.spans.push(NULL),
-        }
+    /// An empty batch for the rows of `scan`.
+    pub fn of(scan: &Scan) -> Self {
+        Self::new(scan.cols.clone(), scan.conds.len())
     }
 
     /// Orders the rows by `(ts, id)`.
@@ -103,6 +77,41 @@ impl Batch {
             ts: h.ts,
             batch: self,
             at: h.at,
+        }
+    }
+}
+
+/// A scan fills the batch: per row `begin`, its flags, then its values in order.
+impl ScanSink for Batch {
+    fn begin(&mut self, id: i64, ts: i64) {
+        let at = self.rows.len();
+        self.rows.push(Head { id, ts, at });
+    }
+
+    fn flag(&mut self, v: bool) {
+        self.flags.push(v);
+    }
+
+    fn text(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => {
+                let start = self.text.len();
+                self.text.push_str(v);
+                self.spans.push((start, self.text.len()));
+            }
+            None => self.spans.push(NULL),
+        }
+    }
+
+    fn int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => {
+                use std::fmt::Write;
+                let start = self.text.len();
+                let _ = write!(self.text, "{v}");
+                self.spans.push((start, self.text.len()));
+            }
+            None => self.spans.push(NULL),
         }
     }
 }
@@ -232,21 +241,6 @@ pub enum Win {
         first_id: i64,
         vars: BTreeMap<String, String>,
     },
-}
-
-/// An alert the evaluation raised.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewAlert {
-    pub rule: String,
-    pub severity: String,
-    pub key: String,
-    pub ts: i64,
-    pub first_ts: i64,
-    pub count: i64,
-    pub message: String,
-    pub event_table: String,
-    pub window_end: Option<i64>,
-    pub events: Vec<i64>,
 }
 
 /// How close a key came to firing (for `--explain-rule`).

@@ -10,35 +10,30 @@ use siemstress_common::ident::Ident;
 use siemstress_common::rules::{Kind, Rule, RuleSet};
 
 use siemstress_common::db::Database;
-use siemstress_common::snapshot::{Run, storage};
+use siemstress_common::db::alerts::AlertRow;
+use siemstress_common::db::snapshots;
+use siemstress_common::snapshot::Run;
 
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{KeyStats, rfc3339};
 use crate::runner::{Mode, Runner, Summary};
 use crate::snapshot;
-use crate::store::{AlertRow, Store};
 
 /// Keys shown by `--explain-rule`.
 const TOP: usize = 20;
 
 /// Prints why alert `id` fired; false if there is no such alert.
-pub async fn alert(
-    store: &Store,
-    db: &Database,
-    rules: &RuleSet,
-    id: i64,
-    f: Format,
-) -> anyhow::Result<bool> {
-    let Some(a) = store.alert(id).await? else {
+pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow::Result<bool> {
+    let Some(a) = db.alert(id).await? else {
         eprintln!("siemtrigger: no alert {id}");
         return Ok(false);
     };
-    let refs = store.alert_events(id).await?;
+    let refs = db.alert_events(id).await?;
     if a.event_table == snapshot::TABLE {
         let mut runs = Vec::new();
         for (_, run_id) in &refs {
-            if let Some(r) = storage::run(db, *run_id).await? {
+            if let Some(r) = snapshots::run(db, *run_id).await? {
                 runs.push(r);
             }
         }
@@ -51,7 +46,7 @@ pub async fn alert(
     for t in tables {
         let ids: Vec<i64> = refs.iter().filter(|r| r.0 == t).map(|r| r.1).collect();
         let ident = Ident::new(t, "event table")?;
-        for e in store.events_by_id(&ident, &ids).await? {
+        for e in db.events_by_id(&ident, &ids).await? {
             events.push((t.to_owned(), e));
         }
     }
@@ -72,8 +67,8 @@ pub async fn alert(
                     "threshold": (r.kind == Kind::Threshold).then_some(r.threshold),
                     "distinct": r.distinct, "key": r.key.source, "origin": r.origin,
                 })),
-                "events": events.iter().map(|(t, (id, ts, host, raw))| serde_json::json!({
-                    "event_table": t, "id": id, "ts": rfc3339(*ts), "host": host, "raw": raw,
+                "events": events.iter().map(|(t, e)| serde_json::json!({
+                    "event_table": t, "id": e.id, "ts": rfc3339(e.ts), "host": e.host, "raw": e.raw,
                 })).collect::<Vec<_>>(),
             });
             writeln!(out, "{v:#}")?;
@@ -126,12 +121,14 @@ pub async fn alert(
             writeln!(out, "  count:    {}", a.count)?;
             writeln!(out, "  stored:   {}", rfc3339(a.created))?;
             writeln!(out, "events ({}):", events.len())?;
-            for (t, (id, ts, host, raw)) in &events {
+            for (t, e) in &events {
                 writeln!(
                     out,
-                    "  {}  {t}#{id}  {}  {raw}",
-                    rfc3339(*ts),
-                    host.as_deref().unwrap_or("-")
+                    "  {}  {t}#{}  {}  {}",
+                    rfc3339(e.ts),
+                    e.id,
+                    e.host.as_deref().unwrap_or("-"),
+                    e.raw
                 )?;
             }
         }
@@ -237,14 +234,7 @@ fn human(ms: Option<i64>) -> String {
 
 /// Prints the keys of `rule` that came closest to firing in `[from, to)`,
 /// by re-evaluating the range from empty state (nothing is stored).
-pub async fn rule(
-    store: &Store,
-    db: &Database,
-    rule: &Rule,
-    from: i64,
-    to: i64,
-    f: Format,
-) -> anyhow::Result<()> {
+pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> anyhow::Result<()> {
     if rule.kind == Kind::SnapshotChange {
         anyhow::bail!(
             "--explain-rule {}: a snapshot_change rule has no windows to come close to firing; \
@@ -257,7 +247,6 @@ pub async fn rule(
     let actions = Actions::default();
     let rules = std::slice::from_ref(rule);
     let runner = Runner {
-        store: store.clone(),
         db,
         rules,
         actions: &actions,
@@ -269,11 +258,11 @@ pub async fn rule(
     };
     let mut stats: HashMap<String, KeyStats> = HashMap::new();
     let mut summary = Summary::default();
-    for t in store.event_tables().await? {
+    for t in db.event_tables().await? {
         if rule.table.as_ref().is_some_and(|r| r.as_str() != t) {
             continue;
         }
-        let hi = store.max_id(&Ident::new(&t, "event table")?).await?;
+        let hi = db.max_id(&Ident::new(&t, "event table")?).await?;
         let mut s = HashMap::new();
         runner
             .rule_table(rule, &t, hi, &mut summary, Some(&mut s))

@@ -7,8 +7,6 @@ mod engine;
 mod explain;
 mod runner;
 mod snapshot;
-mod store;
-mod when;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -19,10 +17,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use siemstress_common::cli::ConnectArgs;
+use siemstress_common::db::Backend;
 use siemstress_common::rules::RuleSet;
+use siemstress_common::timerange::{parse_point, parse_range};
 
 use crate::runner::{Mode, Runner};
-use crate::store::Store;
 
 /// Exit codes, in one place.
 mod exit {
@@ -65,7 +64,8 @@ struct Args {
     #[arg(long, group = "mode", requires_all = ["from", "to"])]
     replay: bool,
 
-    /// Start of the --replay range (inclusive): ISO 8601, YYYYmmddHHMMSS or YYmmddHHMMSS
+    /// Start of the --replay range (inclusive): ISO 8601, YYYYmmddHHMMSS or YYmmddHHMMSS,
+    /// in the zone of [section.default] (else the local zone) unless an offset is given
     #[arg(long, value_name = "TIME")]
     from: Option<String>,
 
@@ -81,7 +81,7 @@ struct Args {
     #[arg(long, value_name = "NAME", group = "mode")]
     explain_rule: Option<String>,
 
-    /// Time range of --explain-rule: START-END (as --from/--to)
+    /// Time range of --explain-rule: START-END or START/END (as --from/--to)
     #[arg(long, value_name = "START-END")]
     range: Option<String>,
 
@@ -167,6 +167,8 @@ fn positive_duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
 
 async fn run(args: Args) -> anyhow::Result<u8> {
     let config = args.connect.load_config()?;
+    // Times on the command line are read as siemquery reads them without -s.
+    let zone = config.section("default", None)?.zone;
     let mut rules = RuleSet::load(&config)?;
     let action_cfg = actions::Actions::from_config(&config)?;
     for (path, why) in &rules.skipped {
@@ -203,14 +205,14 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             rules.rules.len(),
             action_cfg.len()
         );
+        check_tables(&args.connect, &config, &rules.rules).await;
         return Ok(exit::OK);
     }
 
     let db = args.connect.connect(&config).await?;
-    let store = Store::new(&db);
 
     if let Some(id) = args.explain {
-        let found = explain::alert(&store, &db, &rules, id, args.format).await?;
+        let found = explain::alert(&db, &rules, id, args.format).await?;
         db.close().await;
         return Ok(if found { exit::OK } else { exit::ERROR });
     }
@@ -220,14 +222,14 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             .with_context(|| format!("--explain-rule {name}: no such rule"))?
             .clone();
         let (from, to) = match (&args.range, &args.last) {
-            (Some(r), _) => when::parse_range(r).context("--range")?,
+            (Some(r), _) => parse_range(r, &zone).context("--range")?,
             (None, last) => {
                 let d = duration("--last", last.as_deref().unwrap_or("24h"))?;
                 let to = siemstress_common::time::now_ms() + 1;
                 (to - d.as_millis() as i64, to)
             }
         };
-        explain::rule(&store, &db, &rule, from, to, args.format).await?;
+        explain::rule(&db, &rule, from, to, args.format).await?;
         db.close().await;
         return Ok(exit::OK);
     }
@@ -238,7 +240,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
 
     let settle = match &args.settle {
         Some(s) => duration("--settle", s)?,
-        None if store.is_mysql() => Duration::from_secs(1),
+        None if db.backend() == Backend::Mysql => Duration::from_secs(1),
         None => Duration::ZERO,
     };
     let interval = args
@@ -254,8 +256,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     };
 
     let mode = if args.replay {
-        let from = when::parse_time(args.from.as_deref().unwrap_or_default()).context("--from")?;
-        let to = when::parse_time(args.to.as_deref().unwrap_or_default()).context("--to")?;
+        let from =
+            parse_point(args.from.as_deref().unwrap_or_default(), &zone).context("--from")?;
+        let to = parse_point(args.to.as_deref().unwrap_or_default(), &zone).context("--to")?;
         if to <= from {
             bail!("--to must be after --from");
         }
@@ -275,7 +278,6 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     };
     let print = matches!(mode, Mode::DryRun | Mode::Replay { .. }) || args.verbose;
     let runner = Runner {
-        store: store.clone(),
         db: &db,
         rules: &rules.rules,
         actions: &action_cfg,
@@ -292,6 +294,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             Some(s) => {
                 if summary_on {
                     eprintln!("siemtrigger: {s}");
+                } else if !s.missing.is_empty() && !args.quiet {
+                    eprintln!(
+                        "siemtrigger: warning: {}",
+                        runner::missing_tables(&s.missing)
+                    );
                 }
                 exit::OK
             }
@@ -305,6 +312,47 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     runner.release().await;
     db.close().await;
     Ok(code)
+}
+
+/// `--check`: a warning for each rule whose `table` is not an event table
+/// of the database (a typo never fires); the database is not created.
+async fn check_tables(
+    connect: &ConnectArgs,
+    config: &siemstress_common::config::Config,
+    rules: &[siemstress_common::rules::Rule],
+) {
+    if rules.iter().all(|r| r.table.is_none()) {
+        return;
+    }
+    let tables = match connect.connect_existing(config).await {
+        Ok(db) => {
+            let t = db.event_tables().await;
+            db.close().await;
+            t
+        }
+        Err(e) => Err(e),
+    };
+    match tables {
+        Ok(tables) => {
+            for r in rules {
+                if let Some(t) = &r.table
+                    && !tables.iter().any(|name| name == t.as_str())
+                {
+                    eprintln!(
+                        "siemtrigger: warning: rule {} reads table {t}, which does not exist \
+                         (event tables: {})",
+                        r.name,
+                        if tables.is_empty() {
+                            "none yet".to_owned()
+                        } else {
+                            tables.join(", ")
+                        }
+                    );
+                }
+            }
+        }
+        Err(e) => eprintln!("siemtrigger: warning: the rules' tables were not checked: {e}"),
+    }
 }
 
 fn spawn_signal_handler(

@@ -21,9 +21,9 @@ use siemstress_common::rules::{Kind, Matcher, Rule};
 
 use crate::Format;
 use crate::actions::Actions;
-use crate::engine::{Cand, Caps, Changes, Evaluator, Hit, NewAlert, Role, Win, rfc3339};
-use crate::store::{
-    Commit, Cond, LeaseInfo, Progress, Reader, RuleCommit, Scan, Scanned, Store, StoreError,
+use crate::engine::{Batch, Cand, Caps, Changes, Evaluator, Hit, NewAlert, Role, Win, rfc3339};
+use siemstress_common::db::trigger::{
+    Commit, Cond, LeaseInfo, Progress, RuleCommit, Scan, ScanTask,
 };
 
 /// Event ids per chunk (one transaction each).
@@ -46,6 +46,8 @@ pub struct Summary {
     pub rules: usize,
     pub candidates: u64,
     pub alerts: u64,
+    /// Rules whose `table` is not an event table (yet): (rule, table).
+    pub missing: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for Summary {
@@ -54,8 +56,21 @@ impl std::fmt::Display for Summary {
             f,
             "{} rules, {} matching events, {} alerts",
             self.rules, self.candidates, self.alerts
-        )
+        )?;
+        if !self.missing.is_empty() {
+            write!(f, "; {}", missing_tables(&self.missing))?;
+        }
+        Ok(())
     }
+}
+
+/// "rule R reads table T, which does not exist", for each rule.
+pub fn missing_tables(missing: &[(String, String)]) -> String {
+    missing
+        .iter()
+        .map(|(rule, table)| format!("rule {rule} reads table {table}, which does not exist"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `host:pid:nonce`, the lease holder name of this process.
@@ -84,8 +99,6 @@ fn dead_local_holder(info: &LeaseInfo) -> Option<&str> {
 
 /// Evaluates a set of rules.
 pub struct Runner<'a> {
-    pub store: Store,
-    /// The same database (snapshot runs and diffs go through `common::snapshot`).
     pub db: &'a Database,
     pub rules: &'a [Rule],
     pub actions: &'a Actions,
@@ -111,11 +124,11 @@ impl Runner<'_> {
         let Some((holder, ttl)) = self.holder() else {
             return Ok(Ok(()));
         };
-        let got = self.store.acquire(holder, ttl, None).await?;
+        let got = self.db.acquire_lease(holder, ttl, None).await?;
         if let Err(info) = &got
             && let Some(dead) = dead_local_holder(info)
         {
-            return Ok(self.store.acquire(holder, ttl, Some(dead)).await?);
+            return Ok(self.db.acquire_lease(holder, ttl, Some(dead)).await?);
         }
         Ok(got)
     }
@@ -123,7 +136,7 @@ impl Runner<'_> {
     /// Gives the lease up (end of `--once`, or shutdown).
     pub async fn release(&self) {
         if let Some((holder, _)) = self.holder() {
-            let _ = self.store.release(holder).await;
+            let _ = self.db.release_lease(holder).await;
         }
     }
 
@@ -139,7 +152,7 @@ impl Runner<'_> {
         }
         let s = self.cycle().await?;
         if self.holder().is_some() {
-            self.actions.dispatch(&self.store, &self.stop, true).await?;
+            self.actions.dispatch(self.db, &self.stop, true).await?;
         }
         Ok(Some(s))
     }
@@ -152,6 +165,7 @@ impl Runner<'_> {
         quiet: bool,
     ) -> anyhow::Result<()> {
         let mut standby = false;
+        let mut missing: Vec<(String, String)> = Vec::new();
         while !self.stop.load(Ordering::SeqCst) {
             match self.lease().await {
                 Ok(Ok(())) => {
@@ -160,16 +174,23 @@ impl Runner<'_> {
                     }
                     standby = false;
                     match self.cycle().await {
-                        Ok(_) => {}
+                        Ok(s) => {
+                            if s.missing != missing && !s.missing.is_empty() && !quiet {
+                                eprintln!("siemtrigger: warning: {}", missing_tables(&s.missing));
+                            }
+                            missing = s.missing;
+                        }
                         Err(e)
-                            if e.downcast_ref::<StoreError>()
-                                .is_some_and(|s| matches!(s, StoreError::LostLease)) =>
+                            if e.downcast_ref::<siemstress_common::Error>()
+                                .is_some_and(|s| {
+                                    matches!(s, siemstress_common::Error::LostLease)
+                                }) =>
                         {
                             eprintln!("siemtrigger: {e:#}");
                         }
                         Err(e) => eprintln!("siemtrigger: cycle failed (retrying): {e:#}"),
                     }
-                    if let Err(e) = self.actions.dispatch(&self.store, &self.stop, false).await {
+                    if let Err(e) = self.actions.dispatch(self.db, &self.stop, false).await {
                         eprintln!("siemtrigger: actions: {e:#}");
                     }
                 }
@@ -198,11 +219,11 @@ impl Runner<'_> {
 
     /// Evaluates every rule over everything new.
     pub async fn cycle(&self) -> anyhow::Result<Summary> {
-        let registry = self.store.event_tables().await?;
+        let registry = self.db.event_tables().await?;
         let mut hi: BTreeMap<String, i64> = BTreeMap::new();
         for t in &registry {
             let ident = Ident::new(t, "event table")?;
-            hi.insert(t.clone(), self.store.max_id(&ident).await?);
+            hi.insert(t.clone(), self.db.max_id(&ident).await?);
         }
         let snapshot_rules: Vec<&Rule> = self
             .rules
@@ -214,13 +235,14 @@ impl Runner<'_> {
         let snapshot_hi = if snapshot_rules.is_empty() {
             0
         } else {
-            self.store.max_snapshot_run().await?
+            self.db.max_snapshot_run().await?
         };
         if !self.settle.is_zero() && !matches!(self.mode, Mode::Replay { .. }) {
             tokio::time::sleep(self.settle).await;
         }
         let mut summary = Summary {
             rules: self.rules.len(),
+            missing: self.missing_tables(&registry),
             ..Summary::default()
         };
         for t in &registry {
@@ -251,6 +273,16 @@ impl Runner<'_> {
         Ok(summary)
     }
 
+    /// Rules whose `table` is not among the event tables `registry`.
+    pub fn missing_tables(&self, registry: &[String]) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.table.as_ref().map(|t| (r, t.as_str())))
+            .filter(|(_, t)| !registry.iter().any(|name| name == t))
+            .map(|(r, t)| (r.name.clone(), t.to_owned()))
+            .collect()
+    }
+
     /// Evaluates `rule` over `table` up to id `hi` (`--explain-rule`).
     pub async fn rule_table(
         &self,
@@ -272,15 +304,15 @@ impl Runner<'_> {
     ) -> anyhow::Result<(Progress, HashMap<String, Win>)> {
         let (progress, stored) = match &self.mode {
             Mode::Replay { .. } => (Progress::default(), Vec::new()),
-            _ => match self.store.progress(&rule.name, table).await? {
+            _ => match self.db.progress(&rule.name, table).await? {
                 Some(p) if p.fingerprint == rule.fingerprint => {
-                    let w = self.store.windows(&rule.name, table).await?;
+                    let w = self.db.windows(&rule.name, table).await?;
                     (p, w)
                 }
                 Some(p) => {
                     // The rule was edited: its open windows no longer mean the same.
                     if matches!(self.mode, Mode::Live { .. }) {
-                        self.store.drop_windows(&rule.name, table).await?;
+                        self.db.drop_windows(&rule.name, table).await?;
                     }
                     (p, Vec::new())
                 }
@@ -289,10 +321,8 @@ impl Runner<'_> {
         };
         let mut windows = HashMap::with_capacity(stored.len());
         for (k, s) in stored {
-            let w: Win = serde_json::from_str(&s).map_err(|e| StoreError::State {
-                rule: rule.name.clone(),
-                e,
-            })?;
+            let w: Win = serde_json::from_str(&s)
+                .with_context(|| format!("stored window state of rule {}", rule.name))?;
             windows.insert(k, w);
         }
         Ok((progress, windows))
@@ -333,9 +363,9 @@ impl Runner<'_> {
             Mode::Replay { from, to } => Some((from, to)),
             _ => None,
         };
-        let mut reader = Some(self.store.reader()?);
+        let mut reader = Some(self.db.reader()?);
         // The next chunk's scan, started before the current one is evaluated.
-        let mut ahead: Option<(Scan, tokio::task::JoinHandle<(Reader, Scanned)>)> = None;
+        let mut ahead: Option<(Scan, ScanTask<Batch>)> = None;
         while lo < hi {
             if self.stop.load(Ordering::SeqCst) {
                 break;
@@ -361,12 +391,16 @@ impl Runner<'_> {
                 Some((s, task)) if s == scan => task,
                 Some((_, task)) => {
                     let (r, _) = task.await.context("scan task")?;
-                    r.spawn(scan.clone())
+                    r.spawn(scan.clone(), Batch::of(&scan))
                 }
-                None => reader.take().expect("reader").spawn(scan.clone()),
+                None => reader
+                    .take()
+                    .expect("reader")
+                    .spawn(scan.clone(), Batch::of(&scan)),
             };
             let (r, scanned) = task.await.context("scan task")?;
-            let (batch, chunk_max) = scanned?;
+            let (mut batch, chunk_max) = scanned?;
+            batch.sort();
             // Read the next chunk while this one is evaluated and committed:
             // after the commit, the active rules' progress is `c_hi`.
             if c_hi < hi {
@@ -385,7 +419,8 @@ impl Runner<'_> {
                     hi: n_hi,
                     range,
                 };
-                ahead = Some((next.clone(), r.spawn(next)));
+                let sink = Batch::of(&next);
+                ahead = Some((next.clone(), r.spawn(next, sink)));
             } else {
                 reader = Some(r);
             }
@@ -468,8 +503,8 @@ impl Runner<'_> {
                         });
                     }
                     let ids = self
-                        .store
-                        .commit(&Commit {
+                        .db
+                        .commit_trigger(&Commit {
                             holder: Some(holder),
                             lease_ttl_ms: *ttl_ms,
                             table,
@@ -527,7 +562,7 @@ impl Runner<'_> {
             cols.extend(rule.needed_columns());
             let mut roles = Vec::new();
             for (name, m) in rule.matchers() {
-                let cond = self.store.cond(&m.filter);
+                let cond = self.db.cond(&m.filter);
                 let ci = match conds.iter().position(|c| *c == cond) {
                     Some(ci) => ci,
                     None => {

@@ -14,13 +14,14 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::Value;
+use siemstress_common::db::snapshots;
+use siemstress_common::db::trigger::{Commit, Progress, RuleCommit};
 use siemstress_common::rules::Rule;
+use siemstress_common::snapshot::STATUS_OK;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes, RunDiff};
-use siemstress_common::snapshot::{STATUS_OK, storage};
 
 use crate::engine::{NewAlert, rfc3339};
 use crate::runner::{Mode, Runner, Summary, print_alerts};
-use crate::store::{Commit, Progress, RuleCommit};
 
 /// `event_table` of snapshot alerts, of their `alert_events` rows (whose
 /// `event_id`s are run ids) and of the rules' `trigger_progress` rows.
@@ -135,7 +136,7 @@ impl Runner<'_> {
         let include = Excludes::new(&rule.include)?;
         let (mut progress, runs) = match self.mode {
             Mode::Replay { from, to } => {
-                let runs = storage::runs_between(self.db, from, to)
+                let runs = snapshots::runs_between(self.db, from, to)
                     .await?
                     .into_iter()
                     .filter(|r| r.name == name && r.status == STATUS_OK)
@@ -144,7 +145,7 @@ impl Runner<'_> {
             }
             _ => {
                 let p = self
-                    .store
+                    .db
                     .progress(&rule.name, TABLE)
                     .await?
                     .unwrap_or_default();
@@ -152,8 +153,8 @@ impl Runner<'_> {
                     return Ok(());
                 }
                 let mut runs = Vec::new();
-                for id in self.store.snapshot_runs_after(name, p.last_id, hi).await? {
-                    runs.extend(storage::run(self.db, id).await?);
+                for id in self.db.snapshot_runs_after(name, p.last_id, hi).await? {
+                    runs.extend(snapshots::run(self.db, id).await?);
                 }
                 (p, runs)
             }
@@ -171,8 +172,8 @@ impl Runner<'_> {
             progress.max_ts = Some(progress.max_ts.map_or(d.run.taken, |m| m.max(d.run.taken)));
             let ids = match &self.mode {
                 Mode::Live { holder, ttl_ms } => Some(
-                    self.store
-                        .commit(&Commit {
+                    self.db
+                        .commit_trigger(&Commit {
                             holder: Some(holder),
                             lease_ttl_ms: *ttl_ms,
                             table: TABLE,

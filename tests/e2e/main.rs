@@ -6,6 +6,7 @@ mod gather;
 mod ingest;
 mod loghub;
 mod query;
+mod regressions;
 mod snapshot;
 mod trigger;
 mod trigger_snapshot;

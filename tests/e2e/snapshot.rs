@@ -781,7 +781,8 @@ fn siemquery_snapshot_outputs_runs_hosts_and_errors() {
             .build()
             .unwrap();
         rt.block_on(async {
-            use siemstress_common::snapshot::{Row, storage};
+            use siemstress_common::db::snapshots as storage;
+            use siemstress_common::snapshot::Row;
             let db = siemstress_common::db::Database::connect(&env.url)
                 .await
                 .unwrap();
@@ -945,7 +946,8 @@ fn snapshot_rows_are_stored_once_per_value() {
             .unwrap();
         let host = siemstress_common::snapshot::local_host();
         rt.block_on(async {
-            use siemstress_common::snapshot::{RawRow, storage};
+            use siemstress_common::db::snapshots as storage;
+            use siemstress_common::snapshot::RawRow;
             let db = siemstress_common::db::Database::connect(&env.url)
                 .await
                 .unwrap();

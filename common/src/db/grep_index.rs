@@ -1,5 +1,5 @@
 //! The `--grep` search index: the planner of both backends, and SQLite's
-//! FTS5 index (MariaDB's block bitmap is [`super::grep_bits`]).
+//! FTS5 index (MariaDB's block bitmap is [`super::mysql::grep_bits`]).
 //!
 //! Each event table `t` has a contentless FTS5 table `"t$grep"` with the
 //! trigram tokenizer and `detail='none'` (rowids only, about +30 % on the
@@ -20,13 +20,12 @@
 //! worth it.
 
 use rusqlite::OptionalExtension;
-use sqlx::QueryBuilder;
 
 use super::Database;
-use super::grep_bits::RangePlan;
+use super::mysql::grep_bits::RangePlan;
 use super::search::SqlLog;
 use crate::Error;
-use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
+use crate::filter::Filter;
 use crate::ident::Ident;
 
 /// Shortest pattern (in characters) the trigram index can narrow.
@@ -105,7 +104,7 @@ pub struct GrepPlan {
 pub enum Narrowing {
     /// SQLite: joined to the FTS5 candidates.
     Fts(GrepPlan),
-    /// MariaDB: id ranges of the bitmap's candidate blocks (see [`super::grep_bits`]).
+    /// MariaDB: id ranges of the bitmap's candidate blocks (see [`super::mysql::grep_bits`]).
     Ranges(RangePlan),
 }
 
@@ -135,11 +134,6 @@ const MAX_RANGES: usize = 1000;
 /// values each, under MariaDB's 65,535 placeholders).
 const MAX_RANGES_ALWAYS: usize = 20_000;
 
-/// A query builder of the pool's backend.
-fn builder<DB: FilterDb>(_pool: &sqlx::Pool<DB>, sql: &'static str) -> QueryBuilder<DB> {
-    QueryBuilder::new(sql)
-}
-
 impl Database {
     /// Whether (and how) a query on `t` with `filter` should use the
     /// search index: only when a pattern is selective (fewer candidates
@@ -162,7 +156,7 @@ impl Database {
         let include = &filter.grep.include;
         let grams: Option<Vec<Vec<u32>>> = include
             .iter()
-            .map(|p| super::grep_bits::pattern_grams(p))
+            .map(|p| super::mysql::grep_bits::pattern_grams(p))
             .collect();
         let expr = match self {
             Database::Sqlite(_) => match_expr(include),
@@ -181,17 +175,17 @@ impl Database {
             (max_id / 10).max(MIN_CAP)
         };
         let (plan, candidates) = match self {
-            Database::Sqlite(db) => {
+            Database::Sqlite(_) => {
                 let candidates = if always {
                     0
                 } else {
-                    fts_candidates(&db.pool, t, &expr, upto, cap, log).await?
+                    self.fts_candidates(t, &expr, upto, cap, log).await?
                 };
                 let fts = fts_table(t);
                 (Narrowing::Fts(GrepPlan { fts, expr, upto }), candidates)
             }
             Database::Mysql(db) => {
-                let p = super::grep_bits::plan(&db.pool, t, &grams, upto, log).await?;
+                let p = super::mysql::grep_bits::plan(&db.pool, t, &grams, upto, log).await?;
                 if p.ranges.len()
                     > if always {
                         MAX_RANGES_ALWAYS
@@ -225,37 +219,21 @@ impl Database {
     /// after the newest rows were deleted would not be in the index).
     async fn index_mark(&self, t: &Ident) -> Result<Option<i64>, Error> {
         let err = |e| Error::db("search index of", t.as_str(), e);
-        let mark: Option<(i64, Option<i64>)> = crate::with_pool!(self, pool => {
-            let mut qb = builder(pool, "SELECT indexed_upto, upto_received FROM grep_index WHERE tbl = ");
-            SqlWriter::new(&mut qb).text(t.as_str());
-            qb.build_query_as().fetch_optional(pool).await
-        })
-        .map_err(err)?;
-        let Some((upto, upto_received)) = mark.filter(|m| m.0 > 0) else {
+        let mut q = self.sql("SELECT indexed_upto, upto_received FROM grep_index WHERE tbl = ");
+        q.bind(t.as_str());
+        let mark: Option<Mark> = self.fetch_optional(&q).await.map_err(err)?;
+        let Some(mark) = mark.filter(|m| m.indexed_upto > 0) else {
             return Ok(None);
         };
-        let received: Option<(i64,)> = crate::with_pool!(self, pool => {
-            let mut qb = builder(pool, "SELECT received FROM ");
-            SqlWriter::new(&mut qb).table(t, "").sql(" WHERE id = ").int(upto);
-            qb.build_query_as().fetch_optional(pool).await
-        })
-        .map_err(err)?;
-        let received = received.map(|r| r.0);
+        let mut q = self.sql("SELECT received FROM ");
+        q.table(t, "").push(" WHERE id = ").bind(mark.indexed_upto);
+        let received: Option<Received> = self.fetch_optional(&q).await.map_err(err)?;
+        let received = received.map(|r| r.received);
         Ok(
-            (received.is_some() && (upto_received.is_none() || received == upto_received))
-                .then_some(upto),
+            (received.is_some()
+                && (mark.upto_received.is_none() || received == mark.upto_received))
+                .then_some(mark.indexed_upto),
         )
-    }
-
-    /// The highest id of `t` (0 when empty).
-    async fn max_id(&self, t: &Ident) -> Result<i64, Error> {
-        let (max,): (Option<i64>,) = crate::with_pool!(self, pool => {
-            let mut qb = builder(pool, "SELECT max(id) FROM ");
-            SqlWriter::new(&mut qb).table(t, "");
-            qb.build_query_as().fetch_one(pool).await
-        })
-        .map_err(|e| Error::db("search index of", t.as_str(), e))?;
-        Ok(max.unwrap_or(0))
     }
 
     /// Rows of `t` in the time window of `filter`, counted up to `limit`.
@@ -270,49 +248,57 @@ impl Database {
             filter.since.unwrap_or(i64::MIN),
             filter.until.unwrap_or(i64::MAX),
         );
-        let (n,): (i64,) = crate::with_pool!(self, pool => {
-            let mut qb = builder(pool, "SELECT count(*) FROM (SELECT 1 FROM ");
-            let mut w = SqlWriter::new(&mut qb);
-            w.table(t, "").sql(" WHERE ts >= ").int(since).sql(" AND ts < ").int(until);
-            w.sql(" LIMIT ").int(limit).sql(") AS w");
-            let bound = std::mem::take(&mut w.bound);
-            log(qb.sql().as_str(), &bound);
-            qb.build_query_as().fetch_one(pool).await
-        })
-        .map_err(|e| Error::db("search index of", t.as_str(), e))?;
-        Ok(n)
+        let mut q = self.sql("SELECT count(*) AS n FROM (SELECT 1 FROM ");
+        q.table(t, "").push(" WHERE ts >= ").bind(since);
+        q.push(" AND ts < ").bind(until);
+        q.push(" LIMIT ").bind(limit).push(") AS w");
+        log(q.text(), q.binds());
+        let n: Count = self
+            .fetch_one(&q)
+            .await
+            .map_err(|e| Error::db("search index of", t.as_str(), e))?;
+        Ok(n.n)
+    }
+
+    /// Indexed rows of `t` matching the FTS expression, counted up to `cap`.
+    async fn fts_candidates(
+        &self,
+        t: &Ident,
+        expr: &str,
+        upto: i64,
+        cap: i64,
+        log: SqlLog<'_>,
+    ) -> Result<i64, Error> {
+        let mut q = self.sql("SELECT count(*) AS n FROM (SELECT rowid FROM ");
+        q.table(t, "$grep").push(" WHERE ").table(t, "$grep");
+        q.push(" MATCH ")
+            .bind(expr)
+            .push(" AND rowid <= ")
+            .bind(upto);
+        q.push(" LIMIT ").bind(cap).push(")");
+        log(q.text(), q.binds());
+        let n: Count = self
+            .fetch_one(&q)
+            .await
+            .map_err(|e| Error::db("search index of", t.as_str(), e))?;
+        Ok(n.n)
     }
 }
 
-/// Indexed rows of `t` matching the FTS expression, counted up to `cap`.
-async fn fts_candidates(
-    pool: &sqlx::SqlitePool,
-    t: &Ident,
-    expr: &str,
-    upto: i64,
-    cap: i64,
-    log: SqlLog<'_>,
-) -> Result<i64, Error> {
-    let fts = fts_table(t);
-    let probe = format!(
-        "SELECT count(*) FROM (SELECT rowid FROM \"{fts}\" WHERE \"{fts}\" MATCH ? \
-         AND rowid <= ? LIMIT ?)"
-    );
-    log(
-        &probe,
-        &[
-            BoundValue::Text(expr.to_owned()),
-            BoundValue::Int(upto),
-            BoundValue::Int(cap),
-        ],
-    );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
-        .bind(expr)
-        .bind(upto)
-        .bind(cap)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| Error::db("search index of", t.as_str(), e))
+#[derive(sqlx::FromRow)]
+struct Mark {
+    indexed_upto: i64,
+    upto_received: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Received {
+    received: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    n: i64,
 }
 
 /// Indexes the next (at most) `max_rows` rows of `t` above the high-water

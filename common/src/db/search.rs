@@ -2,72 +2,22 @@
 //! grouped by a column. SQL comes from [`Filter::write_where`]; the part of a
 //! filter SQL cannot express (regexes) is applied here, before any limit or
 //! count, so callers never see the difference.
+//!
+//! Rows are read by name into an [`EventRef`]: the position of each column
+//! in the result is looked up once per statement ([`Positions`]), then every
+//! row is read through it, in place (texts borrow the backend's row buffer).
 
 use std::collections::HashMap;
 
-use futures_util::TryStreamExt;
-use sqlx::{Pool, QueryBuilder};
-
 use super::Database;
 use super::grep_index::Narrowing;
-use super::sqlite_read::Select;
+use super::sql::{Sql, Value};
 use crate::Error;
-use crate::filter::{BoundValue, Filter, FilterDb, SqlWriter};
+use crate::event::{Column, INT_COLUMNS};
+use crate::filter::Filter;
 use crate::ident::Ident;
 
-use crate::event::INT_COLUMNS;
 pub use crate::event::ROW_COLUMNS;
-
-/// One stored event, owned.
-#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
-pub struct EventRow {
-    pub id: i64,
-    pub ts: i64,
-    pub received: i64,
-    pub host: Option<String>,
-    pub process: Option<String>,
-    pub pid: Option<i64>,
-    pub facility: Option<String>,
-    pub severity: Option<String>,
-    pub user: Option<String>,
-    pub source_host: Option<String>,
-    pub source_port: Option<i64>,
-    pub dest_host: Option<String>,
-    pub dest_port: Option<i64>,
-    pub protocol: Option<String>,
-    pub message: String,
-    pub raw: String,
-    pub parsed: i64,
-    pub source: String,
-    pub extra: Option<String>,
-}
-
-impl EventRow {
-    /// The row as borrowed values.
-    pub fn as_ref(&self) -> EventRef<'_> {
-        EventRef {
-            id: self.id,
-            ts: self.ts,
-            received: self.received,
-            host: self.host.as_deref(),
-            process: self.process.as_deref(),
-            pid: self.pid,
-            facility: self.facility.as_deref(),
-            severity: self.severity.as_deref(),
-            user: self.user.as_deref(),
-            source_host: self.source_host.as_deref(),
-            source_port: self.source_port,
-            dest_host: self.dest_host.as_deref(),
-            dest_port: self.dest_port,
-            protocol: self.protocol.as_deref(),
-            message: &self.message,
-            raw: &self.raw,
-            parsed: self.parsed,
-            source: &self.source,
-            extra: self.extra.as_deref(),
-        }
-    }
-}
 
 /// One stored event as read, borrowing the backend's row buffer (valid for
 /// one call of the [`RowSink`]).
@@ -94,6 +44,105 @@ pub struct EventRef<'a> {
     pub extra: Option<&'a str>,
 }
 
+/// The value of one column of an [`EventRef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    Null,
+    Int(i64),
+    /// An event time (`ts`, `received`), UTC epoch ms.
+    Time(i64),
+    Text(&'a str),
+    /// JSON text (`extra`).
+    Json(&'a str),
+}
+
+impl<'a> EventRef<'a> {
+    /// The value of column `c`.
+    pub fn get(&self, c: Column) -> FieldValue<'a> {
+        let text = |v: Option<&'a str>| v.map_or(FieldValue::Null, FieldValue::Text);
+        let int = |v: Option<i64>| v.map_or(FieldValue::Null, FieldValue::Int);
+        match c {
+            Column::Id => FieldValue::Int(self.id),
+            Column::Ts => FieldValue::Time(self.ts),
+            Column::Received => FieldValue::Time(self.received),
+            Column::Host => text(self.host),
+            Column::Process => text(self.process),
+            Column::Pid => int(self.pid),
+            Column::Facility => text(self.facility),
+            Column::Severity => text(self.severity),
+            Column::User => text(self.user),
+            Column::SourceHost => text(self.source_host),
+            Column::SourcePort => int(self.source_port),
+            Column::DestHost => text(self.dest_host),
+            Column::DestPort => int(self.dest_port),
+            Column::Protocol => text(self.protocol),
+            Column::Message => FieldValue::Text(self.message),
+            Column::Raw => FieldValue::Text(self.raw),
+            Column::Parsed => FieldValue::Int(self.parsed),
+            Column::Source => FieldValue::Text(self.source),
+            Column::Extra => self.extra.map_or(FieldValue::Null, FieldValue::Json),
+        }
+    }
+}
+
+/// Where each event column is in a result, found by name once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Positions([usize; 19]);
+
+impl Positions {
+    /// The positions of the event columns among `names` (a result's
+    /// column names, in order).
+    pub(crate) fn of<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        let mut at = [0; 19];
+        for (slot, c) in at.iter_mut().zip(Column::ALL) {
+            *slot = names
+                .iter()
+                .position(|n| n.as_ref() == c.name())
+                .ok_or_else(|| format!("the result has no column {}", c.name()))?;
+        }
+        Ok(Self(at))
+    }
+
+    fn at(&self, c: Column) -> usize {
+        self.0[c as usize]
+    }
+}
+
+/// A row of either backend, read by position (from [`Positions`]).
+pub(crate) trait RowValues<'r> {
+    fn int(&self, i: usize) -> Result<Option<i64>, String>;
+    fn text(&self, i: usize) -> Result<Option<&'r str>, String>;
+}
+
+impl<'a> EventRef<'a> {
+    /// Reads a row by the column names of `at`.
+    pub(crate) fn read(r: &impl RowValues<'a>, at: &Positions) -> Result<Self, String> {
+        let int = |c: Column| r.int(at.at(c));
+        let text = |c: Column| r.text(at.at(c));
+        Ok(EventRef {
+            id: int(Column::Id)?.unwrap_or_default(),
+            ts: int(Column::Ts)?.unwrap_or_default(),
+            received: int(Column::Received)?.unwrap_or_default(),
+            host: text(Column::Host)?,
+            process: text(Column::Process)?,
+            pid: int(Column::Pid)?,
+            facility: text(Column::Facility)?,
+            severity: text(Column::Severity)?,
+            user: text(Column::User)?,
+            source_host: text(Column::SourceHost)?,
+            source_port: int(Column::SourcePort)?,
+            dest_host: text(Column::DestHost)?,
+            dest_port: int(Column::DestPort)?,
+            protocol: text(Column::Protocol)?,
+            message: text(Column::Message)?.unwrap_or_default(),
+            raw: text(Column::Raw)?.unwrap_or_default(),
+            parsed: int(Column::Parsed)?.unwrap_or_default(),
+            source: text(Column::Source)?.unwrap_or_default(),
+            extra: text(Column::Extra)?,
+        })
+    }
+}
+
 /// A value of a `--stats` column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StatKey {
@@ -111,7 +160,7 @@ impl std::fmt::Display for StatKey {
 }
 
 /// Receives each statement with its bound values before it runs (`--verbose`).
-pub type SqlLog<'a> = &'a mut dyn FnMut(&str, &[BoundValue]);
+pub type SqlLog<'a> = &'a mut dyn FnMut(&str, &[Value<'_>]);
 
 /// Receives each row; an error (e.g. a closed pipe) stops the search.
 pub type RowSink<'a> = &'a mut dyn FnMut(&EventRef<'_>) -> std::io::Result<()>;
@@ -144,15 +193,29 @@ impl Database {
         log: SqlLog<'_>,
         sink: RowSink<'_>,
     ) -> Result<u64, Error> {
-        let plan = self.grep_plan(table, filter, log).await?;
-        match self {
-            Database::Sqlite(db) => {
-                search_sqlite(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
-            }
-            Database::Mysql(db) => {
-                search_mysql(&db.pool, table, plan.as_ref(), filter, limit, log, sink).await
-            }
+        if limit == Some(0) {
+            return Ok(0);
         }
+        let plan = self.grep_plan(table, filter, log).await?;
+        let q = select_rows(self, table, plan.as_ref(), filter, limit);
+        log(q.text(), q.binds());
+        let mut sent = 0u64;
+        let mut deliver = |row: &EventRef<'_>| -> Result<bool, Error> {
+            if filter.has_residual() && !filter.matches_residual(row.raw) {
+                return Ok(true);
+            }
+            sink(row).map_err(|source| Error::Io {
+                what: "output".into(),
+                source,
+            })?;
+            sent += 1;
+            Ok(limit.is_none_or(|n| sent < n))
+        };
+        match self {
+            Database::Sqlite(db) => super::sqlite::search(&db.pool, &q, table, &mut deliver).await,
+            Database::Mysql(db) => super::mysql::search(&db.pool, &q, table, &mut deliver).await,
+        }?;
+        Ok(sent)
     }
 
     /// Number of rows of `table` that match `filter`.
@@ -163,7 +226,24 @@ impl Database {
         log: SqlLog<'_>,
     ) -> Result<u64, Error> {
         let plan = self.grep_plan(table, filter, log).await?;
-        crate::with_pool!(self, pool => count(pool, table, plan.as_ref(), filter, log).await)
+        let residual = filter.has_residual();
+        let mut q = self.sql(if residual {
+            "SELECT raw"
+        } else {
+            "SELECT COUNT(*) AS n"
+        });
+        write_from_where(&mut q, table, plan.as_ref(), filter);
+        log(q.text(), q.binds());
+        let e = |e| query_err(table, e);
+        if !residual {
+            let n: N = self.fetch_one(&q).await.map_err(e)?;
+            return Ok(to_u64(n.n));
+        }
+        let mut n = 0u64;
+        self.for_each(&q, |r: Raw| n += u64::from(filter.matches_residual(&r.raw)))
+            .await
+            .map_err(e)?;
+        Ok(n)
     }
 
     /// The `top` most frequent values of `column` (from [`stats_column`])
@@ -177,10 +257,93 @@ impl Database {
         log: SqlLog<'_>,
     ) -> Result<Vec<(Option<StatKey>, u64)>, Error> {
         let plan = self.grep_plan(table, filter, log).await?;
-        crate::with_pool!(self, pool => {
-            stats(pool, table, plan.as_ref(), filter, column, top, log).await
-        })
+        let int = INT_COLUMNS.contains(&column);
+        let residual = filter.has_residual();
+        let mut q = self.sql("SELECT ");
+        q.push(column).push(" AS v, ");
+        q.push(if residual { "raw" } else { "COUNT(*) AS n" });
+        write_from_where(&mut q, table, plan.as_ref(), filter);
+        if !residual {
+            q.push(" GROUP BY ").push(column);
+            q.push(" ORDER BY n DESC, ").push(column);
+            if let Some(n) = top {
+                q.push(" LIMIT ").bind(sql_limit(n));
+            }
+        }
+        log(q.text(), q.binds());
+        let e = |e| query_err(table, e);
+        if !residual {
+            return Ok(if int {
+                let rows: Vec<IntCount> = self.fetch_all(&q).await.map_err(e)?;
+                rows.into_iter()
+                    .map(|r| (r.v.map(StatKey::Int), to_u64(r.n)))
+                    .collect()
+            } else {
+                let rows: Vec<TextCount> = self.fetch_all(&q).await.map_err(e)?;
+                rows.into_iter()
+                    .map(|r| (r.v.map(StatKey::Text), to_u64(r.n)))
+                    .collect()
+            });
+        }
+        let mut counts: HashMap<Option<StatKey>, u64> = HashMap::new();
+        if int {
+            self.for_each(&q, |r: IntRaw| {
+                if filter.matches_residual(&r.raw) {
+                    *counts.entry(r.v.map(StatKey::Int)).or_default() += 1;
+                }
+            })
+            .await
+            .map_err(e)?;
+        } else {
+            self.for_each(&q, |r: TextRaw| {
+                if filter.matches_residual(&r.raw) {
+                    *counts.entry(r.v.map(StatKey::Text)).or_default() += 1;
+                }
+            })
+            .await
+            .map_err(e)?;
+        }
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if let Some(n) = top {
+            v.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(v)
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct N {
+    n: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Raw {
+    raw: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct IntCount {
+    v: Option<i64>,
+    n: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct TextCount {
+    v: Option<String>,
+    n: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct IntRaw {
+    v: Option<i64>,
+    raw: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct TextRaw {
+    v: Option<String>,
+    raw: String,
 }
 
 /// ` FROM <table> WHERE <filter>`, narrowed by the search index when
@@ -189,35 +352,35 @@ impl Database {
 /// the index's mark; the candidates drive the join, CROSS JOIN fixes the
 /// loop order), on MariaDB the candidate id ranges added to the WHERE. The
 /// filter still decides.
-fn write_from_where<DB: FilterDb>(
-    w: &mut SqlWriter<'_, DB>,
+fn write_from_where<'f>(
+    w: &mut Sql<'f>,
     table: &Ident,
-    plan: Option<&Narrowing>,
-    filter: &Filter,
+    plan: Option<&'f Narrowing>,
+    filter: &'f Filter,
 ) {
     match plan {
         Some(Narrowing::Fts(p)) => {
             debug_assert_eq!(p.fts, super::grep_index::fts_table(table));
-            w.sql(" FROM (SELECT rowid AS cand FROM ")
+            w.push(" FROM (SELECT rowid AS cand FROM ")
                 .table(table, "$grep")
-                .sql(" WHERE ")
+                .push(" WHERE ")
                 .table(table, "$grep")
-                .sql(" MATCH ")
-                .text(&p.expr)
-                .sql(" AND rowid <= ")
-                .int(p.upto)
-                .sql(" UNION ALL SELECT id FROM ")
+                .push(" MATCH ")
+                .bind(p.expr.as_str())
+                .push(" AND rowid <= ")
+                .bind(p.upto)
+                .push(" UNION ALL SELECT id FROM ")
                 .table(table, "")
-                .sql(" WHERE id > ")
-                .int(p.upto)
-                .sql(") AS c CROSS JOIN ")
+                .push(" WHERE id > ")
+                .bind(p.upto)
+                .push(") AS c CROSS JOIN ")
                 .table(table, "")
-                .sql(" ON ")
+                .push(" ON ")
                 .table(table, "")
-                .sql(".id = c.cand");
+                .push(".id = c.cand");
         }
         _ => {
-            w.sql(" FROM ").table(table, "");
+            w.push(" FROM ").table(table, "");
         }
     }
     filter.write_where(w);
@@ -227,7 +390,7 @@ fn write_from_where<DB: FilterDb>(
     }
 }
 
-fn query_err(table: &Ident, e: impl std::fmt::Display) -> Error {
+pub(crate) fn query_err(table: &Ident, e: impl std::fmt::Display) -> Error {
     Error::db("search", table.as_str(), e)
 }
 
@@ -240,293 +403,40 @@ fn sql_limit(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// `SELECT <every column> FROM ... WHERE ... ORDER BY ts, id [LIMIT n]`,
-/// written by the filter, with its bound values; `LIMIT` only when no
-/// residual (Rust-side) check can drop rows after the SQL.
-fn select_rows<DB>(
+/// `SELECT <every column> FROM ... WHERE ... ORDER BY ts, id [LIMIT n]`;
+/// `LIMIT` only when no residual (Rust-side) check can drop rows after
+/// the SQL.
+fn select_rows<'f>(
+    db: &Database,
     table: &Ident,
-    plan: Option<&Narrowing>,
-    filter: &Filter,
+    plan: Option<&'f Narrowing>,
+    filter: &'f Filter,
     limit: Option<u64>,
-) -> (QueryBuilder<DB>, Vec<BoundValue>)
-where
-    DB: FilterDb,
-    DB::Arguments: Default,
-{
-    let mut qb = QueryBuilder::<DB>::new(format!("SELECT {}", ROW_COLUMNS.join(", ")));
-    let mut w = SqlWriter::new(&mut qb);
-    write_from_where(&mut w, table, plan, filter);
-    w.sql(" ORDER BY ts, id");
-    if let (Some(n), false) = (limit, filter.has_residual()) {
-        w.sql(" LIMIT ").int(sql_limit(n));
-    }
-    let bound = std::mem::take(&mut w.bound);
-    (qb, bound)
-}
-
-/// Applies the residual check and the limit to one row and passes it on;
-/// `Ok(false)` when the limit is reached.
-fn deliver(
-    filter: &Filter,
-    limit: Option<u64>,
-    sent: &mut u64,
-    row: &EventRef<'_>,
-    sink: &mut RowSink<'_>,
-) -> Result<bool, Error> {
-    if filter.has_residual() && !filter.matches_residual(row.raw) {
-        return Ok(true);
-    }
-    sink(row).map_err(|source| Error::Io {
-        what: "output".into(),
-        source,
-    })?;
-    *sent += 1;
-    Ok(limit.is_none_or(|n| *sent < n))
-}
-
-async fn search_sqlite(
-    pool: &sqlx::SqlitePool,
-    table: &Ident,
-    plan: Option<&Narrowing>,
-    filter: &Filter,
-    limit: Option<u64>,
-    log: SqlLog<'_>,
-    mut sink: RowSink<'_>,
-) -> Result<u64, Error> {
-    if limit == Some(0) {
-        return Ok(0);
-    }
-    let (qb, bound) = select_rows::<sqlx::Sqlite>(table, plan, filter, limit);
-    let sql = qb.sql();
-    let sql = sql.as_str();
-    log(sql, &bound);
-    let sx = |e: sqlx::Error| query_err(table, e);
-    let err = |e: String| query_err(table, e);
-    // Lets the connection of the statements before (returned to the pool by
-    // a task of its own) become idle, so that it is reused, not a new one opened.
-    tokio::task::yield_now().await;
-    let mut conn = pool.acquire().await.map_err(sx)?;
-    let mut handle = conn.lock_handle().await.map_err(sx)?;
-    let db = handle
-        .as_raw_handle()
-        .as_ptr()
-        .cast::<rusqlite::ffi::sqlite3>();
-    // SAFETY: the locked handle gives this thread the connection alone until
-    // it is dropped, after `select`.
-    let mut select = unsafe { Select::prepare(db, sql, &bound) }.map_err(err)?;
-    let mut sent = 0u64;
-    while let Some(r) = select.next().map_err(err)? {
-        let row = EventRef {
-            id: r.int(0),
-            ts: r.int(1),
-            received: r.int(2),
-            host: r.opt_text(3).map_err(err)?,
-            process: r.opt_text(4).map_err(err)?,
-            pid: r.opt_int(5),
-            facility: r.opt_text(6).map_err(err)?,
-            severity: r.opt_text(7).map_err(err)?,
-            user: r.opt_text(8).map_err(err)?,
-            source_host: r.opt_text(9).map_err(err)?,
-            source_port: r.opt_int(10),
-            dest_host: r.opt_text(11).map_err(err)?,
-            dest_port: r.opt_int(12),
-            protocol: r.opt_text(13).map_err(err)?,
-            message: r.text(14).map_err(err)?,
-            raw: r.text(15).map_err(err)?,
-            parsed: r.int(16),
-            source: r.text(17).map_err(err)?,
-            extra: r.opt_text(18).map_err(err)?,
-        };
-        if !deliver(filter, limit, &mut sent, &row, &mut sink)? {
-            break;
+) -> Sql<'f> {
+    let mut q = Sql::with(db.backend(), "SELECT ");
+    for (i, c) in ROW_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
         }
+        q.push(c);
     }
-    Ok(sent)
+    write_from_where(&mut q, table, plan, filter);
+    q.push(" ORDER BY ts, id");
+    if let (Some(n), false) = (limit, filter.has_residual()) {
+        q.push(" LIMIT ").bind(sql_limit(n));
+    }
+    q
 }
+
+/// Receives each row read; `Ok(false)` stops the scan.
+pub(crate) type Deliver<'d> = &'d mut dyn FnMut(&EventRef<'_>) -> Result<bool, Error>;
 
 /// `bytes` as text: ASCII checked first (about half the cost of `from_utf8`
 /// on log lines), then UTF-8.
-pub(super) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is UTF-8.
         return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
     std::str::from_utf8(bytes)
-}
-
-async fn search_mysql(
-    pool: &sqlx::MySqlPool,
-    table: &Ident,
-    plan: Option<&Narrowing>,
-    filter: &Filter,
-    limit: Option<u64>,
-    log: SqlLog<'_>,
-    mut sink: RowSink<'_>,
-) -> Result<u64, Error> {
-    use sqlx::Row;
-    if limit == Some(0) {
-        return Ok(0);
-    }
-    let (mut qb, bound) = select_rows::<sqlx::MySql>(table, plan, filter, limit);
-    log(qb.sql().as_str(), &bound);
-    let err = |e: sqlx::Error| query_err(table, e);
-    let mut rows = qb.build().fetch(pool);
-    let mut sent = 0u64;
-    // Columns by position (the SELECT lists ROW_COLUMNS), decoded unchecked
-    // (the types are the event table's) and borrowed from the row: integers
-    // of any width, text as bytes with our own UTF-8 check.
-    while let Some(r) = rows.try_next().await.map_err(err)? {
-        let int = |i: usize| r.try_get_unchecked::<Option<i64>, _>(i).map_err(err);
-        let text = |i: usize| -> Result<Option<&str>, Error> {
-            match r.try_get_unchecked::<Option<&[u8]>, _>(i).map_err(err)? {
-                None => Ok(None),
-                Some(b) => utf8(b)
-                    .map(Some)
-                    .map_err(|e| query_err(table, format!("column {}: {e}", ROW_COLUMNS[i]))),
-            }
-        };
-        let row = EventRef {
-            id: int(0)?.unwrap_or_default(),
-            ts: int(1)?.unwrap_or_default(),
-            received: int(2)?.unwrap_or_default(),
-            host: text(3)?,
-            process: text(4)?,
-            pid: int(5)?,
-            facility: text(6)?,
-            severity: text(7)?,
-            user: text(8)?,
-            source_host: text(9)?,
-            source_port: int(10)?,
-            dest_host: text(11)?,
-            dest_port: int(12)?,
-            protocol: text(13)?,
-            message: text(14)?.unwrap_or_default(),
-            raw: text(15)?.unwrap_or_default(),
-            parsed: int(16)?.unwrap_or_default(),
-            source: text(17)?.unwrap_or_default(),
-            extra: text(18)?,
-        };
-        if !deliver(filter, limit, &mut sent, &row, &mut sink)? {
-            break;
-        }
-    }
-    Ok(sent)
-}
-
-async fn count<DB>(
-    pool: &Pool<DB>,
-    table: &Ident,
-    plan: Option<&Narrowing>,
-    filter: &Filter,
-    log: SqlLog<'_>,
-) -> Result<u64, Error>
-where
-    DB: FilterDb,
-    DB::Arguments: Default + sqlx::IntoArguments<DB>,
-    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
-    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
-{
-    let residual = filter.has_residual();
-    let select = if residual { "raw" } else { "COUNT(*)" };
-    let mut qb = QueryBuilder::<DB>::new(format!("SELECT {select}"));
-    let mut w = SqlWriter::new(&mut qb);
-    write_from_where(&mut w, table, plan, filter);
-    let bound = std::mem::take(&mut w.bound);
-    log(qb.sql().as_str(), &bound);
-    if !residual {
-        let (n,): (i64,) = qb
-            .build_query_as()
-            .fetch_one(pool)
-            .await
-            .map_err(|e| query_err(table, e))?;
-        return Ok(to_u64(n));
-    }
-    let mut rows = qb.build_query_as::<(String,)>().fetch(pool);
-    let mut n = 0u64;
-    while let Some((raw,)) = rows.try_next().await.map_err(|e| query_err(table, e))? {
-        n += u64::from(filter.matches_residual(&raw));
-    }
-    Ok(n)
-}
-
-async fn stats<DB>(
-    pool: &Pool<DB>,
-    table: &Ident,
-    plan: Option<&Narrowing>,
-    filter: &Filter,
-    column: &'static str,
-    top: Option<u64>,
-    log: SqlLog<'_>,
-) -> Result<Vec<(Option<StatKey>, u64)>, Error>
-where
-    DB: FilterDb,
-    DB::Arguments: Default + sqlx::IntoArguments<DB>,
-    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
-    for<'r> (Option<i64>, i64): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (Option<String>, i64): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (Option<i64>, String): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (Option<String>, String): sqlx::FromRow<'r, DB::Row>,
-{
-    let int = INT_COLUMNS.contains(&column);
-    let residual = filter.has_residual();
-    let head = if residual {
-        format!("SELECT {column}, raw")
-    } else {
-        format!("SELECT {column}, COUNT(*) AS n")
-    };
-    let mut qb = QueryBuilder::<DB>::new(head);
-    let mut w = SqlWriter::new(&mut qb);
-    write_from_where(&mut w, table, plan, filter);
-    if !residual {
-        w.sql(" GROUP BY ").sql(column);
-        w.sql(" ORDER BY n DESC, ").sql(column);
-        if let Some(n) = top {
-            w.sql(" LIMIT ").int(sql_limit(n));
-        }
-    }
-    let bound = std::mem::take(&mut w.bound);
-    log(qb.sql().as_str(), &bound);
-    let e = |e| query_err(table, e);
-    if !residual {
-        return Ok(if int {
-            qb.build_query_as::<(Option<i64>, i64)>()
-                .fetch_all(pool)
-                .await
-                .map_err(e)?
-                .into_iter()
-                .map(|(k, n)| (k.map(StatKey::Int), to_u64(n)))
-                .collect()
-        } else {
-            qb.build_query_as::<(Option<String>, i64)>()
-                .fetch_all(pool)
-                .await
-                .map_err(e)?
-                .into_iter()
-                .map(|(k, n)| (k.map(StatKey::Text), to_u64(n)))
-                .collect()
-        });
-    }
-    let mut counts: HashMap<Option<StatKey>, u64> = HashMap::new();
-    if int {
-        let mut rows = qb.build_query_as::<(Option<i64>, String)>().fetch(pool);
-        while let Some((k, raw)) = rows.try_next().await.map_err(e)? {
-            if filter.matches_residual(&raw) {
-                *counts.entry(k.map(StatKey::Int)).or_default() += 1;
-            }
-        }
-    } else {
-        let mut rows = qb.build_query_as::<(Option<String>, String)>().fetch(pool);
-        while let Some((k, raw)) = rows.try_next().await.map_err(e)? {
-            if filter.matches_residual(&raw) {
-                *counts.entry(k.map(StatKey::Text)).or_default() += 1;
-            }
-        }
-    }
-    let mut v: Vec<_> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    if let Some(n) = top {
-        v.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    Ok(v)
 }

@@ -19,9 +19,10 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Row, Run, exit, storage};
+use super::{Row, Run, exit};
 use crate::Error;
 use crate::db::Database;
+use crate::db::snapshots;
 
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,15 +242,15 @@ pub struct RunDiff {
 
 /// Diffs `run` against the previous successful run of the same name and host.
 pub async fn diff_run(db: &Database, run: Run, excludes: &Excludes) -> Result<RunDiff, Error> {
-    let Some(previous) = storage::previous_ok(db, &run).await? else {
+    let Some(previous) = snapshots::previous_ok(db, &run).await? else {
         return Ok(RunDiff {
             run,
             previous: None,
             changes: Vec::new(),
         });
     };
-    let old = storage::rows(db, &previous).await?;
-    let new = storage::rows(db, &run).await?;
+    let old = snapshots::rows(db, &previous).await?;
+    let new = snapshots::rows(db, &run).await?;
     let changes = diff_rows(&run.name, &run.host, run.id, &old, &new, excludes);
     Ok(RunDiff {
         run,
@@ -266,7 +267,7 @@ pub async fn diff_latest(
     excludes: &Excludes,
 ) -> Result<Vec<RunDiff>, Error> {
     let mut out = Vec::new();
-    for run in storage::latest_per_host(db, name).await? {
+    for run in snapshots::latest_per_host(db, name).await? {
         out.push(diff_run(db, run, excludes).await?);
     }
     Ok(out)

@@ -6,15 +6,13 @@
 //! - [`Row`]: one row, a natural key and a JSON value;
 //! - [`input`]: a JSON document (array of objects, or object of objects) to rows;
 //! - [`current`]: a series' current rows and the delta a new run writes;
-//! - [`storage`]: runs and rows in SQLite or MariaDB;
+//! - runs and rows in the database: [`crate::db::snapshots`];
 //! - [`diff`]: added / removed / changed records with exclusion globs, and
 //!   the AIDE-style exit bitmask in [`exit`].
 
 pub mod current;
 pub mod diff;
 pub mod input;
-mod sqlite_store;
-pub mod storage;
 
 use serde_json::Value;
 
@@ -39,7 +37,7 @@ impl Row {
 
 /// A row as stored: its key and its value as JSON text. Gatherers that
 /// write their JSON directly (`files`, `suid`) hand these to
-/// [`storage::store_raw_run`], skipping a `serde_json::Value` per row.
+/// [`crate::db::snapshots::store_raw_run`], skipping a `serde_json::Value` per row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
     pub key: String,
@@ -63,7 +61,7 @@ pub const STATUS_OK: &str = "ok";
 pub const STATUS_FAILED: &str = "failed";
 
 /// One stored run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Run {
     pub id: i64,
     pub name: String,

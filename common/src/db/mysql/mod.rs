@@ -1,13 +1,23 @@
-//! MariaDB/MySQL backend: sqlx pool, multi-row INSERTs sized under the
-//! placeholder and packet limits, connect retry for servers still starting.
+//! What only MariaDB/MySQL does: multi-row INSERTs sized under the
+//! placeholder and packet limits, DDL that commits at once (idempotent
+//! migrations re-run when left dirty), the `--grep` bitmap
+//! ([`grep_bits`]), siemtrigger's scans ([`scan`]) and snapshot rows
+//! under a named lock ([`snapshots`]).
 
-use std::str::FromStr;
+pub mod grep_bits;
+pub(crate) mod scan;
+pub(crate) mod snapshots;
+
 use std::time::{Duration, Instant};
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{MySql, QueryBuilder};
+use futures_util::TryStreamExt;
+use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::{Column, MySql, Row};
 
-use super::{Checkpoint, redact, short};
+use super::events::Checkpoint;
+use super::search::{Deliver, EventRef, Positions, RowValues, query_err, utf8};
+use super::sql::{Sql, Value, query};
+use super::{Backend, options, short};
 use crate::Error;
 use crate::event::{COLUMNS, Event};
 use crate::ident::Ident;
@@ -20,8 +30,6 @@ const BYTES_PER_STATEMENT: usize = 4 << 20;
 /// longest row) plus its message must fit one 16 MiB packet: `raw` is kept
 /// whole and only `message` is cut (the contract allows that, never `raw`).
 const MESSAGE_MAX_BYTES: usize = 4 << 20;
-/// How long to keep retrying a refused connection (docker-compose start-up).
-const CONNECT_RETRY: Duration = Duration::from_secs(20);
 
 /// A migrated MariaDB/MySQL database.
 #[derive(Debug, Clone)]
@@ -30,39 +38,16 @@ pub struct MysqlDb {
 }
 
 impl MysqlDb {
-    /// Connects (retrying refused connections for a while) and migrates.
-    pub async fn connect(url: &str) -> Result<Self, Error> {
-        let url = url.replacen("mariadb://", "mysql://", 1);
-        let opts = MySqlConnectOptions::from_str(&url)
-            .map_err(|e| Error::db("open", &redact(&url), e))?
-            .charset("utf8mb4");
-        let started = Instant::now();
-        let pool = loop {
-            match MySqlPoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts.clone())
-                .await
-            {
-                Ok(p) => break p,
-                Err(sqlx::Error::Io(e))
-                    if started.elapsed() < CONNECT_RETRY
-                        && matches!(
-                            e.kind(),
-                            std::io::ErrorKind::ConnectionRefused
-                                | std::io::ErrorKind::ConnectionReset
-                        ) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(Error::db("connect to", &redact(&url), e)),
-            }
-        };
-        migrate(&pool).await?;
+    /// Connects (a refused connection is an error at once) and migrates.
+    pub(crate) async fn connect(url: &str) -> Result<Self, Error> {
+        use sqlx::Connection;
+        let (pool, mut first) = options::mysql_pool(url).await?;
+        migrate(&mut first).await?;
+        let _ = first.close().await;
         Ok(Self { pool })
     }
 
-    pub(super) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+    pub(crate) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS `{t}` (
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -80,35 +65,17 @@ impl MysqlDb {
   KEY `{t}_shost_ts` (source_host, ts)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         );
-        sqlx::query(sqlx::AssertSqlSafe(ddl))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| Error::db("create table", t.as_str(), e))?;
-        sqlx::query(sqlx::AssertSqlSafe(super::grep_bits::ddl(t)))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| Error::db("create search index of", t.as_str(), e))?;
-        sqlx::query("INSERT IGNORE INTO event_tables (name, created) VALUES (?, ?)")
-            .bind(t.as_str())
-            .bind(crate::time::now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| Error::db("register table", t.as_str(), e))?;
+        for ddl in [ddl, grep_bits::ddl(t)] {
+            sqlx::query(sqlx::AssertSqlSafe(ddl))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| Error::db("create table", t.as_str(), e))?;
+        }
         Ok(())
     }
 
-    pub(super) async fn event_table_exists(&self, t: &Ident) -> Result<bool, Error> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
-        )
-        .bind(t.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| Error::db("look up table", t.as_str(), e))?;
-        Ok(n > 0)
-    }
-
-    pub(super) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
+    pub(crate) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
+        let e = |e| Error::db("drop table", t.as_str(), e);
         // DDL commits implicitly in MariaDB: drop first, then forget state
         // (a search index mark left behind names a missing row: ignored).
         for suffix in ["", "$grep"] {
@@ -117,45 +84,20 @@ impl MysqlDb {
             )))
             .execute(&self.pool)
             .await
-            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
+            .map_err(e)?;
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| Error::db("begin", t.as_str(), e))?;
-        sqlx::query("DELETE FROM event_tables WHERE name = ?")
-            .bind(t.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
-        sqlx::query("DELETE FROM follow_state WHERE section = ?")
-            .bind(section)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
-        sqlx::query("DELETE FROM grep_index WHERE tbl = ?")
-            .bind(t.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| Error::db("drop table", t.as_str(), e))?;
-        tx.commit()
-            .await
-            .map_err(|e| Error::db("commit", t.as_str(), e))
+        let mut tx = self.pool.begin().await.map_err(e)?;
+        for q in super::events::forget_table(Backend::Mysql, section, t) {
+            query::<MySql>(&q)
+                .map_err(e)?
+                .execute(&mut *tx)
+                .await
+                .map_err(e)?;
+        }
+        tx.commit().await.map_err(e)
     }
 
-    pub(super) async fn count_rows(&self, t: &Ident) -> Result<i64, Error> {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM `{t}`")))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| Error::db("count", t.as_str(), e))
-    }
-
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    pub(super) async fn event_writer(&self, t: &Ident) -> Result<MysqlWriter, Error> {
+    pub(crate) async fn event_writer(&self, t: &Ident) -> Result<MysqlWriter, Error> {
         let (last_id, indexed_upto): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE((SELECT MAX(id) FROM `{t}`), 0), \
              COALESCE((SELECT indexed_upto FROM grep_index WHERE tbl = ?), 0)"
@@ -178,20 +120,74 @@ impl MysqlDb {
 /// killed inside a migration leaves it marked as partially applied (dirty);
 /// our MySQL migrations are idempotent (`IF NOT EXISTS`), so a dirty
 /// migration is forgotten and run again instead of needing a manual fix.
-async fn migrate(pool: &MySqlPool) -> Result<(), Error> {
+async fn migrate(conn: &mut sqlx::MySqlConnection) -> Result<(), Error> {
     let migrator = sqlx::migrate!("../migrations/mysql");
-    match migrator.run(pool).await {
+    match migrator.run(&mut *conn).await {
         Err(sqlx::migrate::MigrateError::Dirty(version)) => {
             sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ? AND success = FALSE")
                 .bind(version)
-                .execute(pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| Error::Migrate(e.to_string()))?;
-            migrator.run(pool).await
+            migrator.run(&mut *conn).await
         }
         other => other,
     }
     .map_err(|e| Error::Migrate(e.to_string()))
+}
+
+/// A MariaDB row, read by position (from [`Positions`]): integers of any
+/// width, texts as bytes with our own UTF-8 check, both unchecked against
+/// the column types (they are the event table's).
+struct EventRow<'r>(&'r MySqlRow);
+
+impl<'r> RowValues<'r> for EventRow<'r> {
+    fn int(&self, i: usize) -> Result<Option<i64>, String> {
+        self.0
+            .try_get_unchecked::<Option<i64>, _>(i)
+            .map_err(|e| e.to_string())
+    }
+
+    fn text(&self, i: usize) -> Result<Option<&'r str>, String> {
+        match self
+            .0
+            .try_get_unchecked::<Option<&[u8]>, _>(i)
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(None),
+            Some(b) => utf8(b)
+                .map(Some)
+                .map_err(|e| format!("column {}: {e}", self.0.columns()[i].name())),
+        }
+    }
+}
+
+/// The rows of `q` (a search), each passed to `deliver` until it says stop.
+pub(crate) async fn search(
+    pool: &MySqlPool,
+    q: &Sql<'_>,
+    table: &Ident,
+    deliver: Deliver<'_>,
+) -> Result<(), Error> {
+    let err = |e: String| query_err(table, e);
+    let mut rows = query::<MySql>(q)
+        .map_err(|e| query_err(table, e))?
+        .fetch(pool);
+    let mut at: Option<Positions> = None;
+    while let Some(r) = rows.try_next().await.map_err(|e| query_err(table, e))? {
+        let at = match at {
+            Some(at) => at,
+            None => {
+                let names: Vec<&str> = r.columns().iter().map(|c| c.name()).collect();
+                *at.insert(Positions::of(&names).map_err(err)?)
+            }
+        };
+        let row = EventRef::read(&EventRow(&r), &at).map_err(err)?;
+        if !deliver(&row)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.
@@ -246,29 +242,38 @@ impl MysqlWriter {
             }
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut qb: QueryBuilder<MySql> =
-                QueryBuilder::new(format!("INSERT INTO `{table}` ({}) ", COLUMNS.join(", ")));
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.ts)
-                    .push_bind(e.received)
-                    .push_bind(short(&e.host))
-                    .push_bind(short(&e.process))
-                    .push_bind(e.pid)
-                    .push_bind(e.facility)
-                    .push_bind(e.severity)
-                    .push_bind(short(&e.user))
-                    .push_bind(short(&e.source_host))
-                    .push_bind(e.source_port)
-                    .push_bind(short(&e.dest_host))
-                    .push_bind(e.dest_port)
-                    .push_bind(short(&e.protocol))
-                    .push_bind(cut(&e.message, MESSAGE_MAX_BYTES))
-                    .push_bind(e.raw.as_str())
-                    .push_bind(e.parsed)
-                    .push_bind(&*e.source)
-                    .push_bind(e.extra.as_deref());
+            let mut q = Sql::with(Backend::Mysql, "INSERT INTO ");
+            q.table(&self.table, "").push(" (");
+            for (i, c) in COLUMNS.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).push(c);
+            }
+            q.push(") ").values(chunk, |e| {
+                [
+                    e.ts.into(),
+                    e.received.into(),
+                    short(&e.host).into(),
+                    short(&e.process).into(),
+                    e.pid.into(),
+                    e.facility.into(),
+                    e.severity.into(),
+                    short(&e.user).into(),
+                    short(&e.source_host).into(),
+                    e.source_port.into(),
+                    short(&e.dest_host).into(),
+                    e.dest_port.into(),
+                    short(&e.protocol).into(),
+                    cut(&e.message, MESSAGE_MAX_BYTES).into(),
+                    e.raw.as_str().into(),
+                    Value::Int(i64::from(e.parsed)),
+                    (&*e.source).into(),
+                    e.extra.as_deref().into(),
+                ]
             });
-            let done = qb.build().execute(&mut *tx).await.map_err(err)?;
+            let done = query::<MySql>(&q)
+                .map_err(err)?
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
             // The ids of one multi-row INSERT are consecutive from last_insert_id.
             let last = done.last_insert_id() + done.rows_affected().saturating_sub(1);
             self.last_id = self.last_id.max(i64::try_from(last).unwrap_or(i64::MAX));
@@ -310,7 +315,7 @@ impl MysqlWriter {
     /// before a gap in the ids that may still be filled).
     pub async fn index_step(&mut self, max_rows: u64) -> Result<u64, Error> {
         let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
-        let step = super::grep_bits::index_step(&self.pool, &self.table, max_rows).await?;
+        let step = grep_bits::index_step(&self.pool, &self.table, max_rows).await?;
         self.indexed_upto = step.upto;
         self.last_id = self.last_id.max(step.upto);
         self.index_paused_until = step.at_gap.then(|| Instant::now() + GAP_RETRY);

@@ -2,30 +2,28 @@
 //! of `files` and `suid` (100,000 rows and more): the current rows are
 //! read in place (no `String` per value, no channel hop per row as
 //! through sqlx), and a run's delta is stored by one prepared INSERT with
-//! bind/step/reset and the texts bound as static pointers (as the ingest
-//! writer, `db/sqlite_insert.rs`). Through a multi-row sqlx INSERT a row
+//! bind/step/reset and the texts bound in place (as the ingest writer,
+//! `insert.rs`). Through a multi-row sqlx INSERT a row
 //! cost ~10,000 instructions; here about a third of that.
 
 use std::ffi::c_int;
 use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::ffi;
-
-use super::current::{CurrentRows, Delta, RowId};
-use super::storage::{CURRENT_ROWS_SQL, END_ROW_SQL, LATEST_OK_SQL, NewRun};
-use super::{RawRow, STATUS_OK};
+use super::stmt::{Handle, Stmt};
 use crate::Error;
-use crate::db::sqlite_stmt::RawStmt;
+use crate::db::options::open_sqlite;
+use crate::db::snapshots::{CURRENT_ROWS_SQL, LATEST_OK_SQL, NewRun};
+use crate::snapshot::current::{CurrentRows, Delta, RowId};
+use crate::snapshot::{RawRow, STATUS_OK};
+
+/// Ends a stored row: `until_run = ?1` for the row `(run_id, seq) = (?2, ?3)`.
+const END_ROW_SQL: &str = "UPDATE snapshot_rows SET until_run = ? WHERE run_id = ? AND seq = ?";
 
 fn open(path: &Path) -> Result<rusqlite::Connection, Error> {
-    let what = path.display().to_string();
-    let conn = rusqlite::Connection::open(path).map_err(|e| Error::db("open", &what, e))?;
-    conn.busy_timeout(Duration::from_secs(30))
-        .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
-        // A run's pages stay in memory until the commit writes each once.
-        .and_then(|_| conn.pragma_update(None, "cache_size", -65536))
-        .map_err(|e| Error::db("open", &what, e))?;
+    let conn = open_sqlite(path)?;
+    // A run's pages stay in memory until the commit writes each once.
+    conn.pragma_update(None, "cache_size", -65536)
+        .map_err(|e| Error::db("open", &path.display().to_string(), e))?;
     Ok(conn)
 }
 
@@ -104,8 +102,8 @@ pub fn store_run(path: &Path, run: &NewRun<'_>, mut current: CurrentRows) -> Res
     let delta = Delta::between(current, run.rows);
     {
         let fail = |m| Error::db("store snapshot", name, m);
-        let mut many = RowInsert::prepare(&tx, ROWS_PER_INSERT).map_err(fail)?;
-        let mut one = RowInsert::prepare(&tx, 1).map_err(fail)?;
+        let mut many = RowInsert::prepare(&*tx, ROWS_PER_INSERT).map_err(fail)?;
+        let mut one = RowInsert::prepare(&*tx, 1).map_err(fail)?;
         let mut chunks = delta.insert.chunks_exact(ROWS_PER_INSERT);
         for chunk in &mut chunks {
             many.insert(id, chunk).map_err(fail)?;
@@ -127,20 +125,20 @@ pub fn store_run(path: &Path, run: &NewRun<'_>, mut current: CurrentRows) -> Res
 const ROWS_PER_INSERT: usize = 64;
 
 /// A prepared `INSERT INTO snapshot_rows` of `n` rows.
-struct RowInsert {
-    stmt: RawStmt,
+struct RowInsert<'c> {
+    stmt: Stmt<'c>,
     n: usize,
 }
 
-impl RowInsert {
-    /// Prepares the insert on `conn`, which outlives the returned value.
-    fn prepare(conn: &rusqlite::Connection, n: usize) -> Result<Self, String> {
+impl<'c> RowInsert<'c> {
+    /// Prepares the insert on `conn`.
+    fn prepare<H: Handle>(conn: &'c H, n: usize) -> Result<Self, String> {
         let sql = format!(
             "INSERT INTO snapshot_rows (run_id, seq, row_key, value) VALUES {}",
             vec!["(?, ?, ?, ?)"; n].join(", ")
         );
         Ok(Self {
-            stmt: RawStmt::prepare_on(conn, &sql)?,
+            stmt: Stmt::prepare(conn, &sql)?,
             n,
         })
     }
@@ -148,17 +146,15 @@ impl RowInsert {
     /// Inserts `rows` (exactly `n`, each with its `seq`) for run `run_id`.
     fn insert(&mut self, run_id: i64, rows: &[(i64, &RawRow)]) -> Result<(), String> {
         debug_assert_eq!(rows.len(), self.n);
-        let s = &self.stmt;
-        let mut rc = ffi::SQLITE_OK;
+        let mut b = self.stmt.bind();
         for (i, (seq, row)) in rows.iter().take(self.n).enumerate() {
             let col = 4 * i as c_int;
-            // The texts borrow `rows`, alive until `execute` resets the statement.
-            rc |= s.bind_int(col + 1, Some(run_id))
-                | s.bind_int(col + 2, Some(*seq))
-                | s.bind_text(col + 3, Some(&row.key))
-                | s.bind_text(col + 4, Some(&row.json));
+            b.int(col + 1, Some(run_id))
+                .int(col + 2, Some(*seq))
+                .text(col + 3, Some(&row.key))
+                .text(col + 4, Some(&row.json));
         }
-        self.stmt.execute(rc)
+        b.execute()
     }
 }
 
@@ -198,7 +194,7 @@ mod tests {
                 .unwrap();
         }
         let rows_of = |name: &str, host: &str, run: i64| -> Vec<String> {
-            let sql = super::super::storage::RUN_ROWS_SQL;
+            let sql = crate::db::snapshots::RUN_ROWS_SQL;
             let mut st = conn.prepare(sql).unwrap();
             st.query_map(rusqlite::params![name, host, run, run], |r| r.get(0))
                 .unwrap()

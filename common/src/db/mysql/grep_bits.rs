@@ -46,9 +46,10 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use sqlx::{MySql, MySqlPool, QueryBuilder, Row};
 
-use super::search::SqlLog;
 use crate::Error;
-use crate::filter::{FilterDb, SqlWriter};
+use crate::db::Backend;
+use crate::db::search::SqlLog;
+use crate::db::sql::{Sql, query_as};
 use crate::ident::Ident;
 
 /// Ids per block: the unit of narrowing.
@@ -67,8 +68,9 @@ const ROWS_PER_UPSERT: usize = 2000;
 
 /// DDL of the bitmap of `t` (idempotent).
 pub(crate) fn ddl(t: &Ident) -> String {
+    let bitmap = Backend::Mysql.quote(&format!("{t}$grep"));
     format!(
-        "CREATE TABLE IF NOT EXISTS `{t}$grep` (
+        "CREATE TABLE IF NOT EXISTS {bitmap} (
   gram INT UNSIGNED NOT NULL,
   word INT UNSIGNED NOT NULL,
   bits BIGINT UNSIGNED NOT NULL,
@@ -117,12 +119,16 @@ impl RangePlan {
     }
 
     /// Writes `(id BETWEEN ? AND ? OR ... OR id > ?)`.
-    pub(crate) fn write<DB: FilterDb>(&self, w: &mut SqlWriter<'_, DB>) {
-        w.sql("(");
+    pub(crate) fn write(&self, w: &mut Sql<'_>) {
+        w.push("(");
         for &(a, b) in &self.ranges {
-            w.sql("id BETWEEN ").int(a).sql(" AND ").int(b).sql(" OR ");
+            w.push("id BETWEEN ")
+                .bind(a)
+                .push(" AND ")
+                .bind(b)
+                .push(" OR ");
         }
-        w.sql("id > ").int(self.upto).sql(")");
+        w.push("id > ").bind(self.upto).push(")");
     }
 }
 
@@ -184,23 +190,19 @@ pub(crate) async fn plan(
     let mut all: Vec<u32> = patterns.concat();
     all.sort_unstable();
     all.dedup();
-    let mut qb = QueryBuilder::<MySql>::new("SELECT gram, word, bits FROM ");
-    let mut w = SqlWriter::new(&mut qb);
-    w.table(t, "$grep").sql(" WHERE gram IN (");
-    for (i, g) in all.iter().enumerate() {
-        if i > 0 {
-            w.sql(", ");
-        }
-        w.int(i64::from(*g));
+    let mut q = Sql::with(Backend::Mysql, "SELECT gram, word, bits FROM ");
+    q.table(t, "$grep").push(" WHERE gram IN ");
+    q.list(all.iter().map(|g| i64::from(*g)));
+    q.push(" AND word <= ")
+        .bind(upto / BLOCK_ROWS / WORD_BLOCKS);
+    log(q.text(), q.binds());
+    let rows: Vec<(u32, u32, u64)> = async {
+        query_as::<MySql, (u32, u32, u64)>(&q)?
+            .fetch_all(pool)
+            .await
     }
-    w.sql(") AND word <= ").int(upto / BLOCK_ROWS / WORD_BLOCKS);
-    let bound = std::mem::take(&mut w.bound);
-    log(qb.sql().as_str(), &bound);
-    let rows: Vec<(u32, u32, u64)> = qb
-        .build_query_as()
-        .fetch_all(pool)
-        .await
-        .map_err(|e| Error::db("read search index of", t.as_str(), e))?;
+    .await
+    .map_err(|e| Error::db("read search index of", t.as_str(), e))?;
     let words = candidate_words(patterns, &rows);
     Ok(RangePlan {
         ranges: block_ranges(&words, upto),
@@ -306,6 +308,10 @@ struct Mark {
 /// `grep_index` row.
 pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Result<Step, Error> {
     let err = |e: sqlx::Error| Error::db("index", t.as_str(), e);
+    let (table, bitmap) = (
+        Backend::Mysql.quote(t.as_str()),
+        Backend::Mysql.quote(&format!("{t}$grep")),
+    );
     // The server's clock, not this host's: indexers on several hosts compare
     // each other's `pending_since`, and a host whose clock runs ahead would
     // end another's grace early (and step over an insert still in flight).
@@ -333,7 +339,7 @@ pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Re
     let (mut upto, mut settled, mut reused) = (mark.indexed_upto, mark.indexed_upto, false);
     if upto > 0 {
         let received: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT received FROM `{t}` WHERE id = ?"
+            "SELECT received FROM {table} WHERE id = ?"
         )))
         .bind(upto)
         .fetch_optional(&mut *tx)
@@ -343,7 +349,7 @@ pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Re
         if received.is_none() || reused {
             // The row at the mark is gone (deleted: the ids below it are
             // settled) or another (ids handed out again: nothing is): start over.
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM `{t}$grep`")))
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {bitmap}")))
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
@@ -367,7 +373,7 @@ pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Re
         (upto, mark.upto_received, 0u64, None);
     {
         let mut stream = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, received, raw FROM `{t}` WHERE id > ? ORDER BY id LIMIT ?"
+            "SELECT id, received, raw FROM {table} WHERE id > ? ORDER BY id LIMIT ?"
         )))
         .bind(upto)
         .bind(max_rows)
@@ -386,7 +392,7 @@ pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Re
     }
     for chunk in acc.finish().chunks(ROWS_PER_UPSERT) {
         let mut qb =
-            QueryBuilder::<MySql>::new(format!("INSERT INTO `{t}$grep` (gram, word, bits) "));
+            QueryBuilder::<MySql>::new(format!("INSERT INTO {bitmap} (gram, word, bits) "));
         qb.push_values(chunk, |mut b, &(g, w, bits)| {
             b.push_bind(g).push_bind(w).push_bind(bits);
         });
@@ -403,7 +409,7 @@ pub(crate) async fn index_step(pool: &MySqlPool, t: &Ident, max_rows: i64) -> Re
         None => (None, None),
         Some(_) => {
             let max: Option<i64> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT MAX(id) FROM `{t}`")))
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT MAX(id) FROM {table}")))
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(err)?;
@@ -487,12 +493,11 @@ mod tests {
             ranges: vec![(0, 1023), (4096, 5000)],
             upto: 5000,
         };
-        let mut qb = QueryBuilder::<MySql>::new("SELECT 1 FROM t WHERE x");
-        let mut w = SqlWriter::new(&mut qb);
+        let mut w = Sql::with(Backend::Mysql, "SELECT 1 FROM t WHERE x");
         p.write(&mut w);
-        assert_eq!(w.bound.len(), 5);
+        assert_eq!(w.binds().len(), 5);
         assert_eq!(
-            qb.sql().as_str(),
+            w.text(),
             "SELECT 1 FROM t WHERE x(id BETWEEN ? AND ? OR id BETWEEN ? AND ? OR id > ?)"
         );
         assert_eq!(p.rows(), 1024 + 905);
