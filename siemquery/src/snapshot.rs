@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use siemstress_common::db::Database;
 use siemstress_common::db::snapshots;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
+use siemstress_common::snapshot::unified;
 use siemstress_common::snapshot::{Run, STATUS_OK, exit, validate_name};
 use siemstress_common::time::Zone;
 
@@ -173,6 +174,21 @@ fn write_changes(
             for c in changes {
                 let row = c.row.as_ref().map(|r| Cell::Json(r.to_string().into()));
                 let (old, new) = match c.change {
+                    // Stored text shows as a unified diff in the new column.
+                    ChangeKind::Changed
+                        if table && c.column.as_deref().is_some_and(unified::is_text_column) =>
+                    {
+                        let text = |v: &Option<Value>| match v {
+                            Some(Value::String(s)) => Some(s.clone()),
+                            _ => None,
+                        };
+                        let d = unified::unified(
+                            &c.key,
+                            text(&c.old).as_deref(),
+                            text(&c.new).as_deref(),
+                        );
+                        (Cell::Null, Cell::Text(d.into()))
+                    }
                     ChangeKind::Changed => (value_cell(c.old.as_ref()), value_cell(c.new.as_ref())),
                     ChangeKind::Added if table => (Cell::Null, row.clone().unwrap_or(Cell::Null)),
                     ChangeKind::Removed if table => (row.clone().unwrap_or(Cell::Null), Cell::Null),

@@ -439,3 +439,96 @@ fn rehash_always_and_every() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("[gather.files] rehash_every"), "{err}");
 }
+
+/// filetraq's diffs: `content` files keep their text and a change shows as
+/// a unified diff; `secret` files (by default shadow, SSH host keys,
+/// `*.key`) only show that their hash changed, and their text is never in
+/// the database.
+#[test]
+fn content_diffs_and_secrets_never_stored() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[gather.files]\npaths = [\"/etc\"]\ncontent = [\"/etc/**\"]\n");
+        let root = env.path().join("root");
+        write(&root, "/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n");
+        write(&root, "/etc/shadow", "root:$6$SHADOW-ONE$x:1::::::\n");
+        write(
+            &root,
+            "/etc/ssh/ssh_host_ed25519_key",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nHOSTKEY-ONE\n",
+        );
+        write(&root, "/etc/ssl/app.key", "APPKEY-ONE\n");
+        write(&root, "/etc/big.conf", &"x".repeat(70 * 1024));
+        write(&root, "/etc/bin.dat", "a\0b");
+        let r = root.to_str().unwrap();
+        env.ingest(&["-q", "--gather", "files", "--root", r], b"");
+        let rows = latest_rows(&env, "files");
+        let row = |p: &str| rows.iter().find(|(k, _)| k == p).unwrap().1.clone();
+        assert_eq!(
+            row("/etc/hosts")["content"],
+            "127.0.0.1 localhost\n::1 localhost\n"
+        );
+        assert_eq!(
+            row("/etc/big.conf")["content_error"],
+            "larger than 65536 bytes"
+        );
+        assert_eq!(row("/etc/bin.dat")["content_error"], "binary");
+        for p in [
+            "/etc/shadow",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/etc/ssl/app.key",
+        ] {
+            let v = row(p);
+            assert!(v.get("content").is_none(), "{p}: {v}");
+            assert!(v["sha256"].is_string(), "{p}: {v}");
+        }
+        write(
+            &root,
+            "/etc/hosts",
+            "127.0.0.1 localhost\n10.6.6.6 update.example\n::1 localhost\n",
+        );
+        write(&root, "/etc/shadow", "root:$6$SHADOW-TWO$x:2::::::\n");
+        write(&root, "/etc/ssl/app.key", "APPKEY-TWO\n");
+        env.ingest(&["-q", "--gather", "files", "--root", r], b"");
+        let d = diff(&env, "files", &["files.*.mtime", "files.*.size"]);
+        assert_eq!(
+            summary(&d),
+            [
+                s("changed", "/etc/hosts", "content"),
+                s("changed", "/etc/hosts", "sha256"),
+                s("changed", "/etc/shadow", "sha256"),
+                s("changed", "/etc/ssl/app.key", "sha256"),
+            ],
+            "{kind:?}"
+        );
+        let (code, out, err) = env.run(
+            "siemquery",
+            &["--snapshot", "files", "--diff", "--format", "table"],
+            b"",
+        );
+        assert_eq!(code, 4, "{err}");
+        for want in [
+            "--- /etc/hosts",
+            "+++ /etc/hosts",
+            "@@ -1,2 +1,3 @@",
+            " 127.0.0.1 localhost",
+            "+10.6.6.6 update.example",
+        ] {
+            assert!(out.contains(want), "{kind:?}: table lacks {want:?}:\n{out}");
+        }
+        let text = database_text(&env);
+        for secret in [
+            "SHADOW-ONE",
+            "SHADOW-TWO",
+            "HOSTKEY-ONE",
+            "APPKEY-ONE",
+            "APPKEY-TWO",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{kind:?}: {secret} is in the database"
+            );
+        }
+        assert!(text.contains("update.example"), "the content is stored");
+    }
+}

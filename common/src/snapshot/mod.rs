@@ -13,6 +13,7 @@
 pub mod current;
 pub mod diff;
 pub mod input;
+pub mod unified;
 
 use serde_json::Value;
 
