@@ -532,3 +532,99 @@ fn content_diffs_and_secrets_never_stored() {
         assert!(text.contains("update.example"), "the content is stored");
     }
 }
+
+/// sec-tools' annotations and filters: `listenports` rows carry `service`
+/// and `verified` from the annotation file, `no_local` drops loopback
+/// listeners; `users` `login_only`, `groups` `not_empty`.
+#[test]
+fn annotations_and_filters() {
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let public = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let (lp, pp) = (
+        local.local_addr().unwrap().port(),
+        public.local_addr().unwrap().port(),
+    );
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let notes = env.path().join("ports.toml");
+        std::fs::write(
+            &notes,
+            format!("\"tcp/{pp}\" = {{ service = \"backup-agent\", verified = true }}\n"),
+        )
+        .unwrap();
+        let cfg = |extra: &str| {
+            env.config(&format!(
+                "[gather.listenports]\nannotate = \"{}\"\n{extra}",
+                notes.display()
+            ))
+        };
+        cfg("");
+        env.ingest(&["-q", "--gather", "listenports"], b"");
+        let rows = latest_rows(&env, "listenports");
+        let get = |k: &str| {
+            rows.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let p = get(&format!("tcp/0.0.0.0:{pp}")).expect("public listener");
+        assert_eq!(
+            (&p["service"], &p["verified"]),
+            (&"backup-agent".into(), &true.into())
+        );
+        let l = get(&format!("tcp/127.0.0.1:{lp}")).expect("local listener");
+        assert_eq!(
+            (&l["service"], &l["verified"]),
+            (&Value::Null, &false.into())
+        );
+        cfg("no_local = true\n");
+        env.ingest(&["-q", "--gather", "listenports"], b"");
+        let rows = latest_rows(&env, "listenports");
+        assert!(rows.iter().any(|(k, _)| k == &format!("tcp/0.0.0.0:{pp}")));
+        assert!(
+            rows.iter().all(|(_, v)| {
+                let a = v["address"].as_str().unwrap();
+                !a.starts_with("127.") && a != "::1"
+            }),
+            "{rows:?}"
+        );
+        // A bad annotation file is an error naming it.
+        std::fs::write(&notes, "\"tcp/http\" = { verified = true }\n").unwrap();
+        let (code, _, err) = env.run("siemparse", &["--gather", "listenports"], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("ports.toml") && err.contains("tcp/http"),
+            "{err}"
+        );
+
+        let root = env.path().join("root");
+        write(
+            &root,
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n\
+             sync:x:4:65534::/bin:/bin/sync\nalice:x:1000:1000::/home/alice:/bin/zsh\n",
+        );
+        write(
+            &root,
+            "/etc/shells",
+            "# /etc/shells\n/bin/sh\n/bin/bash\n/bin/zsh\n",
+        );
+        write(
+            &root,
+            "/etc/group",
+            "root:x:0:\nsudo:x:27:alice\nadm:x:4:\n",
+        );
+        env.config("[gather.users]\nlogin_only = true\n[gather.groups]\nnot_empty = true\n");
+        let r = root.to_str().unwrap();
+        env.ingest(&["-q", "--gather", "users", "--root", r], b"");
+        env.ingest(&["-q", "--gather", "groups", "--root", r], b"");
+        let keys = |name| -> Vec<String> {
+            latest_rows(&env, name)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys("users"), ["root", "alice"], "{kind:?}");
+        assert_eq!(keys("groups"), ["sudo"], "{kind:?}");
+    }
+    drop((local, public));
+}

@@ -1,4 +1,5 @@
 //! `groups`: /etc/group with members (sorted, so reordering is no change).
+//! `[gather.groups] not_empty = true` keeps only groups with members.
 
 use serde_json::json;
 use siemstress_common::snapshot::Row;
@@ -8,9 +9,10 @@ use super::passwd::read_colon_file;
 
 pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
     let lines = read_colon_file(ctx, "/etc/group")?;
+    let not_empty = ctx.config.groups.not_empty;
     Ok(lines
         .into_iter()
-        .map(|f| {
+        .filter_map(|f| {
             let name = f.first().cloned().unwrap_or_default();
             let gid: Option<u32> = f.get(2).and_then(|g| g.parse().ok());
             let mut members: Vec<&str> = f
@@ -24,8 +26,11 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
                 .unwrap_or_default();
             members.sort_unstable();
             members.dedup();
+            if not_empty && members.is_empty() {
+                return None;
+            }
             let value = json!({"group": name, "gid": gid, "members": members});
-            Row::new(name, value)
+            Some(Row::new(name, value))
         })
         .collect())
 }

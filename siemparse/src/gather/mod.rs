@@ -55,6 +55,44 @@ pub struct GatherConfig {
     pub suid: SuidConfig,
     #[serde(default)]
     pub mysql_users: MysqlUsersConfig,
+    #[serde(default)]
+    pub listenports: ListenportsConfig,
+    #[serde(default)]
+    pub users: UsersConfig,
+    #[serde(default)]
+    pub groups: GroupsConfig,
+}
+
+/// `[gather.listenports]`: annotations and filters, as sec-tools had them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenportsConfig {
+    /// A TOML file of `"proto/port" = { service = "ssh", verified = true }`
+    /// (`tcp/22` also matches tcp6; `tcp6/22` only tcp6): rows get
+    /// `service` and `verified` (false when the port is not in the file).
+    pub annotate: Option<PathBuf>,
+    /// Leave out listeners on loopback addresses (127.0.0.0/8, ::1).
+    #[serde(default)]
+    pub no_local: bool,
+}
+
+/// `[gather.users]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Only accounts with a login shell (one listed in /etc/shells, or
+    /// without that file any shell but nologin, false and none).
+    #[serde(default)]
+    pub login_only: bool,
+}
+
+/// `[gather.groups]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Only groups with members listed in /etc/group.
+    #[serde(default)]
+    pub not_empty: bool,
 }
 
 /// `[gather.files]`: what to watch.

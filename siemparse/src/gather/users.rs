@@ -1,6 +1,8 @@
 //! `users`: /etc/passwd with the status fields of /etc/shadow. The hash is
 //! never read into a row: only `password` (`P` usable, `L` locked, `NP`
 //! none, as `passwd -S`) and `hash_type` (the crypt scheme) are derived.
+//! `[gather.users] login_only = true` keeps only accounts with a login
+//! shell ([`LoginShells`]).
 
 use std::collections::HashMap;
 
@@ -24,8 +26,16 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
             None
         }
     };
+    let login_shells = if ctx.config.users.login_only {
+        Some(LoginShells::read(ctx)?)
+    } else {
+        None
+    };
     let mut rows = Vec::with_capacity(passwd.len());
     for p in passwd {
+        if login_shells.as_ref().is_some_and(|l| !l.is_login(&p.shell)) {
+            continue;
+        }
         let mut v = Map::new();
         v.insert("user".into(), json!(p.name));
         v.insert("uid".into(), json!(p.uid));
@@ -44,6 +54,30 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         rows.push(Row::new(p.name, Value::Object(v)));
     }
     Ok(rows)
+}
+
+/// What counts as a login shell: listed in /etc/shells (as chsh and
+/// pam_shells see it), or without that file anything but nologin, false
+/// and an empty field.
+pub struct LoginShells(Option<Vec<String>>);
+
+impl LoginShells {
+    pub fn read(ctx: &Ctx<'_>) -> anyhow::Result<Self> {
+        Ok(Self(ctx.read_text("/etc/shells")?.map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with('/'))
+                .map(str::to_owned)
+                .collect()
+        })))
+    }
+
+    pub fn is_login(&self, shell: &str) -> bool {
+        match &self.0 {
+            Some(list) => list.iter().any(|s| s == shell),
+            None => !shell.is_empty() && !shell.ends_with("/nologin") && !shell.ends_with("/false"),
+        }
+    }
 }
 
 /// Status fields of a shadow line; the hash (field 1) only yields
