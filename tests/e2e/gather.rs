@@ -628,3 +628,121 @@ fn annotations_and_filters() {
     }
     drop((local, public));
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// OpenVPN clients: certificates from easy-rsa's index.txt, connections from
+/// the server's status file in each of its formats (2, then 3, then 1).
+#[test]
+fn openvpnusers_index_and_status_files() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let root = env.path().join("root");
+        let dir = root.join("etc/openvpn");
+        std::fs::create_dir_all(dir.join("easy-rsa/pki")).unwrap();
+        std::fs::copy(
+            fixture("openvpn/index.txt"),
+            dir.join("easy-rsa/pki/index.txt"),
+        )
+        .unwrap();
+        env.config(
+            "[gather.openvpnusers]\nindex = \"/etc/openvpn/easy-rsa/pki/index.txt\"\n\
+             status = \"/run/openvpn/server.status\"\n",
+        );
+        let status = root.join("run/openvpn/server.status");
+        std::fs::create_dir_all(status.parent().unwrap()).unwrap();
+        let r = root.to_str().unwrap();
+        let gather = |version: &str| {
+            std::fs::copy(fixture(&format!("openvpn/status-{version}.log")), &status).unwrap();
+            env.ingest(&["-q", "--gather", "openvpnusers", "--root", r], b"");
+            latest_rows(&env, "openvpnusers")
+                .into_iter()
+                .collect::<std::collections::BTreeMap<String, Value>>()
+        };
+        let rows = gather("v2");
+        assert_eq!(
+            rows.keys().collect::<Vec<_>>(),
+            ["alice", "bob", "carol", "dave", "mallory"],
+            "{kind:?}"
+        );
+        let alice = &rows["alice"];
+        assert_eq!(alice["status"], "valid");
+        assert_eq!(alice["serial"], "5A1F");
+        assert_eq!(alice["expires"], "2035-01-01T00:00:00Z");
+        assert_eq!(alice["connected"], true);
+        assert_eq!(
+            alice["real_address"],
+            serde_json::json!(["203.0.113.5:51234"])
+        );
+        assert_eq!(alice["virtual_address"], serde_json::json!(["10.8.0.6"]));
+        assert_eq!(alice["connected_since"], "2026-12-06T09:00:00Z");
+        assert!(alice.get("bytes_received").is_none());
+        let bob = &rows["bob"];
+        assert_eq!(
+            (
+                &bob["status"],
+                &bob["revoked"],
+                &bob["revocation_reason"],
+                &bob["connected"]
+            ),
+            (
+                &"revoked".into(),
+                &"2025-03-01T12:00:00Z".into(),
+                &"keyCompromise".into(),
+                &false.into()
+            )
+        );
+        // Renewed: the valid certificate, the superseded one in `older`.
+        let carol = &rows["carol"];
+        assert_eq!(
+            (&carol["serial"], &carol["status"]),
+            (&"5A22".into(), &"valid".into())
+        );
+        assert_eq!(carol["older"][0]["serial"], "5A21");
+        assert_eq!(carol["older"][0]["status"], "revoked");
+        assert_eq!(rows["dave"]["status"], "expired");
+        // Connected without a certificate in the index.
+        let mallory = &rows["mallory"];
+        assert_eq!(
+            (&mallory["in_index"], &mallory["connected"]),
+            (&false.into(), &true.into())
+        );
+        assert_eq!(mallory["real_address"][0], "198.51.100.66:40000");
+
+        let rows = gather("v3");
+        assert_eq!(rows["alice"]["real_address"][0], "192.0.2.7:60001");
+        assert_eq!(rows["bob"]["connected"], true);
+        assert_eq!(rows["bob"]["virtual_address"][0], "10.8.0.14");
+        assert!(!rows.contains_key("mallory"));
+        let d = diff(&env, "openvpnusers", &[]);
+        assert_eq!(
+            summary(&d),
+            [
+                s("changed", "alice", "real_address"),
+                s("changed", "bob", "connected"),
+                s("changed", "bob", "connected_since"),
+                s("changed", "bob", "real_address"),
+                s("changed", "bob", "virtual_address"),
+                s("removed", "mallory", ""),
+            ],
+            "{kind:?}"
+        );
+
+        let rows = gather("v1");
+        assert_eq!(rows["alice"]["real_address"][0], "203.0.113.5:51234");
+        assert_eq!(rows["alice"]["virtual_address"][0], "10.8.0.6");
+        assert_eq!(rows["alice"]["connected_since"], "Sun Dec  6 09:00:00 2026");
+        // Not yet authenticated: no common name to key it by.
+        assert_eq!(rows["UNDEF"]["in_index"], false);
+
+        // Not a status file: a failed run naming the key.
+        std::fs::write(&status, "hello\n").unwrap();
+        let (code, _, err) = env.run("siemparse", &["--gather", "openvpnusers", "--root", r], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("[gather.openvpnusers] status"), "{err}");
+    }
+}

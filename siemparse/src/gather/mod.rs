@@ -12,6 +12,7 @@
 //! | `crontabs` | `file:entry` | /etc/crontab, /etc/cron.d/*, /var/spool/cron/{crontabs/,}* |
 //! | `listenports` | `proto/address:port` | /proc/net/{tcp,tcp6,udp,udp6}, /proc/*/fd |
 //! | `mysql_users` | `user@host` | `[gather.mysql_users] url` |
+//! | `openvpnusers` | common name | `[gather.openvpnusers] index`, `status` |
 
 mod authorized_keys;
 mod crontabs;
@@ -21,6 +22,7 @@ mod groups;
 mod listenports;
 mod listing;
 mod mysql_users;
+mod openvpnusers;
 mod passwd;
 pub mod rootfs;
 mod suid;
@@ -34,7 +36,7 @@ use siemstress_common::snapshot::current::CurrentRows;
 use siemstress_common::snapshot::{RawRow, Row};
 
 /// Names of the built-in kinds, for `--gather` and its error message.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "users",
     "groups",
     "files",
@@ -43,6 +45,7 @@ pub const KINDS: [&str; 8] = [
     "crontabs",
     "listenports",
     "mysql_users",
+    "openvpnusers",
 ];
 
 /// `[gather]` of the config.
@@ -61,6 +64,18 @@ pub struct GatherConfig {
     pub users: UsersConfig,
     #[serde(default)]
     pub groups: GroupsConfig,
+    #[serde(default)]
+    pub openvpnusers: OpenvpnusersConfig,
+}
+
+/// `[gather.openvpnusers]`: host paths, read under `--root`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenvpnusersConfig {
+    /// easy-rsa's `pki/index.txt` (the OpenSSL CA database).
+    pub index: Option<String>,
+    /// The server's status file (`status FILE`; versions 1, 2 and 3).
+    pub status: Option<String>,
 }
 
 /// `[gather.listenports]`: annotations and filters, as sec-tools had them.
@@ -262,6 +277,7 @@ pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>
         "authorized_keys" => authorized_keys::gather(ctx)?,
         "crontabs" => crontabs::gather(ctx)?,
         "listenports" => listenports::gather(ctx)?,
+        "openvpnusers" => openvpnusers::gather(ctx)?,
         "mysql_users" => mysql_users::gather(ctx)
             .await
             .context("gather mysql_users")?,
