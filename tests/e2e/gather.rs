@@ -746,3 +746,75 @@ fn openvpnusers_index_and_status_files() {
         assert!(err.contains("[gather.openvpnusers] status"), "{err}");
     }
 }
+
+/// A connect scan of 127.0.0.1 against listeners the test opens: open ports
+/// with and without a banner, a closed port, bounds from the config.
+#[test]
+fn portscan_of_localhost() {
+    use std::io::Write;
+    let ssh = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (p_ssh, p_silent, p_closed) = (
+        ssh.local_addr().unwrap().port(),
+        silent.local_addr().unwrap().port(),
+        closed.local_addr().unwrap().port(),
+    );
+    drop(closed);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    ssh.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            match ssh.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(b"SSH-2.0-Test_9.9 \x1b[2J\r\nsecond line\r\n");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config(&format!(
+            "[gather.portscan]\nhosts = [\"127.0.0.1\"]\nports = \"{p_ssh},{p_silent},{p_closed}\"\n\
+             timeout = \"500ms\"\nconcurrency = 2\nrate = 50\n"
+        ));
+        env.ingest(&["-q", "--gather", "portscan"], b"");
+        let rows = latest_rows(&env, "portscan");
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        let mut want = [
+            format!("127.0.0.1/{p_ssh}"),
+            format!("127.0.0.1/{p_silent}"),
+        ];
+        want.sort();
+        assert_eq!(keys, want, "{kind:?}");
+        let get = |p: u16| {
+            &rows
+                .iter()
+                .find(|(k, _)| k.ends_with(&format!("/{p}")))
+                .unwrap()
+                .1
+        };
+        assert_eq!(
+            get(p_ssh)["banner"],
+            "SSH-2.0-Test_9.9 \\x1b[2J",
+            "{kind:?}"
+        );
+        assert_eq!(get(p_ssh)["address"], "127.0.0.1");
+        assert_eq!(get(p_ssh)["port"], p_ssh);
+        assert_eq!(get(p_silent)["banner"], Value::Null);
+        // Too many probes, a bad range: errors naming the key.
+        env.config("[gather.portscan]\nhosts = [\"10.0.0.0/16\"]\nports = \"1-65535\"\n");
+        let (code, _, err) = env.run("siemparse", &["--gather", "portscan"], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("over the limit"), "{err}");
+        env.config("[gather.portscan]\nhosts = [\"127.0.0.1\"]\nports = \"90-80\"\n");
+        let (code, _, err) = env.run("siemparse", &["--gather", "portscan"], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("[gather.portscan] ports"), "{err}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    drop(silent);
+}

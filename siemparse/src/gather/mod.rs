@@ -13,6 +13,7 @@
 //! | `listenports` | `proto/address:port` | /proc/net/{tcp,tcp6,udp,udp6}, /proc/*/fd |
 //! | `mysql_users` | `user@host` | `[gather.mysql_users] url` |
 //! | `openvpnusers` | common name | `[gather.openvpnusers] index`, `status` |
+//! | `portscan` | `host/port` | a connect scan of `[gather.portscan] hosts` |
 
 mod authorized_keys;
 mod crontabs;
@@ -24,6 +25,7 @@ mod listing;
 mod mysql_users;
 mod openvpnusers;
 mod passwd;
+mod portscan;
 pub mod rootfs;
 mod suid;
 mod users;
@@ -36,7 +38,7 @@ use siemstress_common::snapshot::current::CurrentRows;
 use siemstress_common::snapshot::{RawRow, Row};
 
 /// Names of the built-in kinds, for `--gather` and its error message.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "users",
     "groups",
     "files",
@@ -46,6 +48,7 @@ pub const KINDS: [&str; 9] = [
     "listenports",
     "mysql_users",
     "openvpnusers",
+    "portscan",
 ];
 
 /// `[gather]` of the config.
@@ -66,6 +69,25 @@ pub struct GatherConfig {
     pub groups: GroupsConfig,
     #[serde(default)]
     pub openvpnusers: OpenvpnusersConfig,
+    #[serde(default)]
+    pub portscan: PortscanConfig,
+}
+
+/// `[gather.portscan]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortscanConfig {
+    /// Addresses, host names and IPv4 CIDR blocks (`10.0.0.0/24`).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Ports and ranges: `"22,80,443,8000-8100"` (default `1-1024`).
+    pub ports: Option<String>,
+    /// Connections open at once (default 100).
+    pub concurrency: Option<usize>,
+    /// Connect and banner timeout (default `1s`).
+    pub timeout: Option<String>,
+    /// Connection attempts per second (default 500).
+    pub rate: Option<u32>,
 }
 
 /// `[gather.openvpnusers]`: host paths, read under `--root`.
@@ -278,6 +300,7 @@ pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>
         "crontabs" => crontabs::gather(ctx)?,
         "listenports" => listenports::gather(ctx)?,
         "openvpnusers" => openvpnusers::gather(ctx)?,
+        "portscan" => portscan::gather(ctx).await?,
         "mysql_users" => mysql_users::gather(ctx)
             .await
             .context("gather mysql_users")?,
