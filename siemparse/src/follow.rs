@@ -25,7 +25,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// What to follow and how.
 pub struct FollowJob {
     pub section: String,
-    /// The path as given, made absolute: the key of the stored offset.
+    /// The path as given, made absolute with its directory canonicalized:
+    /// the key of the stored offset (see [`distinct_paths`]).
     pub path: PathBuf,
     pub stored: Option<Checkpoint>,
     pub from_end: bool,
@@ -51,6 +52,47 @@ struct Follower {
     splitter: LineSplitter,
     batch: Vec<Event>,
     buf: Vec<u8>,
+}
+
+/// The `--follow` paths as the keys of their offsets, each with the path as
+/// given made absolute: the directory canonicalized (`.`, `..` and symlinked
+/// directories resolved), the file name kept (a symlink to the current log,
+/// switched at rotation, is followed by name). The same file named twice
+/// (two spellings, or a symlink to a file also named) is an error: every
+/// line would be stored twice.
+pub fn distinct_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut out: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(paths.len());
+    let mut files: Vec<((u64, u64), &Path)> = Vec::new();
+    for given in paths {
+        let absolute =
+            std::path::absolute(given).with_context(|| format!("--follow {}", given.display()))?;
+        let key = match (absolute.parent(), absolute.file_name()) {
+            (Some(dir), Some(name)) => match std::fs::canonicalize(dir) {
+                Ok(dir) => dir.join(name),
+                // A directory that does not exist yet: the file is waited for as named.
+                Err(_) => absolute.clone(),
+            },
+            _ => absolute.clone(),
+        };
+        let twice = |other: &Path| {
+            anyhow::anyhow!(
+                "--follow {}: the same file as --follow {} (each line would be stored twice)",
+                given.display(),
+                other.display()
+            )
+        };
+        if let Some(i) = out.iter().position(|(k, _)| *k == key) {
+            return Err(twice(&paths[i]));
+        }
+        if let Ok(m) = std::fs::metadata(&key) {
+            if let Some((_, other)) = files.iter().find(|(id, _)| *id == (m.dev(), m.ino())) {
+                return Err(twice(other));
+            }
+            files.push(((m.dev(), m.ino()), given));
+        }
+        out.push((key, absolute));
+    }
+    Ok(out)
 }
 
 /// Follows one file until stopped (or, with `once`, until its end).

@@ -182,13 +182,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             stdin::read_stdin(parser, tx, batch_rows)
         }));
     } else {
-        for path in &args.follow {
-            let path = std::path::absolute(path)
-                .with_context(|| format!("--follow {}", path.display()))?;
+        for (path, given) in follow::distinct_paths(&args.follow)? {
             let key = path.to_string_lossy().into_owned();
+            let mut stored = db.checkpoint(&section.name, &key).await?;
+            if stored.is_none() && given != path {
+                // Offsets stored before paths were canonicalized: under the path as given.
+                let given_key = given.to_string_lossy().into_owned();
+                stored = db.checkpoint(&section.name, &given_key).await?.map(|cp| {
+                    siemstress_common::db::Checkpoint {
+                        path: key.clone(),
+                        ..cp
+                    }
+                });
+            }
             let job = follow::FollowJob {
                 section: section.name.clone(),
-                stored: db.checkpoint(&section.name, &key).await?,
+                stored,
                 path,
                 from_end: args.from_end,
                 once: args.once,

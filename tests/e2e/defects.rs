@@ -375,3 +375,83 @@ fn i17_12_interval_of_zero_is_refused() {
         }
     }
 }
+
+#[test]
+fn i17_17_the_same_file_followed_twice_is_refused() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[section.t]\ntimezone = \"UTC\"\n");
+        let dir = env.path();
+        std::fs::create_dir(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("f.log", dir.join("real/alias.log")).unwrap();
+        std::fs::write(
+            dir.join("real/f.log"),
+            sshd_lines(2, |i| format!("line {i}")),
+        )
+        .unwrap();
+        for pair in [
+            ["real/f.log", "./real/f.log"],
+            ["real/f.log", "link/../real/f.log"],
+            ["link/f.log", "real/f.log"],
+            ["real/f.log", "real/alias.log"],
+        ] {
+            let (code, _, err) = env.run(
+                "siemparse",
+                &[
+                    "-s", "t", "--year", "2026", "--follow", pair[0], "--follow", pair[1], "--once",
+                ],
+                b"",
+            );
+            assert_eq!(code, 2, "{kind:?} {pair:?}: {err}");
+            assert!(err.contains("the same file"), "{kind:?} {pair:?}: {err}");
+        }
+        let count = || env.scalar("SELECT COUNT(*) FROM follow_state");
+        assert_eq!(count(), 0, "{kind:?}: nothing was read");
+
+        // One spelling: the offset is kept under the canonical path, so any
+        // other spelling resumes from it.
+        let follow = |path: &str| {
+            env.ingest(
+                &["-s", "t", "--year", "2026", "--follow", path, "--once"],
+                b"",
+            )
+        };
+        follow("link/f.log");
+        let canonical = std::fs::canonicalize(dir.join("real/f.log")).unwrap();
+        let keys = env.rows("SELECT path, source FROM follow_state, t WHERE t.id = 1");
+        assert_eq!(keys[0][0].as_deref(), canonical.to_str(), "{kind:?}");
+        assert_eq!(
+            keys[0][1], keys[0][0],
+            "{kind:?}: source is the canonical path"
+        );
+        let append = |n: usize| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("real/f.log"))
+                .unwrap()
+                .write_all(&sshd_lines(n, |i| format!("more {i}")))
+                .unwrap();
+        };
+        append(1);
+        follow("./real/../link/f.log");
+        assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 3, "{kind:?}");
+
+        // An offset stored under the path as given (before paths were
+        // canonicalized) is still found: nothing is read twice.
+        let given = dir.join("link/f.log");
+        env.rows(&format!(
+            "UPDATE follow_state SET path = '{}'",
+            given.to_str().unwrap()
+        ));
+        append(2);
+        follow("link/f.log");
+        assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 5, "{kind:?}");
+        assert_eq!(
+            count(),
+            2,
+            "{kind:?}: the old row stays, the new one is canonical"
+        );
+    }
+}
