@@ -455,3 +455,111 @@ fn i17_17_the_same_file_followed_twice_is_refused() {
         );
     }
 }
+
+/// Runs `name args` (with the env's `-c`, without its `--db`) as a user who
+/// may not write `dir`: as root, `nobody` (root writes everywhere); otherwise
+/// this user, with `dir` made read-only. Returns (exit code, stdout, stderr).
+fn run_without_write_access(
+    env: &Env,
+    dir: &std::path::Path,
+    name: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = siemstress_tests::bin(name);
+    let config = env.path().join("siemstress.toml");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin);
+        c
+    } else {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        std::process::Command::new(&bin)
+    };
+    let out = cmd
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .current_dir("/")
+        .env_remove("SIEMSTRESS_CONFIG")
+        .env_remove("SIEMSTRESS_DATABASE_URL")
+        .env("TZ", "UTC")
+        .output()
+        .expect("run");
+    if !root {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn i17_16_a_reader_without_write_access_while_no_writer_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new(siemstress_tests::Kind::Sqlite);
+    env.config("[section.t]\ntimezone = \"UTC\"\n");
+    // The reader may traverse to the database and read it, not write its directory.
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        env.path().join("siemstress.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let dir = env.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join("siem.db");
+    let db_url = format!("sqlite://{}", db.display());
+    env.url = db_url.clone();
+    let (code, _, err) = env.run(
+        "siemparse",
+        &["-s", "t", "--year", "2026"],
+        &sshd_lines(3, |i| format!("line {i}")),
+    );
+    assert_eq!(code, 0, "{err}");
+    // No writer runs now; the files stay readable by others (an admin's choice).
+    for f in std::fs::read_dir(&dir).unwrap() {
+        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let read_only = format!("{db_url}?mode=ro");
+    for url in [read_only.as_str(), db.to_str().unwrap()] {
+        let (code, out, err) = run_without_write_access(
+            &env,
+            &dir,
+            "siemquery",
+            &["--db", url, "-s", "t", ALL_2026[0], ALL_2026[1]],
+        );
+        assert_eq!(code, 0, "{url}: {err}");
+        assert_eq!(out.lines().count(), 3, "{url}: {out}");
+        let (code, _, err) = run_without_write_access(
+            &env,
+            &dir,
+            "siemquery",
+            &["--db", url, "--alerts", "--last", "1d"],
+        );
+        assert_eq!(code, 0, "{url}: {err}");
+    }
+    // A database whose -shm an older version removed: the message says what to do.
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    std::fs::remove_file(&shm).unwrap();
+    let _ = std::fs::remove_file(format!("{}-wal", db.display()));
+    let (code, _, err) = run_without_write_access(
+        &env,
+        &dir,
+        "siemquery",
+        &["--db", &read_only, "-s", "t", ALL_2026[0], ALL_2026[1]],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("-shm is missing") && err.contains("once as its owner"),
+        "{err}"
+    );
+}

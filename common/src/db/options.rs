@@ -3,7 +3,9 @@
 //!
 //! - SQLite: WAL, `synchronous = NORMAL`, and a busy timeout of
 //!   [`BUSY_TIMEOUT`] on every connection, the sqlx pool's and the rusqlite
-//!   connections of the fast paths alike ([`open_sqlite`]).
+//!   connections of the fast paths alike ([`open_sqlite`]); each keeps the
+//!   `-wal` and `-shm` files at close (see `sqlite::stmt::persist_wal`), the
+//!   WAL truncated to 0 bytes ([`JOURNAL_SIZE_LIMIT`]).
 //! - MariaDB: `utf8mb4`, a pool of [`MYSQL_POOL`] connections. The first
 //!   connection is made directly, so that a wrong address is reported at once
 //!   ("connection refused") instead of after the pool's acquire timeout;
@@ -22,6 +24,9 @@ use crate::Error;
 
 /// How long a SQLite writer waits for another writer's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The WAL is truncated to this size when a checkpoint resets it, and to 0
+/// when the last connection closes (`PRAGMA journal_size_limit`).
+const JOURNAL_SIZE_LIMIT: &str = "67108864";
 /// Connections of a pool (either backend).
 const POOL_SIZE: u32 = 4;
 /// Connections of a MariaDB pool.
@@ -81,6 +86,7 @@ pub(crate) fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, Error> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT)
         .busy_timeout(BUSY_TIMEOUT))
 }
 
@@ -106,10 +112,44 @@ pub(crate) async fn sqlite_pool(url: &str) -> Result<(sqlx::SqlitePool, PathBuf)
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(POOL_SIZE)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let mut locked = conn.lock_handle().await?;
+                super::sqlite::stmt::persist_wal(&super::sqlite::stmt::LockedHandle::new(
+                    &mut locked,
+                ));
+                Ok(())
+            })
+        })
         .connect_with(opts)
         .await
-        .map_err(|e| Error::db("open", &sqlite_url(url), e))?;
+        .map_err(|e| sqlite_open_error(&sqlite_url(url), &path, e))?;
     Ok((pool, path))
+}
+
+/// An error opening `path`, with the way out when it is the `-shm` file of a
+/// reader without write access, removed at its last close by an older siemstress.
+fn sqlite_open_error(url: &str, path: &Path, e: sqlx::Error) -> Error {
+    /// SQLITE_READONLY_DIRECTORY: no -shm, and no right to create one.
+    const READONLY_DIRECTORY: &str = "1544";
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    let shm = PathBuf::from(shm);
+    let readonly_dir =
+        matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some(READONLY_DIRECTORY));
+    if readonly_dir && !shm.exists() {
+        return Error::db(
+            "open",
+            url,
+            format!(
+                "{e}: without write access to its directory, a WAL database is read through its \
+                 -shm file, and {} is missing; open the database once as its owner with any \
+                 siemstress tool (they keep the file from then on)",
+                shm.display()
+            ),
+        );
+    }
+    Error::db("open", url, e)
 }
 
 /// A rusqlite connection to the database file `path` (the fast paths:
@@ -122,8 +162,10 @@ pub(crate) fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, Error> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| Error::db("open", &what, e))?;
+    super::sqlite::stmt::persist_wal(&conn);
     conn.busy_timeout(BUSY_TIMEOUT)
         .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
+        .and_then(|_| conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT))
         .map_err(|e| Error::db("open", &what, e))?;
     Ok(conn)
 }

@@ -52,6 +52,26 @@ impl Handle for LockedHandle<'_> {
     }
 }
 
+/// Keeps the `-wal` and `-shm` files when the last connection closes
+/// (`SQLITE_FCNTL_PERSIST_WAL`), so that a user who may read the database
+/// but not write its directory can open it while no writer runs: SQLite
+/// reads a WAL database read-only only through an existing `-shm`. Every
+/// connection of every tool sets it (the last one to close decides).
+pub(crate) fn persist_wal<H: Handle>(conn: &H) {
+    let mut on: c_int = 1;
+    // SAFETY: a valid handle (Handle), used by this thread while `conn` is
+    // borrowed; the opcode takes a pointer to an int. A VFS without the
+    // opcode (an in-memory database) returns NOTFOUND: nothing to keep.
+    unsafe {
+        ffi::sqlite3_file_control(
+            conn.raw(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        );
+    }
+}
+
 /// A prepared statement on a connection it borrows; finalized on drop.
 pub(crate) struct Stmt<'c> {
     stmt: NonNull<ffi::sqlite3_stmt>,
