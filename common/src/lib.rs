@@ -65,6 +65,11 @@ pub enum Error {
         .0.display()
     )]
     MissingDatabase(PathBuf),
+    #[error(
+        "table {table}: its name differs only in case from the existing table {existing} \
+         (one table on SQLite, two on MariaDB): choose another name, or the existing spelling"
+    )]
+    TableCaseClash { table: String, existing: String },
     #[error("database migration failed: {0}")]
     Migrate(String),
     #[error("the lease was taken over by another siemtrigger; nothing of this batch was stored")]

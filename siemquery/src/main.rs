@@ -131,6 +131,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let db = args.connect.connect_existing(&config).await?;
     if !db.event_table_exists(&table).await? {
+        if let Some(existing) = db.case_clash(&table).await? {
+            bail!("table {table} does not exist; table {existing} does (names are case-sensitive)");
+        }
         bail!(
             "unknown section {:?}: table {table} does not exist (nothing ingested yet? see --table)",
             args.section

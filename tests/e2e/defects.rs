@@ -563,3 +563,43 @@ fn i17_16_a_reader_without_write_access_while_no_writer_runs() {
         "{err}"
     );
 }
+
+#[test]
+fn i17_15_section_names_that_differ_only_in_case() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.ingest(
+            &["-s", "Auth", "--year", "2026"],
+            &sshd_lines(1, |_| "first".into()),
+        );
+        let (code, _, err) = env.run(
+            "siemparse",
+            &["-s", "auth", "--year", "2026"],
+            &sshd_lines(1, |_| "second".into()),
+        );
+        assert_eq!(code, 2, "{kind:?}: {err}");
+        assert!(
+            err.contains("differs only in case from the existing table Auth"),
+            "{kind:?}: {err}"
+        );
+        // Nothing went into Auth, and no second name was registered.
+        assert_eq!(env.scalar("SELECT COUNT(*) FROM Auth"), 1, "{kind:?}");
+        assert_eq!(
+            env.scalar("SELECT COUNT(*) FROM event_tables"),
+            1,
+            "{kind:?}"
+        );
+        let (code, _, err) = env.run("siemquery", &["-s", "auth", ALL_2026[0], ALL_2026[1]], b"");
+        assert_eq!(code, 2, "{kind:?}");
+        assert!(
+            err.contains("table auth does not exist; table Auth does"),
+            "{kind:?}: {err}"
+        );
+        let (code, out, err) = env.run("siemquery", &["-s", "Auth", ALL_2026[0], ALL_2026[1]], b"");
+        assert_eq!((code, out.lines().count()), (0, 1), "{kind:?}: {err}");
+        // An internal table's name in another case is refused the same way.
+        let (code, _, err) = env.run("siemparse", &["-s", "Alerts"], b"x\n");
+        assert_eq!(code, 2, "{kind:?}: {err}");
+        assert!(err.contains("existing table alerts"), "{kind:?}: {err}");
+    }
+}

@@ -27,6 +27,11 @@ struct Count {
     n: i64,
 }
 
+#[derive(sqlx::FromRow)]
+struct Name {
+    name: String,
+}
+
 /// The statements that forget what is kept about event table `t` of
 /// `section` once it is dropped: its registration, the search index's
 /// mark, the follow offsets of the section.
@@ -49,7 +54,16 @@ impl Database {
     /// a time window filtered by process reads about as many rows through
     /// `(ts)`, and each extra index costs ~6,000 instructions per ingested
     /// row (a quarter of the SQLite write path, measured with callgrind).
+    ///
+    /// Refused when a table whose name differs only in case exists (see
+    /// [`Database::case_clash`]).
     pub async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+        if let Some(existing) = self.case_clash(t).await? {
+            return Err(Error::TableCaseClash {
+                table: t.to_string(),
+                existing,
+            });
+        }
         match self {
             Database::Sqlite(d) => d.ensure_event_table(t).await?,
             Database::Mysql(d) => d.ensure_event_table(t).await?,
@@ -67,6 +81,27 @@ impl Database {
             .await
             .map_err(|e| Error::db("register table", t.as_str(), e))?;
         Ok(())
+    }
+
+    /// The name of a table that differs from `t` only in (ASCII) case, if
+    /// any. SQLite takes such names for one table and MariaDB (on Linux) for
+    /// two, so on both backends a section may use only the spelling that exists.
+    pub async fn case_clash(&self, t: &Ident) -> Result<Option<String>, Error> {
+        let mut q = self.sql(match self.backend() {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND lower(name) = lower("
+            }
+            Backend::Mysql => {
+                "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND lower(table_name) = lower("
+            }
+        });
+        q.bind(t.as_str()).push(")");
+        let names: Vec<Name> = self
+            .fetch_all(&q)
+            .await
+            .map_err(|e| Error::db("look up table", t.as_str(), e))?;
+        Ok(names.into_iter().map(|n| n.name).find(|n| n != t.as_str()))
     }
 
     /// True if the event table exists.
