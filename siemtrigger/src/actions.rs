@@ -1,7 +1,8 @@
 //! Alert actions (`[actions.NAME]` in `siemstress.toml`). A rule's alert
 //! queues one `action_runs` row per action in the same transaction as the
 //! alert; the dispatcher then runs each, records `ok`, or schedules a retry
-//! with doubling backoff, and after `retries` attempts records `failed`.
+//! with doubling backoff, and when `retries` retries have failed too
+//! records `failed`.
 //! The alert itself is never lost: it is stored before any action runs.
 //!
 //! ```toml
@@ -26,8 +27,9 @@
 //! path = "/var/log/siemstress/alerts.ndjson"
 //! ```
 //!
-//! Every action also takes `retries` (attempts, default 5) and `backoff`
-//! (first retry delay, default 30s, doubling).
+//! Every action also takes `retries` (retries after the first attempt,
+//! default 5; 0: one attempt) and `backoff` (first retry delay, default 30s,
+//! doubling).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,11 +99,15 @@ enum Kind {
     },
 }
 
+/// Retries of a failed action after its first attempt, unless `retries` says.
+const DEFAULT_RETRIES: u32 = 5;
+
 /// One configured action.
 #[derive(Debug, Clone)]
 pub struct Action {
     kind: Kind,
     timeout: Duration,
+    /// Retries after the first attempt.
     retries: u32,
     backoff: Duration,
 }
@@ -223,7 +229,7 @@ async fn record(
         Ok(()) => db.action_done(run.id, "ok", attempts, now, None).await?,
         Err(e) => {
             let msg = format!("{e:#}");
-            let status = if attempts >= i64::from(action.retries) {
+            let status = if attempts > i64::from(action.retries) {
                 eprintln!(
                     "siemtrigger: action {} for alert {} failed for good after {attempts} attempts: {msg}",
                     run.action, run.alert_id
@@ -302,7 +308,7 @@ fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
     Ok(Action {
         kind,
         timeout: dur("timeout", &raw.timeout, Duration::from_secs(30))?,
-        retries: raw.retries.unwrap_or(5).max(1),
+        retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
         backoff: dur("backoff", &raw.backoff, Duration::from_secs(30))?,
     })
 }

@@ -603,3 +603,41 @@ fn i17_15_section_names_that_differ_only_in_case() {
         assert!(err.contains("existing table alerts"), "{kind:?}: {err}");
     }
 }
+
+#[test]
+fn i17_14_retries_counts_the_retries_after_the_first_attempt() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let mut config = String::from(
+            "[section.t]\ntimezone = \"UTC\"\n\n[[rule]]\nname = \"each\"\ntype = \"single\"\n\
+             table = \"t\"\nmatch = { process = \"sshd\" }\nmessage = \"seen\"\n\
+             actions = [\"r0\", \"r1\", \"r3\"]\n",
+        );
+        for n in [0, 1, 3] {
+            config.push_str(&format!(
+                "\n[actions.r{n}]\ntype = \"exec\"\nprogram = \"/bin/false\"\nretries = {n}\nbackoff = \"50ms\"\n"
+            ));
+        }
+        env.config(&config);
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            &sshd_lines(1, |_| "x".into()),
+        );
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let runs = env.rows("SELECT action, status, attempts FROM action_runs ORDER BY action");
+        let got: Vec<(String, String, String)> = runs
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].clone().unwrap(),
+                    r[1].clone().unwrap(),
+                    r[2].clone().unwrap(),
+                )
+            })
+            .collect();
+        let want = [("r0", "1"), ("r1", "2"), ("r3", "4")]
+            .map(|(a, n)| (a.to_owned(), "failed".to_owned(), n.to_owned()));
+        assert_eq!(got, want, "{kind:?}: {err}");
+    }
+}

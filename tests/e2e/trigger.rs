@@ -1025,7 +1025,7 @@ actions = ["mail", "record", "hook", "log", "broken"]
             })
             .collect();
         let want: Vec<(String, String, String, bool)> = [
-            ("broken", "failed", "2", true),
+            ("broken", "failed", "3", true),
             ("hook", "ok", "2", false),
             ("log", "ok", "1", false),
             ("mail", "ok", "1", false),
