@@ -28,6 +28,8 @@ pub struct Config {
     pub gather: Option<toml::Value>,
     #[serde(default)]
     pub sigma: Option<toml::Value>,
+    #[serde(default)]
+    pub decoders: DecodersConfig,
     /// Where the config came from, for messages; not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
@@ -41,6 +43,15 @@ pub struct DatabaseConfig {
     pub password_file: Option<PathBuf>,
 }
 
+/// `[decoders]`: decoder files added to (and overriding) the built-in ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodersConfig {
+    /// Files or globs, relative to the config file's directory.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
 /// `[section.NAME]`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +60,10 @@ pub struct SectionConfig {
     pub timezone: Option<String>,
     #[serde(default)]
     pub format: Format,
+    /// For `format = "regex"`: named groups map to columns.
     pub pattern: Option<String>,
+    /// For `format = "json"`: `"journald"`, `"eve"` or { column = "dotted.path" }.
+    pub mapping: Option<crate::structured::MappingSpec>,
 }
 
 /// `format` of a section.
@@ -69,6 +83,8 @@ pub struct Section {
     pub table: Ident,
     pub zone: Zone,
     pub format: Format,
+    /// The compiled json/regex format; `None` for syslog.
+    pub structured: Option<std::sync::Arc<crate::structured::Structured>>,
 }
 
 impl Config {
@@ -149,17 +165,19 @@ impl Config {
             })?,
             None => Zone::local(),
         };
-        if s.format != Format::Syslog {
-            return Err(Error::ConfigValue {
-                key: format!("section.{name}.format"),
-                message: "only \"syslog\" is implemented in this version".into(),
-            });
-        }
+        let structured = crate::structured::Structured::new(
+            name,
+            s.format,
+            s.pattern.as_deref(),
+            s.mapping.as_ref(),
+        )?
+        .map(std::sync::Arc::new);
         Ok(Section {
             name: name.to_owned(),
             table,
             zone,
             format: s.format,
+            structured,
         })
     }
 

@@ -9,7 +9,10 @@
 //!   NULL stays (`--rshost 1.2.3.4` keeps lines without a source host);
 //! - field values match exactly: case-sensitive, `%` and `_` literal, and
 //!   trailing spaces significant (MariaDB's PAD SPACE `=` is complemented by
-//!   a byte comparison);
+//!   a byte comparison); source and destination hosts are first written as
+//!   ingest stores them (`2001:DB8::AB` → `2001:db8::ab`, `::ffff:192.0.2.7`
+//!   → `192.0.2.7`, names in lower case) and protocols in lower case, see
+//!   [`crate::normalize`];
 //! - the time range is `[since, until)` on `ts`, in UTC epoch ms;
 //! - `grep` is a substring of `raw`, case-insensitive for ASCII letters and
 //!   exact for every other character (as `LC_ALL=C grep -i -F`). SQLite:
@@ -32,6 +35,7 @@ use regex::Regex;
 
 use crate::db::Backend;
 use crate::db::sql::Sql;
+use crate::normalize;
 
 /// Escape character of every `LIKE` we write. `!` rather than `\`, because a
 /// backslash inside a MariaDB string literal depends on `sql_mode`.
@@ -108,15 +112,19 @@ impl Filter {
         n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
     }
 
-    /// Text columns with their filters, in a fixed order.
-    fn text_fields(&self) -> [(&'static str, &Field<String>); 6] {
+    /// Text columns with their filters and the spelling their values are
+    /// stored in (addresses and protocols are normalised at ingest: a
+    /// filter value is normalised the same way), in a fixed order.
+    #[allow(clippy::type_complexity)]
+    fn text_fields(&self) -> [(&'static str, &Field<String>, fn(&str) -> String); 6] {
+        let as_is: fn(&str) -> String = str::to_owned;
         [
-            ("host", &self.host),
-            ("process", &self.process),
-            ("user", &self.user),
-            ("source_host", &self.source_host),
-            ("dest_host", &self.dest_host),
-            ("protocol", &self.protocol),
+            ("host", &self.host, as_is),
+            ("process", &self.process, as_is),
+            ("user", &self.user, as_is),
+            ("source_host", &self.source_host, normalize::host_filter),
+            ("dest_host", &self.dest_host, normalize::host_filter),
+            ("protocol", &self.protocol, normalize::protocol),
         ]
     }
 
@@ -142,23 +150,25 @@ impl Filter {
             w.and().push("id IN ").list(self.id.iter().copied());
         }
         let mysql = w.backend() == Backend::Mysql;
-        for (col, f) in self.text_fields() {
+        for (col, f, spelling) in self.text_fields() {
             if !f.include.is_empty() {
-                w.and().push(col).push(" IN ").list(&f.include);
+                let include: Vec<String> = f.include.iter().map(|v| spelling(v)).collect();
+                w.and().push(col).push(" IN ").list(include.clone());
                 if mysql {
                     // `=` pads with spaces in MariaDB; the byte comparison does not.
                     w.push(" AND CAST(").push(col).push(" AS BINARY) IN ");
-                    w.list(&f.include);
+                    w.list(include);
                 }
             }
             if !f.exclude.is_empty() {
+                let exclude: Vec<String> = f.exclude.iter().map(|v| spelling(v)).collect();
                 w.and().push("(").push(col).push(" IS NULL OR ");
                 if mysql {
                     w.push("CAST(").push(col).push(" AS BINARY)");
                 } else {
                     w.push(col);
                 }
-                w.push(" NOT IN ").list(&f.exclude).push(")");
+                w.push(" NOT IN ").list(exclude).push(")");
             }
         }
         for (col, f) in self.int_fields() {

@@ -5,7 +5,8 @@ Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`
 - [`db`]: the data layer: all SQL, SQLite and MariaDB behind one [`db::Database`], with migrations;
 - [`time`]: zones, DST-safe local-to-UTC conversion, year inference, durations;
 - [`timerange`]: the one parser of time points and ranges on the command line;
-- [`parse`] and [`extract`]: syslog lines to [`event::Event`]s with user and source fields;
+- [`parse`]: syslog lines to [`event::Event`]s; [`decode`]: the decoders that pull out
+  user, source and destination fields; [`normalize`]: one spelling per address and protocol;
 - [`ident`]: validation of the only names that reach SQL text;
 - [`cli`]: the `-c`/`--db` flags every tool shares.
 
@@ -19,14 +20,17 @@ assert_eq!(zone.name(), "+0500");
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod decode;
 pub mod event;
-pub mod extract;
 pub mod filter;
 pub mod ident;
 pub mod mail;
+pub mod normalize;
 pub mod parse;
+pub mod paths;
 pub mod rules;
 pub mod snapshot;
+pub mod structured;
 pub mod time;
 pub mod timerange;
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use chrono::{NaiveDateTime, Utc};
 use syslog_loose::{ProcId, Protocol, Variant};
 
+use crate::decode::{Column, Decoders, Fields};
 use crate::event::Event;
-use crate::extract::extract;
+use crate::structured::{Slot, Structured, TimeText, read_time};
 use crate::time::{Zone, infer_year, next_year};
 
 /// Turns raw lines into events for one input.
@@ -28,6 +29,10 @@ pub struct LineParser {
     last_ts: Option<i64>,
     source: Arc<str>,
     zone_name: String,
+    /// Field extraction from the message.
+    decoders: Arc<Decoders>,
+    /// A json or regex section's format; `None`: syslog.
+    structured: Option<Arc<Structured>>,
 }
 
 impl LineParser {
@@ -42,7 +47,23 @@ impl LineParser {
             last_ts: None,
             source: Arc::from(source),
             zone_name: zone.name(),
+            // The built-ins compile (a unit test checks them); a caller with
+            // a config passes its own set with `with_decoders`.
+            decoders: Decoders::builtin().unwrap_or_default(),
+            structured: None,
         }
+    }
+
+    /// Reads lines in a json or regex format instead of syslog.
+    pub fn with_format(mut self, format: Option<Arc<Structured>>) -> Self {
+        self.structured = format;
+        self
+    }
+
+    /// Decodes fields with `decoders` instead of the built-in set.
+    pub fn with_decoders(mut self, decoders: Arc<Decoders>) -> Self {
+        self.decoders = decoders;
+        self
     }
 
     /// Infers years as if every line were read at wall-clock time
@@ -73,9 +94,123 @@ impl LineParser {
             source: self.source.clone(),
             ..Event::default()
         };
-        self.fill(&raw, &mut ev);
+        match self.structured.clone() {
+            Some(f) => self.fill_structured(&f, &raw, &mut ev),
+            None => self.fill(&raw, &mut ev),
+        }
         ev.raw = raw;
         ev
+    }
+
+    /// A line without a header (or not of the section's format): stored
+    /// whole, at the time it was read; decoders for every program still run.
+    fn fill_unparsed(&self, raw: &str, ev: &mut Event) {
+        ev.message = raw.trim_end().to_owned();
+        let mut extra = JsonObject::default();
+        extra.field("ts_source", "received");
+        // No tag to dispatch on: only decoders for every program
+        // (a Cisco device's "<189>52: *Mar  1 ...: %SEC-6-..." line).
+        if let Some(d) = self.decoders.decode(None, &ev.message) {
+            store_fields(ev, &mut extra, d.fields);
+        }
+        ev.extra = extra.finish();
+    }
+
+    /// A line of a json or regex section.
+    fn fill_structured(&mut self, format: &Structured, raw: &str, ev: &mut Event) {
+        let Some(parts) = format.split(raw) else {
+            return self.fill_unparsed(raw, ev);
+        };
+        ev.parsed = true;
+        let mut extra = JsonObject::default();
+        match parts.get(&Slot::Ts).and_then(read_time) {
+            Some(TimeText::Exact(ms)) => ev.ts = ms,
+            Some(TimeText::Local(t)) => self.local_time(t, None, &mut extra, ev),
+            Some(TimeText::NoYear(mo, d, h, mi, s)) => {
+                let y = match (self.year, self.last_local) {
+                    (Some(first), Some(prev)) => next_year(prev, first, mo, d, (h, mi, s)),
+                    (Some(first), None) => first,
+                    (None, _) => infer_year(self.reference_at(ev.received), mo, d, (h, mi, s)),
+                };
+                match chrono::NaiveDate::from_ymd_opt(y, mo, d)
+                    .and_then(|d| d.and_hms_opt(h, mi, s))
+                {
+                    Some(t) => self.local_time(t, Some(y), &mut extra, ev),
+                    None => extra.field("ts_source", "received"),
+                }
+            }
+            None => extra.field("ts_source", "received"),
+        }
+        self.last_ts = Some(ev.ts);
+        let mut fields = Fields::default();
+        for (slot, v) in &parts.values {
+            match slot {
+                Slot::Ts => {}
+                Slot::Host => ev.host = Some(v.clone()),
+                Slot::Process => ev.process = Some(v.clone()),
+                Slot::Pid => ev.pid = v.trim().parse().ok(),
+                Slot::Facility => match static_name(v, &FACILITIES) {
+                    Some(n) => ev.facility = Some(n),
+                    None => extra.field("facility", v),
+                },
+                Slot::Severity => match static_name(v, &SEVERITIES) {
+                    Some(n) => ev.severity = Some(n),
+                    None => extra.field("severity", v),
+                },
+                Slot::Message => ev.message = v.trim_end().to_owned(),
+                Slot::Column(c) => fields.put(*c, v),
+                Slot::Extra(k) => extra.field(k, v),
+            }
+        }
+        if parts.get(&Slot::Message).is_none() {
+            ev.message = raw.trim_end().to_owned();
+        }
+        // Decoders fill what the format did not.
+        if let Some(d) = self.decoders.decode(ev.process.as_deref(), &ev.message) {
+            let f = d.fields;
+            for (c, v) in [
+                (Column::User, f.user),
+                (Column::SourceHost, f.source_host),
+                (Column::DestHost, f.dest_host),
+                (Column::Protocol, f.protocol),
+                (Column::SourcePort, f.source_port.map(|p| p.to_string())),
+                (Column::DestPort, f.dest_port.map(|p| p.to_string())),
+            ] {
+                if let Some(v) = v
+                    && !fields.has(c)
+                {
+                    fields.put(c, &v);
+                }
+            }
+            fields.extra = f.extra;
+        }
+        store_fields(ev, &mut extra, fields);
+        ev.extra = extra.finish();
+    }
+
+    /// Sets `ev.ts` from a wall-clock time in the section's zone.
+    fn local_time(
+        &mut self,
+        t: NaiveDateTime,
+        year: Option<i32>,
+        extra: &mut JsonObject,
+        ev: &mut Event,
+    ) {
+        self.last_local = Some(t);
+        let (ms, fold) = self.zone.to_utc_ms(t, self.last_ts);
+        ev.ts = ms;
+        extra.field("tz", &self.zone_name);
+        if let Some(label) = fold.label() {
+            extra.field("tz_fold", label);
+        }
+        if let Some(y) = year {
+            let how = if self.year.is_some() {
+                "year_flag"
+            } else {
+                "year_inferred"
+            };
+            extra.field(how, &y.to_string());
+        }
     }
 
     fn fill(&mut self, raw: &str, ev: &mut Event) {
@@ -106,11 +241,7 @@ impl LineParser {
             {
                 m
             }
-            _ => {
-                ev.message = raw.trim_end().to_owned();
-                ev.extra = Some(r#"{"ts_source":"received"}"#.to_owned());
-                return;
-            }
+            _ => return self.fill_unparsed(raw, ev),
         };
         // A timestamp with its own offset (RFC5424, RFC3339) is exact; a
         // bare syslog time is wall-clock time in the section's zone.
@@ -119,7 +250,7 @@ impl LineParser {
         let Some(ts) = msg.timestamp else {
             // RFC5424 NILVALUE: the sender did not know the time (ev.ts = received).
             extra.field("ts_source", "received");
-            return Self::fill_fields(raw, msg, extra, ev);
+            return self.fill_fields(raw, msg, extra, ev);
         };
         if has_offset {
             ev.ts = ts.timestamp_millis();
@@ -141,11 +272,12 @@ impl LineParser {
             }
         }
         self.last_ts = Some(ev.ts);
-        Self::fill_fields(raw, msg, extra, ev);
+        self.fill_fields(raw, msg, extra, ev);
     }
 
     /// Everything but the time: header fields, message, extracted fields, `extra`.
     fn fill_fields(
+        &self,
         raw: &str,
         msg: syslog_loose::Message<&str>,
         mut extra: JsonObject,
@@ -191,17 +323,42 @@ impl LineParser {
                 ev.message = text.trim_end().to_owned();
             }
         }
-        let fields = extract(ev.process.as_deref(), &ev.message);
-        ev.user = fields.user;
-        ev.source_host = fields.source_host;
-        ev.source_port = fields.source_port;
-        ev.dest_host = fields.dest_host;
-        ev.dest_port = fields.dest_port;
-        ev.protocol = fields.protocol;
-        for (k, v) in &fields.extra {
-            extra.field(k, v);
+        if let Some(d) = self.decoders.decode(ev.process.as_deref(), &ev.message) {
+            store_fields(ev, &mut extra, d.fields);
         }
         ev.extra = extra.finish();
+    }
+}
+
+/// Syslog facility names, as `syslog_loose` writes them.
+const FACILITIES: [&str; 24] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "audit", "alert", "clockd", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
+/// Syslog severity names, as `syslog_loose` writes them.
+const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// The static name equal to `s` (any case), for the `&'static str` columns.
+fn static_name(s: &str, names: &[&'static str]) -> Option<&'static str> {
+    names
+        .iter()
+        .copied()
+        .find(|n| n.eq_ignore_ascii_case(s.trim()))
+}
+
+/// Puts decoded fields into their columns and `extra`.
+fn store_fields(ev: &mut Event, extra: &mut JsonObject, f: Fields<'_>) {
+    ev.user = f.user;
+    ev.source_host = f.source_host;
+    ev.source_port = f.source_port;
+    ev.dest_host = f.dest_host;
+    ev.dest_port = f.dest_port;
+    ev.protocol = f.protocol;
+    for (k, v) in &f.extra {
+        extra.field(k, v);
     }
 }
 
@@ -308,12 +465,15 @@ mod tests {
     #[test]
     fn rfc3164_with_pid_and_zone() {
         let mut p = parser("Europe/Berlin", 2024, 7, 1);
-        let e = p.parse(b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; rhost=218.188.2.4 ", 0);
+        let e = p.parse(b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4 ", 0);
         assert!(e.parsed);
         assert_eq!(e.host.as_deref(), Some("combo"));
         assert_eq!(e.process.as_deref(), Some("sshd(pam_unix)"));
         assert_eq!(e.pid, Some(19939));
-        assert_eq!(e.message, "authentication failure; rhost=218.188.2.4");
+        assert_eq!(
+            e.message,
+            "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4"
+        );
         assert_eq!(e.source_host.as_deref(), Some("218.188.2.4"));
         assert_eq!(iso(e.ts), "2024-06-14T13:16:01+00:00");
         let extra: serde_json::Value = serde_json::from_str(e.extra.as_deref().unwrap()).unwrap();

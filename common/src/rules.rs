@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::event::ROW_COLUMNS;
 use crate::filter::{Field, Filter};
 use crate::ident::Ident;
+use crate::paths::{expand_glob, has_glob_chars};
 use crate::snapshot::diff::{ChangeKind, Excludes};
 
 /// A rule that failed to load: where, which rule, which key, and why.
@@ -635,55 +636,6 @@ impl RuleSet {
     pub fn get(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.name == name)
     }
-}
-
-fn has_glob_chars(s: &str) -> bool {
-    s.contains(['*', '?', '[', '{'])
-}
-
-/// Files matching a glob (`*`, `?`, `[...]`, `{a,b}`, `**`): the directory
-/// part before the first wildcard is walked, the rest matched by globset.
-fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
-    let s = pattern.to_string_lossy();
-    if !has_glob_chars(&s) {
-        return Ok(if pattern.exists() {
-            vec![pattern.to_path_buf()]
-        } else {
-            Vec::new()
-        });
-    }
-    let matcher = globset::GlobBuilder::new(&s)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| e.to_string())?
-        .compile_matcher();
-    let mut root = PathBuf::new();
-    for c in pattern.components() {
-        if has_glob_chars(&c.as_os_str().to_string_lossy()) {
-            break;
-        }
-        root.push(c);
-    }
-    let recursive = s.contains("**");
-    // Directory levels below `root` that the pattern can reach.
-    let levels = pattern.components().count() - root.components().count();
-    let mut out = Vec::new();
-    let mut stack = vec![(root, 1)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if matcher.is_match(&p) {
-                out.push(p.clone());
-            }
-            if (recursive || depth < levels) && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((p, depth + 1));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Names under `[actions]` in the config.

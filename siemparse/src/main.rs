@@ -1,6 +1,7 @@
 //! `siemparse`: log lines from stdin or followed files into the event table
 //! of a config section.
 
+mod explain;
 mod follow;
 mod gather;
 mod lines;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use clap::Parser;
 use siemstress_common::cli::ConnectArgs;
+use siemstress_common::decode::Decoders;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::Zone;
 
@@ -105,10 +107,29 @@ struct Args {
     /// With --snapshot, the field that keys an array's objects (repeatable: joined by |)
     #[arg(long = "key", value_name = "FIELD", requires = "snapshot")]
     key: Vec<String>,
+
+    /// Run every decoder's examples (built-in and [decoders] paths) and report
+    /// failures with file, decoder and example; exit 1 if any fails
+    #[arg(long, conflicts_with_all = ["follow", "clear", "index", "gather", "snapshot", "explain"])]
+    check_decoders: bool,
+
+    /// Show how LINE (or each line of stdin) is parsed and decoded: header,
+    /// the decoder that matched, every field; stores nothing
+    #[arg(long, value_name = "LINE", num_args = 0..=1, conflicts_with_all = ["follow", "clear", "index", "gather", "snapshot"])]
+    explain: Option<Option<String>>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.check_decoders || args.explain.is_some() {
+        return match decoder_tools(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("siemparse: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let Some(rt) = siemstress_common::cli::runtime("siemparse") else {
         return ExitCode::from(2);
     };
@@ -119,6 +140,30 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--check-decoders` and `--explain`: the config's decoders, no database.
+fn decoder_tools(args: &Args) -> anyhow::Result<ExitCode> {
+    let config = args.connect.load_config()?;
+    let decoders = Decoders::load(&config)?;
+    if args.check_decoders {
+        return explain::check_decoders(&decoders);
+    }
+    let section = config.section(&args.section, zone_flag(args)?)?;
+    let parser =
+        LineParser::new(section.zone, args.year, "explain").with_format(section.structured);
+    let line = args.explain.as_ref().and_then(Option::as_deref);
+    explain::explain(parser, &decoders, line)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `-z`, parsed.
+fn zone_flag(args: &Args) -> anyhow::Result<Option<Zone>> {
+    args.timezone
+        .as_deref()
+        .map(Zone::parse)
+        .transpose()
+        .context("-z/--timezone")
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -133,13 +178,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         return snapshot_input::run(&args.connect, &config, opts).await;
     }
-    let zone = args
-        .timezone
-        .as_deref()
-        .map(Zone::parse)
-        .transpose()
-        .context("-z/--timezone")?;
-    let section = config.section(&args.section, zone)?;
+    let section = config.section(&args.section, zone_flag(&args)?)?;
     let reference = args
         .reference_time
         .as_deref()
@@ -151,8 +190,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 })
         })
         .transpose()?;
+    // Decoder files are checked before the database is touched.
+    let decoders = Decoders::load(&config)?;
     let new_parser = |source: &str| {
-        let parser = LineParser::new(section.zone, args.year, source);
+        let parser = LineParser::new(section.zone, args.year, source)
+            .with_decoders(decoders.clone())
+            .with_format(section.structured.clone());
         match reference {
             Some(r) => parser.with_reference(r),
             None => parser,

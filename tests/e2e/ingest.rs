@@ -324,7 +324,8 @@ fn shipped_example_configs_load() {
             "sshd - 2001:db8::42 40022 - - - 1",
             "kernel - 198.51.100.23 48211 192.0.2.10 23 tcp 1",
             "kernel - 198.51.100.23 48211 192.0.2.10 3389 tcp 1",
-            "vsftpd bob ::ffff:192.0.2.77 - - - - 1",
+            // IPv4-mapped addresses are stored as IPv4 (one client, one value).
+            "vsftpd bob 192.0.2.77 - - - - 1",
             "sshd test 192.0.2.99 60000 - - - 1",
             "- - - - - - - 0",
         ];
