@@ -179,6 +179,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return snapshot_input::run(&args.connect, &config, opts).await;
     }
     let section = config.section(&args.section, zone_flag(&args)?)?;
+    // SIGTERM/SIGINT are caught from here on (loading decoders and
+    // connecting take a moment): the ingest then stops cleanly, exit 0.
+    let stop = Arc::new(AtomicBool::new(false));
+    let signals = (!args.clear && !args.index).then(|| stop_on_signal(stop.clone()));
     let reference = args
         .reference_time
         .as_deref()
@@ -213,7 +217,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     db.ensure_event_table(&section.table).await?;
     let writer = db.event_writer(&section.table).await?;
     let stored = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
     let batch_rows = args.batch as usize;
     let (tx, rx) = pipeline::channel();
 
@@ -256,7 +259,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let ticker = show_progress.then(|| progress::spawn(stored.clone()));
-    let signals = tokio::spawn(stop_on_signal(stop.clone()));
 
     let write = pipeline::write_all(writer, rx, batch_rows, stored.clone());
     // After SIGTERM/SIGINT the readers flush and stop; one blocked in a read
@@ -265,7 +267,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         r = write => Some(r),
         _ = grace_after_stop(stop.clone()) => None,
     };
-    signals.abort();
+    if let Some(s) = signals {
+        s.abort();
+    }
     if let Some(t) = ticker {
         t.abort();
         eprintln!();
@@ -304,19 +308,23 @@ async fn grace_after_stop(stop: Arc<AtomicBool>) {
 }
 
 /// SIGINT/SIGTERM: readers finish their batch, the writer commits, exit 0.
-async fn stop_on_signal(stop: Arc<AtomicBool>) {
+/// The handlers are installed before this returns; a task waits for them.
+fn stop_on_signal(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    stop.store(true, Ordering::Relaxed);
+    );
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+    })
 }
 
 /// Fails unless the section's table exists (for actions on existing data).

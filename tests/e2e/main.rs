@@ -8,6 +8,7 @@ mod ingest;
 mod loghub;
 mod query;
 mod regressions;
+mod rule_pack;
 mod snapshot;
 mod trigger;
 mod trigger_snapshot;
