@@ -8,6 +8,7 @@ Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`
 - [`parse`]: syslog lines to [`event::Event`]s; [`decode`]: the decoders that pull out
   user, source and destination fields; [`normalize`]: one spelling per address and protocol;
 - [`ident`]: validation of the only names that reach SQL text;
+- [`display`]: stored text escaped for a terminal;
 - [`cli`]: the `-c`/`--db` flags every tool shares.
 
 ```
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod decode;
+pub mod display;
 pub mod event;
 pub mod filter;
 pub mod ident;

@@ -14,6 +14,7 @@ use anyhow::Context;
 use siemstress_common::cli::ConnectArgs;
 use siemstress_common::config::Config;
 use siemstress_common::db::snapshots as storage;
+use siemstress_common::display::Escaped;
 use siemstress_common::snapshot::{self, diff};
 
 use crate::gather::{self, GatherConfig};
@@ -84,8 +85,9 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
             .map(|rows| rows.into_iter().map(snapshot::RawRow::from_row).collect()),
     };
     if !opts.quiet {
+        // Warnings name files and users that others created: escaped.
         for w in &warnings {
-            eprintln!("siemparse: warning: {w}");
+            eprintln!("siemparse: warning: {}", Escaped(w));
         }
     }
     let mut rows = match result {

@@ -156,6 +156,11 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 
+    /// With --format csv: put ' before a text cell that starts with = + - @
+    /// (or tab, CR), so that a spreadsheet shows it instead of running it as a formula
+    #[arg(long)]
+    pub excel_safe: bool,
+
     /// Also write the rows as a pretty JSON array to FILE (-: to stdout, instead of --format)
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

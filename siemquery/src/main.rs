@@ -256,7 +256,7 @@ fn writers(
             Format::Table => Box::new(Table::new(out, fields, *zone, tty)),
             Format::Json => Box::new(JsonArray::new(out, fields.to_vec())),
             Format::Ndjson => Box::new(Ndjson::new(out, fields.to_vec())),
-            Format::Csv => Box::new(Csv::new(out, fields)?),
+            Format::Csv => Box::new(Csv::new(out, fields, args.excel_safe)?),
         });
     }
     match &args.json {

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};
+use siemstress_common::display::escape;
 use siemstress_common::time::Zone;
 
 use crate::fmt::{Rfc3339, push_embedded_json, push_int, push_json_str, push_rfc3339_utc};
@@ -172,23 +173,48 @@ impl<W: Write> RowWriter for JsonArray<W> {
     }
 }
 
-/// RFC 4180 CSV with a header row; NULL is an empty field.
+/// RFC 4180 CSV with a header row; NULL is an empty field. Text is exact,
+/// unless `excel_safe` (`--excel-safe`): then a text cell that a spreadsheet
+/// would run as a formula is prefixed with `'` (see [`formula_safe`]).
 pub struct Csv<W: Write> {
     out: csv::Writer<W>,
     /// A formatted number or time, reused.
     num: Vec<u8>,
     times: Rfc3339,
+    excel_safe: bool,
 }
 
 impl<W: Write> Csv<W> {
-    pub fn new(out: W, fields: &[String]) -> io::Result<Self> {
+    pub fn new(out: W, fields: &[String], excel_safe: bool) -> io::Result<Self> {
         let mut out = csv::Writer::from_writer(out);
-        out.write_record(fields).map_err(io::Error::other)?;
+        let header: Vec<Cow<'_, [u8]>> = fields
+            .iter()
+            .map(|f| formula_safe(f.as_bytes(), excel_safe))
+            .collect();
+        out.write_record(&header).map_err(io::Error::other)?;
         Ok(Self {
             out,
             num: Vec::with_capacity(32),
             times: Rfc3339::default(),
+            excel_safe,
         })
+    }
+}
+
+/// A text cell as written under `--excel-safe`: one that starts with `=`,
+/// `+`, `-` or `@` (a formula to Excel and LibreOffice: `=HYPERLINK(...)`,
+/// `@SUM(...)`, `-2+3+cmd|...`), or with a tab or carriage return (OWASP's
+/// list), gets a `'` before it, which spreadsheets take as "this is text".
+/// Numbers and times are never changed.
+fn formula_safe(text: &[u8], excel_safe: bool) -> Cow<'_, [u8]> {
+    match text.first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') if excel_safe => {
+            let mut v = Vec::with_capacity(text.len() + 1);
+            v.push(b'\'');
+            v.extend_from_slice(text);
+            Cow::Owned(v)
+        }
+        _ => Cow::Borrowed(text),
     }
 }
 
@@ -203,19 +229,19 @@ impl<W: Write> RowWriter for Csv<W> {
     fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
         for c in cells {
             self.num.clear();
-            let field: &[u8] = match c {
-                Cell::Null => b"",
+            let field: Cow<'_, [u8]> = match c {
+                Cell::Null => Cow::Borrowed(b""),
                 Cell::Int(i) => {
                     push_int(&mut self.num, *i);
-                    &self.num
+                    Cow::Borrowed(&self.num)
                 }
-                Cell::Text(s) | Cell::Json(s) => s.as_bytes(),
+                Cell::Text(s) | Cell::Json(s) => formula_safe(s.as_bytes(), self.excel_safe),
                 Cell::Time(ms) => {
                     self.times.push(&mut self.num, *ms);
-                    &self.num
+                    Cow::Borrowed(&self.num)
                 }
             };
-            self.out.write_field(field).map_err(csv_err)?;
+            self.out.write_field(&field).map_err(csv_err)?;
         }
         self.out.write_record(None::<&[u8]>).map_err(csv_err)
     }
@@ -224,7 +250,8 @@ impl<W: Write> RowWriter for Csv<W> {
     }
 }
 
-/// A table for people: times in `zone`, printed when the rows are complete.
+/// A table for people: times in `zone`, text with its control characters
+/// escaped ([`escape`]), printed when the rows are complete.
 pub struct Table<W: Write> {
     out: W,
     table: comfy_table::Table,
@@ -239,7 +266,8 @@ impl<W: Write> Table<W> {
             .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
             .set_header(fields.iter().map(|f| match f.as_str() {
                 "ts" | "received" => format!("{f} ({})", zone.name()),
-                _ => f.clone(),
+                // Snapshot columns are the keys of stored JSON.
+                _ => escape(f).into_owned(),
             }));
         if tty {
             table.set_width(terminal_width(
@@ -269,7 +297,8 @@ impl<W: Write> RowWriter for Table<W> {
             .map(|c| match c {
                 Cell::Null => String::new(),
                 Cell::Int(i) => i.to_string(),
-                Cell::Text(s) | Cell::Json(s) => s.to_string(),
+                // Stored text is the attackers': no control character reaches the terminal.
+                Cell::Text(s) | Cell::Json(s) => escape(s).into_owned(),
                 Cell::Time(ms) => self.local(*ms),
             })
             .collect();
@@ -359,12 +388,46 @@ mod tests {
     #[test]
     fn csv_quotes() {
         let mut buf = Vec::new();
-        let mut w = Csv::new(&mut buf, &fields()).unwrap();
+        let mut w = Csv::new(&mut buf, &fields(), false).unwrap();
         w.row(&cells()).unwrap();
         w.finish().unwrap();
         drop(w);
         let text = String::from_utf8(buf).unwrap();
         assert!(text.ends_with("\"a, \"\"b\"\"\nc\"\n"), "{text}");
+    }
+
+    #[test]
+    fn csv_excel_safe_prefixes_formulas_only() {
+        let row = [
+            Cell::Text("=HYPERLINK(\"http://x\")".into()),
+            Cell::Text("@SUM(A1)".into()),
+            Cell::Text("+1".into()),
+            Cell::Text("-2+3".into()),
+            Cell::Text("\tx".into()),
+            Cell::Text("plain =".into()),
+            Cell::Int(-5),
+            Cell::Null,
+        ];
+        let names: Vec<String> = (0..row.len()).map(|i| format!("c{i}")).collect();
+        let write = |safe| {
+            let mut buf = Vec::new();
+            let mut w = Csv::new(&mut buf, &names, safe).unwrap();
+            w.row(&row).unwrap();
+            w.finish().unwrap();
+            drop(w);
+            String::from_utf8(buf).unwrap()
+        };
+        let safe = write(true);
+        let line = safe.lines().nth(1).unwrap();
+        assert_eq!(
+            line,
+            "\"'=HYPERLINK(\"\"http://x\"\")\",'@SUM(A1),'+1,'-2+3,'\tx,plain =,-5,"
+        );
+        let exact = write(false);
+        assert!(
+            exact.contains("\"=HYPERLINK(\"\"http://x\"\")\",@SUM(A1),+1,-2+3,"),
+            "{exact}"
+        );
     }
 
     /// The JSON writer as it was: a `serde_json::Value` per cell.

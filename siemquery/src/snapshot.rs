@@ -88,7 +88,14 @@ async fn show(
             let rows = snapshots::rows(db, run).await?;
             out.extend(rows.into_iter().map(|r| (run.clone(), r)));
         }
-        ignore_broken_pipe(write_rows(format, &out, several_hosts, zone, tty))?;
+        ignore_broken_pipe(write_rows(
+            format,
+            &out,
+            several_hosts,
+            zone,
+            tty,
+            args.excel_safe,
+        ))?;
         return Ok(exit::NONE);
     }
 
@@ -118,7 +125,14 @@ async fn show(
         changes.extend(d.changes);
     }
     let bits = diff::exit_bits(&changes);
-    ignore_broken_pipe(write_changes(format, &changes, several_hosts, zone, tty))?;
+    ignore_broken_pipe(write_changes(
+        format,
+        &changes,
+        several_hosts,
+        zone,
+        tty,
+        args.excel_safe,
+    ))?;
     Ok(bits)
 }
 
@@ -146,6 +160,7 @@ fn write_changes(
     several_hosts: bool,
     zone: &Zone,
     tty: bool,
+    excel_safe: bool,
 ) -> io::Result<()> {
     let out = io::BufWriter::new(io::stdout().lock());
     match format {
@@ -169,7 +184,7 @@ fn write_changes(
             let mut w: Box<dyn RowWriter> = if table {
                 Box::new(Table::new(out, &fields, *zone, tty))
             } else {
-                Box::new(Csv::new(out, &fields)?)
+                Box::new(Csv::new(out, &fields, excel_safe)?)
             };
             for c in changes {
                 let row = c.row.as_ref().map(|r| Cell::Json(r.to_string().into()));
@@ -225,6 +240,7 @@ fn write_rows(
     several_hosts: bool,
     zone: &Zone,
     tty: bool,
+    excel_safe: bool,
 ) -> io::Result<()> {
     let out = io::BufWriter::new(io::stdout().lock());
     let record = |(run, r): &(Run, siemstress_common::snapshot::Row)| {
@@ -263,7 +279,7 @@ fn write_rows(
             let mut w: Box<dyn RowWriter> = if format == Format::Table {
                 Box::new(Table::new(out, &fields, *zone, tty))
             } else {
-                Box::new(Csv::new(out, &fields)?)
+                Box::new(Csv::new(out, &fields, excel_safe)?)
             };
             for (run, r) in rows {
                 let mut cells = Vec::with_capacity(fields.len());

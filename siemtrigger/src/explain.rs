@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 use siemstress_common::rules::{Kind, Rule, RuleSet};
 
@@ -74,9 +75,10 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
             writeln!(out, "{v:#}")?;
         }
         Format::Text => {
+            // Messages, keys, hosts and lines are the events' text: escaped.
             writeln!(out, "alert #{}  {}  {}", a.id, a.severity, a.rule)?;
-            writeln!(out, "  message:  {}", a.message)?;
-            writeln!(out, "  key:      {:?}", a.key)?;
+            writeln!(out, "  message:  {}", Escaped(&a.message))?;
+            writeln!(out, "  key:      \"{}\"", Escaped(&a.key))?;
             writeln!(out, "  fired at: {} (event time)", rfc3339(a.ts))?;
             match a.window_end {
                 Some(end) => writeln!(
@@ -127,8 +129,8 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
                     "  {}  {t}#{}  {}  {}",
                     rfc3339(e.ts),
                     e.id,
-                    e.host.as_deref().unwrap_or("-"),
-                    e.raw
+                    Escaped(e.host.as_deref().unwrap_or("-")),
+                    Escaped(&e.raw)
                 )?;
             }
         }
@@ -172,8 +174,8 @@ fn snapshot_alert(
         }
         Format::Text => {
             writeln!(out, "alert #{}  {}  {}", a.id, a.severity, a.rule)?;
-            writeln!(out, "  message:  {}", a.message)?;
-            writeln!(out, "  key:      {:?}", a.key)?;
+            writeln!(out, "  message:  {}", Escaped(&a.message))?;
+            writeln!(out, "  key:      \"{}\"", Escaped(&a.key))?;
             writeln!(
                 out,
                 "  fired at: {} (time of the snapshot run)",
@@ -326,14 +328,15 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
                             needed,
                             s.fired,
                             rfc3339(s.best_start),
-                            rfc3339(s.best_ts)
+                            rfc3339(s.best_ts),
+                            k = Escaped(k)
                         )?;
                     }
                 }
                 _ => {
                     writeln!(out, "{:>7} {:>6}  key", "opened", "fired")?;
                     for (k, s) in keys.iter().take(TOP) {
-                        writeln!(out, "{:>7} {:>6}  {k}", s.opened, s.fired)?;
+                        writeln!(out, "{:>7} {:>6}  {}", s.opened, s.fired, Escaped(k))?;
                     }
                 }
             }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use siemstress_common::db::Database;
+use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 use siemstress_common::rules::{Kind, Matcher, Rule};
 
@@ -618,6 +619,7 @@ pub fn print_alerts(alerts: &[&NewAlert], ids: Option<&[i64]>, f: Format) -> any
     for (i, a) in alerts.iter().enumerate() {
         let id = ids.and_then(|ids| ids.get(i)).copied();
         match f {
+            // Keys and messages hold the events' text: escaped for the terminal.
             Format::Text => writeln!(
                 out,
                 "{}{} {} {} [{}] {} (count {}, since {})",
@@ -625,8 +627,8 @@ pub fn print_alerts(alerts: &[&NewAlert], ids: Option<&[i64]>, f: Format) -> any
                 rfc3339(a.ts),
                 a.severity,
                 a.rule,
-                a.key,
-                a.message,
+                Escaped(&a.key),
+                Escaped(&a.message),
                 a.count,
                 rfc3339(a.first_ts)
             )?,

@@ -4,6 +4,7 @@ mod decoders;
 mod defects;
 mod follow;
 mod gather;
+mod hardening;
 mod ingest;
 mod loghub;
 mod query;

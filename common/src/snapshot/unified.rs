@@ -10,6 +10,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::display::escape;
+
 /// Columns that hold text shown as a unified diff when they change.
 pub fn is_text_column(column: &str) -> bool {
     column == "content"
@@ -55,29 +57,6 @@ pub fn unified(label: &str, old: Option<&str>, new: Option<&str>) -> String {
             if !newline {
                 out.push_str("\\ No newline at end of file\n");
             }
-        }
-    }
-    out
-}
-
-/// `s` with control characters other than tab written as `\xNN` (and a
-/// backslash as `\\`, so that the escape cannot be forged).
-pub fn escape(s: &str) -> String {
-    if !s
-        .chars()
-        .any(|c| c == '\\' || (c.is_control() && c != '\t'))
-    {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push('\t'),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c => out.push(c),
         }
     }
     out

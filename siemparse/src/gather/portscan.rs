@@ -184,7 +184,7 @@ fn banner_line(b: &[u8]) -> Option<String> {
         return None;
     }
     let cut: String = text.chars().take(BANNER_MAX).collect();
-    Some(siemstress_common::snapshot::unified::escape(&cut))
+    Some(siemstress_common::display::escape(&cut).into_owned())
 }
 
 pub async fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {

@@ -1,0 +1,71 @@
+//! Stored text shown to people. Log lines, file names, banners and snapshot
+//! values are written by whoever an attacker is; printed raw, `ESC]2;...BEL`
+//! retitles the admin's terminal and `ESC[2J` clears it. Everything a tool
+//! prints for people (tables, `siemtrigger` text, explanations, warnings,
+//! unified diffs) goes through [`escape`]; machine formats (JSON, NDJSON,
+//! CSV) and the database keep the text exact.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// True for a character that must not reach a terminal as it is: control
+/// characters (C0 but tab, DEL, C1: `\u{9b}` is a CSI on some terminals),
+/// the bidirectional overrides and isolates that reorder what is shown
+/// ("Trojan Source"), and the Unicode line and paragraph separators.
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// `s` with every character of [`is_unsafe`] written as `\xNN` (below
+/// U+0100) or `\u{NNNN}`, and a backslash as `\\` so that an escape cannot
+/// be forged by the text itself. Borrowed when there is nothing to escape.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || is_unsafe(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if is_unsafe(c) && u32::from(c) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Formats as [`escape`] of the text: `println!("{}", Escaped(&line))`.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&escape(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_are_escaped_and_the_escape_cannot_be_forged() {
+        assert!(matches!(escape("plain text, é 日本\tok"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("\x1b]2;pwned\x07\x1b[2J\r\n\u{9b}31m\u{7f}"),
+            "\\x1b]2;pwned\\x07\\x1b[2J\\x0d\\x0a\\x9b31m\\x7f"
+        );
+        assert_eq!(escape("a\u{202e}cba\u{2066}"), "a\\u{202e}cba\\u{2066}");
+        assert_eq!(escape("C:\\x1b"), "C:\\\\x1b");
+        assert_eq!(Escaped("\x00").to_string(), "\\x00");
+    }
+}
