@@ -195,11 +195,8 @@ impl Config {
             .unwrap_or_else(|| "sqlite://siemstress.db".to_owned());
         match &self.database.password_file {
             Some(pf) if crate::db::Backend::of(&url)? == crate::db::Backend::Mysql => {
-                let pw = std::fs::read_to_string(pf).map_err(|source| Error::ConfigRead {
-                    path: pf.clone(),
-                    source,
-                })?;
-                crate::db::with_password(&url, pw.trim_end_matches(['\r', '\n']))
+                let pw = crate::files::read_secret(pf, "database.password_file")?;
+                crate::db::with_password(&url, &pw)
             }
             _ => Ok(url),
         }

@@ -9,6 +9,7 @@ Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`
   user, source and destination fields; [`normalize`]: one spelling per address and protocol;
 - [`ident`]: validation of the only names that reach SQL text;
 - [`display`]: stored text escaped for a terminal;
+- [`files`]: files created 0600 (directories 0700), password files checked;
 - [`cli`]: the `-c`/`--db` flags every tool shares.
 
 ```
@@ -24,6 +25,7 @@ pub mod db;
 pub mod decode;
 pub mod display;
 pub mod event;
+pub mod files;
 pub mod filter;
 pub mod ident;
 pub mod mail;

@@ -264,7 +264,7 @@ fn writers(
             all.push(Box::new(JsonArray::new(stdout(), fields.to_vec())));
         }
         Some(path) => {
-            let f = std::fs::File::create(path)
+            let f = siemstress_common::files::create(path)
                 .with_context(|| format!("--json {}: cannot create", path.display()))?;
             all.push(Box::new(JsonArray::new(
                 io::BufWriter::new(f),

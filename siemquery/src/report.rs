@@ -120,7 +120,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     db.close().await;
     let report = report?;
     let html = render(&report);
-    std::fs::write(&path, &html).with_context(|| format!("--report {}", path.display()))?;
+    siemstress_common::files::create(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, html.as_bytes()))
+        .with_context(|| format!("--report {}", path.display()))?;
     if args.mail {
         send_mail(&config, &report, &html).context("--mail")?;
     }

@@ -382,9 +382,19 @@ impl Action {
                     text.push_str(&alert_json(a).to_string());
                     text.push('\n');
                 }
+                // Created 0600 in directories made 0700 (the alerts quote the logs).
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    tokio::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(siemstress_common::files::DIR_MODE)
+                        .create(dir)
+                        .await
+                        .with_context(|| format!("create directory {}", dir.display()))?;
+                }
                 let mut f = tokio::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(siemstress_common::files::FILE_MODE)
                     .open(path)
                     .await
                     .with_context(|| format!("open {}", path.display()))?;

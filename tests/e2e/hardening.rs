@@ -219,3 +219,159 @@ fn i18_csv_excel_safe() {
         assert!(out.contains(",'-2+3+cmd|' /C calc'!A0"), "{kind:?}: {out}");
     }
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn i18_files_are_created_0600_in_directories_0700() {
+    // The usual umask: what the tools create would be 0644 without their own modes.
+    // SAFETY: umask(2) has no preconditions.
+    unsafe { libc::umask(0o022) };
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let dir = env.path();
+        env.config(&format!(
+            "[section.t]\ntimezone = \"UTC\"\n\n[actions.log]\ntype = \"file\"\n\
+             path = \"{}/new/sub/alerts.ndjson\"\n\n[[rule]]\nname = \"each\"\ntype = \"single\"\n\
+             table = \"t\"\nmatch = {{ process = \"app\" }}\nmessage = \"seen\"\nactions = [\"log\"]\n",
+            dir.display()
+        ));
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            b"Jan  1 00:00:00 h app[1]: x\n",
+        );
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        assert_eq!(mode(&dir.join("new")), 0o700, "{kind:?}");
+        assert_eq!(mode(&dir.join("new/sub")), 0o700, "{kind:?}");
+        assert_eq!(mode(&dir.join("new/sub/alerts.ndjson")), 0o600, "{kind:?}");
+
+        let json = dir.join("rows.json");
+        let report = dir.join("report.html");
+        let (code, _, err) = env.run(
+            "siemquery",
+            &[
+                "-s",
+                "t",
+                RANGE[0],
+                RANGE[1],
+                "--silent",
+                "--json",
+                json.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let (code, _, err) = env.run(
+            "siemquery",
+            &["--report", report.to_str().unwrap(), RANGE[0], RANGE[1]],
+            b"",
+        );
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        assert_eq!((mode(&json), mode(&report)), (0o600, 0o600), "{kind:?}");
+        // An existing file keeps the mode its admin gave it.
+        chmod(&json, 0o640);
+        env.run(
+            "siemquery",
+            &[
+                "-s",
+                "t",
+                RANGE[0],
+                RANGE[1],
+                "--silent",
+                "--json",
+                json.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(mode(&json), 0o640, "{kind:?}");
+
+        if kind == Kind::Sqlite {
+            let db = dir.join("test.db");
+            for f in ["test.db", "test.db-wal", "test.db-shm"] {
+                assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+            }
+            // Made group-readable by its admin: never made more open (or
+            // less); a new -wal and -shm follow the database file.
+            chmod(&db, 0o640);
+            std::fs::remove_file(dir.join("test.db-wal")).unwrap();
+            std::fs::remove_file(dir.join("test.db-shm")).unwrap();
+            env.ingest(
+                &["-s", "t", "--year", "2026"],
+                b"Jan  1 00:00:01 h app[1]: y\n",
+            );
+            for f in ["test.db", "test.db-wal", "test.db-shm"] {
+                assert_eq!(mode(&dir.join(f)), 0o640, "{f}");
+            }
+        }
+    }
+}
+
+#[test]
+fn i18_a_password_file_others_may_read_is_refused() {
+    let env = Env::new(Kind::Sqlite);
+    let pw = env.path().join("db.pass");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    // Port 1: nothing listens; a password that gets through fails to connect.
+    env.config(&format!(
+        "[database]\nurl = \"mysql://siem@127.0.0.1:1/siem\"\npassword_file = \"{0}\"\n\n\
+         [gather.mysql_users]\nurl = \"mysql://audit@127.0.0.1:1/mysql\"\npassword_file = \"{0}\"\n",
+        pw.display()
+    ));
+    // env.cmd passes --db: use the binaries with -c only.
+    let bare = |name: &str, args: &[&str]| {
+        let out = std::process::Command::new(siemstress_tests::bin(name))
+            .arg("-c")
+            .arg(env.path().join("siemstress.toml"))
+            .args(args)
+            .current_dir(env.path())
+            .env_remove("SIEMSTRESS_DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    chmod(&pw, 0o644);
+    for (name, args) in [
+        ("siemquery", &["-s", "t"][..]),
+        ("siemtrigger", &["--once"][..]),
+        ("siemparse", &["-s", "t"][..]),
+    ] {
+        let (code, err) = bare(name, args);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(
+            err.contains("database.password_file")
+                && err.contains(pw.to_str().unwrap())
+                && err.contains("readable by others (mode 0644)"),
+            "{name}: {err}"
+        );
+    }
+    // The gatherer's own password file (the run is recorded in SQLite).
+    let (code, _, err) = env.run("siemparse", &["--gather", "mysql_users"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("gather.mysql_users.password_file") && err.contains("readable by others"),
+        "{err}"
+    );
+    // 0600 (or 0640 with a group) is accepted: the next error is the connection.
+    chmod(&pw, 0o640);
+    let (code, err) = bare("siemquery", &["-s", "t"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        !err.contains("password_file") && err.contains("refused"),
+        "{err}"
+    );
+}

@@ -110,6 +110,17 @@ pub(crate) async fn sqlite_pool(url: &str) -> Result<(sqlx::SqlitePool, PathBuf)
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
+    // A new database is created 0600 here (SQLite would follow the umask,
+    // 0644); its -wal and -shm get the database file's mode.
+    if !read_only(url)
+        && !url.contains(":memory:")
+        && let Err(e) = crate::files::create_empty(&path)
+    {
+        return Err(Error::Io {
+            what: format!("create database {}", path.display()),
+            source: e,
+        });
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(POOL_SIZE)
         .after_connect(|conn, _| {
@@ -150,6 +161,12 @@ fn sqlite_open_error(url: &str, path: &Path, e: sqlx::Error) -> Error {
         );
     }
     Error::db("open", url, e)
+}
+
+/// True if a SQLite URL opens the file read-only (`?mode=ro`).
+fn read_only(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|kv| kv == "mode=ro"))
 }
 
 /// A rusqlite connection to the database file `path` (the fast paths:

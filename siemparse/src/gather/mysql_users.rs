@@ -38,9 +38,8 @@ pub async fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
     };
     let mut url = url.replacen("mariadb://", "mysql://", 1);
     if let Some(pf) = &cfg.password_file {
-        let pw = std::fs::read_to_string(pf)
-            .with_context(|| format!("[gather.mysql_users] password_file {}", pf.display()))?;
-        url = siemstress_common::db::with_password(&url, pw.trim_end_matches(['\r', '\n']))?;
+        let pw = siemstress_common::files::read_secret(pf, "gather.mysql_users.password_file")?;
+        url = siemstress_common::db::with_password(&url, &pw)?;
     }
     let shown = siemstress_common::db::redact(&url);
     let opts = MySqlConnectOptions::from_str(&url).with_context(|| format!("url {shown}"))?;
