@@ -818,3 +818,296 @@ fn portscan_of_localhost() {
     server.join().unwrap();
     drop(silent);
 }
+
+/// systraq's hygiene checks on a fixture root: uid 0, duplicate uids, empty
+/// passwords (the field itself never stored), world-writable files, loose
+/// umasks and PATHs in startup files.
+#[test]
+fn hygiene_findings() {
+    use std::os::unix::fs::PermissionsExt;
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let root = env.path().join("root");
+        write(
+            &root,
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n\
+             alice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\n\
+             guest::1002:1002::/home/guest:/bin/sh\ncarol:x:1003:1003::/home/carol:/bin/sh\n",
+        );
+        write(
+            &root,
+            "/etc/shadow",
+            "root:$6$HASH-NEVER-STORED$x:1::::::\ntoor:!:1::::::\nalice:$6$a$b:1::::::\n\
+             bob:$6$c$d:1::::::\ncarol::1::::::\n",
+        );
+        write(
+            &root,
+            "/etc/profile",
+            "# system\numask 002\nexport PATH=/usr/bin:/bin\n",
+        );
+        write(&root, "/etc/profile.d/dev.sh", "export PATH=\"$PATH:.\"\n");
+        write(&root, "/etc/motd", "hi\n");
+        std::fs::set_permissions(
+            root.join("etc/motd"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("etc/spool")).unwrap();
+        std::fs::set_permissions(
+            root.join("etc/spool"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("etc/tmp")).unwrap();
+        std::fs::set_permissions(
+            root.join("etc/tmp"),
+            std::fs::Permissions::from_mode(0o1777),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("opt/ww")).unwrap();
+        std::fs::set_permissions(root.join("opt/ww"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        write(
+            &root,
+            "/home/alice/.bashrc",
+            "PATH=/usr/bin::/opt/ww; umask 022\n",
+        );
+        write(&root, "/home/alice/.profile", "umask 077\n");
+        std::fs::create_dir_all(root.join("home/carol")).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", root.join("home/carol/.bashrc")).unwrap();
+        env.config("[gather.hygiene]\nwatch = [\"/etc\"]\n");
+        let r = root.to_str().unwrap();
+        env.ingest(&["-q", "--gather", "hygiene", "--root", r], b"");
+        let rows = latest_rows(&env, "hygiene");
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "duplicate_uid:0",
+                "duplicate_uid:1000",
+                "empty_password:carol",
+                "empty_password:guest",
+                "path:/etc/profile.d/dev.sh:.",
+                "path:/home/alice/.bashrc:",
+                "path:/home/alice/.bashrc:/opt/ww",
+                "uid0:toor",
+                "umask:/etc/profile:002",
+                "world_writable:/etc/motd",
+                "world_writable:/etc/spool",
+            ],
+            "{kind:?}"
+        );
+        let get = |k: &str| &rows.iter().find(|(key, _)| key == k).unwrap().1;
+        assert_eq!(
+            get("duplicate_uid:1000")["users"],
+            serde_json::json!(["alice", "bob"])
+        );
+        assert_eq!(
+            get("path:/home/alice/.bashrc:/opt/ww")["problem"],
+            "a world-writable directory"
+        );
+        assert_eq!(get("world_writable:/etc/motd")["mode"], "0666");
+        assert_eq!(
+            get("empty_password:carol"),
+            &serde_json::json!({"check": "empty_password", "user": "carol"})
+        );
+        let msg = last_message(&env, "hygiene");
+        assert!(
+            msg.contains("/home/carol/.bashrc: a symbolic link"),
+            "{msg}"
+        );
+        assert!(!database_text(&env).contains("HASH-NEVER-STORED"));
+        // Fixed: the finding is a removed row.
+        std::fs::set_permissions(
+            root.join("etc/motd"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        env.ingest(&["-q", "--gather", "hygiene", "--root", r], b"");
+        assert_eq!(
+            summary(&diff(&env, "hygiene", &[])),
+            [s("removed", "world_writable:/etc/motd", "")]
+        );
+    }
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    let out = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)[..32].to_owned()
+}
+
+/// debsums on a fixture dpkg database: a changed file, a missing one, an
+/// edited conffile, a diverted file checked where it was moved, a file
+/// dpkg's path-exclude kept out, and a package that is not installed.
+#[test]
+fn packages_on_a_fixture_dpkg_database() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let root = env.path().join("root");
+        let files = [
+            ("/usr/bin/demo", "binary v1\n"),
+            ("/usr/lib/demo/gone", "x\n"),
+            ("/usr/lib/demo/lib.so", "lib\n"),
+            ("/usr/share/doc/demo/README", "docs\n"),
+            ("/etc/demo.conf", "setting = 1\n"),
+        ];
+        let mut md5sums = String::new();
+        for (p, text) in files {
+            write(&root, p, text);
+            if !p.starts_with("/etc/") {
+                md5sums.push_str(&format!("{}  {}\n", md5_hex(text.as_bytes()), &p[1..]));
+            }
+        }
+        write(&root, "/var/lib/dpkg/info/demo:amd64.md5sums", &md5sums);
+        write(
+            &root,
+            "/var/lib/dpkg/info/removed.md5sums",
+            &format!("{}  usr/bin/removed\n", md5_hex(b"gone")),
+        );
+        write(
+            &root,
+            "/var/lib/dpkg/status",
+            &format!(
+                "Package: demo\nStatus: install ok installed\nArchitecture: amd64\n\
+                 Conffiles:\n /etc/demo.conf {}\n /etc/demo-old.conf {} obsolete\n\
+                 Description: demo\n\nPackage: removed\nStatus: deinstall ok config-files\n",
+                md5_hex(b"setting = 1\n"),
+                md5_hex(b"old")
+            ),
+        );
+        // lib.so diverted by another package: the original lives at .distrib.
+        write(
+            &root,
+            "/var/lib/dpkg/diversions",
+            "/usr/lib/demo/lib.so\n/usr/lib/demo/lib.so.distrib\nother\n",
+        );
+        std::fs::rename(
+            root.join("usr/lib/demo/lib.so"),
+            root.join("usr/lib/demo/lib.so.distrib"),
+        )
+        .unwrap();
+        write(&root, "/usr/lib/demo/lib.so", "the other package's file\n");
+        write(
+            &root,
+            "/etc/dpkg/dpkg.cfg.d/excludes",
+            "path-exclude=/usr/share/doc/*\npath-include=/usr/share/doc/*/copyright\n",
+        );
+        std::fs::remove_file(root.join("usr/share/doc/demo/README")).unwrap();
+        let r = root.to_str().unwrap();
+        env.ingest(&["-q", "--gather", "packages", "--root", r], b"");
+        assert!(
+            latest_rows(&env, "packages").is_empty(),
+            "{kind:?}: a clean system has no rows"
+        );
+
+        write(&root, "/usr/bin/demo", "binary v2\n");
+        std::fs::remove_file(root.join("usr/lib/demo/gone")).unwrap();
+        write(&root, "/etc/demo.conf", "setting = 2\n");
+        env.ingest(&["-q", "--gather", "packages", "--root", r], b"");
+        let rows = latest_rows(&env, "packages");
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["/etc/demo.conf", "/usr/bin/demo", "/usr/lib/demo/gone"],
+            "{kind:?}"
+        );
+        let get = |k: &str| &rows.iter().find(|(key, _)| key == k).unwrap().1;
+        let conf = get("/etc/demo.conf");
+        assert_eq!(
+            (&conf["status"], &conf["conffile"]),
+            (&"changed".into(), &true.into())
+        );
+        assert_eq!(conf["md5"], md5_hex(b"setting = 2\n"));
+        let bin = get("/usr/bin/demo");
+        assert_eq!(
+            (&bin["status"], &bin["conffile"], &bin["package"]),
+            (&"changed".into(), &false.into(), &"demo".into())
+        );
+        assert_eq!(get("/usr/lib/demo/gone")["status"], "missing");
+        assert_eq!(
+            summary(&diff(&env, "packages", &[])),
+            [
+                s("added", "/etc/demo.conf", ""),
+                s("added", "/usr/bin/demo", ""),
+                s("added", "/usr/lib/demo/gone", "")
+            ]
+        );
+        env.config("[gather.packages]\nconffiles = false\n");
+        env.ingest(&["-q", "--gather", "packages", "--root", r], b"");
+        assert_eq!(latest_rows(&env, "packages").len(), 2);
+    }
+}
+
+/// This machine's own dpkg database, checked against `dpkg --verify`: the
+/// same files are reported changed (MD5) and missing.
+#[test]
+fn packages_live_matches_dpkg_verify() {
+    if !Path::new("/var/lib/dpkg/status").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true on a machine without dpkg"
+        );
+        eprintln!("no dpkg database: live packages test skipped");
+        return;
+    }
+    let verify = std::process::Command::new("dpkg")
+        .arg("--verify")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    // The files dpkg has checksums for (it also reports missing directories).
+    let mut listed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for e in std::fs::read_dir("/var/lib/dpkg/info").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(t) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if name.ends_with(".md5sums") {
+            listed.extend(
+                t.lines()
+                    .filter_map(|l| l.split_once("  "))
+                    .map(|(_, p)| format!("/{p}")),
+            );
+        } else if name.ends_with(".conffiles") {
+            listed.extend(
+                t.lines()
+                    .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    // `??5?????? c /etc/x`: MD5 differs; `missing   c /etc/x`: gone (flags,
+    // a blank, the conffile mark, a blank, the path).
+    let mut want: Vec<(String, &str)> = Vec::new();
+    for line in text.lines() {
+        let (flags, path) = (line.get(..9).unwrap_or(""), line.get(12..).unwrap_or(""));
+        if flags.starts_with("missing") && listed.contains(path) {
+            want.push((path.to_owned(), "missing"));
+        } else if flags.as_bytes().get(2) == Some(&b'5') {
+            want.push((path.to_owned(), "changed"));
+        }
+    }
+    want.sort();
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.ingest(&["-q", "--gather", "packages"], b"");
+        let mut got: Vec<(String, String)> = latest_rows(&env, "packages")
+            .into_iter()
+            .filter(|(_, v)| v["status"] == "changed" || v["status"] == "missing")
+            .map(|(k, v)| (k, v["status"].as_str().unwrap().to_owned()))
+            .collect();
+        got.sort();
+        let got: Vec<(String, &str)> = got.iter().map(|(k, s)| (k.clone(), s.as_str())).collect();
+        assert_eq!(got, want, "{kind:?}: packages vs dpkg --verify");
+    }
+}

@@ -14,16 +14,20 @@
 //! | `mysql_users` | `user@host` | `[gather.mysql_users] url` |
 //! | `openvpnusers` | common name | `[gather.openvpnusers] index`, `status` |
 //! | `portscan` | `host/port` | a connect scan of `[gather.portscan] hosts` |
+//! | `hygiene` | `check:subject` | passwd, shadow, startup files, `[gather.hygiene] watch` |
+//! | `packages` | path | dpkg's md5sums and conffiles (changed or missing files only) |
 
 mod authorized_keys;
 mod crontabs;
 mod files;
 mod fs;
 mod groups;
+mod hygiene;
 mod listenports;
 mod listing;
 mod mysql_users;
 mod openvpnusers;
+mod packages;
 mod passwd;
 mod portscan;
 pub mod rootfs;
@@ -38,7 +42,7 @@ use siemstress_common::snapshot::current::CurrentRows;
 use siemstress_common::snapshot::{RawRow, Row};
 
 /// Names of the built-in kinds, for `--gather` and its error message.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 12] = [
     "users",
     "groups",
     "files",
@@ -49,6 +53,8 @@ pub const KINDS: [&str; 10] = [
     "mysql_users",
     "openvpnusers",
     "portscan",
+    "hygiene",
+    "packages",
 ];
 
 /// `[gather]` of the config.
@@ -71,6 +77,31 @@ pub struct GatherConfig {
     pub openvpnusers: OpenvpnusersConfig,
     #[serde(default)]
     pub portscan: PortscanConfig,
+    #[serde(default)]
+    pub hygiene: HygieneConfig,
+    #[serde(default)]
+    pub packages: PackagesConfig,
+}
+
+/// `[gather.packages]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesConfig {
+    /// Verify configuration files too (default true; they are marked
+    /// `conffile`).
+    pub conffiles: Option<bool>,
+}
+
+/// `[gather.hygiene]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HygieneConfig {
+    /// Directories searched for world-writable files (default /etc,
+    /// /usr/local, /usr/bin, /usr/sbin, /bin, /sbin).
+    pub watch: Option<Vec<String>>,
+    /// Globs of paths left out of that search.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// `[gather.portscan]`.
@@ -301,6 +332,8 @@ pub async fn gather(kind: &str, ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>
         "listenports" => listenports::gather(ctx)?,
         "openvpnusers" => openvpnusers::gather(ctx)?,
         "portscan" => portscan::gather(ctx).await?,
+        "hygiene" => hygiene::gather(ctx)?,
+        "packages" => packages::gather(ctx)?,
         "mysql_users" => mysql_users::gather(ctx)
             .await
             .context("gather mysql_users")?,
