@@ -11,6 +11,7 @@ mod fmt;
 mod output;
 mod report;
 mod snapshot;
+mod sysstatus;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;

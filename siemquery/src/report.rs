@@ -25,6 +25,7 @@ use siemstress_common::db::snapshots;
 use siemstress_common::ident::Ident;
 use siemstress_common::snapshot::STATUS_OK;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
+use siemstress_common::snapshot::unified;
 use siemstress_common::time::{Zone, now_ms};
 
 use crate::args::Args;
@@ -68,8 +69,21 @@ pub struct Report {
     pub failed_runs: Vec<(String, String, i64, String)>,
     pub changes: Vec<Change>,
     pub integrity: Vec<Integrity>,
+    /// Failed logins per source host, up to [`STATUS_SOURCES`].
+    pub failed_by_source: Vec<(String, i64)>,
+    /// Rows of the latest `hygiene` and `packages` run of each host:
+    /// (snapshot, host, key, row).
+    pub findings: Vec<(String, String, String, Value)>,
+    /// This machine at report time.
+    pub status: crate::sysstatus::SysStatus,
     zone: Option<Zone>,
 }
+
+/// Hygiene findings and package failures listed per table.
+const MAX_FINDINGS: usize = 200;
+
+/// Source hosts listed in the status section's failed logins.
+const STATUS_SOURCES: usize = 50;
 
 #[derive(Debug)]
 pub struct Alert {
@@ -120,9 +134,16 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     db.close().await;
     let report = report?;
     let html = render(&report);
-    siemstress_common::files::create(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, html.as_bytes()))
-        .with_context(|| format!("--report {}", path.display()))?;
+    let pdf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
+    if pdf {
+        write_pdf(&html, &path)?;
+    } else {
+        siemstress_common::files::create(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, html.as_bytes()))
+            .with_context(|| format!("--report {}", path.display()))?;
+    }
     if args.mail {
         send_mail(&config, &report, &html).context("--mail")?;
     }
@@ -173,8 +194,9 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
             }
         }
     }
-    r.failed_by_host = top(by_host);
-    r.failed_by_user = top(by_user);
+    r.failed_by_source = top(by_host.clone(), STATUS_SOURCES);
+    r.failed_by_host = top(by_host, TOP);
+    r.failed_by_user = top(by_user, TOP);
 
     let period = AlertQuery {
         since: Some(from),
@@ -265,13 +287,24 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
             r.integrity.push(i);
         }
     }
+
+    // Hygiene findings and package-integrity failures: their latest runs.
+    for name in ["hygiene", "packages"] {
+        for run in snapshots::latest_per_host(db, name).await? {
+            for row in snapshots::rows(db, &run).await? {
+                r.findings
+                    .push((name.to_owned(), run.host.clone(), row.key, row.value));
+            }
+        }
+    }
+    r.status = crate::sysstatus::read();
     Ok(r)
 }
 
-fn top(m: BTreeMap<String, i64>) -> Vec<(String, i64)> {
+fn top(m: BTreeMap<String, i64>, n: usize) -> Vec<(String, i64)> {
     let mut v: Vec<(String, i64)> = m.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v.truncate(TOP);
+    v.truncate(n);
     v
 }
 
@@ -344,6 +377,9 @@ svg.hbar { display: block; width: 100%; }
 svg.hbar rect { fill: var(--bad); } svg.hbar text { font-size: 12px; fill: var(--fg); }
 input.filter { margin: 4px 0; padding: 4px 8px; width: 280px; border: 1px solid var(--line); border-radius: 4px; }
 .grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 24px; }
+pre.diff { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; background: #f6f8fa; border: 1px solid var(--line); border-radius: 4px; padding: 6px 8px; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
+pre.diff .add { color: var(--ok); } pre.diff .del { color: var(--bad); } pre.diff .hunk { color: var(--muted); }
+td.warn { color: var(--bad); font-weight: 600; }
 @media print { nav, input.filter { display: none; } }
 "#;
 
@@ -369,6 +405,258 @@ const JS: &str = r#"
 })();
 "#;
 
+/// The browsers that can print the report to PDF, in the order tried.
+const CHROMIUMS: [&str; 4] = [
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+];
+
+/// Writes the report as a PDF through headless Chromium (as sec-report
+/// made HTML and PDF): the HTML goes to a private temporary directory,
+/// which is also Chromium's profile, and Chromium prints it to `path`.
+fn write_pdf(html: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let browser = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .flat_map(|d| CHROMIUMS.iter().map(move |b| d.join(b)))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--report {}: a PDF is printed by headless Chromium, and none was found ({} on PATH); install it (apt-get install chromium) or write .html",
+                path.display(),
+                CHROMIUMS.join(", ")
+            )
+        })?;
+    let dir = tempfile::Builder::new()
+        .prefix("siemquery-pdf")
+        .tempdir()
+        .context("--report: temporary directory")?;
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, html).context("--report: temporary HTML")?;
+    let out = std::path::absolute(path).with_context(|| format!("--report {}", path.display()))?;
+    // Created (0600, emptied) here: Chromium writes into it and keeps the mode.
+    siemstress_common::files::create(&out).with_context(|| format!("--report {}", path.display()))?;
+    let result = std::process::Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--print-to-pdf={}", out.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("--report: run {}", browser.display()))?;
+    let written = std::fs::metadata(&out).is_ok_and(|m| m.len() > 0);
+    if !result.status.success() || !written {
+        let err = String::from_utf8_lossy(&result.stderr);
+        bail!(
+            "--report {}: {} did not print the PDF ({}): {}",
+            path.display(),
+            browser.display(),
+            result.status,
+            err.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+        );
+    }
+    Ok(())
+}
+
+/// The system-status section (systraq's daily mail): this machine's file
+/// systems, interfaces, load and uptime; the period's failed logins per
+/// source; hygiene findings and package-integrity failures of the latest
+/// runs; the unified diffs of watched files' content in the period.
+fn status_section(r: &Report, h: &mut String) {
+    use crate::sysstatus::{human_bytes, human_uptime};
+    let st = &r.status;
+    h.push_str("<section id=\"status\"><h2>System status</h2><p>");
+    let _ = write!(h, "<b>{}</b> at report time", esc(&r.host));
+    if let Some([a, b, c]) = st.load {
+        let _ = write!(h, " · load <span id=\"load\">{a:.2} {b:.2} {c:.2}</span>");
+    }
+    if let Some(u) = st.uptime_secs {
+        let _ = write!(h, " · up <span id=\"uptime\">{}</span>", human_uptime(u));
+    }
+    h.push_str("</p>");
+    for p in &st.problems {
+        let _ = write!(h, "<p class=\"muted\">{}</p>", esc(p));
+    }
+    h.push_str(
+        "<h3>File systems</h3><table id=\"filesystems\"><thead><tr><th>mounted on</th><th>device</th>\
+         <th>type</th><th>size</th><th>used</th><th>free</th><th>use</th><th>inodes</th></tr></thead><tbody>",
+    );
+    for f in &st.filesystems {
+        let _ = write!(
+            h,
+            "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}%</td><td class=\"num\">{}</td></tr>",
+            esc(&f.mount),
+            esc(&f.device),
+            esc(&f.fstype),
+            human_bytes(f.size),
+            human_bytes(f.used),
+            human_bytes(f.avail),
+            if f.use_pct >= 90 { " warn" } else { "" },
+            f.use_pct,
+            f.inodes_used_pct
+                .map(|p| format!("{p}%"))
+                .unwrap_or_default(),
+        );
+    }
+    h.push_str("</tbody></table>");
+    h.push_str(
+        "<h3>Network interfaces</h3><table id=\"interfaces\"><thead><tr><th>interface</th>\
+         <th>received</th><th>packets</th><th>errors</th><th>dropped</th>\
+         <th>sent</th><th>packets</th><th>errors</th><th>dropped</th></tr></thead><tbody>",
+    );
+    for i in &st.interfaces {
+        let bad = |n: u64| if n > 0 { " warn" } else { "" };
+        let _ = write!(
+            h,
+            "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num{}\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(&i.name),
+            human_bytes(i.rx_bytes),
+            i.rx_packets,
+            bad(i.rx_errs),
+            i.rx_errs,
+            i.rx_drop,
+            human_bytes(i.tx_bytes),
+            i.tx_packets,
+            bad(i.tx_errs),
+            i.tx_errs,
+            i.tx_drop,
+        );
+    }
+    h.push_str("</tbody></table>");
+
+    h.push_str("<h3>Failed logins per source</h3>");
+    if r.failed_by_source.is_empty() {
+        h.push_str("<p class=\"muted\">None in the period.</p>");
+    } else {
+        h.push_str("<table id=\"failed-sources\"><thead><tr><th>source</th><th>failures</th></tr></thead><tbody>");
+        for (src, n) in &r.failed_by_source {
+            let _ = write!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td class=\"num\">{n}</td></tr>",
+                esc(src)
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+
+    for (name, title, empty) in [
+        (
+            "hygiene",
+            "Hygiene findings",
+            "No findings (or no hygiene run yet).",
+        ),
+        (
+            "packages",
+            "Package integrity",
+            "No changed or missing package files (or no packages run yet).",
+        ),
+    ] {
+        let _ = write!(h, "<h3>{title}</h3>");
+        let rows: Vec<_> = r.findings.iter().filter(|f| f.0 == name).collect();
+        if rows.is_empty() {
+            let _ = write!(h, "<p class=\"muted\">{empty}</p>");
+            continue;
+        }
+        let _ = write!(
+            h,
+            "<table id=\"{name}\"><thead><tr><th>host</th><th>{}</th><th>details</th></tr></thead><tbody>",
+            if name == "packages" {
+                "file"
+            } else {
+                "finding"
+            }
+        );
+        let more = rows.len().saturating_sub(MAX_FINDINGS);
+        for (_, host, key, row) in rows.into_iter().take(MAX_FINDINGS) {
+            let details = match (name, row) {
+                ("packages", v) => format!(
+                    "{} {} (package {}){}",
+                    v["status"].as_str().unwrap_or(""),
+                    if v["conffile"] == true {
+                        "conffile"
+                    } else {
+                        "file"
+                    },
+                    v["package"].as_str().unwrap_or(""),
+                    v["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+                (_, v) => v.to_string(),
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
+                esc(host),
+                esc(key),
+                esc(&details)
+            );
+        }
+        h.push_str("</tbody></table>");
+        if more > 0 {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">{more} more: siemquery --snapshot {name}</p>"
+            );
+        }
+    }
+
+    h.push_str("<h3>Changes of watched files</h3>");
+    let diffs: Vec<&Change> = r
+        .changes
+        .iter()
+        .filter(|c| {
+            c.change == ChangeKind::Changed
+                && c.column.as_deref().is_some_and(unified::is_text_column)
+        })
+        .collect();
+    if diffs.is_empty() {
+        h.push_str(
+            "<p class=\"muted\">No content changes in the period ([gather.files] content).</p>",
+        );
+    }
+    for c in diffs {
+        let text = |v: &Option<Value>| match v {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let d = unified::unified(&c.key, text(&c.old).as_deref(), text(&c.new).as_deref());
+        let _ = write!(
+            h,
+            "<figure><figcaption class=\"mono\">{} <span class=\"muted\">on {} (run {})</span></figcaption><pre class=\"diff\">",
+            esc(&c.key),
+            esc(&c.host),
+            c.run
+        );
+        for line in d.lines() {
+            let class = match line.as_bytes().first() {
+                Some(b'+') if !line.starts_with("+++") => "add",
+                Some(b'-') if !line.starts_with("---") => "del",
+                Some(b'@') => "hunk",
+                _ => "",
+            };
+            let _ = writeln!(h, "<span class=\"{class}\">{}</span>", esc(line));
+        }
+        h.push_str("</pre></figure>");
+    }
+    h.push_str("</section>\n");
+}
+
 /// Renders the report as one HTML document.
 pub fn render(r: &Report) -> String {
     let mut h = String::with_capacity(64 * 1024);
@@ -388,7 +676,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         h,
         "<header><h1>siemstress report</h1><p class=\"muted\">{} to {} ({}) · written on {} at {}</p>\
-         <nav><a href=\"#events\">Events</a><a href=\"#failed\">Failed logins</a><a href=\"#alerts\">Alerts</a>\
+         <nav><a href=\"#status\">System status</a><a href=\"#events\">Events</a><a href=\"#failed\">Failed logins</a><a href=\"#alerts\">Alerts</a>\
          <a href=\"#snapshots\">Snapshot changes</a><a href=\"#integrity\">File integrity</a></nav></header>",
         esc(&r.time(r.from)),
         esc(&r.time(r.to)),
@@ -417,6 +705,8 @@ pub fn render(r: &Report) -> String {
         true,
     );
     h.push_str("</div>\n");
+
+    status_section(r, &mut h);
 
     // Events per bucket.
     let unit = if r.bucket == 3_600_000 { "hour" } else { "day" };

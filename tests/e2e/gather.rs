@@ -1111,3 +1111,172 @@ fn packages_live_matches_dpkg_verify() {
         assert_eq!(got, want, "{kind:?}: packages vs dpkg --verify");
     }
 }
+
+/// systraq's daily status in the report: this machine's file systems,
+/// interfaces, load and uptime; the period's failed logins per source;
+/// hygiene findings, package failures and the unified diff of a watched
+/// file. Checked in headless Chromium (screenshot kept in
+/// target/artifacts/), and printed to PDF (pages counted by pdfinfo).
+#[test]
+fn report_status_section_and_pdf() {
+    use crate::snapshot::{artifacts_dir, recent, which};
+    let ci = std::env::var("CI").is_ok_and(|c| c == "true");
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let mut log = String::new();
+        for (m, host) in [(50, "192.0.2.66"), (40, "192.0.2.66"), (30, "198.51.100.9")] {
+            log.push_str(&recent(
+                m,
+                &format!("web sshd[42]: Failed password for root from {host} port 2222 ssh2"),
+            ));
+        }
+        env.ingest(&["-s", "auth", "-z", "UTC"], log.as_bytes());
+        let root = env.path().join("root");
+        write(
+            &root,
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n",
+        );
+        write(&root, "/etc/shadow", "root:!:1::::::\ntoor:!:1::::::\n");
+        write(&root, "/etc/resolv.conf", "nameserver 192.0.2.53\n");
+        write(
+            &root,
+            "/var/lib/dpkg/status",
+            "Package: demo\nStatus: install ok installed\n",
+        );
+        write(
+            &root,
+            "/var/lib/dpkg/info/demo.md5sums",
+            "0123456789abcdef0123456789abcdef  usr/bin/demo\n",
+        );
+        write(&root, "/usr/bin/demo", "changed\n");
+        env.config(
+            "[gather.files]\npaths = [\"/etc\"]\ncontent = [\"/etc/**\"]\n[gather.hygiene]\nwatch = [\"/etc\"]\n",
+        );
+        let r = root.to_str().unwrap();
+        for k in ["files", "hygiene", "packages"] {
+            env.ingest(&["-q", "--gather", k, "--root", r], b"");
+        }
+        write(&root, "/etc/resolv.conf", "nameserver 203.0.113.66\n");
+        env.ingest(&["-q", "--gather", "files", "--root", r], b"");
+
+        let html_path = env.path().join("status.html");
+        let (code, _, err) = env.run(
+            "siemquery",
+            &["--report", html_path.to_str().unwrap(), "--last", "24h"],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        let html = std::fs::read_to_string(&html_path).unwrap();
+        for want in [
+            "<section id=\"status\">",
+            "<table id=\"filesystems\">",
+            "<table id=\"interfaces\">",
+            "<span id=\"load\">",
+            "<span id=\"uptime\">",
+            "192.0.2.66</td><td class=\"num\">2</td>",
+            "uid0:toor",
+            "/usr/bin/demo",
+            "changed file (package demo)",
+            "<span class=\"del\">-nameserver 192.0.2.53</span>",
+            "<span class=\"add\">+nameserver 203.0.113.66</span>",
+        ] {
+            assert!(html.contains(want), "{kind:?}: report lacks {want:?}");
+        }
+        let tag = format!("{kind:?}").to_lowercase();
+        let art = artifacts_dir();
+        std::fs::copy(&html_path, art.join(format!("report-status-{tag}.html"))).unwrap();
+
+        let chromium = match which("chromium").or_else(|_| which("chromium-browser")) {
+            Ok(c) => c,
+            Err(()) if ci => panic!("chromium is not installed (apt-get install -y chromium)"),
+            Err(()) => {
+                eprintln!("chromium not found: browser checks of the status section skipped");
+                continue;
+            }
+        };
+        let url = format!("file://{}", html_path.display());
+        let out = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&out.stdout);
+        for id in [
+            "status",
+            "filesystems",
+            "interfaces",
+            "failed-sources",
+            "hygiene",
+            "packages",
+        ] {
+            assert!(
+                dom.contains(&format!("id=\"{id}\"")),
+                "{kind:?}: DOM lacks #{id}"
+            );
+        }
+        let shot = art.join(format!("report-status-{tag}.png"));
+        let _ = std::fs::remove_file(&shot);
+        let status = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1280,1800",
+                &format!("--screenshot={}", shot.display()),
+                &format!("{url}#status"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            shot.metadata().is_ok_and(|m| m.len() > 10_000),
+            "no screenshot: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+
+        let pdf = env.path().join("status.pdf");
+        let (code, _, err) = env.run(
+            "siemquery",
+            &["--report", pdf.to_str().unwrap(), "--last", "24h"],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        let head = std::fs::read(&pdf).unwrap();
+        assert!(head.starts_with(b"%PDF-"), "not a PDF");
+        std::fs::copy(&pdf, art.join(format!("report-status-{tag}.pdf"))).unwrap();
+        match which("pdfinfo") {
+            Ok(pdfinfo) => {
+                let info = std::process::Command::new(pdfinfo)
+                    .arg(&pdf)
+                    .output()
+                    .unwrap();
+                let info = String::from_utf8_lossy(&info.stdout);
+                let pages: u32 = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Pages:"))
+                    .and_then(|p| p.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("pdfinfo: {info}"));
+                assert!((2..=20).contains(&pages), "{kind:?}: {pages} pages");
+            }
+            Err(()) if ci => panic!("pdfinfo is not installed (apt-get install -y poppler-utils)"),
+            Err(()) => eprintln!("pdfinfo not found: page count skipped"),
+        }
+    }
+    // Without a browser on PATH a PDF is a clear error.
+    let env = Env::new(Kind::Sqlite);
+    env.ingest(&["-s", "auth"], b"x\n");
+    let out = env
+        .cmd("siemquery")
+        .env("PATH", "/nonexistent")
+        .args(["--report", "x.pdf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Chromium"));
+}

@@ -1001,7 +1001,7 @@ pub(crate) fn artifacts_dir() -> std::path::PathBuf {
 }
 
 /// Syslog lines stamped `minutes_ago` minutes before now (UTC).
-fn recent(minutes_ago: i64, rest: &str) -> String {
+pub(crate) fn recent(minutes_ago: i64, rest: &str) -> String {
     let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
     format!("{} {rest}\n", t.format("%b %e %H:%M:%S"))
 }
