@@ -383,6 +383,10 @@ pub struct Rule {
     /// `snapshot_change`: the kinds of diff records that raise alerts
     /// (`change`; default all three).
     pub change: Vec<ChangeKind>,
+    /// `snapshot_change`: fields the record's row must have, with these
+    /// values (`row = { verified = false }`); only added and removed
+    /// records carry a row, so a rule with `row` sees only those.
+    pub row: serde_json::Map<String, serde_json::Value>,
     /// Where the rule was defined.
     pub origin: String,
     /// Hash of the definition: state of an edited rule is not reused.
@@ -501,6 +505,8 @@ struct RawRule {
     include: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     change: Option<OneOrMany>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    row: Option<serde_json::Map<String, serde_json::Value>>,
     description: Option<String>,
 }
 
@@ -748,6 +754,7 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
         kind == Kind::SnapshotChange,
     )?;
     allowed("change", raw.change.is_some(), kind == Kind::SnapshotChange)?;
+    allowed("row", raw.row.is_some(), kind == Kind::SnapshotChange)?;
     if kind == Kind::SnapshotChange {
         allowed("table", raw.table.is_some(), false)?;
     }
@@ -973,6 +980,7 @@ fn validate(raw: RawRule, origin: &str, actions: &[String]) -> Result<Rule, Rule
         exclude: raw.exclude.clone(),
         include: raw.include.clone(),
         change,
+        row: raw.row.clone().unwrap_or_default(),
         origin: origin.to_owned(),
         fingerprint,
     })

@@ -2,8 +2,8 @@
 //! snapshot (any host) is diffed against the previous successful run of the
 //! same name and host with `common::snapshot::diff::diff_run` (what
 //! `siemquery --snapshot NAME --diff --run ID` shows, with the rule's
-//! `exclude` globs), and each diff record that passes `change` and `include`
-//! becomes one alert.
+//! `exclude` globs), and each diff record that passes `change`, `row` (the
+//! fields an added or removed row must have) and `include` becomes one alert.
 //!
 //! Progress is the last `snapshot_runs` id a rule has consumed, stored in
 //! `trigger_progress` (with `event_table` = [`TABLE`]) in the same
@@ -81,9 +81,18 @@ fn lookup<'a>(
     }
 }
 
-/// True if `c` passes the rule's `change` and `include` filters.
+/// True if `c` passes the rule's `change`, `row` and `include` filters.
 fn wanted(rule: &Rule, include: &Excludes, c: &Change) -> bool {
     if !rule.change.contains(&c.change) {
+        return false;
+    }
+    if !rule.row.is_empty()
+        && !c
+            .row
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(|row| rule.row.iter().all(|(k, v)| row.get(k) == Some(v)))
+    {
         return false;
     }
     if rule.include.is_empty() || include.row(&c.snapshot, &c.key) {

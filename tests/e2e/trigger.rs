@@ -632,7 +632,21 @@ fn every_shipped_rule_loads_and_runs() {
                 "listenports",
                 r#"{"tcp/0.0.0.0:22": {"proto": "tcp", "port": 22, "pid": 1, "process": "sshd"}}"#,
                 r#"{"tcp/0.0.0.0:22": {"proto": "tcp", "port": 22, "pid": 2, "process": "sshd"},
-                    "tcp/0.0.0.0:4444": {"proto": "tcp", "port": 4444, "pid": 9, "process": "nc"}}"#,
+                    "tcp/0.0.0.0:4444": {"proto": "tcp", "port": 4444, "pid": 9, "process": "nc", "verified": false},
+                    "tcp/0.0.0.0:8443": {"proto": "tcp", "port": 8443, "pid": 10, "process": "app", "verified": true}}"#,
+            ),
+            (
+                "hygiene",
+                r#"{"duplicate_uid:0": {"check": "duplicate_uid", "uid": 0}}"#,
+                r#"{"duplicate_uid:0": {"check": "duplicate_uid", "uid": 0},
+                    "uid0:mallory": {"check": "uid0", "user": "mallory"}}"#,
+            ),
+            (
+                "packages",
+                r#"{"/etc/ssh/sshd_config": {"status": "changed", "conffile": true}}"#,
+                r#"{"/etc/ssh/sshd_config": {"status": "changed", "conffile": true},
+                    "/etc/default/grub": {"status": "changed", "conffile": true},
+                    "/usr/bin/ls": {"status": "changed", "package": "coreutils", "conffile": false}}"#,
             ),
             (
                 "users",
@@ -641,8 +655,8 @@ fn every_shipped_rule_loads_and_runs() {
             ),
             (
                 "files",
-                r#"{"/etc/passwd": {"sha256": "aa", "mode": "0644"}, "/usr/bin/x": {"sha256": "cc"}}"#,
-                r#"{"/etc/passwd": {"sha256": "bb", "mode": "0644"}, "/usr/bin/x": {"sha256": "dd"}}"#,
+                r#"{"/etc/passwd": {"sha256": "aa", "mode": "0644"}, "/usr/bin/x": {"sha256": "cc"}, "/etc/shadow": {"sha256": "s1"}}"#,
+                r#"{"/etc/passwd": {"sha256": "bb", "mode": "0644"}, "/usr/bin/x": {"sha256": "dd"}, "/etc/shadow": {"sha256": "s2"}}"#,
             ),
             (
                 "suid",
@@ -654,7 +668,7 @@ fn every_shipped_rule_loads_and_runs() {
             env.ingest(&["--snapshot", name], after.as_bytes());
         }
         once(&env);
-        let snapshot_alerts: Vec<(String, String)> = alerts(&env)
+        let mut snapshot_alerts: Vec<(String, String)> = alerts(&env)
             .into_iter()
             .map(|a| (a.0, a.1))
             .filter(|(r, _)| {
@@ -663,20 +677,32 @@ fn every_shipped_rule_loads_and_runs() {
                     "user-added-or-removed",
                     "etc-file-content-changed",
                     "new-suid-binary",
+                    "unverified-listening-port",
+                    "new-uid0-account",
+                    "package-file-changed",
+                    "secret-file-changed",
                 ]
                 .contains(&r.as_str())
             })
             .collect();
-        assert_eq!(
-            snapshot_alerts,
-            [
-                ("new-listening-port".into(), "tcp/0.0.0.0:4444".into()),
-                ("user-added-or-removed".into(), "mallory".into()),
-                ("etc-file-content-changed".into(), "/etc/passwd".into()),
-                ("new-suid-binary".into(), "/tmp/.x/sh".into()),
-            ],
-            "{kind:?}"
-        );
+        snapshot_alerts.sort();
+        let mut want: Vec<(String, String)> = [
+            ("new-listening-port", "tcp/0.0.0.0:4444"),
+            ("new-listening-port", "tcp/0.0.0.0:8443"),
+            ("user-added-or-removed", "mallory"),
+            ("etc-file-content-changed", "/etc/passwd"),
+            ("etc-file-content-changed", "/etc/shadow"),
+            ("new-suid-binary", "/tmp/.x/sh"),
+            ("unverified-listening-port", "tcp/0.0.0.0:4444"),
+            ("new-uid0-account", "uid0:mallory"),
+            ("package-file-changed", "/usr/bin/ls"),
+            ("secret-file-changed", "/etc/shadow"),
+        ]
+        .into_iter()
+        .map(|(r, k)| (r.to_owned(), k.to_owned()))
+        .collect();
+        want.sort();
+        assert_eq!(snapshot_alerts, want, "{kind:?}");
         let rules: Vec<String> = alerts(&env).into_iter().map(|a| a.0).collect();
         for expected in [
             "ssh-bruteforce",
