@@ -14,13 +14,16 @@
 # first run; --cold drops it before each first run (root only), as for a
 # daily cron run that reads the files from disk.
 #
-#   scripts/bench-snapshot-files.sh [--files N] [--repeat R] [--db URL] [--cold] [--keep]
+#   scripts/bench-snapshot-files.sh [--files N] [--repeat R] [--db URL] [--cold] [--keep] [--bin PATH]
+#
+# --bin runs another siemparse build (an A/B against an older commit:
+# build it in a worktree and run the script once with each binary).
 #
 # Writes benchsuite/runs/snapshot-files-DATE.md. Not a timed test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FILES=100000 DB="" COLD=0 KEEP=0 REPEAT=3
+FILES=100000 DB="" COLD=0 KEEP=0 REPEAT=3 BIN=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --files) FILES=$2; shift 2 ;;
@@ -28,13 +31,16 @@ while [[ $# -gt 0 ]]; do
         --cold) COLD=1; shift ;;
         --keep) KEEP=1; shift ;;
         --repeat) REPEAT=$2; shift 2 ;;
+        --bin) BIN=$(realpath "$2"); shift 2 ;;
         -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench-snapshot-files: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
-cargo build --release -q -p siemparse
-BIN=$PWD/target/release/siemparse
+if [[ -z $BIN ]]; then
+    cargo build --release -q -p siemparse
+    BIN=$PWD/target/release/siemparse
+fi
 W=$(mktemp -d "${TMPDIR:-/tmp}/siemsnapbench.XXXXXX")
 cleanup() { [[ $KEEP = 1 ]] || rm -rf "$W"; }
 trap cleanup EXIT
@@ -140,7 +146,7 @@ OUT=benchsuite/runs/snapshot-files-$(date +%F).md
 {
     echo "# siemparse --gather files: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), commit $(git rev-parse --short HEAD)"
     echo
-    echo "scripts/bench-snapshot-files.sh --files $FILES --repeat $REPEAT$([[ $COLD = 1 ]] && echo ' --cold')"
+    echo "scripts/bench-snapshot-files.sh --files $FILES --repeat $REPEAT$([[ $COLD = 1 ]] && echo ' --cold') (binary $BIN)"
     echo
     report
 } | tee -a "$OUT"

@@ -258,30 +258,13 @@ impl RootFs {
         } else {
             flags | OFlags::NOFOLLOW
         };
-        if HAVE_OPENAT2.load(Ordering::Relaxed) {
-            let rel = host.trim_start_matches('/');
-            let rel = if rel.is_empty() { "." } else { rel };
-            for _ in 0..EAGAIN_RETRIES {
-                match rustix::fs::openat2(
-                    &self.fd,
-                    rel,
-                    flags,
-                    Mode::empty(),
-                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                ) {
-                    Err(Errno::AGAIN) => continue,
-                    Err(Errno::NOSYS | Errno::PERM) if !flags.contains(OFlags::NOATIME) => {
-                        HAVE_OPENAT2.store(false, Ordering::Relaxed);
-                        break;
-                    }
-                    r => return Ok(r?),
-                }
-            }
-            if HAVE_OPENAT2.load(Ordering::Relaxed) {
-                return Err(Errno::AGAIN.into());
-            }
+        let rel = host.trim_start_matches('/');
+        let rel = if rel.is_empty() { "." } else { rel };
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        match openat2(self.fd.as_fd(), rel, flags, resolve) {
+            Some(r) => r,
+            None => walk_in_root(self.fd.as_fd(), host, flags),
         }
-        walk_in_root(self.fd.as_fd(), host, flags)
     }
 
     /// A base for the directory at host path `host` (its last component
@@ -432,28 +415,37 @@ pub fn open_beneath(dir: BorrowedFd<'_>, rel: &str, flags: OFlags) -> std::io::R
     if rel.is_empty() {
         return Ok(rustix::fs::openat(dir, ".", flags, Mode::empty())?);
     }
-    if HAVE_OPENAT2.load(Ordering::Relaxed) {
-        for _ in 0..EAGAIN_RETRIES {
-            match rustix::fs::openat2(
-                dir,
-                rel,
-                flags,
-                Mode::empty(),
-                ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Err(Errno::AGAIN) => continue,
-                Err(Errno::NOSYS | Errno::PERM) if !flags.contains(OFlags::NOATIME) => {
-                    HAVE_OPENAT2.store(false, Ordering::Relaxed);
-                    break;
-                }
-                r => return Ok(r?),
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    match openat2(dir, rel, flags, resolve) {
+        Some(r) => r,
+        None => walk_beneath(dir, rel, flags),
+    }
+}
+
+/// `openat2`, retried on EAGAIN; `None` when the kernel does not have it
+/// (then, and from then on, the caller walks in user space).
+fn openat2(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    flags: OFlags,
+    resolve: ResolveFlags,
+) -> Option<std::io::Result<OwnedFd>> {
+    if !HAVE_OPENAT2.load(Ordering::Relaxed) {
+        return None;
+    }
+    for _ in 0..EAGAIN_RETRIES {
+        match rustix::fs::openat2(dir, rel, flags, Mode::empty(), resolve) {
+            Err(Errno::AGAIN) => continue,
+            // EPERM: a seccomp filter that denies it (with O_NOATIME it is
+            // the file's owner that refuses).
+            Err(Errno::NOSYS | Errno::PERM) if !flags.contains(OFlags::NOATIME) => {
+                HAVE_OPENAT2.store(false, Ordering::Relaxed);
+                return None;
             }
-        }
-        if HAVE_OPENAT2.load(Ordering::Relaxed) {
-            return Err(Errno::AGAIN.into());
+            r => return Some(r.map_err(Into::into)),
         }
     }
-    walk_beneath(dir, rel, flags)
+    Some(Err(Errno::AGAIN.into()))
 }
 
 /// [`open_beneath`] in user space: each directory opened `O_NOFOLLOW`.
