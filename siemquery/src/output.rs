@@ -22,6 +22,10 @@ pub enum Cell<'a> {
     Time(i64),
     /// Text that holds JSON (`extra`): embedded as JSON where valid.
     Json(Cow<'a, str>),
+    /// Lines already made safe to show, each by `display::escape` (a
+    /// unified diff from `common::snapshot::unified`): a table prints them
+    /// as they are, line breaks kept; elsewhere it is text.
+    EscapedLines(Cow<'a, str>),
 }
 
 /// `2024-03-01T12:00:00.000Z`.
@@ -52,7 +56,7 @@ fn push_json_value(buf: &mut Vec<u8>, cell: &Cell<'_>, memo: &mut Memo) {
     match cell {
         Cell::Null => buf.extend_from_slice(b"null"),
         Cell::Int(i) => push_int(buf, *i),
-        Cell::Text(s) => push_json_str(buf, s),
+        Cell::Text(s) | Cell::EscapedLines(s) => push_json_str(buf, s),
         Cell::Time(ms) => {
             buf.push(b'"');
             memo.times.push(buf, *ms);
@@ -235,7 +239,9 @@ impl<W: Write> RowWriter for Csv<W> {
                     push_int(&mut self.num, *i);
                     Cow::Borrowed(&self.num)
                 }
-                Cell::Text(s) | Cell::Json(s) => formula_safe(s.as_bytes(), self.excel_safe),
+                Cell::Text(s) | Cell::Json(s) | Cell::EscapedLines(s) => {
+                    formula_safe(s.as_bytes(), self.excel_safe)
+                }
                 Cell::Time(ms) => {
                     self.times.push(&mut self.num, *ms);
                     Cow::Borrowed(&self.num)
@@ -299,6 +305,7 @@ impl<W: Write> RowWriter for Table<W> {
                 Cell::Int(i) => i.to_string(),
                 // Stored text is the attackers': no control character reaches the terminal.
                 Cell::Text(s) | Cell::Json(s) => escape(s).into_owned(),
+                Cell::EscapedLines(s) => s.to_string(),
                 Cell::Time(ms) => self.local(*ms),
             })
             .collect();
@@ -437,7 +444,7 @@ mod tests {
             match c {
                 Cell::Null => serde_json::Value::Null,
                 Cell::Int(i) => (*i).into(),
-                Cell::Text(s) => s.as_ref().into(),
+                Cell::Text(s) | Cell::EscapedLines(s) => s.as_ref().into(),
                 Cell::Time(ms) => DateTime::<Utc>::from_timestamp_millis(*ms)
                     .unwrap_or_default()
                     .to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -437,7 +437,8 @@ fn write_pdf(html: &str, path: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(&page, html).context("--report: temporary HTML")?;
     let out = std::path::absolute(path).with_context(|| format!("--report {}", path.display()))?;
     // Created (0600, emptied) here: Chromium writes into it and keeps the mode.
-    siemstress_common::files::create(&out).with_context(|| format!("--report {}", path.display()))?;
+    siemstress_common::files::create(&out)
+        .with_context(|| format!("--report {}", path.display()))?;
     let result = std::process::Command::new(&browser)
         .args([
             "--headless",

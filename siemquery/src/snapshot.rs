@@ -202,7 +202,7 @@ fn write_changes(
                             text(&c.old).as_deref(),
                             text(&c.new).as_deref(),
                         );
-                        (Cell::Null, Cell::Text(d.into()))
+                        (Cell::Null, Cell::EscapedLines(d.into()))
                     }
                     ChangeKind::Changed => (value_cell(c.old.as_ref()), value_cell(c.new.as_ref())),
                     ChangeKind::Added if table => (Cell::Null, row.clone().unwrap_or(Cell::Null)),
