@@ -157,7 +157,9 @@ impl Config {
 
     fn resolve_section_inner(&self, name: &str, s: &SectionConfig) -> Result<Section, Error> {
         let table_name = s.table.as_deref().unwrap_or(name);
-        let table = Ident::new(table_name, &format!("table of [section.{name}]"))?;
+        let what = format!("table of [section.{name}]");
+        let table = Ident::new(table_name, &what)?;
+        crate::db::events::check_event_table(&table, &what)?;
         let zone = match &s.timezone {
             Some(z) => Zone::parse(z).map_err(|_| Error::ConfigValue {
                 key: format!("section.{name}.timezone"),
@@ -223,6 +225,28 @@ mod tests {
         assert!(err.to_string().contains("section.a.timezone"), "{err}");
         let err = Config::parse_str("[section.a]\ntable = \"a;drop\"\n").unwrap_err();
         assert!(err.to_string().contains("a;drop"), "{err}");
+    }
+
+    #[test]
+    fn internal_and_overlong_tables_are_refused() {
+        let cfg = Config::parse_str("").unwrap();
+        for name in [
+            "alerts",
+            "Alerts",
+            "_SQLX_MIGRATIONS",
+            "sqlite_master",
+            "alerts_ts",
+        ] {
+            let err = cfg.section(name, None).unwrap_err().to_string();
+            assert!(err.contains("siemstress's own"), "{name}: {err}");
+        }
+        let long = "a".repeat(crate::db::events::MAX_TABLE_CHARS + 1);
+        let err = cfg.section(&long, None).unwrap_err().to_string();
+        assert!(err.contains("at most 55 characters"), "{err}");
+        let ok = "a".repeat(crate::db::events::MAX_TABLE_CHARS);
+        assert!(cfg.section(&ok, None).is_ok());
+        let err = Config::parse_str("[section.x]\ntable = \"Event_Tables\"\n").unwrap_err();
+        assert!(err.to_string().contains("section.x"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub enum Error {
         "invalid name {name:?} for {what}: use letters, digits and _, not starting with a digit, at most 64"
     )]
     BadIdentifier { what: String, name: String },
+    #[error("name {name:?} cannot be used for {what}: {reason}")]
+    ReservedName {
+        what: String,
+        name: String,
+        reason: String,
+    },
     #[error("unknown time zone {0:?}: use an IANA name (Europe/Berlin) or an offset (+0500)")]
     BadZone(String),
     #[error("invalid duration {value:?}: {reason} (use e.g. 5m, 6h, 2d, 1w)")]

@@ -9,6 +9,7 @@ mod ingest;
 mod loghub;
 mod query;
 mod regressions;
+mod resilience;
 mod rule_pack;
 mod snapshot;
 mod trigger;

@@ -45,9 +45,100 @@ pub(crate) fn forget_table<'a>(backend: Backend, section: &'a str, t: &'a Ident)
     [reg, mark, follow]
 }
 
+/// Suffix of the `(ts)` index of an event table.
+pub(crate) const INDEX_TS: &str = "_ts";
+/// Suffix of the `(source_host, ts)` index of an event table.
+pub(crate) const INDEX_SHOST_TS: &str = "_shost_ts";
+/// Suffix of an event table's `--grep` search index (FTS5 on SQLite, with
+/// its own `_data`, `_idx` and `_config` tables; the bitmap on MariaDB).
+pub(crate) const GREP_SUFFIX: &str = "$grep";
+
+/// Longest event table name: MariaDB allows 64 characters in a table or
+/// index name, and the longest name made from a table's is its
+/// `(source_host, ts)` index.
+pub const MAX_TABLE_CHARS: usize = {
+    let longest = if INDEX_SHOST_TS.len() > GREP_SUFFIX.len() {
+        INDEX_SHOST_TS.len()
+    } else {
+        GREP_SUFFIX.len()
+    };
+    64 - longest
+};
+
+/// The names of siemstress's own tables and indexes (the migrations'),
+/// which no section may use as its table, in any letter case: SQLite's
+/// names are case-insensitive, and a section named `alerts` would have let
+/// `--clear` drop every alert. SQLite's own `sqlite_*` names are reserved
+/// too. Names with `$` (the search index tables) cannot be written in a
+/// section at all. Kept in step with `migrations/` by a test.
+pub const RESERVED_TABLES: &[&str] = &[
+    "_sqlx_migrations",
+    "action_runs",
+    "action_runs_alert",
+    "action_runs_due",
+    "alert_events",
+    "alerts",
+    "alerts_rule_ts",
+    "alerts_ts",
+    "event_tables",
+    "follow_state",
+    "grep_index",
+    "snapshot_rows",
+    "snapshot_runs",
+    "snapshot_runs_name_host",
+    "snapshot_runs_taken",
+    "trigger_lease",
+    "trigger_progress",
+    "trigger_windows",
+];
+
+/// Refuses a name that cannot be an event table: one of
+/// [`RESERVED_TABLES`] (any case), `sqlite_*`, or longer than
+/// [`MAX_TABLE_CHARS`]. `what` names its origin (the section).
+pub fn check_event_table(t: &Ident, what: &str) -> Result<(), Error> {
+    let lower = t.as_str().to_ascii_lowercase();
+    let reason = if RESERVED_TABLES.contains(&lower.as_str()) || lower.starts_with("sqlite_") {
+        "it is the name of one of siemstress's own tables or indexes".to_owned()
+    } else if t.as_str().len() > MAX_TABLE_CHARS {
+        format!(
+            "an event table name has at most {MAX_TABLE_CHARS} characters (its index \
+             {t}{INDEX_SHOST_TS} must fit MariaDB's 64)"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::ReservedName {
+        what: what.to_owned(),
+        name: t.as_str().to_owned(),
+        reason,
+    })
+}
+
+/// The statement that registers event table `t` in `event_tables`.
+pub(crate) fn register_table(backend: Backend, t: &Ident) -> Sql<'_> {
+    let mut q = Sql::with(
+        backend,
+        match backend {
+            Backend::Sqlite => "INSERT OR IGNORE",
+            Backend::Mysql => "INSERT IGNORE",
+        },
+    );
+    q.push(" INTO event_tables (name, created) VALUES (")
+        .bind(t.as_str())
+        .push(", ")
+        .bind(crate::time::now_ms())
+        .push(")");
+    q
+}
+
 impl Database {
     /// Creates the event table `t` (with its indexes and search index) if
-    /// it is missing, and registers it.
+    /// it is missing, and registers it. Creation is serialized between
+    /// processes (SQLite: an immediate transaction; MariaDB: a named lock)
+    /// and re-checked under that lock, so tools and hosts that start
+    /// together on a new section do not fail on each other's DDL. A table
+    /// that is complete and registered takes no lock and runs no DDL (an
+    /// account without CREATE privileges writes into it).
     ///
     /// Indexes: `(ts)` for every time window, `(source_host, ts)` for "one
     /// address over days". No `(process, ts)`: processes are few and busy, so
@@ -58,29 +149,52 @@ impl Database {
     /// Refused when a table whose name differs only in case exists (see
     /// [`Database::case_clash`]).
     pub async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+        check_event_table(t, "an event table")?;
         if let Some(existing) = self.case_clash(t).await? {
             return Err(Error::TableCaseClash {
                 table: t.to_string(),
                 existing,
             });
         }
-        match self {
-            Database::Sqlite(d) => d.ensure_event_table(t).await?,
-            Database::Mysql(d) => d.ensure_event_table(t).await?,
+        if self.event_table_registered(t).await? && self.event_table_complete(t).await? {
+            return Ok(());
         }
-        let mut q = self.sql(match self.backend() {
-            Backend::Sqlite => "INSERT OR IGNORE",
-            Backend::Mysql => "INSERT IGNORE",
-        });
-        q.push(" INTO event_tables (name, created) VALUES (")
-            .bind(t.as_str())
-            .push(", ")
-            .bind(crate::time::now_ms())
-            .push(")");
-        self.execute(&q)
+        match self {
+            Database::Sqlite(d) => d.create_event_table(t).await,
+            Database::Mysql(d) => d.create_event_table(t).await,
+        }
+    }
+
+    /// True if `t` is registered in `event_tables` (made by siemparse as an
+    /// event table, not one of the database's own).
+    pub async fn event_table_registered(&self, t: &Ident) -> Result<bool, Error> {
+        let mut q = self.sql("SELECT COUNT(*) AS n FROM event_tables WHERE name = ");
+        q.bind(t.as_str());
+        let c: Count = self
+            .fetch_one(&q)
             .await
-            .map_err(|e| Error::db("register table", t.as_str(), e))?;
-        Ok(())
+            .map_err(|e| Error::db("look up table", t.as_str(), e))?;
+        Ok(c.n > 0)
+    }
+
+    /// True if the event table and its search index both exist.
+    async fn event_table_complete(&self, t: &Ident) -> Result<bool, Error> {
+        let grep = super::grep_index::fts_table(t);
+        let mut q = self.sql(match self.backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ("
+            }
+            Backend::Mysql => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name IN ("
+            }
+        });
+        q.bind(t.as_str()).push(", ").bind(grep.as_str()).push(")");
+        let c: Count = self
+            .fetch_one(&q)
+            .await
+            .map_err(|e| Error::db("look up table", t.as_str(), e))?;
+        Ok(c.n == 2)
     }
 
     /// The name of a table that differs from `t` only in (ASCII) case, if
@@ -123,8 +237,19 @@ impl Database {
         Ok(c.n > 0)
     }
 
-    /// Drops an event table and the follow offsets of its section.
+    /// Drops an event table and the follow offsets of its section; only a
+    /// table registered in `event_tables` (one siemparse made), never one
+    /// of the database's own or another program's.
     pub async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
+        check_event_table(t, &format!("the table of section {section}"))?;
+        if !self.event_table_registered(t).await? {
+            return Err(Error::db(
+                "drop table",
+                t.as_str(),
+                "it is not an event table of siemstress (not registered in event_tables); \
+                 nothing deleted",
+            ));
+        }
         match self {
             Database::Sqlite(d) => d.drop_event_table(section, t).await,
             Database::Mysql(d) => d.drop_event_table(section, t).await,

@@ -33,9 +33,10 @@ pub const MIN_CHARS: usize = 3;
 /// Most trigrams of one pattern put into the MATCH expression.
 const MAX_TERMS: usize = 24;
 
-/// Name of the FTS5 table of event table `t` (unquoted).
+/// Name of the search index table of event table `t` (unquoted): the FTS5
+/// table on SQLite, the bitmap on MariaDB.
 pub fn fts_table(t: &Ident) -> String {
-    format!("{t}$grep")
+    format!("{t}{}", super::events::GREP_SUFFIX)
 }
 
 /// DDL of the index of `t` (idempotent).

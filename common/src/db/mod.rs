@@ -91,6 +91,16 @@ impl Database {
     }
 }
 
+/// True if every migration of `migrator` is among `applied` (version,
+/// checksum) with the same checksum: nothing to do, and no lock to take.
+fn migrations_applied(migrator: &sqlx::migrate::Migrator, applied: &[(i64, Vec<u8>)]) -> bool {
+    migrator.iter().all(|m| {
+        applied
+            .iter()
+            .any(|(v, sum)| *v == m.version && sum.as_slice() == &*m.checksum)
+    })
+}
+
 /// Longest value kept in an indexed short column (host, user, ...); the
 /// whole text stays in `raw`. Keeps MariaDB's VARCHAR(255) and SQLite equal.
 pub const SHORT_COLUMN_CHARS: usize = 255;
@@ -135,6 +145,43 @@ mod tests {
             sqlite, mysql,
             "migrations/sqlite and migrations/mysql must have the same versions"
         );
+    }
+
+    /// Every table and index the migrations create is reserved against
+    /// section names (`events::RESERVED_TABLES`).
+    #[test]
+    fn migration_names_are_reserved() {
+        for backend in ["sqlite", "mysql"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../migrations")
+                .join(backend);
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let sql = std::fs::read_to_string(entry.unwrap().path())
+                    .unwrap()
+                    .to_lowercase();
+                let words: Vec<&str> = sql
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                for (i, w) in words.iter().enumerate() {
+                    let created = match (*w, words.get(i + 1)) {
+                        ("table" | "index", Some(&"if")) => words.get(i + 4),
+                        ("table" | "index", Some(n)) if i > 0 && words[i - 1] == "create" => {
+                            Some(n)
+                        }
+                        _ => None,
+                    };
+                    if let Some(name) = created
+                        && *name != "on"
+                    {
+                        assert!(
+                            super::events::RESERVED_TABLES.contains(name),
+                            "{backend}: {name} is created by a migration but not in RESERVED_TABLES"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

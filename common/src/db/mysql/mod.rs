@@ -14,7 +14,7 @@ use futures_util::TryStreamExt;
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{Column, MySql, Row};
 
-use super::events::Checkpoint;
+use super::events::{Checkpoint, INDEX_SHOST_TS, INDEX_TS};
 use super::search::{Deliver, EventRef, Positions, RowValues, query_err, utf8};
 use super::sql::{Sql, Value, query};
 use super::{Backend, options, short};
@@ -47,7 +47,23 @@ impl MysqlDb {
         Ok(Self { pool })
     }
 
-    pub(crate) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+    /// Creates event table `t`, its search index and its registration
+    /// under the named lock [`DDL_LOCK`], re-checked under it.
+    pub(crate) async fn create_event_table(&self, t: &Ident) -> Result<(), Error> {
+        let e = |e| Error::db("create table", t.as_str(), e);
+        let mut conn = self.pool.acquire().await.map_err(e)?;
+        named_lock(&mut conn, DDL_LOCK, "create table").await?;
+        let done = self.create_event_table_locked(&mut conn, t).await;
+        release_lock(&mut conn, DDL_LOCK).await;
+        done
+    }
+
+    async fn create_event_table_locked(
+        &self,
+        conn: &mut sqlx::MySqlConnection,
+        t: &Ident,
+    ) -> Result<(), Error> {
+        let e = |e| Error::db("create table", t.as_str(), e);
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS `{t}` (
   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -61,16 +77,22 @@ impl MysqlDb {
   parsed TINYINT NOT NULL,
   source TEXT NOT NULL,
   extra MEDIUMTEXT,
-  KEY `{t}_ts` (ts),
-  KEY `{t}_shost_ts` (source_host, ts)
+  KEY `{t}{INDEX_TS}` (ts),
+  KEY `{t}{INDEX_SHOST_TS}` (source_host, ts)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         );
         for ddl in [ddl, grep_bits::ddl(t)] {
             sqlx::query(sqlx::AssertSqlSafe(ddl))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err(|e| Error::db("create table", t.as_str(), e))?;
+                .map_err(e)?;
         }
+        let reg = super::events::register_table(Backend::Mysql, t);
+        query::<MySql>(&reg)
+            .map_err(e)?
+            .execute(&mut *conn)
+            .await
+            .map_err(e)?;
         Ok(())
     }
 
@@ -78,7 +100,7 @@ impl MysqlDb {
         let e = |e| Error::db("drop table", t.as_str(), e);
         // DDL commits implicitly in MariaDB: drop first, then forget state
         // (a search index mark left behind names a missing row: ignored).
-        for suffix in ["", "$grep"] {
+        for suffix in ["", super::events::GREP_SUFFIX] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP TABLE IF EXISTS `{t}{suffix}`"
             )))
@@ -116,12 +138,78 @@ impl MysqlDb {
     }
 }
 
-/// Applies pending migrations. MariaDB commits DDL at once, so a process
-/// killed inside a migration leaves it marked as partially applied (dirty);
-/// our MySQL migrations are idempotent (`IF NOT EXISTS`), so a dirty
-/// migration is forgotten and run again instead of needing a manual fix.
+/// Applies pending migrations, one process at a time: under the named lock
+/// [`MIGRATE_LOCK`] of this database (sqlx's own lock, `GET_LOCK(name, -1)`,
+/// returns NULL at once on MariaDB: three tools started together on a new
+/// database failed with a duplicate key in `_sqlx_migrations`). What is
+/// applied is read again under the lock. An up-to-date database takes no
+/// lock and runs no DDL, so accounts without CREATE privileges connect.
+///
+/// MariaDB commits DDL at once, so a process killed inside a migration
+/// leaves it marked as partially applied (dirty); our MySQL migrations are
+/// idempotent (`IF NOT EXISTS`), so a dirty migration (only ever seen under
+/// the lock, so its process is gone) is forgotten and run again instead of
+/// needing a manual fix.
 async fn migrate(conn: &mut sqlx::MySqlConnection) -> Result<(), Error> {
-    let migrator = sqlx::migrate!("../migrations/mysql");
+    let mut migrator = sqlx::migrate!("../migrations/mysql");
+    migrator.set_locking(false);
+    let applied: Result<Vec<(i64, Vec<u8>)>, _> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut *conn)
+            .await;
+    if applied.is_ok_and(|a| super::migrations_applied(&migrator, &a)) {
+        return Ok(());
+    }
+    named_lock(&mut *conn, MIGRATE_LOCK, "migrate").await?;
+    let done = migrate_locked(&migrator, &mut *conn).await;
+    release_lock(&mut *conn, MIGRATE_LOCK).await;
+    done
+}
+
+/// Named lock (per database) that serializes migrations.
+const MIGRATE_LOCK: &str = "migrate";
+/// Named lock (per database) that serializes event-table creation.
+pub(crate) const DDL_LOCK: &str = "ddl";
+/// How long a process waits for another's migration or table creation.
+const LOCK_WAIT_SECS: i64 = 300;
+
+/// Takes the server-wide named lock `siemstress:<what>:<sha1 of the
+/// database name>` (64 characters at most, whatever the database's name),
+/// waiting up to [`LOCK_WAIT_SECS`].
+pub(crate) async fn named_lock(
+    conn: &mut sqlx::MySqlConnection,
+    what: &'static str,
+    doing: &str,
+) -> Result<(), Error> {
+    let got: (Option<i64>,) =
+        sqlx::query_as("SELECT GET_LOCK(CONCAT('siemstress:', ?, ':', SHA1(DATABASE())), ?)")
+            .bind(what)
+            .bind(LOCK_WAIT_SECS)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Error::db(doing, "(named lock)", e))?;
+    match got.0 {
+        Some(1) => Ok(()),
+        _ => Err(Error::db(
+            doing,
+            "(named lock)",
+            format!("another process held the lock for {LOCK_WAIT_SECS} s"),
+        )),
+    }
+}
+
+/// Releases a lock of [`named_lock`] (closing the connection would too).
+pub(crate) async fn release_lock(conn: &mut sqlx::MySqlConnection, what: &'static str) {
+    let _ = sqlx::query("DO RELEASE_LOCK(CONCAT('siemstress:', ?, ':', SHA1(DATABASE())))")
+        .bind(what)
+        .execute(&mut *conn)
+        .await;
+}
+
+async fn migrate_locked(
+    migrator: &sqlx::migrate::Migrator,
+    conn: &mut sqlx::MySqlConnection,
+) -> Result<(), Error> {
     match migrator.run(&mut *conn).await {
         Err(sqlx::migrate::MigrateError::Dirty(version)) => {
             sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ? AND success = FALSE")

@@ -12,7 +12,7 @@ pub(crate) mod stmt;
 
 use std::path::{Path, PathBuf};
 
-use super::events::Checkpoint;
+use super::events::{Checkpoint, INDEX_SHOST_TS, INDEX_TS};
 use super::options;
 use super::search::{Deliver, EventRef, Positions, RowValues, query_err};
 use super::sql::Sql;
@@ -32,10 +32,7 @@ impl SqliteDb {
     /// Opens (creating if needed) the file named by `url` and migrates it.
     pub(crate) async fn connect(url: &str) -> Result<Self, Error> {
         let (pool, path) = options::sqlite_pool(url).await?;
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| Error::Migrate(e.to_string()))?;
+        migrate(&pool).await?;
         Ok(Self { pool, path })
     }
 
@@ -60,28 +57,65 @@ impl SqliteDb {
   source TEXT NOT NULL,
   extra TEXT
 );
-CREATE INDEX IF NOT EXISTS "{t}_ts" ON "{t}" (ts);
-CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
+CREATE INDEX IF NOT EXISTS "{t}{INDEX_TS}" ON "{t}" (ts);
+CREATE INDEX IF NOT EXISTS "{t}{INDEX_SHOST_TS}" ON "{t}" (source_host, ts);"#
         )
     }
 
-    pub(crate) async fn ensure_event_table(&self, t: &Ident) -> Result<(), Error> {
+    /// Creates event table `t`, its search index and its registration in
+    /// one immediate transaction (one process at a time), after checking
+    /// that none of its names is taken by another table's object: SQLite
+    /// keeps tables and indexes in one case-insensitive namespace, so a
+    /// section `auth_ts` would meet the index `auth_ts` of table `auth`.
+    pub(crate) async fn create_event_table(&self, t: &Ident) -> Result<(), Error> {
+        use sqlx::Connection;
+        let e = |e| Error::db("create table", t.as_str(), e);
+        let mut conn = self.pool.acquire().await.map_err(e)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(e)?;
+        let (ts, shost) = (format!("{t}{INDEX_TS}"), format!("{t}{INDEX_SHOST_TS}"));
+        let taken: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT type, name, tbl_name FROM sqlite_master \
+             WHERE (lower(name) IN (lower(?1), lower(?2)) AND lower(tbl_name) <> lower(?3)) \
+             OR (lower(name) = lower(?3) AND type <> 'table') LIMIT 1",
+        )
+        .bind(&ts)
+        .bind(&shost)
+        .bind(t.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(e)?;
+        if let Some((kind, name, table)) = taken {
+            return Err(Error::ReservedName {
+                what: "an event table".to_owned(),
+                name: t.as_str().to_owned(),
+                reason: format!(
+                    "its names collide with {kind} {name} of table {table} (SQLite keeps \
+                     tables and indexes in one namespace); choose another table name"
+                ),
+            });
+        }
         sqlx::raw_sql(sqlx::AssertSqlSafe(Self::event_table_ddl(t)))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| Error::db("create table", t.as_str(), e))?;
+            .map_err(e)?;
         sqlx::query(sqlx::AssertSqlSafe(super::grep_index::sqlite_ddl(t)))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| Error::db("create search index of", t.as_str(), e))?;
-        Ok(())
+            .map_err(|x| Error::db("create search index of", t.as_str(), x))?;
+        let reg = super::events::register_table(super::Backend::Sqlite, t);
+        super::sql::query::<sqlx::Sqlite>(&reg)
+            .map_err(e)?
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+        tx.commit().await.map_err(e)
     }
 
     /// Drops an event table and everything kept about it, in one transaction.
     pub(crate) async fn drop_event_table(&self, section: &str, t: &Ident) -> Result<(), Error> {
         let e = |e| Error::db("drop table", t.as_str(), e);
         let mut tx = self.pool.begin().await.map_err(e)?;
-        for suffix in ["", "$grep"] {
+        for suffix in ["", super::events::GREP_SUFFIX] {
             let ddl = format!("DROP TABLE IF EXISTS \"{t}{suffix}\"");
             sqlx::query(sqlx::AssertSqlSafe(ddl))
                 .execute(&mut *tx)
@@ -128,6 +162,33 @@ CREATE INDEX IF NOT EXISTS "{t}_shost_ts" ON "{t}" (source_host, ts);"#
             indexed_upto,
         })
     }
+}
+
+/// Applies pending migrations, one process at a time. sqlx takes no lock
+/// on SQLite, so two tools started together on a new file both applied
+/// migration 1 ("table alerts already exists"). Here the migrator runs
+/// inside a `BEGIN IMMEDIATE` transaction (the database's one write lock,
+/// waited for up to the busy timeout) and re-reads what is applied under
+/// it; each migration becomes a savepoint of that transaction. An
+/// up-to-date database takes no write lock (a read-only file still opens).
+async fn migrate(pool: &sqlx::SqlitePool) -> Result<(), Error> {
+    use sqlx::Connection;
+    let migrator = sqlx::migrate!("../migrations/sqlite");
+    let err = |e: sqlx::Error| Error::Migrate(e.to_string());
+    let mut conn = pool.acquire().await.map_err(err)?;
+    let applied: Result<Vec<(i64, Vec<u8>)>, _> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut *conn)
+            .await;
+    if applied.is_ok_and(|a| super::migrations_applied(&migrator, &a)) {
+        return Ok(());
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+    migrator
+        .run(&mut *tx)
+        .await
+        .map_err(|e| Error::Migrate(e.to_string()))?;
+    tx.commit().await.map_err(err)
 }
 
 /// The SQLite ingest connection.
