@@ -804,12 +804,18 @@ fn portscan_of_localhost() {
                 .unwrap()
                 .1
         };
-        assert_eq!(
-            get(p_ssh)["banner"],
-            "SSH-2.0-Test_9.9 \\x1b[2J",
-            "{kind:?}"
-        );
+        assert_eq!(get(p_ssh)["banner"], "SSH-2.0-Test_9.9 \x1b[2J", "{kind:?}");
         assert_eq!(get(p_ssh)["address"], "127.0.0.1");
+        // Shown escaped in a table, once.
+        let (_, table, _) = env.run(
+            "siemquery",
+            &["--snapshot", "portscan", "--format", "table"],
+            b"",
+        );
+        assert!(
+            table.contains("SSH-2.0-Test_9.9 \\x1b[2J") && !table.contains('\x1b'),
+            "{table}"
+        );
         assert_eq!(get(p_ssh)["port"], p_ssh);
         assert_eq!(get(p_silent)["banner"], Value::Null);
         // Too many probes, a bad range: errors naming the key.

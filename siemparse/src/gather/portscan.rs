@@ -12,8 +12,9 @@
 //! CIDR blocks down to /16.
 //!
 //! A banner is written by whoever answers on that port: only its first
-//! line is kept, at most [`BANNER_MAX`] characters, with control
-//! characters escaped.
+//! line is kept, at most [`BANNER_MAX`] characters, exact (a binary
+//! greeting such as MariaDB's keeps its bytes as JSON escapes); tables and
+//! text output escape it when they show it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -183,8 +184,7 @@ fn banner_line(b: &[u8]) -> Option<String> {
     if text.is_empty() {
         return None;
     }
-    let cut: String = text.chars().take(BANNER_MAX).collect();
-    Some(siemstress_common::display::escape(&cut).into_owned())
+    Some(text.chars().take(BANNER_MAX).collect())
 }
 
 pub async fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
@@ -251,7 +251,7 @@ mod tests {
         );
         assert_eq!(
             banner_line(b"\x1b]2;x\x07220 hi\n").as_deref(),
-            Some("\\x1b]2;x\\x07220 hi")
+            Some("\x1b]2;x\x07220 hi")
         );
         assert_eq!(banner_line(b""), None);
         assert_eq!(banner_line(&[b'a'; 500]).unwrap().len(), BANNER_MAX);
