@@ -48,7 +48,8 @@ def attacker(r):
 
 
 def event(r, host):
-    """(process, pid, message, fields) of one random line; fields as siemparse extracts them."""
+    """(process, pid, message, fields) of one random line; fields as siemparse's
+    built-in decoders extract them (config/decoders/*.toml)."""
     port = r.randrange(1024, 65536)
     ip = attacker(r)
     pid = r.randrange(1000, 65000)
@@ -75,7 +76,7 @@ def event(r, host):
             dict(user=u, source_host=ip, source_port=port)
     if k < 0.58:
         return "sshd", pid, f"Received disconnect from {ip} port {port}:11: Bye Bye [preauth]", \
-            dict(source_host=ip, source_port=port)
+            dict(source_host=ip, source_port=port, extra=dict(code="11"))
     if k < 0.60:
         u, ip = r.choice(STAFF), r.choice(STAFF_IPS)
         return "sshd", pid, f"Accepted password for {u} from {ip} port {port} ssh2", \
@@ -106,7 +107,7 @@ def event(r, host):
         return "su", pid, f"(to root) {u} on {tty}", dict(user=u, extra=dict(target_user="root", tty=tty))
     if k < 0.805:
         u = r.choice(STAFF[:4])
-        return "su", pid, f"FAILED su for root by {u}", dict(user=u, extra=dict(target_user="root"))
+        return "su", pid, f"FAILED su for root by {u}", dict(user=u, extra=dict(target_user="root", result="FAILED"))
     if k < 0.84:
         return "CRON", pid, "pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)", dict(user="root")
     if k < 0.87:
@@ -119,7 +120,8 @@ def event(r, host):
            f"SRC={ip} DST={WAN_IP[host]} LEN=44 TOS=0x00 PREC=0x00 TTL=243 ID={r.randrange(65536)} "
            f"PROTO={proto} SPT={port} DPT={dpt}" + (" WINDOW=1024 RES=0x00 SYN URGP=0" if proto == "TCP" else " LEN=24"))
     return "kernel", None, msg, dict(source_host=ip, source_port=port, dest_host=WAN_IP[host],
-                                     dest_port=dpt, protocol=proto.lower())
+                                     dest_port=dpt, protocol=proto.lower(),
+                                     extra={"log_prefix": "[UFW BLOCK]", "in": "eth0"})
 
 
 def main():

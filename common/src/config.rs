@@ -183,6 +183,23 @@ impl Config {
         })
     }
 
+    /// The config's path for messages (`siemstress.toml` when none was read).
+    pub fn origin_name(&self) -> String {
+        self.origin
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "siemstress.toml".into())
+    }
+
+    /// The directory that relative paths in the config are read from.
+    pub fn base_dir(&self) -> PathBuf {
+        self.origin
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Database URL: `flag` > `SIEMSTRESS_DATABASE_URL` > `[database] url` >
     /// `sqlite://siemstress.db`; a `password_file` fills in the password.
     pub fn database_url(&self, flag: Option<&str>) -> Result<String, Error> {

@@ -531,17 +531,8 @@ impl RuleSet {
     /// Loads the rules a config names: files matched by `[rules] paths`
     /// (relative to the config file's directory), then inline `[[rule]]`s.
     pub fn load(config: &Config) -> Result<Self, RuleError> {
-        let cfg_origin = config
-            .origin
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "siemstress.toml".into());
-        let base = config
-            .origin
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let cfg_origin = config.origin_name();
+        let base = config.base_dir();
         let actions = action_names(config);
         let mut set = RuleSet::default();
         if let Some(v) = &config.rules {

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::config::Format;
-use crate::decode::Column;
+use crate::decode::{Column, DECODED_COLUMNS};
 
 /// A field of an event that a format can fill.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl Slot {
             "facility" => Slot::Facility,
             "severity" => Slot::Severity,
             "message" => Slot::Message,
-            n => match Column::ALL.iter().find(|c| c.name() == n) {
+            n => match DECODED_COLUMNS.iter().find(|c| c.name() == n) {
                 Some(c) => Slot::Column(*c),
                 None if crate::event::ROW_COLUMNS.contains(&n) => {
                     return Err(format!("{n:?} is not a column a format can fill"));

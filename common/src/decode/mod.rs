@@ -23,13 +23,23 @@ pub mod builtin;
 pub mod check;
 pub mod model;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use foldhash::HashMap;
 
-pub use model::{Column, Decoder, Example, ExampleInput};
+pub use crate::event::Column;
+pub use model::{Decoder, Example, ExampleInput};
+
+/// The columns decoders (and input formats) fill; every other name goes to `extra`.
+pub const DECODED_COLUMNS: [Column; 6] = [
+    Column::User,
+    Column::SourceHost,
+    Column::SourcePort,
+    Column::DestHost,
+    Column::DestPort,
+    Column::Protocol,
+];
 
 use crate::config::Config;
 use crate::normalize;
@@ -46,7 +56,13 @@ pub struct DecodeError {
 
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "decoder file {}", self.origin)?;
+        // A bad `[decoders] paths` entry is the config's fault, not a decoder file's.
+        let what = if self.key.as_deref() == Some("decoders.paths") {
+            "config"
+        } else {
+            "decoder file"
+        };
+        write!(f, "{what} {}", self.origin)?;
         if let Some(d) = &self.decoder {
             write!(f, ": decoder {d:?}")?;
         }
@@ -110,6 +126,7 @@ impl Fields<'_> {
             Column::DestHost => self.dest_host.is_some(),
             Column::DestPort => self.dest_port.is_some(),
             Column::Protocol => self.protocol.is_some(),
+            _ => false,
         }
     }
 
@@ -131,6 +148,8 @@ impl Fields<'_> {
                     self.protocol = Some(normalize::protocol(text));
                 }
             }
+            // Not a decoded column (DECODED_COLUMNS): a decoder cannot name one.
+            _ => {}
         }
     }
 }
@@ -141,6 +160,9 @@ pub struct Decoded<'d> {
     pub decoder: &'d Decoder,
     pub fields: Fields<'d>,
 }
+
+/// Words of the per-line set of decoders whose prefilter occurred.
+const FOUND_WORDS: usize = 4;
 
 /// The decoders tried for one program (or for every program), in order,
 /// with one automaton over their prefilters.
@@ -181,17 +203,8 @@ impl Decoders {
         if config.decoders.paths.is_empty() {
             return Decoders::builtin();
         }
-        let origin = config
-            .origin
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "siemstress.toml".into());
-        let base = config
-            .origin
-            .as_ref()
-            .and_then(|p| p.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let origin = config.origin_name();
+        let base = config.base_dir();
         let mut user: Vec<Decoder> = Vec::new();
         for pattern in &config.decoders.paths {
             let files = crate::paths::expand(&base, pattern).map_err(|message| DecodeError {
@@ -300,19 +313,25 @@ impl Decoders {
         if group.order.is_empty() {
             return None;
         }
-        let mut found = vec![false; group.order.len()];
-        if let Some(ac) = &group.automaton {
+        // Which positions of `order` had a prefilter occur: a bit each (this
+        // runs for every line; no allocation). A group larger than the set
+        // runs every decoder, as if every prefilter had occurred.
+        let mut found = [0u64; FOUND_WORDS];
+        let all = group.order.len() > FOUND_WORDS * 64;
+        if let (Some(ac), false) = (&group.automaton, all) {
             for m in ac.find_overlapping_iter(message) {
-                found[group.owner[m.pattern().as_usize()]] = true;
+                let pos = group.owner[m.pattern().as_usize()];
+                found[pos / 64] |= 1 << (pos % 64);
             }
         }
         for (pos, &i) in group.order.iter().enumerate() {
-            if !found[pos] && !group.always[pos] {
+            let hit = all || found[pos / 64] & (1 << (pos % 64)) != 0;
+            if !hit && !group.always[pos] {
                 continue;
             }
             let d = &self.list[i];
             for r in &d.regexes {
-                let Some(caps) = r.regex.captures(message) else {
+                let Some(caps) = r.regex.captures(message.as_bytes()) else {
                     continue;
                 };
                 let mut fields = Fields::default();
@@ -320,13 +339,14 @@ impl Decoders {
                     let (Some(target), Some(m)) = (target, caps.get(g)) else {
                         continue;
                     };
+                    let text = String::from_utf8_lossy(m.as_bytes());
                     match target {
                         Target::Extra(k) => {
-                            if !m.as_str().is_empty() {
-                                fields.extra.push((k, m.as_str().to_owned()));
+                            if !text.is_empty() {
+                                fields.extra.push((k, text.into_owned()));
                             }
                         }
-                        Target::Column(c) => fields.put(*c, m.as_str()),
+                        Target::Column(c) => fields.put(*c, &text),
                     }
                 }
                 for (t, v) in &d.set {
@@ -377,12 +397,17 @@ fn build_group(list: &[Decoder], pick: &dyn Fn(&Decoder) -> bool) -> Result<Grou
         }
     }
     if !patterns.is_empty() {
-        let ac = AhoCorasick::new(&patterns).map_err(|e| DecodeError {
-            origin: "decoders".into(),
-            decoder: None,
-            key: Some("prefilter".into()),
-            message: e.to_string(),
-        })?;
+        // A DFA: a few hundred states for a program's prefilters, and the
+        // fastest scan for the one pass every line gets.
+        let ac = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&patterns)
+            .map_err(|e| DecodeError {
+                origin: "decoders".into(),
+                decoder: None,
+                key: Some("prefilter".into()),
+                message: e.to_string(),
+            })?;
         g.automaton = Some(ac);
     }
     Ok(g)
