@@ -143,12 +143,10 @@ impl Fields<'_> {
             Column::DestHost => self.dest_host = normalize::host(text),
             Column::SourcePort => self.source_port = normalize::port(text),
             Column::DestPort => self.dest_port = normalize::port(text),
-            Column::Protocol => {
-                if !text.trim().is_empty() {
-                    self.protocol = Some(normalize::protocol(text));
-                }
+            Column::Protocol if !text.trim().is_empty() => {
+                self.protocol = Some(normalize::protocol(text));
             }
-            // Not a decoded column (DECODED_COLUMNS): a decoder cannot name one.
+            // An empty protocol, or not a decoded column (DECODED_COLUMNS).
             _ => {}
         }
     }
