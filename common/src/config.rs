@@ -10,6 +10,8 @@ use crate::Error;
 use crate::ident::Ident;
 use crate::time::Zone;
 
+pub mod listen;
+
 /// The whole configuration file. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,8 @@ pub struct Config {
     pub sigma: Option<toml::Value>,
     #[serde(default)]
     pub decoders: DecodersConfig,
+    #[serde(default)]
+    pub listen: listen::ListenConfig,
     /// Where the config came from, for messages; not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
@@ -140,6 +144,13 @@ impl Config {
         for (name, s) in &cfg.section {
             cfg.resolve_section_inner(name, s)?;
         }
+        cfg.listen()?;
+        for name in cfg.listen.sections() {
+            cfg.section(name, None).map_err(|e| Error::ConfigValue {
+                key: "listen".into(),
+                message: e.to_string(),
+            })?;
+        }
         Ok(cfg)
     }
 
@@ -198,6 +209,11 @@ impl Config {
             .and_then(|p| p.parent())
             .map(Path::to_path_buf)
             .unwrap_or_default()
+    }
+
+    /// `[listen]`, checked.
+    pub fn listen(&self) -> Result<listen::Listen, Error> {
+        self.listen.resolve()
     }
 
     /// Database URL: `flag` > `SIEMSTRESS_DATABASE_URL` > `[database] url` >

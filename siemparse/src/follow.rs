@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use siemstress_common::db::Checkpoint;
-use siemstress_common::event::Event;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::now_ms;
 
 use crate::lines::LineSplitter;
-use crate::pipeline::BatchSender;
+use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending};
 
 /// How often a file at EOF is checked for new lines and rotation.
 const POLL: Duration = Duration::from_millis(100);
@@ -50,7 +49,7 @@ struct Follower {
     parser: LineParser,
     tx: BatchSender,
     splitter: LineSplitter,
-    batch: Vec<Event>,
+    batch: Pending,
     buf: Vec<u8>,
 }
 
@@ -101,7 +100,7 @@ pub fn follow(job: FollowJob, parser: LineParser, tx: BatchSender) -> anyhow::Re
         parser,
         tx,
         splitter: LineSplitter::default(),
-        batch: Vec::with_capacity(job.batch_rows),
+        batch: Pending::new(1, job.batch_rows, MAX_BATCH_BYTES),
         buf: vec![0u8; 256 * 1024],
         job,
     };
@@ -227,11 +226,11 @@ impl Follower {
             let before = self.splitter.pending_len() as u64;
             let (parser, batch) = (&mut self.parser, &mut self.batch);
             self.splitter.feed(&self.buf[..n], |line, _| {
-                batch.push(parser.parse(line, received))
+                batch.push(0, parser.parse(line, received))
             });
             // Offset after the last whole line: all bytes read minus the unfinished rest.
             cur.offset = cur.offset + before + n as u64 - self.splitter.pending_len() as u64;
-            if self.batch.len() >= self.job.batch_rows {
+            if self.batch.is_full() {
                 self.flush(cur)?;
             }
             if self.stopping() {
@@ -244,7 +243,7 @@ impl Follower {
     fn take_partial_line(&mut self, cur: &mut Current) {
         let len = self.splitter.pending_len() as u64;
         if let Some(line) = self.splitter.take_pending() {
-            self.batch.push(self.parser.parse(&line, now_ms()));
+            self.batch.push(0, self.parser.parse(&line, now_ms()));
             cur.offset += len;
         }
     }
@@ -259,7 +258,7 @@ impl Follower {
             offset: cur.offset as i64,
         };
         self.tx
-            .send(std::mem::take(&mut self.batch), Some(cp))
+            .send(self.batch.take_single(), Some(cp))
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
 
@@ -301,12 +300,12 @@ impl Follower {
                 let received = now_ms();
                 let (parser, batch) = (&mut self.parser, &mut self.batch);
                 self.splitter.feed(&self.buf[..n], |line, _| {
-                    batch.push(parser.parse(line, received))
+                    batch.push(0, parser.parse(line, received))
                 });
                 self.send_plain()?;
             }
             if let Some(line) = self.splitter.take_pending() {
-                self.batch.push(self.parser.parse(&line, now_ms()));
+                self.batch.push(0, self.parser.parse(&line, now_ms()));
             }
             self.send_plain()?;
             if self.job.once || self.stopping() {
@@ -317,7 +316,7 @@ impl Follower {
 
     fn send_plain(&mut self) -> anyhow::Result<()> {
         self.tx
-            .send(std::mem::take(&mut self.batch), None)
+            .send(self.batch.take_single(), None)
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
 }

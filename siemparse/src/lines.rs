@@ -5,12 +5,27 @@
 pub const MAX_LINE_BYTES: usize = 8 << 20;
 
 /// Carries a partial line from one read to the next.
-#[derive(Default)]
 pub struct LineSplitter {
     pending: Vec<u8>,
+    /// Longest row: a longer line is cut into pieces of at most this many bytes.
+    max: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::with_max(MAX_LINE_BYTES)
+    }
 }
 
 impl LineSplitter {
+    /// A splitter that cuts lines longer than `max` bytes (at least 4).
+    pub fn with_max(max: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            max: max.max(4),
+        }
+    }
+
     /// Feeds `chunk`; calls `on_line(line, end)` for every complete line, where
     /// `end` is the chunk position just after the line's terminator.
     pub fn feed(&mut self, chunk: &[u8], mut on_line: impl FnMut(&[u8], usize)) {
@@ -18,19 +33,21 @@ impl LineSplitter {
         while let Some(nl) = memchr::memchr(b'\n', &chunk[start..]) {
             let end = start + nl;
             if self.pending.is_empty() {
-                on_line(trim_cr(&chunk[start..end]), end + 1);
+                pieces(trim_cr(&chunk[start..end]), self.max, |p| {
+                    on_line(p, end + 1)
+                });
             } else {
                 self.pending.extend_from_slice(&chunk[start..end]);
                 let line = std::mem::take(&mut self.pending);
-                on_line(trim_cr(&line), end + 1);
+                pieces(trim_cr(&line), self.max, |p| on_line(p, end + 1));
             }
             start = end + 1;
         }
         self.pending.extend_from_slice(&chunk[start..]);
-        while self.pending.len() >= MAX_LINE_BYTES {
+        while self.pending.len() > self.max {
             let rest = self
                 .pending
-                .split_off(char_boundary(&self.pending, MAX_LINE_BYTES));
+                .split_off(char_boundary(&self.pending, self.max));
             let piece = std::mem::replace(&mut self.pending, rest);
             // The piece's bytes are consumed but the line is not over: report
             // the end as the chunk's end minus what is still pending.
@@ -62,8 +79,19 @@ impl LineSplitter {
     }
 }
 
+/// Calls `on_piece` with `line` cut into pieces of at most `max` bytes
+/// (between UTF-8 characters where possible); an empty line is one piece.
+pub fn pieces(mut line: &[u8], max: usize, mut on_piece: impl FnMut(&[u8])) {
+    while line.len() > max {
+        let (piece, rest) = line.split_at(char_boundary(line, max));
+        on_piece(piece);
+        line = rest;
+    }
+    on_piece(line);
+}
+
 /// `at`, or up to 3 bytes before it so that a UTF-8 character is not cut.
-fn char_boundary(bytes: &[u8], at: usize) -> usize {
+pub fn char_boundary(bytes: &[u8], at: usize) -> usize {
     (at.saturating_sub(3)..=at)
         .rev()
         .find(|&i| bytes.get(i).is_none_or(|b| b & 0xC0 != 0x80))
@@ -113,6 +141,24 @@ mod tests {
         s.feed(&big, &mut check);
         s.feed(b"\n", &mut check);
         assert_eq!(pieces, [true, true]);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_one_row() {
+        let mut s = LineSplitter::with_max(4);
+        let mut out = Vec::new();
+        s.feed(b"abcd", |l, _| out.push(l.to_vec()));
+        s.feed(b"\n", |l, _| out.push(l.to_vec()));
+        assert_eq!(out, [&b"abcd"[..]]);
+    }
+
+    #[test]
+    fn a_small_limit_cuts_whole_lines_too() {
+        let mut s = LineSplitter::with_max(4);
+        let mut out = Vec::new();
+        s.feed(b"abcdefghij\nxy", |l, _| out.push(l.to_vec()));
+        s.feed(b"zuvw\n", |l, _| out.push(l.to_vec()));
+        assert_eq!(out, [&b"abcd"[..], b"efgh", b"ij", b"xyzu", b"vw"]);
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! `siemparse`: log lines from stdin or followed files into the event table
-//! of a config section.
+//! `siemparse`: log lines from stdin, followed files or the network into
+//! the event table of a config section.
 
 mod explain;
 mod follow;
 mod gather;
 mod lines;
+mod listen;
 mod pipeline;
 mod progress;
 mod snapshot_input;
@@ -34,9 +35,10 @@ struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
 
-    /// Config section (its table and time zone)
-    #[arg(short = 's', long = "section", default_value = "default")]
-    section: String,
+    /// Config section (its table and time zone); with --listen, the section of
+    /// messages no [listen] route matches [default: default]
+    #[arg(short = 's', long = "section", value_name = "SECTION")]
+    section: Option<String>,
 
     /// Wall-clock zone of lines without an offset: +0500, -0500 or an IANA name (overrides the section's)
     #[arg(
@@ -56,6 +58,13 @@ struct Args {
     /// log's mtime: 2025-01-05T10:00:00+01:00); default: when each line is read
     #[arg(long, value_name = "TIME", conflicts_with = "year")]
     reference_time: Option<String>,
+
+    /// Receive syslog from the network (repeatable): udp://HOST:PORT (RFC 5426),
+    /// tcp://HOST:PORT (RFC 6587, octet counting or LF framing), tls://HOST:PORT
+    /// (RFC 5425; [listen] tls_cert, tls_key); sections chosen by [listen]
+    #[arg(long = "listen", value_name = "URL", value_parser = listen::parse_url,
+          conflicts_with_all = ["follow", "clear", "index", "gather", "snapshot", "reference_time"])]
+    listen: Vec<listen::ListenUrl>,
 
     /// Follow FILE (repeatable): resume from the stored offset, survive rotation
     #[arg(long = "follow", value_name = "FILE")]
@@ -149,12 +158,99 @@ fn decoder_tools(args: &Args) -> anyhow::Result<ExitCode> {
     if args.check_decoders {
         return explain::check_decoders(&decoders);
     }
-    let section = config.section(&args.section, zone_flag(args)?)?;
+    let section = config.section(section_name(args), zone_flag(args)?)?;
     let parser =
         LineParser::new(section.zone, args.year, "explain").with_format(section.structured);
     let line = args.explain.as_ref().and_then(Option::as_deref);
     explain::explain(parser, &decoders, line)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `-s`, or `default`.
+fn section_name(args: &Args) -> &str {
+    args.section.as_deref().unwrap_or("default")
+}
+
+/// `--listen`: serves every URL until SIGTERM/SIGINT, then stores what
+/// was received and exits 0.
+async fn ingest_network(
+    args: &Args,
+    config: &siemstress_common::config::Config,
+) -> anyhow::Result<()> {
+    let stop = Stop::new();
+    let signals = stop_on_signal(&stop);
+    let zone = zone_flag(args)?;
+    let listen_cfg = config.listen()?;
+    let default = args
+        .section
+        .clone()
+        .or_else(|| listen_cfg.section.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let decoders = Decoders::load(config)?;
+    let routes = listen::Routes::new(listen_cfg, &default, args.year, decoders, |name| {
+        Ok(config.section(name, zone)?)
+    })?;
+    let db = args.connect.connect(config).await?;
+    let mut writers = Vec::new();
+    for s in &routes.sections {
+        db.ensure_event_table(&s.table).await?;
+        writers.push(db.event_writer(&s.table).await?);
+    }
+    let tables = routes
+        .sections
+        .iter()
+        .map(|s| s.table.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let batch_rows = args.batch as usize;
+    let (tx, rx) = pipeline::channel(listen::QUEUED_BATCHES);
+    let intake = listen::Intake {
+        routes: Arc::new(routes),
+        tx,
+        batch_rows,
+        stop: stop.watch.subscribe(),
+        warnings: Arc::default(),
+        quiet: args.quiet,
+    };
+    let tasks = listen::start(&args.listen, intake).await?;
+    let stored = Arc::new(AtomicU64::new(0));
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let ticker = show_progress.then(|| progress::spawn(stored.clone()));
+    // The writer ends when every listener has stopped and sent what it had.
+    let written = pipeline::write_all(writers, rx, batch_rows, stored.clone()).await;
+    signals.abort();
+    if let Some(t) = ticker {
+        t.abort();
+        eprintln!();
+    }
+    for t in tasks {
+        t.abort();
+    }
+    db.close().await;
+    written?;
+    if show_progress {
+        eprintln!(
+            "siemparse: stored {} lines in tables {tables}",
+            stored.load(Ordering::Relaxed)
+        );
+    }
+    Ok(())
+}
+
+/// The stop request of SIGTERM/SIGINT, for reader threads (a flag) and
+/// network tasks (a watch).
+struct Stop {
+    flag: Arc<AtomicBool>,
+    watch: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Stop {
+    fn new() -> Self {
+        Self {
+            flag: Arc::new(AtomicBool::new(false)),
+            watch: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
 }
 
 /// `-z`, parsed.
@@ -178,11 +274,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         return snapshot_input::run(&args.connect, &config, opts).await;
     }
-    let section = config.section(&args.section, zone_flag(&args)?)?;
+    if !args.listen.is_empty() {
+        return ingest_network(&args, &config).await;
+    }
+    let section = config.section(section_name(&args), zone_flag(&args)?)?;
     // SIGTERM/SIGINT are caught from here on (loading decoders and
     // connecting take a moment): the ingest then stops cleanly, exit 0.
-    let stop = Arc::new(AtomicBool::new(false));
-    let signals = (!args.clear && !args.index).then(|| stop_on_signal(stop.clone()));
+    let stop = Stop::new();
+    let signals = (!args.clear && !args.index).then(|| stop_on_signal(&stop));
     let reference = args
         .reference_time
         .as_deref()
@@ -218,7 +317,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let writer = db.event_writer(&section.table).await?;
     let stored = Arc::new(AtomicU64::new(0));
     let batch_rows = args.batch as usize;
-    let (tx, rx) = pipeline::channel();
+    let (tx, rx) = pipeline::channel(4);
 
     let mut readers = Vec::new();
     if args.follow.is_empty() {
@@ -248,7 +347,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 from_end: args.from_end,
                 once: args.once,
                 batch_rows,
-                stop: stop.clone(),
+                stop: stop.flag.clone(),
             };
             let parser = new_parser(&key);
             let tx = tx.clone();
@@ -260,12 +359,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let ticker = show_progress.then(|| progress::spawn(stored.clone()));
 
-    let write = pipeline::write_all(writer, rx, batch_rows, stored.clone());
+    let write = pipeline::write_all(vec![writer], rx, batch_rows, stored.clone());
     // After SIGTERM/SIGINT the readers flush and stop; one blocked in a read
     // (stdin, a pipe without writer) cannot, so give up on it after a grace period.
     let finished = tokio::select! {
         r = write => Some(r),
-        _ = grace_after_stop(stop.clone()) => None,
+        _ = grace_after_stop(stop.flag.clone()) => None,
     };
     if let Some(s) = signals {
         s.abort();
@@ -309,7 +408,8 @@ async fn grace_after_stop(stop: Arc<AtomicBool>) {
 
 /// SIGINT/SIGTERM: readers finish their batch, the writer commits, exit 0.
 /// The handlers are installed before this returns; a task waits for them.
-fn stop_on_signal(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+fn stop_on_signal(stop: &Stop) -> tokio::task::JoinHandle<()> {
+    let (flag, watch) = (stop.flag.clone(), stop.watch.clone());
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = (
         signal(SignalKind::terminate()),
@@ -323,7 +423,8 @@ fn stop_on_signal(stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        stop.store(true, Ordering::Relaxed);
+        flag.store(true, Ordering::Relaxed);
+        watch.send_replace(true);
     })
 }
 

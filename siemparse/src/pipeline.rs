@@ -1,7 +1,8 @@
-//! The write side of ingest: readers send [`Batch`]es over a bounded
-//! channel; one writer merges what is queued into a transaction (up to
-//! `--batch` rows) and commits rows and file offsets together. When input is
-//! idle, the writer advances the `--grep` search index between batches.
+//! The write side of ingest: readers (stdin, followed files, network
+//! connections) send [`Batch`]es over a bounded channel; one writer merges
+//! what is queued into a transaction per event table (up to `--batch` rows)
+//! and commits rows and file offsets together. When input is idle, the
+//! writer advances the `--grep` search index between batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +14,16 @@ use siemstress_common::event::Event;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
-/// Rows from one reader, and the offset they bring its file to.
+/// Most bytes of rows a reader holds before sending them, and the writer
+/// merges into one transaction: with lines of up to 8 MiB, a row count
+/// alone would not bound memory.
+pub const MAX_BATCH_BYTES: usize = 32 << 20;
+
+/// Rows from one reader for one event table, and the offset they bring its
+/// file to.
 pub struct Batch {
+    /// Index of the table's writer (0 when there is one table).
+    pub target: usize,
     pub events: Vec<Event>,
     pub checkpoint: Option<Checkpoint>,
 }
@@ -28,7 +37,7 @@ pub struct BatchSender(mpsc::Sender<Batch>);
 pub struct WriterGone;
 
 impl BatchSender {
-    /// Sends a batch, blocking while the writer is behind.
+    /// Sends a batch for table 0, blocking while the writer is behind.
     pub fn send(
         &self,
         events: Vec<Event>,
@@ -38,16 +47,91 @@ impl BatchSender {
             return Ok(());
         }
         self.0
-            .blocking_send(Batch { events, checkpoint })
+            .blocking_send(Batch {
+                target: 0,
+                events,
+                checkpoint,
+            })
             .map_err(|_| WriterGone)
+    }
+
+    /// Sends what `pending` holds from an async task, waiting while the
+    /// writer is behind (a network reader then stops reading: back-pressure).
+    pub async fn send_pending(&self, pending: &mut Pending) -> Result<(), WriterGone> {
+        for batch in pending.take() {
+            self.0.send(batch).await.map_err(|_| WriterGone)?;
+        }
+        Ok(())
     }
 }
 
-/// A channel of a few batches: enough to overlap parsing and writing,
-/// little enough that memory stays flat whatever the input size.
-pub fn channel() -> (BatchSender, mpsc::Receiver<Batch>) {
-    let (tx, rx) = mpsc::channel(4);
+/// A channel of `batches` batches: enough to overlap parsing and writing,
+/// little enough that memory stays flat whatever the input size. Readers
+/// of files send full batches (4 are plenty); network peers send small
+/// ones as they come (many queue up, and are merged into one transaction).
+pub fn channel(batches: usize) -> (BatchSender, mpsc::Receiver<Batch>) {
+    let (tx, rx) = mpsc::channel(batches);
     (BatchSender(tx), rx)
+}
+
+/// Rows a reader has parsed but not sent yet, per table, with their size.
+pub struct Pending {
+    by_target: Vec<Vec<Event>>,
+    rows: usize,
+    bytes: usize,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+impl Pending {
+    /// Room for `targets` tables; full at `max_rows` rows or `max_bytes`.
+    pub fn new(targets: usize, max_rows: usize, max_bytes: usize) -> Self {
+        Self {
+            by_target: (0..targets).map(|_| Vec::new()).collect(),
+            rows: 0,
+            bytes: 0,
+            max_rows,
+            max_bytes,
+        }
+    }
+
+    pub fn push(&mut self, target: usize, event: Event) {
+        self.rows += 1;
+        self.bytes += event.approx_bytes();
+        self.by_target[target].push(event);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Time to send: at the row or the byte limit.
+    pub fn is_full(&self) -> bool {
+        self.rows >= self.max_rows || self.bytes >= self.max_bytes
+    }
+
+    /// Everything held, one batch per table that has rows.
+    pub fn take(&mut self) -> Vec<Batch> {
+        self.rows = 0;
+        self.bytes = 0;
+        self.by_target
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, events)| !events.is_empty())
+            .map(|(target, events)| Batch {
+                target,
+                events: std::mem::take(events),
+                checkpoint: None,
+            })
+            .collect()
+    }
+
+    /// The rows of table 0 (readers with one table).
+    pub fn take_single(&mut self) -> Vec<Event> {
+        self.rows = 0;
+        self.bytes = 0;
+        std::mem::take(&mut self.by_target[0])
+    }
 }
 
 /// Rows per step of the search indexer: small, so that a batch arriving
@@ -59,14 +143,32 @@ const IDLE: Duration = Duration::from_millis(100);
 /// is queued, so a steady stream cannot starve it.
 const INDEX_BACKLOG: u64 = 50_000;
 
+/// The writers of one ingest run, one per event table.
+struct Writers {
+    writers: Vec<EventWriter>,
+    /// The search index of writer i may be behind (false: off, or it failed).
+    index_behind: Vec<bool>,
+}
+
+impl Writers {
+    /// The writer with the most unindexed rows, and how many.
+    fn most_behind(&self) -> Option<(usize, u64)> {
+        (0..self.writers.len())
+            .filter(|&i| self.index_behind[i])
+            .map(|i| (i, self.writers[i].index_backlog()))
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(_, n)| n)
+    }
+}
+
 /// The next batch; while input is idle, advances the search index (in its
 /// own transactions, never the insert's). `None` once every sender is gone.
 /// An index step that fails (a lock wait timeout, a deadlock on a busy
-/// MariaDB) stops indexing for this run with a warning, never the ingest:
-/// the index only narrows `--grep`, which scans the rows above its mark.
+/// MariaDB) stops indexing that table for this run with a warning, never
+/// the ingest: the index only narrows `--grep`, which scans the rows above
+/// its mark.
 async fn next_batch(
-    writer: &mut EventWriter,
-    index_behind: &mut bool,
+    w: &mut Writers,
     rx: &mut mpsc::Receiver<Batch>,
 ) -> anyhow::Result<Option<Batch>> {
     loop {
@@ -75,62 +177,79 @@ async fn next_batch(
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {}
         }
-        let backlog = if *index_behind {
-            writer.index_backlog()
-        } else {
-            0
-        };
-        if backlog == 0 {
+        let Some((i, backlog)) = w.most_behind() else {
             return Ok(rx.recv().await);
-        }
+        };
         // Below the backlog limit, index only after IDLE without input.
         if backlog < INDEX_BACKLOG
             && let Ok(b) = tokio::time::timeout(IDLE, rx.recv()).await
         {
             return Ok(b);
         }
-        if let Err(e) = writer.index_step(INDEX_STEP_ROWS).await {
+        if let Err(e) = w.writers[i].index_step(INDEX_STEP_ROWS).await {
             eprintln!(
                 "siemparse: warning: updating the search index: {e}; not indexing any more in this \
                  run (--grep stays exact; `siemparse --index` catches up)"
             );
-            *index_behind = false;
+            w.index_behind[i] = false;
         }
     }
 }
 
-/// Writes everything received until every sender is gone; counts rows in `stored`.
+/// Writes everything received until every sender is gone; batches for
+/// table i go through `writers[i]`; counts rows in `stored`.
 pub async fn write_all(
-    mut writer: EventWriter,
+    writers: Vec<EventWriter>,
     mut rx: mpsc::Receiver<Batch>,
     batch_rows: usize,
     stored: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let mut events: Vec<Event> = Vec::with_capacity(batch_rows);
-    let mut checkpoints: Vec<Checkpoint> = Vec::new();
     // SIEMSTRESS_GREP_INDEX=never: leave the index alone (for A/B benchmarks).
-    let mut index_behind = grep_index::mode().is_some();
-    while let Some(first) = next_batch(&mut writer, &mut index_behind, &mut rx).await? {
+    let indexing = grep_index::mode().is_some();
+    let n = writers.len();
+    let mut w = Writers {
+        index_behind: vec![indexing; n],
+        writers,
+    };
+    let mut events: Vec<Vec<Event>> = (0..n).map(|_| Vec::new()).collect();
+    let mut checkpoints: Vec<Vec<Checkpoint>> = (0..n).map(|_| Vec::new()).collect();
+    while let Some(first) = next_batch(&mut w, &mut rx).await? {
+        let mut rows = first.events.len();
+        let mut bytes = batch_bytes(&first);
         absorb(&mut events, &mut checkpoints, first);
-        while events.len() < batch_rows {
+        while rows < batch_rows && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(b) => absorb(&mut events, &mut checkpoints, b),
+                Ok(b) => {
+                    rows += b.events.len();
+                    bytes += batch_bytes(&b);
+                    absorb(&mut events, &mut checkpoints, b);
+                }
                 Err(_) => break,
             }
         }
-        writer
-            .write(&events, &checkpoints)
-            .await
-            .with_context(|| format!("storing {} lines", events.len()))?;
-        stored.fetch_add(events.len() as u64, Ordering::Relaxed);
-        events.clear();
-        checkpoints.clear();
+        for (i, writer) in w.writers.iter_mut().enumerate() {
+            if events[i].is_empty() && checkpoints[i].is_empty() {
+                continue;
+            }
+            writer
+                .write(&events[i], &checkpoints[i])
+                .await
+                .with_context(|| format!("storing {} lines", events[i].len()))?;
+            stored.fetch_add(events[i].len() as u64, Ordering::Relaxed);
+            events[i].clear();
+            checkpoints[i].clear();
+        }
     }
     Ok(())
 }
 
-/// Adds a batch to the pending transaction.
-fn absorb(events: &mut Vec<Event>, checkpoints: &mut Vec<Checkpoint>, b: Batch) {
+fn batch_bytes(b: &Batch) -> usize {
+    b.events.iter().map(Event::approx_bytes).sum()
+}
+
+/// Adds a batch to the pending transaction of its table.
+fn absorb(events: &mut [Vec<Event>], checkpoints: &mut [Vec<Checkpoint>], b: Batch) {
+    let (events, checkpoints) = (&mut events[b.target], &mut checkpoints[b.target]);
     if events.is_empty() {
         *events = b.events;
     } else {

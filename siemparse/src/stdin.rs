@@ -2,12 +2,11 @@
 
 use std::io::Read;
 
-use siemstress_common::event::Event;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::now_ms;
 
 use crate::lines::LineSplitter;
-use crate::pipeline::{BatchSender, WriterGone};
+use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending, WriterGone};
 
 /// Reads stdin to EOF, sending batches of at most about `batch_rows`; a
 /// partial batch is sent as soon as no more input is waiting, so a line
@@ -20,11 +19,11 @@ pub fn read_stdin(
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; 256 * 1024];
     let mut splitter = LineSplitter::default();
-    let mut batch: Vec<Event> = Vec::with_capacity(batch_rows);
+    let mut batch = Pending::new(1, batch_rows, MAX_BATCH_BYTES);
     let gone = |_: WriterGone| anyhow::anyhow!("the database writer stopped");
     loop {
         if !batch.is_empty() && !input_waiting() {
-            tx.send(std::mem::take(&mut batch), None).map_err(gone)?;
+            tx.send(batch.take_single(), None).map_err(gone)?;
         }
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -34,16 +33,16 @@ pub fn read_stdin(
         };
         let received = now_ms();
         splitter.feed(&buf[..n], |line, _| {
-            batch.push(parser.parse(line, received))
+            batch.push(0, parser.parse(line, received))
         });
-        if batch.len() >= batch_rows {
-            tx.send(std::mem::take(&mut batch), None).map_err(gone)?;
+        if batch.is_full() {
+            tx.send(batch.take_single(), None).map_err(gone)?;
         }
     }
     if let Some(last) = splitter.take_pending() {
-        batch.push(parser.parse(&last, now_ms()));
+        batch.push(0, parser.parse(&last, now_ms()));
     }
-    tx.send(batch, None).map_err(gone)?;
+    tx.send(batch.take_single(), None).map_err(gone)?;
     Ok(())
 }
 

@@ -2,10 +2,13 @@
 
 mod decoders;
 mod defects;
+mod deploy;
 mod follow;
+mod galera;
 mod gather;
 mod hardening;
 mod ingest;
+mod listen;
 mod loghub;
 mod query;
 mod regressions;

@@ -8,6 +8,9 @@ Backends: SQLite always; MariaDB when `SIEMSTRESS_TEST_MYSQL_URL` is set
 `CI=true` and no MariaDB URL, tests fail instead of skipping it.
 */
 
+pub mod certs;
+pub mod galera;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
