@@ -15,7 +15,7 @@
 //! [actions.page]
 //! type = "exec"                  # run directly, never through a shell
 //! program = "/usr/local/bin/page-oncall"
-//! args = ["--rule", "{rule}"]    # {field} of the alert in arguments
+//! args = ["--rule", "{rule}", "--", "{key}"]   # {field} of the alert in arguments
 //! timeout = "30s"
 //!
 //! [actions.hook]
@@ -30,6 +30,16 @@
 //! Every action also takes `retries` (retries after the first attempt,
 //! default 5; 0: one attempt) and `backoff` (first retry delay, default 30s,
 //! doubling).
+//!
+//! An exec program gets a cleared environment: the alert's `SIEM_*`
+//! variables, `PATH` (siemtrigger's, else a system default) and `LANG` (if
+//! set), nothing else (no database URL, no credentials). `{key}` and
+//! `{message}` hold text from the logs: an argument that starts with one of
+//! them must come after a `--` argument (or be attached to its option, as
+//! `--key={key}`), else the action is refused when the config loads, so
+//! that a value starting with `-` never becomes an option. A value no
+//! program can receive (a NUL byte) fails the run at once, without retries,
+//! naming the field.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +48,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use siemstress_common::config::Config;
-use siemstress_common::rules::Template;
+use siemstress_common::rules::{Piece, Template};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::rfc3339;
@@ -229,7 +239,8 @@ async fn record(
         Ok(()) => db.action_done(run.id, "ok", attempts, now, None).await?,
         Err(e) => {
             let msg = format!("{e:#}");
-            let status = if attempts > i64::from(action.retries) {
+            let unpassable = e.chain().any(|c| c.is::<Unpassable>());
+            let status = if unpassable || attempts > i64::from(action.retries) {
                 eprintln!(
                     "siemtrigger: action {} for alert {} failed for good after {attempts} attempts: {msg}",
                     run.action, run.alert_id
@@ -288,10 +299,12 @@ fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
                 digest: raw.digest,
             }
         }
-        "exec" => Kind::Exec {
-            program: raw.program.clone().context("program is not set")?,
-            args: raw.args.iter().map(|a| Template::parse(a)).collect(),
-        },
+        "exec" => {
+            let program = raw.program.clone().context("program is not set")?;
+            let args: Vec<Template> = raw.args.iter().map(|a| Template::parse(a)).collect();
+            check_args(&args)?;
+            Kind::Exec { program, args }
+        }
         "webhook" => {
             let s = raw.url.clone().context("url is not set")?;
             let u = url::Url::parse(&s).with_context(|| format!("url {s:?}"))?;
@@ -313,6 +326,59 @@ fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
     })
 }
 
+/// Alert fields whose text comes from the logs (captures, snapshot keys):
+/// an attacker chooses how they start.
+const FREE_TEXT_FIELDS: [&str; 2] = ["key", "message"];
+
+/// Exec arguments: every `{name}` is an alert field, and no argument before
+/// `--` starts with free text (a value such as `-rf` or `--config=/tmp/x`
+/// would become an option of the program).
+fn check_args(args: &[Template]) -> anyhow::Result<()> {
+    let known = FIELD_NAMES.join(", ");
+    let mut options_end = false;
+    for (i, t) in args.iter().enumerate() {
+        if let Some(n) = t.names().find(|n| !FIELD_NAMES.contains(n)) {
+            bail!(
+                "args[{i}] {:?}: no alert field {{{n}}} (fields: {known})",
+                t.source
+            );
+        }
+        if t.source == "--" {
+            options_end = true;
+        }
+        if options_end {
+            continue;
+        }
+        if let Some(Piece::Var(n)) = t.pieces.first()
+            && FREE_TEXT_FIELDS.contains(&n.as_str())
+        {
+            bail!(
+                "args[{i}] {:?} starts with {{{n}}}, text from the logs: a value starting with '-' \
+                 would become an option of the program; put \"--\" before it \
+                 (args = [..., \"--\", \"{{{n}}}\"]) or attach it to its option (\"--{n}={{{n}}}\")",
+                t.source
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A run that cannot succeed whatever the retries (a value no program can
+/// receive): recorded `failed` at its first attempt.
+#[derive(Debug)]
+struct Unpassable(String);
+
+impl std::fmt::Display for Unpassable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unpassable {}
+
+/// `PATH` of an exec program when siemtrigger has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The alert as JSON (webhook body, file line).
 fn alert_json(a: &AlertRow) -> serde_json::Value {
     serde_json::json!({
@@ -321,6 +387,20 @@ fn alert_json(a: &AlertRow) -> serde_json::Value {
         "message": a.message, "created": rfc3339(a.created), "event_table": a.event_table,
     })
 }
+
+/// Names of the alert fields, as [`fields`] gives them.
+const FIELD_NAMES: [&str; 10] = [
+    "id",
+    "rule",
+    "severity",
+    "key",
+    "ts",
+    "first_ts",
+    "count",
+    "message",
+    "created",
+    "event_table",
+];
 
 /// Alert fields by name, for templates and `SIEM_*` variables.
 fn fields(a: &AlertRow) -> Vec<(&'static str, String)> {
@@ -359,11 +439,31 @@ impl Action {
         let a = &alerts[0];
         match &self.kind {
             Kind::Exec { program, args } => {
+                // execve takes NUL-terminated strings: such a value can
+                // never be passed, so retrying is pointless.
+                let fields = fields(a);
+                if let Some((k, _)) = fields.iter().find(|(_, v)| v.contains('\0')) {
+                    return Err(Unpassable(format!(
+                        "{{{k}}} of alert {} contains a NUL byte, which no program can receive \
+                         (in SIEM_{} or an argument); not retried",
+                        a.id,
+                        k.to_ascii_uppercase()
+                    ))
+                    .into());
+                }
                 let mut cmd = tokio::process::Command::new(program);
                 cmd.args(args.iter().map(|t| render(t, a)))
                     .stdin(std::process::Stdio::null())
-                    .kill_on_drop(true);
-                for (k, v) in fields(a) {
+                    .kill_on_drop(true)
+                    .env_clear()
+                    .env(
+                        "PATH",
+                        std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
+                    );
+                if let Some(lang) = std::env::var_os("LANG") {
+                    cmd.env("LANG", lang);
+                }
+                for (k, v) in fields {
                     cmd.env(format!("SIEM_{}", k.to_ascii_uppercase()), v);
                 }
                 let out = cmd

@@ -375,3 +375,126 @@ fn i18_a_password_file_others_may_read_is_refused() {
         "{err}"
     );
 }
+
+/// An executable script `name` in the test's directory.
+fn script(env: &Env, name: &str, body: &str) -> std::path::PathBuf {
+    let p = env.path().join(name);
+    std::fs::write(&p, body).unwrap();
+    chmod(&p, 0o755);
+    p
+}
+
+#[test]
+fn i18_exec_actions_get_a_cleared_environment_and_safe_arguments() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        // Records its environment and arguments per alert.
+        let rec = script(
+            &env,
+            "record.sh",
+            "#!/bin/sh\nenv > \"$0.$SIEM_KEY.env\"\nprintf '%s\\n' \"$@\" > \"$0.$SIEM_KEY.args\"\n",
+        );
+        let config = |args: &str| {
+            env.config(&format!(
+                "[section.t]\ntimezone = \"UTC\"\n\n[actions.rec]\ntype = \"exec\"\n\
+                 program = \"{}\"\nargs = {args}\nretries = 3\nbackoff = \"50ms\"\n\n\
+                 [[rule]]\nname = \"said\"\ntype = \"single\"\ntable = \"t\"\n\
+                 match = {{ process = \"app\", regex = 'said (?P<what>.*)' }}\n\
+                 key = \"{{what}}\"\nmessage = \"it said {{what}}\"\nactions = [\"rec\"]\n",
+                rec.display()
+            ))
+        };
+        // Log text at the start of an argument before "--" could become an
+        // option: refused when the config loads, naming the argument.
+        for bad in [r#"["{key}"]"#, r#"["-v", "{message}", "--", "{key}"]"#] {
+            config(bad);
+            let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+            assert_eq!(code, 2, "{kind:?} {bad}: {err}");
+            assert!(
+                err.contains("[actions.rec]")
+                    && err.contains("starts with {")
+                    && err.contains("\"--\""),
+                "{kind:?} {bad}: {err}"
+            );
+        }
+        config(r#"["{nosuch}"]"#);
+        let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 2, "{kind:?}: {err}");
+        assert!(err.contains("no alert field {nosuch}"), "{kind:?}: {err}");
+        config(r#"["--rule={rule}", "--sev", "{severity}", "--key={key}", "--", "{key}"]"#);
+        let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            b"Jan  1 00:00:00 h app[1]: said -rf\nJan  1 00:00:01 h app[1]: said x\0y\n",
+        );
+        let out = env
+            .cmd("siemtrigger")
+            .arg("--once")
+            .env(
+                "SIEMSTRESS_DATABASE_URL",
+                "mysql://siem:hunter2@db.invalid/siem",
+            )
+            .env("AWS_SECRET_ACCESS_KEY", "hunter2")
+            .env("LANG", "C.UTF-8")
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{kind:?}: {err}");
+
+        // The program sees the alert, PATH and LANG, and nothing of siemtrigger's.
+        let seen = std::fs::read_to_string(env.path().join("record.sh.-rf.env")).unwrap();
+        assert!(!seen.contains("hunter2"), "{kind:?}: {seen}");
+        for want in [
+            "SIEM_KEY=-rf",
+            "SIEM_RULE=said",
+            "PATH=/usr/bin:/bin",
+            "LANG=C.UTF-8",
+        ] {
+            assert!(
+                seen.lines().any(|l| l == want),
+                "{kind:?}: {want} in {seen}"
+            );
+        }
+        for l in seen.lines() {
+            let name = l.split('=').next().unwrap();
+            // sh itself sets PWD (and some shells SHLVL, _).
+            assert!(
+                name.starts_with("SIEM_") || ["PATH", "LANG", "PWD", "SHLVL", "_"].contains(&name),
+                "{kind:?}: {l}"
+            );
+        }
+        // "-rf" arrives as an operand after "--".
+        let args = std::fs::read_to_string(env.path().join("record.sh.-rf.args")).unwrap();
+        assert_eq!(
+            args, "--rule=said\n--sev\nmedium\n--key=-rf\n--\n-rf\n",
+            "{kind:?}"
+        );
+
+        // A NUL byte cannot be passed: failed at the first attempt, with the
+        // reason, never retried (retries = 3).
+        let runs = env.rows(
+            "SELECT a.key, r.status, r.attempts, r.last_error FROM action_runs r \
+             JOIN alerts a ON a.id = r.alert_id ORDER BY a.id",
+        );
+        assert_eq!(runs.len(), 2, "{kind:?}: {runs:?}");
+        assert_eq!(runs[0][1].as_deref(), Some("ok"), "{kind:?}: {runs:?}");
+        assert_eq!(
+            (
+                runs[1][0].as_deref(),
+                runs[1][1].as_deref(),
+                runs[1][2].as_deref()
+            ),
+            (Some("x\0y"), Some("failed"), Some("1")),
+            "{kind:?}: {runs:?}"
+        );
+        let reason = runs[1][3].as_deref().unwrap();
+        assert!(
+            reason.contains("{key}") && reason.contains("NUL byte") && !reason.contains('\0'),
+            "{kind:?}: {reason}"
+        );
+        assert!(err.contains("NUL byte"), "{kind:?}: {err}");
+    }
+}
