@@ -43,7 +43,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     let config = args.connect.load_config()?;
-    let zone = config.section(&args.section, None)?.zone;
+    let zone = config.section(args.zone_section(), None)?.zone;
     // --range / --last (default 24h), read as for events, applied to `ts`.
     let period = args.filter(&zone)?;
     let db = args.connect.connect_existing(&config).await?;

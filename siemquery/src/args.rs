@@ -23,7 +23,7 @@ pub enum Format {
     Csv,
 }
 
-/// Search events of a section. Repeated flags OR, different flags AND,
+/// Search events of every section (or one: -s). Repeated flags OR, different flags AND,
 /// --r* flags remove rows that match (rows without that field stay).
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -38,9 +38,9 @@ pub struct Args {
     #[command(flatten)]
     pub connect: siemstress_common::cli::ConnectArgs,
 
-    /// Config section (its table and time zone)
-    #[arg(short = 's', long = "section", default_value = "default")]
-    pub section: String,
+    /// Search only this section (its table and time zone); default: every event table
+    #[arg(short = 's', long = "section", value_name = "SECTION")]
+    pub section: Option<String>,
 
     /// Table to read instead of the section's
     #[arg(long, value_name = "NAME")]
@@ -235,6 +235,11 @@ fn regexes(patterns: &[String]) -> anyhow::Result<Vec<Regex>> {
 }
 
 impl Args {
+    /// The section whose time zone reads and shows times: `-s`, else `default`.
+    pub fn zone_section(&self) -> &str {
+        self.section.as_deref().unwrap_or("default")
+    }
+
     /// `--json -`: the JSON array goes to stdout (and nothing else does).
     pub fn json_to_stdout(&self) -> bool {
         self.json.as_deref() == Some(std::path::Path::new("-"))

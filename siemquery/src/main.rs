@@ -1,5 +1,6 @@
-//! `siemquery`: filtered search over an event table, with table, JSON, NDJSON
-//! and CSV output, counts and top-N statistics.
+//! `siemquery`: filtered search over one event table (`-s`, `--table`) or
+//! every one merged in time order, with table, JSON, NDJSON and CSV output,
+//! counts and top-N statistics (per section and in total).
 //!
 //! Exit status: 0 when the query ran (with or without rows; a closed pipe
 //! also counts), 2 for any error (bad flag, bad time, unknown section,
@@ -18,7 +19,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use siemstress_common::db::search::{EventRef, FieldValue, ROW_COLUMNS, stats_column};
+use siemstress_common::db::Database;
+use siemstress_common::db::search::{
+    EventRef, FieldValue, ROW_COLUMNS, SectionTable, StatKey, stats_column,
+};
 use siemstress_common::db::sql::Value;
 use siemstress_common::event::Column;
 use siemstress_common::ident::Ident;
@@ -30,10 +34,12 @@ use crate::output::{Cell, Csv, JsonArray, Ndjson, RowWriter, Table, Tee};
 const TABLE_DEFAULT_LIMIT: u64 = 1000;
 /// Values shown by `--stats` when `--limit` is not given.
 const STATS_DEFAULT_TOP: u64 = 10;
-/// Columns of the table format when `--fields` is not given.
-const TABLE_FIELDS: [&str; 8] = [
+/// Columns of the table format when `--fields` is not given (`section`
+/// only when the search reads every table).
+const TABLE_FIELDS: [&str; 9] = [
     "id",
     "ts",
+    "section",
     "host",
     "process",
     "pid",
@@ -119,27 +125,21 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
+/// The section label of the totals of `--count` and `--stats` over every
+/// table (no section name has parentheses).
+const TOTAL: &str = "(total)";
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.connect.load_config()?;
-    let section = config.section(&args.section, None)?;
-    let table = match &args.table {
-        Some(t) => Ident::new(t, "--table")?,
-        None => section.table.clone(),
-    };
-    let filter = args.filter(&section.zone)?;
+    let zone = config.section(args.zone_section(), None)?.zone;
+    let filter = args.filter(&zone)?;
     let stats = args.stats.as_deref().map(stats_column).transpose()?;
     let fields = args.fields()?;
 
     let db = args.connect.connect_existing(&config).await?;
-    if !db.event_table_exists(&table).await? {
-        if let Some(existing) = db.case_clash(&table).await? {
-            bail!("table {table} does not exist; table {existing} does (names are case-sensitive)");
-        }
-        bail!(
-            "unknown section {:?}: table {table} does not exist (nothing ingested yet? see --table)",
-            args.section
-        );
-    }
+    let from = search_tables(&args, &config, &db).await?;
+    // Without -s/--table: every table, each row and count with its section.
+    let every = args.section.is_none() && args.table.is_none();
 
     let verbose = args.verbose;
     let mut log = |sql: &str, bound: &[Value<'_>]| log_sql(verbose, sql, bound);
@@ -151,11 +151,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(if tty { Format::Table } else { Format::Ndjson });
 
     if args.count {
-        let n = db.count_events(&table, &filter, &mut log).await?;
-        if !args.silent {
-            let mut out = stdout.lock();
-            writeln!(out, "{n}")?;
-            out.flush()?;
+        if every {
+            let names = vec!["section".to_owned(), "count".to_owned()];
+            let mut w = writers(&args, format, &names, &zone, tty)?;
+            let mut total = 0u64;
+            for t in &from {
+                let n = db
+                    .count_events(&t.table, &filter, &mut log)
+                    .await
+                    .context(section_context(t))?;
+                total += n;
+                w.row(&[Cell::Text(t.section.as_str().into()), count_cell(n)])?;
+            }
+            w.row(&[Cell::Text(TOTAL.into()), count_cell(total)])?;
+            w.finish()?;
+        } else {
+            let n = db.count_events(&from[0].table, &filter, &mut log).await?;
+            if !args.silent {
+                let mut out = stdout.lock();
+                writeln!(out, "{n}")?;
+                out.flush()?;
+            }
         }
         db.close().await;
         return Ok(());
@@ -167,21 +183,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(n) => Some(n),
             None => Some(STATS_DEFAULT_TOP),
         };
-        let rows = db
-            .event_stats(&table, &filter, column, top, &mut log)
-            .await?;
-        let names = vec![column.to_owned(), "count".to_owned()];
-        let mut w = writers(&args, format, &names, &section.zone, tty)?;
-        for (key, n) in rows {
-            let key = match key {
-                None => Cell::Null,
-                Some(k) if matches!(column, "ts" | "received") => {
-                    Cell::Time(k.to_string().parse().unwrap_or_default())
+        let mut names = vec![column.to_owned(), "count".to_owned()];
+        if every {
+            names.insert(0, "section".to_owned());
+        }
+        let mut w = writers(&args, format, &names, &zone, tty)?;
+        // Every table: the top values of each section, then of all together.
+        let groups: Vec<(&str, &[SectionTable])> = if every {
+            from.iter()
+                .map(|t| (t.section.as_str(), std::slice::from_ref(t)))
+                .chain(std::iter::once((TOTAL, &from[..])))
+                .collect()
+        } else {
+            vec![("", &from[..])]
+        };
+        for (label, tables) in groups {
+            let rows = db
+                .event_stats(tables, &filter, column, top, &mut log)
+                .await?;
+            for (key, n) in rows {
+                let key = match key {
+                    None => Cell::Null,
+                    Some(k) if matches!(column, "ts" | "received") => {
+                        Cell::Time(k.to_string().parse().unwrap_or_default())
+                    }
+                    Some(StatKey::Int(i)) => Cell::Int(i),
+                    Some(StatKey::Text(s)) => Cell::Text(s.into()),
+                };
+                if every {
+                    w.row(&[Cell::Text(label.into()), key, count_cell(n)])?;
+                } else {
+                    w.row(&[key, count_cell(n)])?;
                 }
-                Some(siemstress_common::db::search::StatKey::Int(i)) => Cell::Int(i),
-                Some(siemstress_common::db::search::StatKey::Text(s)) => Cell::Text(s.into()),
-            };
-            w.row(&[key, Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))])?;
+            }
         }
         w.finish()?;
         db.close().await;
@@ -190,7 +224,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let fields = fields.unwrap_or_else(|| {
         if args.shows_table(format) {
-            TABLE_FIELDS.iter().map(|s| (*s).to_owned()).collect()
+            TABLE_FIELDS
+                .iter()
+                .filter(|f| every || **f != "section")
+                .map(|s| (*s).to_owned())
+                .collect()
         } else {
             all_fields()
         }
@@ -201,8 +239,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None if args.shows_table(format) => Some(TABLE_DEFAULT_LIMIT),
         None => None,
     };
-    let mut w = writers(&args, format, &fields, &section.zone, tty)?;
-    let section_name = args.section.clone();
+    let mut w = writers(&args, format, &fields, &zone, tty)?;
     let columns: Vec<Option<Column>> = fields.iter().map(|f| column_of(f)).collect();
     let mut sink = |row: &EventRef<'_>| -> io::Result<()> {
         // The cells borrow the row: on the stack (a Vec only for a long --fields).
@@ -210,24 +247,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if columns.len() <= ON_STACK {
             let mut cells = [const { Cell::Null }; ON_STACK];
             for (slot, &c) in cells.iter_mut().zip(&columns) {
-                *slot = cell(row, c, &section_name);
+                *slot = cell(row, c);
             }
             return w.row(&cells[..columns.len()]);
         }
-        let cells: Vec<Cell<'_>> = columns
-            .iter()
-            .map(|&c| cell(row, c, &section_name))
-            .collect();
+        let cells: Vec<Cell<'_>> = columns.iter().map(|&c| cell(row, c)).collect();
         w.row(&cells)
     };
     let n = db
-        .search_events(&table, &filter, limit, &mut log, &mut sink)
+        .search_events(&from, &filter, limit, &mut log, &mut sink)
         .await?;
     w.finish()?;
     if args.limit.is_none() && limit == Some(n) {
         // The table is collected in memory, hence its default limit; say
         // what it left out (also into a pipe, where nobody sees the end).
-        let total = db.count_events(&table, &filter, &mut log).await?;
+        let mut total = 0;
+        for t in &from {
+            total += db.count_events(&t.table, &filter, &mut log).await?;
+        }
         if total > n {
             eprintln!(
                 "siemquery: the table shows the first {n} of {total} rows ({} left out); \
@@ -238,6 +275,80 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+fn count_cell(n: u64) -> Cell<'static> {
+    Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn section_context(t: &SectionTable) -> String {
+    format!("section {} (table {})", t.section, t.table)
+}
+
+/// The event tables a search reads: the table of `-s SECTION` or
+/// `--table`, or without either every registered event table, each under
+/// its section (the first config section that names the table, else the
+/// table's name). A table that is missing is an error that says what
+/// exists.
+async fn search_tables(
+    args: &Args,
+    config: &siemstress_common::config::Config,
+    db: &Database,
+) -> anyhow::Result<Vec<SectionTable>> {
+    let one = match (&args.table, &args.section) {
+        (Some(t), s) => Some((
+            s.clone().unwrap_or_else(|| t.clone()),
+            Ident::new(t, "--table")?,
+        )),
+        (None, Some(s)) => Some((s.clone(), config.section(s, None)?.table)),
+        (None, None) => None,
+    };
+    if let Some((section, table)) = one {
+        if !db.event_table_exists(&table).await? {
+            if let Some(existing) = db.case_clash(&table).await? {
+                bail!(
+                    "table {table} does not exist; table {existing} does (names are case-sensitive)"
+                );
+            }
+            let known = db.event_tables().await?;
+            bail!(
+                "unknown section {section:?}: table {table} does not exist ({}; see --table)",
+                if known.is_empty() {
+                    "nothing ingested yet".to_owned()
+                } else {
+                    format!("event tables: {}", known.join(", "))
+                }
+            );
+        }
+        return Ok(vec![SectionTable { section, table }]);
+    }
+    let mut labels: Vec<(Ident, String)> = Vec::new();
+    for name in config.section.keys() {
+        if let Ok(s) = config.section(name, None) {
+            labels.push((s.table, name.clone()));
+        }
+    }
+    let mut from = Vec::new();
+    for name in db.event_tables().await? {
+        let table = Ident::new(&name, "a table in event_tables")?;
+        if !db.event_table_exists(&table).await? {
+            eprintln!("siemquery: event table {table} is registered but missing; skipped");
+            continue;
+        }
+        let section = labels
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or_else(|| name.clone(), |(_, s)| s.clone());
+        from.push(SectionTable { section, table });
+    }
+    if from.is_empty() {
+        bail!(
+            "no event tables yet: nothing has been ingested into this database \
+             (e.g. siemparse -s auth < /var/log/auth.log)"
+        );
+    }
+    from.sort_by(|a, b| a.section.cmp(&b.section));
+    Ok(from)
 }
 
 /// The stdout writer (unless `--silent`) and the `--json FILE` writer
@@ -293,9 +404,9 @@ fn column_of(f: &str) -> Option<Column> {
 }
 
 /// The cell of column `c` (`None`: the section).
-fn cell<'a>(r: &EventRef<'a>, c: Option<Column>, section: &'a str) -> Cell<'a> {
+fn cell<'a>(r: &EventRef<'a>, c: Option<Column>) -> Cell<'a> {
     match c.map(|c| r.get(c)) {
-        None => Cell::Text(section.into()),
+        None => r.section.map_or(Cell::Null, |s| Cell::Text(s.into())),
         Some(FieldValue::Null) => Cell::Null,
         Some(FieldValue::Int(i)) => Cell::Int(i),
         Some(FieldValue::Time(t)) => Cell::Time(t),

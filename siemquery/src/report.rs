@@ -122,7 +122,7 @@ pub struct Integrity {
 async fn run(args: &Args) -> anyhow::Result<()> {
     let path = args.report.clone().unwrap_or_default();
     let config = args.connect.load_config()?;
-    let zone = config.section(&args.section, None)?.zone;
+    let zone = config.section(args.zone_section(), None)?.zone;
     let filter = args.filter(&zone)?;
     let to = filter.until.unwrap_or_else(now_ms);
     let from = filter.since.unwrap_or(to - 24 * 3_600_000);

@@ -37,7 +37,7 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     validate_name(name)?;
     let excludes = Excludes::new(&args.exclude)?;
     let config = args.connect.load_config()?;
-    let zone = config.section(&args.section, None)?.zone;
+    let zone = config.section(args.zone_section(), None)?.zone;
     let db = args.connect.connect_existing(&config).await?;
     let result = show(args, &db, name, &excludes, &zone).await;
     db.close().await;

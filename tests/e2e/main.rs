@@ -14,6 +14,7 @@ mod query;
 mod regressions;
 mod resilience;
 mod rule_pack;
+mod sections;
 mod snapshot;
 mod trigger;
 mod trigger_snapshot;

@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 
-use super::Database;
 use super::grep_index::Narrowing;
 use super::sql::{Sql, Value};
+use super::{Backend, Database};
 use crate::Error;
 use crate::event::{Column, INT_COLUMNS};
 use crate::filter::Filter;
@@ -42,6 +42,8 @@ pub struct EventRef<'a> {
     pub parsed: i64,
     pub source: &'a str,
     pub extra: Option<&'a str>,
+    /// The section the row was read under (a search of several tables).
+    pub section: Option<&'a str>,
 }
 
 /// The value of one column of an [`EventRef`].
@@ -85,9 +87,10 @@ impl<'a> EventRef<'a> {
     }
 }
 
-/// Where each event column is in a result, found by name once.
+/// Where each event column is in a result, found by name once (and the
+/// `section` column, when the result has one).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Positions([usize; 19]);
+pub(crate) struct Positions([usize; 19], Option<usize>);
 
 impl Positions {
     /// The positions of the event columns among `names` (a result's
@@ -100,7 +103,8 @@ impl Positions {
                 .position(|n| n.as_ref() == c.name())
                 .ok_or_else(|| format!("the result has no column {}", c.name()))?;
         }
-        Ok(Self(at))
+        let section = names.iter().position(|n| n.as_ref() == SECTION);
+        Ok(Self(at, section))
     }
 
     fn at(&self, c: Column) -> usize {
@@ -139,6 +143,10 @@ impl<'a> EventRef<'a> {
             parsed: int(Column::Parsed)?.unwrap_or_default(),
             source: text(Column::Source)?.unwrap_or_default(),
             extra: text(Column::Extra)?,
+            section: match at.1 {
+                Some(i) => r.text(i)?,
+                None => None,
+            },
         })
     }
 }
@@ -181,23 +189,29 @@ pub fn stats_column(name: &str) -> Result<&'static str, Error> {
 }
 
 impl Database {
-    /// Streams the rows of `table` that match `filter`, oldest first, at most
-    /// `limit`; returns how many were passed to `sink`. On SQLite the rows
-    /// are read at the C API on one of the pool's connections, on the
-    /// calling thread (it blocks for the whole scan).
+    /// Streams the rows of the event tables `from` that match `filter`,
+    /// merged oldest first (by `ts`, then section, then id), each with its
+    /// section in [`EventRef::section`], at most `limit`; returns how many
+    /// were passed to `sink`. On SQLite the rows are read at the C API on
+    /// one of the pool's connections, on the calling thread (it blocks for
+    /// the whole scan).
     pub async fn search_events(
         &self,
-        table: &Ident,
+        from: &[SectionTable],
         filter: &Filter,
         limit: Option<u64>,
         log: SqlLog<'_>,
         sink: RowSink<'_>,
     ) -> Result<u64, Error> {
-        if limit == Some(0) {
+        if limit == Some(0) || from.is_empty() {
             return Ok(0);
         }
-        let plan = self.grep_plan(table, filter, log).await?;
-        let q = select_rows(self, table, plan.as_ref(), filter, limit);
+        check_union(from)?;
+        let mut plans = Vec::with_capacity(from.len());
+        for t in from {
+            plans.push(self.grep_plan(&t.table, filter, log).await?);
+        }
+        let q = select_rows(self, from, &plans, filter, limit);
         log(q.text(), q.binds());
         let mut sent = 0u64;
         let mut deliver = |row: &EventRef<'_>| -> Result<bool, Error> {
@@ -211,9 +225,10 @@ impl Database {
             sent += 1;
             Ok(limit.is_none_or(|n| sent < n))
         };
+        let what = describe(from);
         match self {
-            Database::Sqlite(db) => super::sqlite::search(&db.pool, &q, table, &mut deliver).await,
-            Database::Mysql(db) => super::mysql::search(&db.pool, &q, table, &mut deliver).await,
+            Database::Sqlite(db) => super::sqlite::search(&db.pool, &q, &what, &mut deliver).await,
+            Database::Mysql(db) => super::mysql::search(&db.pool, &q, &what, &mut deliver).await,
         }?;
         Ok(sent)
     }
@@ -247,68 +262,101 @@ impl Database {
     }
 
     /// The `top` most frequent values of `column` (from [`stats_column`])
-    /// among matching rows, most frequent first, ties by value; NULL is `None`.
+    /// among the matching rows of the tables `from` together, most frequent
+    /// first, ties by value; NULL is `None`.
     pub async fn event_stats(
         &self,
-        table: &Ident,
+        from: &[SectionTable],
         filter: &Filter,
         column: &'static str,
         top: Option<u64>,
         log: SqlLog<'_>,
     ) -> Result<Vec<(Option<StatKey>, u64)>, Error> {
-        let plan = self.grep_plan(table, filter, log).await?;
+        check_union(from)?;
         let int = INT_COLUMNS.contains(&column);
-        let residual = filter.has_residual();
-        let mut q = self.sql("SELECT ");
-        q.push(column).push(" AS v, ");
-        q.push(if residual { "raw" } else { "COUNT(*) AS n" });
-        write_from_where(&mut q, table, plan.as_ref(), filter);
-        if !residual {
-            q.push(" GROUP BY ").push(column);
-            q.push(" ORDER BY n DESC, ").push(column);
-            if let Some(n) = top {
-                q.push(" LIMIT ").bind(sql_limit(n));
+        let what = describe(from);
+        let e = |e| Error::db("search", &what, e);
+        if filter.has_residual() {
+            // The regexes are checked here: every matching row's value is counted.
+            let mut counts: HashMap<Option<StatKey>, u64> = HashMap::new();
+            for t in from {
+                let plan = self.grep_plan(&t.table, filter, log).await?;
+                let mut q = self.sql("SELECT ");
+                q.push(column).push(" AS v, raw");
+                write_from_where(&mut q, &t.table, plan.as_ref(), filter);
+                log(q.text(), q.binds());
+                let e = |e| query_err(&t.table, e);
+                if int {
+                    self.for_each(&q, |r: IntRaw| {
+                        if filter.matches_residual(&r.raw) {
+                            *counts.entry(r.v.map(StatKey::Int)).or_default() += 1;
+                        }
+                    })
+                    .await
+                    .map_err(e)?;
+                } else {
+                    self.for_each(&q, |r: TextRaw| {
+                        if filter.matches_residual(&r.raw) {
+                            *counts.entry(r.v.map(StatKey::Text)).or_default() += 1;
+                        }
+                    })
+                    .await
+                    .map_err(e)?;
+                }
             }
+            let mut v: Vec<_> = counts.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if let Some(n) = top {
+                v.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            return Ok(v);
         }
-        log(q.text(), q.binds());
-        let e = |e| query_err(table, e);
-        if !residual {
-            return Ok(if int {
-                let rows: Vec<IntCount> = self.fetch_all(&q).await.map_err(e)?;
-                rows.into_iter()
-                    .map(|r| (r.v.map(StatKey::Int), to_u64(r.n)))
-                    .collect()
-            } else {
-                let rows: Vec<TextCount> = self.fetch_all(&q).await.map_err(e)?;
-                rows.into_iter()
-                    .map(|r| (r.v.map(StatKey::Text), to_u64(r.n)))
-                    .collect()
+        let mut plans = Vec::with_capacity(from.len());
+        for t in from {
+            plans.push(self.grep_plan(&t.table, filter, log).await?);
+        }
+        // One table: grouped in place. Several: each grouped, the groups
+        // summed by value (the backend holds the groups, not this process).
+        let mut q = self.sql("");
+        let several = from.len() > 1;
+        if several {
+            q.push(match self.backend() {
+                Backend::Sqlite => "SELECT v, SUM(n) AS n FROM (",
+                // SUM of integers is a DECIMAL in MariaDB.
+                Backend::Mysql => "SELECT v, CAST(SUM(n) AS SIGNED) AS n FROM (",
             });
         }
-        let mut counts: HashMap<Option<StatKey>, u64> = HashMap::new();
-        if int {
-            self.for_each(&q, |r: IntRaw| {
-                if filter.matches_residual(&r.raw) {
-                    *counts.entry(r.v.map(StatKey::Int)).or_default() += 1;
-                }
-            })
-            .await
-            .map_err(e)?;
-        } else {
-            self.for_each(&q, |r: TextRaw| {
-                if filter.matches_residual(&r.raw) {
-                    *counts.entry(r.v.map(StatKey::Text)).or_default() += 1;
-                }
-            })
-            .await
-            .map_err(e)?;
+        for (i, (t, plan)) in from.iter().zip(&plans).enumerate() {
+            if i > 0 {
+                q.push(" UNION ALL ");
+            }
+            let mut arm = Sql::new(self.backend());
+            arm.push("SELECT ")
+                .push(column)
+                .push(" AS v, COUNT(*) AS n");
+            write_from_where(&mut arm, &t.table, plan.as_ref(), filter);
+            arm.push(" GROUP BY ").push(column);
+            q.append(&arm);
         }
-        let mut v: Vec<_> = counts.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if several {
+            q.push(") AS u GROUP BY v");
+        }
+        q.push(" ORDER BY n DESC, v");
         if let Some(n) = top {
-            v.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+            q.push(" LIMIT ").bind(sql_limit(n));
         }
-        Ok(v)
+        log(q.text(), q.binds());
+        Ok(if int {
+            let rows: Vec<IntCount> = self.fetch_all(&q).await.map_err(e)?;
+            rows.into_iter()
+                .map(|r| (r.v.map(StatKey::Int), to_u64(r.n)))
+                .collect()
+        } else {
+            let rows: Vec<TextCount> = self.fetch_all(&q).await.map_err(e)?;
+            rows.into_iter()
+                .map(|r| (r.v.map(StatKey::Text), to_u64(r.n)))
+                .collect()
+        })
     }
 }
 
@@ -403,29 +451,95 @@ fn sql_limit(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// `SELECT <every column> FROM ... WHERE ... ORDER BY ts, id [LIMIT n]`;
-/// `LIMIT` only when no residual (Rust-side) check can drop rows after
-/// the SQL.
+/// `SELECT <every column>, <section> AS section FROM ... WHERE ...`, one
+/// arm per table joined by `UNION ALL`, `ORDER BY ts, section, id [LIMIT
+/// n]`; `LIMIT` only when no residual (Rust-side) check can drop rows after
+/// the SQL. With a limit and several tables, each arm is ordered and
+/// limited on its own first, so that a backend keeps only the first rows
+/// of each table (SQLite merges sorted arms; MariaDB sorts their union).
 fn select_rows<'f>(
     db: &Database,
-    table: &Ident,
-    plan: Option<&'f Narrowing>,
+    from: &'f [SectionTable],
+    plans: &'f [Option<Narrowing>],
     filter: &'f Filter,
     limit: Option<u64>,
 ) -> Sql<'f> {
-    let mut q = Sql::with(db.backend(), "SELECT ");
-    for (i, c) in ROW_COLUMNS.iter().enumerate() {
+    let limit = limit.filter(|_| !filter.has_residual());
+    let wrap = limit.is_some() && from.len() > 1;
+    let sqlite = db.backend() == Backend::Sqlite;
+    let mut q = Sql::new(db.backend());
+    for (i, (t, plan)) in from.iter().zip(plans).enumerate() {
         if i > 0 {
-            q.push(", ");
+            q.push(" UNION ALL ");
         }
-        q.push(c);
+        // Each arm is a statement of its own (its own WHERE).
+        let mut arm = Sql::new(db.backend());
+        if wrap {
+            // SQLite takes no parenthesized arm, only a subquery.
+            arm.push(if sqlite { "SELECT * FROM (" } else { "(" });
+        }
+        arm.push("SELECT ");
+        for (i, c) in ROW_COLUMNS.iter().enumerate() {
+            if i > 0 {
+                arm.push(", ");
+            }
+            arm.push(c);
+        }
+        arm.push(", ").bind(t.section.as_str()).push(" AS section");
+        write_from_where(&mut arm, &t.table, plan.as_ref(), filter);
+        if let (true, Some(n)) = (wrap, limit) {
+            arm.push(" ORDER BY ts, id LIMIT ").bind(sql_limit(n));
+            arm.push(if sqlite { ") AS a" } else { ")" });
+        }
+        q.append(&arm);
     }
-    write_from_where(&mut q, table, plan, filter);
-    q.push(" ORDER BY ts, id");
-    if let (Some(n), false) = (limit, filter.has_residual()) {
+    q.push(" ORDER BY ts, section, id");
+    if let Some(n) = limit {
         q.push(" LIMIT ").bind(sql_limit(n));
     }
     q
+}
+
+/// An event table and the section its rows are shown under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionTable {
+    pub section: String,
+    pub table: Ident,
+}
+
+/// The name of the column that carries a row's section.
+pub const SECTION: &str = "section";
+
+/// Most tables one search reads together: SQLite joins at most 500 arms
+/// in one compound statement.
+pub const MAX_TABLES: usize = 400;
+
+fn check_union(from: &[SectionTable]) -> Result<(), Error> {
+    if from.len() > MAX_TABLES {
+        return Err(Error::ConfigValue {
+            key: "-s".into(),
+            message: format!(
+                "{} event tables are more than one search reads together ({MAX_TABLES}); \
+                 name a section with -s",
+                from.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tables of a search, for messages.
+fn describe(from: &[SectionTable]) -> String {
+    match from {
+        [one] => one.table.as_str().to_owned(),
+        _ => format!(
+            "event tables {}",
+            from.iter()
+                .map(|t| t.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Receives each row read; `Ok(false)` stops the scan.

@@ -15,7 +15,7 @@ use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{Column, MySql, Row};
 
 use super::events::{Checkpoint, INDEX_SHOST_TS, INDEX_TS};
-use super::search::{Deliver, EventRef, Positions, RowValues, query_err, utf8};
+use super::search::{Deliver, EventRef, Positions, RowValues, utf8};
 use super::sql::{Sql, Value, query};
 use super::{Backend, options, short};
 use crate::Error;
@@ -254,15 +254,19 @@ impl<'r> RowValues<'r> for EventRow<'r> {
 pub(crate) async fn search(
     pool: &MySqlPool,
     q: &Sql<'_>,
-    table: &Ident,
+    what: &str,
     deliver: Deliver<'_>,
 ) -> Result<(), Error> {
-    let err = |e: String| query_err(table, e);
+    let err = |e: String| Error::db("search", what, e);
     let mut rows = query::<MySql>(q)
-        .map_err(|e| query_err(table, e))?
+        .map_err(|e| Error::db("search", what, e))?
         .fetch(pool);
     let mut at: Option<Positions> = None;
-    while let Some(r) = rows.try_next().await.map_err(|e| query_err(table, e))? {
+    while let Some(r) = rows
+        .try_next()
+        .await
+        .map_err(|e| Error::db("search", what, e))?
+    {
         let at = match at {
             Some(at) => at,
             None => {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::events::{Checkpoint, INDEX_SHOST_TS, INDEX_TS};
 use super::options;
-use super::search::{Deliver, EventRef, Positions, RowValues, query_err};
+use super::search::{Deliver, EventRef, Positions, RowValues};
 use super::sql::Sql;
 use crate::Error;
 use crate::event::Event;
@@ -276,11 +276,11 @@ fn c(i: usize) -> std::ffi::c_int {
 pub(crate) async fn search(
     pool: &sqlx::SqlitePool,
     q: &Sql<'_>,
-    table: &Ident,
+    what: &str,
     deliver: Deliver<'_>,
 ) -> Result<(), Error> {
-    let sx = |e: sqlx::Error| query_err(table, e);
-    let err = |e: String| query_err(table, e);
+    let sx = |e: sqlx::Error| Error::db("search", what, e);
+    let err = |e: String| Error::db("search", what, e);
     // Lets the connection of the statements before (returned to the pool by
     // a task of its own) become idle, so that it is reused, not a new one opened.
     tokio::task::yield_now().await;
