@@ -21,7 +21,9 @@ pub struct Config {
     #[serde(default)]
     pub section: BTreeMap<String, SectionConfig>,
     #[serde(default)]
-    pub rules: Option<toml::Value>,
+    pub rules: RulesConfig,
+    /// `[[rule]]` tables: siemtrigger's rule model reads them from [`Config::text`]
+    /// (with the line of every key).
     #[serde(default)]
     pub rule: Option<toml::Value>,
     #[serde(default)]
@@ -37,6 +39,18 @@ pub struct Config {
     /// Where the config came from, for messages; not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
+    /// The config's text (empty when none was read); not a key.
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// `[rules]`: siemtrigger's rule files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Files or globs, relative to the config file's directory.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 /// `[database]`.
@@ -137,10 +151,11 @@ impl Config {
 
     /// Parses config text (the path in errors is `<string>`).
     pub fn parse_str(text: &str) -> Result<Self, Error> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
             path: PathBuf::from("<string>"),
             message: e.to_string(),
         })?;
+        cfg.text = text.to_owned();
         for (name, s) in &cfg.section {
             cfg.resolve_section_inner(name, s)?;
         }

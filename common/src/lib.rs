@@ -32,7 +32,6 @@ pub mod mail;
 pub mod normalize;
 pub mod parse;
 pub mod paths;
-pub mod rules;
 pub mod snapshot;
 pub mod structured;
 pub mod time;

@@ -45,10 +45,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::rules::{Piece, Template};
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use siemstress_common::config::Config;
-use siemstress_common::rules::{Piece, Template};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::rfc3339;

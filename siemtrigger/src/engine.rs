@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use crate::rules::{Kind, Rule, column_alias, is_column};
 use serde::{Deserialize, Serialize};
 pub use siemstress_common::db::trigger::NewAlert;
 use siemstress_common::db::trigger::{Scan, ScanSink};
-use siemstress_common::rules::{Kind, Matcher, Rule, column_alias, is_column};
 
 /// Named regex captures of one event.
 pub type Caps = BTreeMap<String, String>;
@@ -290,7 +290,7 @@ pub struct Evaluator<'r> {
 impl<'r> Evaluator<'r> {
     /// An evaluator with the stored windows `windows`.
     pub fn new(rule: &'r Rule, table: &str, windows: HashMap<String, Win>) -> Self {
-        let window = rule.window_ms.unwrap_or(0);
+        let window = rule.window_ms().unwrap_or(0);
         let expiry = windows
             .iter()
             .filter_map(|(k, w)| match w {
@@ -300,8 +300,9 @@ impl<'r> Evaluator<'r> {
                 _ => None,
             })
             .collect();
-        let lookup = match &rule.second {
-            Some(s) => {
+        let lookup = match &rule.kind {
+            Kind::Pair(p) | Kind::Absence(p) => {
+                let s = &p.second;
                 let caps = s.captures();
                 let by_cols = rule.key.names().all(is_column);
                 let direct = rule.key.names().all(|n| is_column(n) || caps.contains(n));
@@ -313,7 +314,7 @@ impl<'r> Evaluator<'r> {
                     SecondLookup::Scan
                 }
             }
-            None => SecondLookup::Direct,
+            _ => SecondLookup::Direct,
         };
         Self {
             rule,
@@ -423,7 +424,7 @@ impl<'r> Evaluator<'r> {
     /// Event time reaches `t`: windows that ended before `t` close (pair,
     /// silently) or fire (absence).
     pub fn advance(&mut self, t: i64) {
-        if !matches!(self.rule.kind, Kind::Pair | Kind::Absence) {
+        if !matches!(self.rule.kind, Kind::Pair(_) | Kind::Absence(_)) {
             return;
         }
         while let Some((end, first_id, _)) = self.expiry.first() {
@@ -439,7 +440,7 @@ impl<'r> Evaluator<'r> {
             let Some(Win::Open { start, vars, .. }) = self.remove(&key) else {
                 continue;
             };
-            if self.rule.kind == Kind::Absence {
+            if matches!(self.rule.kind, Kind::Absence(_)) {
                 let message = self.message(&Caps::new(), None, &vars, &key, 1, start);
                 self.fire(key, end, start, 1, message, vec![first_id]);
             }
@@ -448,7 +449,7 @@ impl<'r> Evaluator<'r> {
 
     /// Drops state that no in-order event can change any more (event time `t`).
     pub fn collect_garbage(&mut self, t: i64) {
-        if self.rule.kind != Kind::Threshold {
+        if !matches!(self.rule.kind, Kind::Threshold(_)) {
             return;
         }
         let w = self.window;
@@ -488,23 +489,23 @@ impl<'r> Evaluator<'r> {
             count,
             message,
             event_table: self.table.clone(),
-            window_end: self.rule.window_ms.map(|w| first_ts.saturating_add(w)),
+            window_end: self.rule.window_ms().map(|w| first_ts.saturating_add(w)),
             events,
         });
     }
 
     /// Applies one candidate event (call [`Evaluator::advance`] first).
     pub fn apply(&mut self, c: &Cand) {
-        match self.rule.kind {
-            Kind::Single => {
+        match &self.rule.kind {
+            Kind::Single(_) => {
                 if let Some(caps) = c.caps(Role::Match) {
                     let key = self.render_key(caps, &c.ev);
                     let message = self.message(caps, Some(&c.ev), &Caps::new(), &key, 1, c.ev.ts);
                     self.fire(key, c.ev.ts, c.ev.ts, 1, message, vec![c.ev.id]);
                 }
             }
-            Kind::Threshold => self.threshold(c),
-            Kind::Pair | Kind::Absence => {
+            Kind::Threshold(_) => self.threshold(c),
+            Kind::Pair(_) | Kind::Absence(_) => {
                 let mut consumed = false;
                 if let Some(hit) = c.roles[Role::Second as usize] {
                     let caps = match hit {
@@ -517,11 +518,15 @@ impl<'r> Evaluator<'r> {
                     self.first(&c.ev, caps);
                 }
             }
-            Kind::SnapshotChange => {}
+            Kind::SnapshotChange(_) => {}
         }
     }
 
     fn threshold(&mut self, c: &Cand) {
+        let rule = self.rule;
+        let Kind::Threshold(th) = &rule.kind else {
+            return;
+        };
         let ev = &c.ev;
         let t = ev.ts;
         if let Some(caps) = c.caps(Role::Reset) {
@@ -543,7 +548,7 @@ impl<'r> Evaluator<'r> {
             Some(Win::Count { start, events }) => (*start, std::mem::take(events)),
             _ => (t, Vec::new()),
         };
-        let distinct = self.rule.distinct.as_ref().map(|d| {
+        let distinct = th.distinct.as_ref().map(|d| {
             caps.get(d)
                 .cloned()
                 .or_else(|| ev.get(d))
@@ -555,7 +560,7 @@ impl<'r> Evaluator<'r> {
         }
         events.push((t, ev.id, distinct));
         let start = events[0].0;
-        let count = if self.rule.distinct.is_some() {
+        let count = if th.distinct.is_some() {
             events
                 .iter()
                 .map(|e| e.2.as_deref())
@@ -571,7 +576,7 @@ impl<'r> Evaluator<'r> {
             s.best_start = start;
             s.best_ts = t;
         }
-        if count >= self.rule.threshold {
+        if count >= th.threshold {
             let ids = events.iter().map(|e| e.1).collect();
             let message = self.message(caps, Some(ev), &Caps::new(), &key, count as i64, start);
             let end = start.saturating_add(w);
@@ -638,8 +643,11 @@ impl<'r> Evaluator<'r> {
         {
             return Some(res.clone());
         }
-        let second = self.rule.second.as_ref()?;
-        let res = Arc::new(second.instantiate(vars));
+        let rule = self.rule;
+        let (Kind::Pair(p) | Kind::Absence(p)) = &rule.kind else {
+            return None;
+        };
+        let res = Arc::new(p.second.instantiate(vars));
         self.compiled
             .insert(key.to_owned(), (*first_id, res.clone()));
         Some(res)
@@ -647,7 +655,11 @@ impl<'r> Evaluator<'r> {
 
     /// A `second` event: closes (pair: fires) the windows it matches.
     fn second(&mut self, ev: &Ev, caps: Option<&Caps>) -> bool {
-        let second: &Matcher = self.rule.second.as_ref().expect("second");
+        let rule = self.rule;
+        let (Kind::Pair(p) | Kind::Absence(p)) = &rule.kind else {
+            return false;
+        };
+        let second = &p.second;
         let mut hits: Vec<(String, Caps)> = Vec::new();
         match self.lookup {
             SecondLookup::Direct => {
@@ -718,7 +730,7 @@ impl<'r> Evaluator<'r> {
                 continue;
             };
             consumed = true;
-            if self.rule.kind == Kind::Pair {
+            if matches!(self.rule.kind, Kind::Pair(_)) {
                 let message = self.message(&c, Some(ev), &vars, &key, 2, start);
                 self.fire(key, ev.ts, start, 2, message, vec![first_id, ev.id]);
             }
@@ -730,7 +742,7 @@ impl<'r> Evaluator<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use siemstress_common::rules::RuleSet;
+    use crate::rules::RuleSet;
 
     fn rule(text: &str) -> Rule {
         RuleSet::from_file_text(text, "t.toml", &[])

@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
-use siemstress_common::rules::{Kind, Rule, RuleSet};
 
 use siemstress_common::db::Database;
 use siemstress_common::db::alerts::AlertRow;
@@ -18,6 +17,7 @@ use siemstress_common::snapshot::Run;
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{KeyStats, rfc3339};
+use crate::rules::{Kind, Rule, RuleSet, Threshold};
 use crate::runner::{Mode, Runner, Summary};
 use crate::snapshot;
 
@@ -63,11 +63,18 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
                     "event_table": a.event_table,
                     "window_end": a.window_end.map(rfc3339),
                 },
-                "rule": rule.map(|r| serde_json::json!({
-                    "type": r.kind.as_str(), "window_ms": r.window_ms,
-                    "threshold": (r.kind == Kind::Threshold).then_some(r.threshold),
-                    "distinct": r.distinct, "key": r.key.source, "origin": r.origin,
-                })),
+                "rule": rule.map(|r| {
+                    let th = match &r.kind {
+                        Kind::Threshold(t) => Some(t),
+                        _ => None,
+                    };
+                    serde_json::json!({
+                        "type": r.type_name(), "window_ms": r.window_ms(),
+                        "threshold": th.map(|t| t.threshold),
+                        "distinct": th.and_then(|t| t.distinct.as_ref()),
+                        "key": r.key.source, "origin": r.origin,
+                    })
+                }),
                 "events": events.iter().map(|(t, e)| serde_json::json!({
                     "event_table": t, "id": e.id, "ts": rfc3339(e.ts), "host": e.host, "raw": e.raw,
                 })).collect::<Vec<_>>(),
@@ -91,29 +98,27 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
             }
             match rule {
                 Some(r) => {
-                    let cond = match r.kind {
-                        Kind::Threshold => format!(
+                    let cond = match &r.kind {
+                        Kind::Threshold(t) => format!(
                             "threshold {} {} within {}",
-                            r.threshold,
-                            if r.distinct.is_some() {
-                                "distinct values of ".to_owned()
-                                    + r.distinct.as_deref().unwrap_or("")
-                            } else {
-                                "events".to_owned()
+                            t.threshold,
+                            match &t.distinct {
+                                Some(d) => format!("distinct values of {d}"),
+                                None => "events".to_owned(),
                             },
-                            human(r.window_ms)
+                            human(t.window_ms)
                         ),
-                        Kind::Pair => format!("second within {} of first", human(r.window_ms)),
-                        Kind::Absence => {
-                            format!("no second within {} of first", human(r.window_ms))
+                        Kind::Pair(p) => format!("second within {} of first", human(p.window_ms)),
+                        Kind::Absence(p) => {
+                            format!("no second within {} of first", human(p.window_ms))
                         }
-                        Kind::Single => "every matching event".to_owned(),
-                        Kind::SnapshotChange => "snapshot change".to_owned(),
+                        Kind::Single(_) => "every matching event".to_owned(),
+                        Kind::SnapshotChange(_) => "snapshot change".to_owned(),
                     };
                     writeln!(
                         out,
                         "  rule:     {} ({cond}; key {:?}) from {}",
-                        r.kind.as_str(),
+                        r.type_name(),
                         r.key.source,
                         r.origin
                     )?;
@@ -148,11 +153,13 @@ fn snapshot_alert(
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let newest = runs.iter().max_by_key(|r| r.id);
-    let rule_json = rule.map(|r| {
+    // The rule of that name may since have become another type.
+    let rule = rule.and_then(|r| r.snapshot().map(|s| (r, s)));
+    let rule_json = rule.map(|(r, s)| {
         serde_json::json!({
-            "type": r.kind.as_str(), "snapshot": r.snapshot,
-            "change": r.change.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "exclude": r.exclude, "include": r.include, "key": r.key.source, "origin": r.origin,
+            "type": r.type_name(), "snapshot": s.snapshot,
+            "change": s.change.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "exclude": s.exclude, "include": s.include, "key": r.key.source, "origin": r.origin,
         })
     });
     match f {
@@ -182,17 +189,17 @@ fn snapshot_alert(
                 rfc3339(a.ts)
             )?;
             match rule {
-                Some(r) => writeln!(
+                Some((r, s)) => writeln!(
                     out,
                     "  rule:     snapshot_change (snapshot {}; change {}; exclude {:?}; include {:?}; key {:?}) from {}",
-                    r.snapshot.as_deref().unwrap_or_default(),
-                    r.change
+                    s.snapshot,
+                    s.change
                         .iter()
                         .map(|c| c.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    r.exclude,
-                    r.include,
+                    s.exclude,
+                    s.include,
                     r.key.source,
                     r.origin
                 )?,
@@ -229,21 +236,20 @@ fn snapshot_alert(
     Ok(())
 }
 
-fn human(ms: Option<i64>) -> String {
-    ms.map(|m| humantime::format_duration(std::time::Duration::from_millis(m as u64)).to_string())
-        .unwrap_or_default()
+fn human(ms: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms as u64)).to_string()
 }
 
 /// Prints the keys of `rule` that came closest to firing in `[from, to)`,
 /// by re-evaluating the range from empty state (nothing is stored).
 pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> anyhow::Result<()> {
-    if rule.kind == Kind::SnapshotChange {
+    if let Some(s) = rule.snapshot() {
         anyhow::bail!(
             "--explain-rule {}: a snapshot_change rule has no windows to come close to firing; \
              see its alerts with --replay --from ... --to ..., or the diffs with \
              siemquery --snapshot {} --diff --run ID",
             rule.name,
-            rule.snapshot.as_deref().unwrap_or_default()
+            s.snapshot
         );
     }
     let actions = Actions::default();
@@ -261,7 +267,7 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
     let mut stats: HashMap<String, KeyStats> = HashMap::new();
     let mut summary = Summary::default();
     for t in db.event_tables().await? {
-        if rule.table.as_ref().is_some_and(|r| r.as_str() != t) {
+        if rule.table().is_some_and(|r| r.as_str() != t) {
             continue;
         }
         let hi = db.max_id(&Ident::new(&t, "event table")?).await?;
@@ -270,7 +276,7 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
             .rule_table(rule, &t, hi, &mut summary, Some(&mut s))
             .await?;
         for (k, v) in s {
-            let key = if rule.table.is_some() {
+            let key = if rule.table().is_some() {
                 k
             } else {
                 format!("{t}: {k}")
@@ -284,8 +290,8 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
             .cmp(&(a.1.fired, a.1.best))
             .then(a.0.cmp(b.0))
     });
-    let needed = match rule.kind {
-        Kind::Threshold => rule.threshold,
+    let needed = match &rule.kind {
+        Kind::Threshold(Threshold { threshold, .. }) => *threshold,
         _ => 1,
     };
     let mut out = std::io::stdout().lock();
@@ -306,7 +312,7 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
                 out,
                 "rule {} ({}) from {} to {}: {} matching events, {} alerts, {} keys",
                 rule.name,
-                rule.kind.as_str(),
+                rule.type_name(),
                 rfc3339(from),
                 rfc3339(to),
                 summary.candidates,
@@ -314,7 +320,7 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
                 stats.len()
             )?;
             match rule.kind {
-                Kind::Threshold => {
+                Kind::Threshold(_) => {
                     writeln!(
                         out,
                         "{:>6} {:>6}  {:<24} {:<24} key",

@@ -5,6 +5,7 @@
 mod actions;
 mod engine;
 mod explain;
+mod rules;
 mod runner;
 mod snapshot;
 
@@ -18,9 +19,9 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use siemstress_common::cli::ConnectArgs;
 use siemstress_common::db::Backend;
-use siemstress_common::rules::RuleSet;
 use siemstress_common::timerange::{parse_point, parse_range};
 
+use crate::rules::RuleSet;
 use crate::runner::{Mode, Runner};
 
 /// Exit codes, in one place.
@@ -190,11 +191,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             println!(
                 "{}\t{}\t{}\t{}\t{}",
                 r.name,
-                r.kind.as_str(),
+                r.type_name(),
                 r.severity,
-                match (&r.table, &r.snapshot) {
+                match (r.table(), r.snapshot()) {
                     (Some(t), _) => t.as_str().to_owned(),
-                    (None, Some(s)) => format!("snapshot:{s}"),
+                    (None, Some(s)) => format!("snapshot:{}", s.snapshot),
                     (None, None) => "*".to_owned(),
                 },
                 r.origin
@@ -319,9 +320,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
 async fn check_tables(
     connect: &ConnectArgs,
     config: &siemstress_common::config::Config,
-    rules: &[siemstress_common::rules::Rule],
+    rules: &[rules::Rule],
 ) {
-    if rules.iter().all(|r| r.table.is_none()) {
+    if rules.iter().all(|r| r.table().is_none()) {
         return;
     }
     let tables = match connect.connect_existing(config).await {
@@ -335,7 +336,7 @@ async fn check_tables(
     match tables {
         Ok(tables) => {
             for r in rules {
-                if let Some(t) = &r.table
+                if let Some(t) = r.table()
                     && !tables.iter().any(|name| name == t.as_str())
                 {
                     eprintln!(

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::rules::{Matcher, Rule, RuleRegex};
 use anyhow::Context;
 use siemstress_common::db::Database;
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
-use siemstress_common::rules::{Kind, Matcher, Rule};
 
 use crate::Format;
 use crate::actions::Actions;
@@ -229,7 +229,7 @@ impl Runner<'_> {
         let snapshot_rules: Vec<&Rule> = self
             .rules
             .iter()
-            .filter(|r| r.kind == Kind::SnapshotChange)
+            .filter(|r| r.snapshot().is_some())
             .collect();
         // Read before the settle, as the event tables' ids: a run whose
         // transaction took a lower id and is still open gets time to commit.
@@ -253,8 +253,8 @@ impl Runner<'_> {
             let rules: Vec<&Rule> = self
                 .rules
                 .iter()
-                .filter(|r| r.kind != Kind::SnapshotChange)
-                .filter(|r| r.table.as_ref().is_none_or(|rt| rt.as_str() == t))
+                .filter(|r| r.snapshot().is_none())
+                .filter(|r| r.table().is_none_or(|rt| rt.as_str() == t))
                 .collect();
             if rules.is_empty() {
                 continue;
@@ -278,7 +278,7 @@ impl Runner<'_> {
     pub fn missing_tables(&self, registry: &[String]) -> Vec<(String, String)> {
         self.rules
             .iter()
-            .filter_map(|r| r.table.as_ref().map(|t| (r, t.as_str())))
+            .filter_map(|r| r.table().map(|t| (r, t.as_str())))
             .filter(|(_, t)| !registry.iter().any(|name| name == t))
             .map(|(r, t)| (r.name.clone(), t.to_owned()))
             .collect()
@@ -596,7 +596,6 @@ impl Runner<'_> {
 
 /// What decides a matcher's regex check: its include and exclude regexes.
 fn check_identity(m: &Matcher) -> String {
-    use siemstress_common::rules::RuleRegex;
     let mut id = String::new();
     for r in &m.regex {
         match r {

@@ -13,10 +13,10 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::rules::{Rule, SnapshotChange};
 use serde_json::Value;
 use siemstress_common::db::snapshots;
 use siemstress_common::db::trigger::{Commit, Progress, RuleCommit};
-use siemstress_common::rules::Rule;
 use siemstress_common::snapshot::STATUS_OK;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes, RunDiff};
 
@@ -82,7 +82,7 @@ fn lookup<'a>(
 }
 
 /// True if `c` passes the rule's `change`, `row` and `include` filters.
-fn wanted(rule: &Rule, include: &Excludes, c: &Change) -> bool {
+fn wanted(rule: &SnapshotChange, include: &Excludes, c: &Change) -> bool {
     if !rule.change.contains(&c.change) {
         return false;
     }
@@ -106,12 +106,12 @@ fn wanted(rule: &Rule, include: &Excludes, c: &Change) -> bool {
 /// The alerts of one run's diff: one per wanted record, at the run's time,
 /// with the base run's time as `first_ts`.
 pub fn alerts(rule: &Rule, include: &Excludes, d: &RunDiff) -> Vec<NewAlert> {
-    let Some(base) = &d.previous else {
+    let (Some(base), Some(s)) = (&d.previous, rule.snapshot()) else {
         return Vec::new();
     };
     d.changes
         .iter()
-        .filter(|c| wanted(rule, include, c))
+        .filter(|c| wanted(s, include, c))
         .map(|c| {
             let vars = lookup(rule, d, c);
             NewAlert {
@@ -140,9 +140,12 @@ impl Runner<'_> {
         hi: i64,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
-        let name = rule.snapshot.as_deref().unwrap_or_default();
-        let excludes = Excludes::new(&rule.exclude)?;
-        let include = Excludes::new(&rule.include)?;
+        let Some(s) = rule.snapshot() else {
+            return Ok(());
+        };
+        let name = s.snapshot.as_str();
+        let excludes = Excludes::new(&s.exclude)?;
+        let include = Excludes::new(&s.include)?;
         let (mut progress, runs) = match self.mode {
             Mode::Replay { from, to } => {
                 let runs = snapshots::runs_between(self.db, from, to)
@@ -209,8 +212,8 @@ impl Runner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::RuleSet;
     use serde_json::json;
-    use siemstress_common::rules::RuleSet;
     use siemstress_common::snapshot::{Row, Run};
 
     fn run(id: i64, taken: i64) -> Run {
@@ -311,7 +314,7 @@ mod tests {
         );
         // include: rows by NAME.KEY, changed columns by NAME.KEY.COLUMN too.
         let r = rule("include = [\"users.*.shell\", \"users.bob\"]\n");
-        let inc = Excludes::new(&r.include).unwrap();
+        let inc = Excludes::new(&r.snapshot().unwrap().include).unwrap();
         let keys: Vec<String> = alerts(&r, &inc, &d).into_iter().map(|a| a.key).collect();
         assert_eq!(keys, ["alice", "bob"]);
         // A baseline raises nothing.

@@ -1,0 +1,358 @@
+//! From a rule as written ([`RuleDef`]) to a [`Rule`]: the checks of the
+//! common keys, then each type's own.
+
+use std::collections::BTreeSet;
+
+use siemstress_common::ident::Ident;
+use siemstress_common::snapshot::diff::{ChangeKind, Excludes};
+
+use super::def::{KindDef, PairDef, RuleDef, SingleDef, SnapshotDef, ThresholdDef};
+use super::error::{Lines, RuleError};
+use super::matcher::{Matcher, RawMatch, RuleRegex};
+use super::template::{
+    MESSAGE_BUILTINS, SNAPSHOT_MESSAGE_BUILTINS, SNAPSHOT_VARS, Template, column_alias, is_column,
+};
+use super::{Kind, Pair, Rule, SEVERITIES, Single, SnapshotChange, Threshold};
+
+/// Default `key` of a `snapshot_change` rule: the diff record's key.
+pub const SNAPSHOT_DEFAULT_KEY: &str = "{key}";
+
+/// Default `message` of a `snapshot_change` rule.
+pub const SNAPSHOT_DEFAULT_MESSAGE: &str = "{snapshot} on {host}: {change} {key}{detail}";
+
+/// Default `message` of the event rules.
+const DEFAULT_MESSAGE: &str = "{rule}: {key} ({count} events)";
+
+/// What an error needs: where the rule is and what it is called.
+struct Cx<'a> {
+    origin: &'a str,
+    lines: &'a Lines,
+    name: &'a str,
+}
+
+impl Cx<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> RuleError {
+        RuleError {
+            origin: self.origin.to_owned(),
+            line: Some(self.lines.of(key)),
+            rule: Some(self.name.to_owned()),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn table(&self, t: &Option<String>) -> Result<Option<Ident>, RuleError> {
+        t.as_deref()
+            .map(|t| Ident::new(t, "table").map_err(|x| self.err("table", x.to_string())))
+            .transpose()
+    }
+
+    fn window(&self, w: &Option<String>) -> Result<i64, RuleError> {
+        let Some(w) = w else {
+            return Err(self.err("window", "missing (e.g. window = \"60s\")"));
+        };
+        let d = siemstress_common::time::parse_duration(w)
+            .map_err(|x| self.err("window", x.to_string()))?;
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        if ms <= 0 {
+            return Err(self.err("window", "must be longer than 0"));
+        }
+        Ok(ms)
+    }
+
+    /// The matcher of `key`; `None` (not written) is "missing".
+    fn matcher(
+        &self,
+        key: &str,
+        m: &Option<RawMatch>,
+        backrefs: bool,
+    ) -> Result<Matcher, RuleError> {
+        let m = m.as_ref().ok_or_else(|| self.err(key, "missing"))?;
+        Matcher::build(m, backrefs).map_err(|(k, msg)| self.err(&format!("{key}.{k}"), msg))
+    }
+
+    /// Every `{name}` of `t` is a column, a capture in `caps`, or (a
+    /// message) a built-in value.
+    fn names(
+        &self,
+        what: &str,
+        t: &Template,
+        caps: &BTreeSet<String>,
+        builtins: bool,
+        whose: &str,
+    ) -> Result<(), RuleError> {
+        for n in t.names() {
+            if is_column(n) || caps.contains(n) || (builtins && MESSAGE_BUILTINS.contains(&n)) {
+                continue;
+            }
+            return Err(self.err(
+                what,
+                format!(
+                    "{{{n}}} is neither a column nor a named capture of {whose} (captures: {})",
+                    if caps.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        caps.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Validates a rule read from `origin`; `actions` are the configured
+/// action names (`[actions.NAME]`).
+pub fn validate(
+    def: RuleDef,
+    origin: &str,
+    lines: &Lines,
+    actions: &[String],
+) -> Result<Rule, RuleError> {
+    let fingerprint = def.fingerprint();
+    let c = &def.common;
+    let cx = Cx {
+        origin,
+        lines,
+        name: &c.name,
+    };
+    let name = &c.name;
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+    {
+        return Err(cx.err("name", "use letters, digits and _ - . : (at most 128)"));
+    }
+    let severity = c.severity.clone().unwrap_or_else(|| "medium".into());
+    if !SEVERITIES.contains(&severity.as_str()) {
+        return Err(cx.err(
+            "severity",
+            format!("unknown severity {severity:?} (info, low, medium, high, critical)"),
+        ));
+    }
+    for a in &c.actions {
+        if !actions.contains(a) {
+            return Err(cx.err(
+                "actions",
+                format!("no action {a:?} is configured (add [actions.{a}] to siemstress.toml)"),
+            ));
+        }
+    }
+    let snapshot_rule = matches!(def.kind, KindDef::SnapshotChange(_));
+    let key = Template::parse(c.key.as_deref().unwrap_or(if snapshot_rule {
+        SNAPSHOT_DEFAULT_KEY
+    } else {
+        ""
+    }));
+    let message = Template::parse(c.message.as_deref().unwrap_or(if snapshot_rule {
+        SNAPSHOT_DEFAULT_MESSAGE
+    } else {
+        DEFAULT_MESSAGE
+    }));
+    let kind = match &def.kind {
+        KindDef::Single(d) => Kind::Single(d.validate(&cx, &key, &message)?),
+        KindDef::Threshold(d) => Kind::Threshold(d.validate(&cx, &key, &message)?),
+        KindDef::Pair(d) => Kind::Pair(d.validate(&cx, &key, &message, true)?),
+        KindDef::Absence(d) => Kind::Absence(d.validate(&cx, &key, &message, false)?),
+        KindDef::SnapshotChange(d) => Kind::SnapshotChange(d.validate(&cx, &key, &message)?),
+    };
+    Ok(Rule {
+        name: name.clone(),
+        severity,
+        key,
+        message,
+        actions: c.actions.clone(),
+        origin: origin.to_owned(),
+        fingerprint,
+        kind,
+    })
+}
+
+impl SingleDef {
+    fn validate(&self, cx: &Cx, key: &Template, message: &Template) -> Result<Single, RuleError> {
+        let table = cx.table(&self.table)?;
+        let matcher = cx.matcher("match", &self.matcher, false)?;
+        let caps = matcher.captures();
+        cx.names("key", key, &caps, false, "match.regex")?;
+        cx.names("message", message, &caps, true, "match.regex")?;
+        Ok(Single { table, matcher })
+    }
+}
+
+impl ThresholdDef {
+    fn validate(
+        &self,
+        cx: &Cx,
+        key: &Template,
+        message: &Template,
+    ) -> Result<Threshold, RuleError> {
+        let table = cx.table(&self.table)?;
+        let window_ms = cx.window(&self.window)?;
+        let threshold = match self.threshold {
+            Some(t) if t >= 1 => t as u64,
+            Some(t) => return Err(cx.err("threshold", format!("must be at least 1, not {t}"))),
+            None => return Err(cx.err("threshold", "missing (e.g. threshold = 5)")),
+        };
+        let matcher = cx.matcher("match", &self.matcher, false)?;
+        let reset = match &self.reset {
+            Some(_) => Some(cx.matcher("reset", &self.reset, false)?),
+            None => None,
+        };
+        let caps = matcher.captures();
+        cx.names("key", key, &caps, false, "match.regex")?;
+        cx.names("message", message, &caps, true, "match.regex")?;
+        if let Some(r) = &reset {
+            cx.names("reset", key, &r.captures(), false, "reset.regex")?;
+        }
+        let distinct = match &self.distinct {
+            Some(d) if is_column(d) => Some(column_alias(d).to_owned()),
+            Some(d) if caps.contains(d) => Some(d.clone()),
+            Some(d) => {
+                return Err(cx.err(
+                    "distinct",
+                    format!("{d:?} is neither a column nor a named capture of match.regex"),
+                ));
+            }
+            None => None,
+        };
+        Ok(Threshold {
+            table,
+            matcher,
+            reset,
+            window_ms,
+            threshold,
+            distinct,
+        })
+    }
+}
+
+impl PairDef {
+    /// A `pair` rule (`fires_on_second`) or an `absence` rule.
+    fn validate(
+        &self,
+        cx: &Cx,
+        key: &Template,
+        message: &Template,
+        fires_on_second: bool,
+    ) -> Result<Pair, RuleError> {
+        let table = cx.table(&self.table)?;
+        let window_ms = cx.window(&self.window)?;
+        let first = cx.matcher("first", &self.first, false)?;
+        let second = cx.matcher("second", &self.second, true)?;
+        let first_caps = first.captures();
+        cx.names("key", key, &first_caps, false, "first.regex")?;
+        let mut both = second.captures();
+        both.extend(first_caps.iter().cloned());
+        cx.names("second", key, &both, false, "second.regex or first.regex")?;
+        // An absence fires without a second: its message has only the first's captures.
+        let msg_caps = if fires_on_second { &both } else { &first_caps };
+        cx.names("message", message, msg_caps, true, "the rule's regexes")?;
+        for rr in &second.regex {
+            if let RuleRegex::BackRef { template, .. } = rr {
+                cx.names("second.regex", template, &first_caps, false, "first.regex")?;
+            }
+        }
+        Ok(Pair {
+            table,
+            first,
+            second,
+            window_ms,
+        })
+    }
+}
+
+impl SnapshotDef {
+    fn validate(
+        &self,
+        cx: &Cx,
+        key: &Template,
+        message: &Template,
+    ) -> Result<SnapshotChange, RuleError> {
+        let snapshot = match &self.snapshot {
+            Some(name) => {
+                siemstress_common::snapshot::validate_name(name).map_err(|_| {
+                    cx.err(
+                        "snapshot",
+                        format!(
+                            "{name:?} is not a snapshot name (1-64 letters, digits, _ and -, as \
+                             siemparse --snapshot NAME / --gather KIND stores it)"
+                        ),
+                    )
+                })?;
+                name.clone()
+            }
+            None => {
+                return Err(cx.err(
+                    "snapshot",
+                    "missing (the snapshot name, e.g. snapshot = \"listenports\")",
+                ));
+            }
+        };
+        let change = match &self.change {
+            None => vec![ChangeKind::Added, ChangeKind::Removed, ChangeKind::Changed],
+            Some(v) => {
+                let mut out = Vec::new();
+                for c in v.list() {
+                    let k = match c.as_str() {
+                        "added" => ChangeKind::Added,
+                        "removed" => ChangeKind::Removed,
+                        "changed" => ChangeKind::Changed,
+                        other => {
+                            return Err(cx.err(
+                                "change",
+                                format!("unknown change {other:?} (added, removed, changed)"),
+                            ));
+                        }
+                    };
+                    if !out.contains(&k) {
+                        out.push(k);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(cx.err(
+                        "change",
+                        "empty (leave it out for added, removed and changed)",
+                    ));
+                }
+                out
+            }
+        };
+        // Event columns mean nothing here: only the diff record's names.
+        let vars = |what: &str, t: &Template, extra: &[&str]| {
+            for n in t.names() {
+                if !SNAPSHOT_VARS.contains(&n) && !extra.contains(&n) {
+                    let known: Vec<String> = SNAPSHOT_VARS
+                        .iter()
+                        .chain(extra)
+                        .map(|k| format!("{{{k}}}"))
+                        .collect();
+                    return Err(cx.err(
+                        what,
+                        format!(
+                            "{{{n}}} is not a field of a snapshot diff record (use {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        vars("key", key, &[])?;
+        vars("message", message, &SNAPSHOT_MESSAGE_BUILTINS)?;
+        for (what, globs) in [("exclude", &self.exclude), ("include", &self.include)] {
+            for x in globs {
+                Excludes::new(std::slice::from_ref(x))
+                    .map_err(|g| cx.err(what, format!("bad glob {x:?}: {g}")))?;
+            }
+        }
+        Ok(SnapshotChange {
+            snapshot,
+            exclude: self.exclude.clone(),
+            include: self.include.clone(),
+            change,
+            row: self.row.clone().unwrap_or_default(),
+        })
+    }
+}
