@@ -11,6 +11,7 @@ use crate::ident::Ident;
 use crate::time::Zone;
 
 pub mod listen;
+pub mod retention;
 
 /// The whole configuration file. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +37,8 @@ pub struct Config {
     pub decoders: DecodersConfig,
     #[serde(default)]
     pub listen: listen::ListenConfig,
+    #[serde(default)]
+    pub retention: retention::RetentionConfig,
     /// Where the config came from, for messages; not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
@@ -82,6 +85,9 @@ pub struct SectionConfig {
     pub pattern: Option<String>,
     /// For `format = "json"`: `"journald"`, `"eve"` or { column = "dotted.path" }.
     pub mapping: Option<crate::structured::MappingSpec>,
+    /// How long the section's rows are kept (`"90d"`, `"forever"`);
+    /// default `[retention] default`.
+    pub retention: Option<String>,
 }
 
 /// `format` of a section.
@@ -103,6 +109,8 @@ pub struct Section {
     pub format: Format,
     /// The compiled json/regex format; `None` for syslog.
     pub structured: Option<std::sync::Arc<crate::structured::Structured>>,
+    /// Its own `retention`, if set.
+    pub retention: Option<retention::Keep>,
 }
 
 impl Config {
@@ -160,6 +168,7 @@ impl Config {
             cfg.resolve_section_inner(name, s)?;
         }
         cfg.listen()?;
+        cfg.retention()?;
         for name in cfg.listen.sections() {
             cfg.section(name, None).map_err(|e| Error::ConfigValue {
                 key: "listen".into(),
@@ -200,12 +209,18 @@ impl Config {
             s.mapping.as_ref(),
         )?
         .map(std::sync::Arc::new);
+        let retention = s
+            .retention
+            .as_deref()
+            .map(|r| retention::Keep::parse(r, &format!("section.{name}.retention")))
+            .transpose()?;
         Ok(Section {
             name: name.to_owned(),
             table,
             zone,
             format: s.format,
             structured,
+            retention,
         })
     }
 
@@ -224,6 +239,32 @@ impl Config {
             .and_then(|p| p.parent())
             .map(Path::to_path_buf)
             .unwrap_or_default()
+    }
+
+    /// `[retention]`, checked.
+    pub fn retention(&self) -> Result<retention::Retention, Error> {
+        self.retention.resolve()
+    }
+
+    /// The retention of everything: `[retention]`, and per event table the
+    /// longest `retention` of the sections that write it (a section without
+    /// one has `[retention] default`), so that no section loses rows it
+    /// keeps; tables no section names have `[retention] default`.
+    pub fn retention_policy(&self) -> Result<retention::Policy, Error> {
+        let r = self.retention()?;
+        let mut tables = BTreeMap::new();
+        for name in self.section.keys() {
+            let s = self.section(name, None)?;
+            let k = s.retention.unwrap_or(r.default);
+            tables
+                .entry(s.table.as_str().to_owned())
+                .and_modify(|have: &mut retention::Keep| *have = (*have).max(k))
+                .or_insert(k);
+        }
+        Ok(retention::Policy {
+            retention: r,
+            tables,
+        })
     }
 
     /// `[listen]`, checked.
@@ -295,6 +336,32 @@ mod tests {
         assert!(cfg.section(&ok, None).is_ok());
         let err = Config::parse_str("[section.x]\ntable = \"Event_Tables\"\n").unwrap_err();
         assert!(err.to_string().contains("section.x"), "{err}");
+    }
+
+    #[test]
+    fn retention_per_table() {
+        let cfg = Config::parse_str(
+            "[retention]\ndefault = \"180d\"\n[section.auth]\nretention = \"90d\"\n\
+             [section.auth2]\ntable = \"auth\"\nretention = \"10d\"\n\
+             [section.keep]\nretention = \"forever\"\n[section.plain]\n",
+        )
+        .unwrap();
+        let days = |d: u64| retention::Keep::For(std::time::Duration::from_secs(d * 86400));
+        let p = cfg.retention_policy().unwrap();
+        assert_eq!(p.table("auth"), days(90));
+        assert_eq!(p.table("keep"), retention::Keep::Forever);
+        assert_eq!(p.table("plain"), days(180));
+        assert_eq!(p.table("unnamed"), days(180));
+        assert!(p.prunes_anything());
+        let err = Config::parse_str("[section.a]\nretention = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("section.a.retention"), "{err}");
+        let err = Config::parse_str("[retention]\nsnapshots = { keep = 3 }\n").unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
+        let err = Config::parse_str("[retention]\nalerts = \"1 fortnight\"\n").unwrap_err();
+        assert!(err.to_string().contains("retention.alerts"), "{err}");
+        let none = Config::parse_str("").unwrap().retention_policy().unwrap();
+        assert_eq!(none.table("x"), retention::Keep::Forever);
+        assert!(!none.prunes_anything());
     }
 
     #[test]

@@ -21,6 +21,22 @@ fn is_unsafe(c: char) -> bool {
         )
 }
 
+/// `123456789` → `117.7 MiB`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// `s` with every character of [`is_unsafe`] written as `\xNN` (below
 /// U+0100) or `\u{NNNN}`, and a backslash as `\\` so that an escape cannot
 /// be forged by the text itself. Borrowed when there is nothing to escape.

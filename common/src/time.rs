@@ -243,6 +243,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, Error> {
     })
 }
 
+/// Epoch ms as RFC 3339 in UTC, to the second (`2026-12-06T17:00:00Z`), for messages.
+pub fn rfc3339_utc(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Current time as UTC epoch milliseconds.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()

@@ -8,6 +8,7 @@ mod lines;
 mod listen;
 mod pipeline;
 mod progress;
+mod prune;
 mod snapshot_input;
 mod stdin;
 
@@ -126,6 +127,13 @@ struct Args {
     /// the decoder that matched, every field; stores nothing
     #[arg(long, value_name = "LINE", num_args = 0..=1, conflicts_with_all = ["follow", "clear", "index", "gather", "snapshot"])]
     explain: Option<Option<String>>,
+
+    /// Delete what is past retention ([section.NAME] retention, [retention] default,
+    /// alerts, snapshots) in small batches that a running ingest hardly notices, and
+    /// report the rows and bytes freed; with -s, only that section's table. A
+    /// following (not --once) or listening siemparse does this at most once an hour
+    #[arg(long, conflicts_with_all = ["listen", "follow", "clear", "index", "gather", "snapshot", "check_decoders", "explain"])]
+    prune: bool,
 }
 
 fn main() -> ExitCode {
@@ -190,6 +198,7 @@ async fn ingest_network(
     let routes = listen::Routes::new(listen_cfg, &default, args.year, decoders, |name| {
         Ok(config.section(name, zone)?)
     })?;
+    let policy = config.retention_policy()?;
     let db = args.connect.connect(config).await?;
     let mut writers = Vec::new();
     for s in &routes.sections {
@@ -213,12 +222,21 @@ async fn ingest_network(
         quiet: args.quiet,
     };
     let tasks = listen::start(&args.listen, intake).await?;
+    let pruner = prune::spawn_hourly(
+        db.clone(),
+        policy,
+        args.quiet,
+        siemstress_common::db::retention::StopFlag(stop.flag.clone()),
+    );
     let stored = Arc::new(AtomicU64::new(0));
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let ticker = show_progress.then(|| progress::spawn(stored.clone()));
     // The writer ends when every listener has stopped and sent what it had.
     let written = pipeline::write_all(writers, rx, batch_rows, stored.clone()).await;
     signals.abort();
+    if let Some(p) = pruner {
+        p.abort();
+    }
     if let Some(t) = ticker {
         t.abort();
         eprintln!();
@@ -227,11 +245,12 @@ async fn ingest_network(
         t.abort();
     }
     db.close().await;
-    written?;
-    if show_progress {
+    let longest = written?;
+    if !args.quiet {
         eprintln!(
-            "siemparse: stored {} lines in tables {tables}",
-            stored.load(Ordering::Relaxed)
+            "siemparse: stored {} lines in tables {tables}; the longest commit took {} ms",
+            stored.load(Ordering::Relaxed),
+            longest.as_millis()
         );
     }
     Ok(())
@@ -264,6 +283,9 @@ fn zone_flag(args: &Args) -> anyhow::Result<Option<Zone>> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.connect.load_config()?;
+    if args.prune {
+        return prune(&args, &config).await;
+    }
     if args.gather.is_some() || args.snapshot.is_some() {
         let opts = snapshot_input::Opts {
             gather: args.gather,
@@ -278,6 +300,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return ingest_network(&args, &config).await;
     }
     let section = config.section(section_name(&args), zone_flag(&args)?)?;
+    let policy = config.retention_policy()?;
     // SIGTERM/SIGINT are caught from here on (loading decoders and
     // connecting take a moment): the ingest then stops cleanly, exit 0.
     let stop = Stop::new();
@@ -359,6 +382,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let ticker = show_progress.then(|| progress::spawn(stored.clone()));
 
+    // A long-running follower prunes at most once an hour (not --once: cron
+    // runs `siemparse --prune` itself).
+    let pruner = (!args.follow.is_empty() && !args.once)
+        .then(|| {
+            prune::spawn_hourly(
+                db.clone(),
+                policy,
+                args.quiet,
+                siemstress_common::db::retention::StopFlag(stop.flag.clone()),
+            )
+        })
+        .flatten();
     let write = pipeline::write_all(vec![writer], rx, batch_rows, stored.clone());
     // After SIGTERM/SIGINT the readers flush and stop; one blocked in a read
     // (stdin, a pipe without writer) cannot, so give up on it after a grace period.
@@ -369,18 +404,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = signals {
         s.abort();
     }
+    if let Some(p) = pruner {
+        p.abort();
+    }
     if let Some(t) = ticker {
         t.abort();
         eprintln!();
     }
-    match finished {
-        Some(Ok(())) => {}
+    let longest = match finished {
+        Some(Ok(longest)) => longest,
         Some(Err(e)) => return Err(e),
         None => {
             db.close().await;
             return Ok(());
         }
-    }
+    };
     for r in readers {
         match r.join() {
             Ok(r) => r?,
@@ -388,14 +426,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     db.close().await;
-    if show_progress {
+    if show_progress || (!args.follow.is_empty() && !args.once && !args.quiet) {
+        // A follower also says how long a commit took at most (a prune or
+        // another writer holding the database shows here).
         eprintln!(
-            "siemparse: stored {} lines in table {}",
+            "siemparse: stored {} lines in table {}; the longest commit took {} ms",
             stored.load(Ordering::Relaxed),
-            section.table
+            section.table,
+            longest.as_millis()
         );
     }
     Ok(())
+}
+
+/// `--prune`: what retention says is past, deleted in batches; the report
+/// goes to stdout (nothing with -q). SIGTERM/SIGINT stop it between batches.
+async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyhow::Result<()> {
+    let policy = config.retention_policy()?;
+    let only = match &args.section {
+        Some(name) => Some(config.section(name, None)?.table),
+        None => None,
+    };
+    let stop = Stop::new();
+    let signals = stop_on_signal(&stop);
+    let db = args.connect.connect(config).await?;
+    let mut out: Box<dyn std::io::Write + Send> = if args.quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let done = prune::run(
+        &db,
+        &policy,
+        only.as_ref(),
+        &siemstress_common::db::retention::StopFlag(stop.flag.clone()),
+        &mut out,
+    )
+    .await;
+    signals.abort();
+    db.close().await;
+    done
 }
 
 /// Resolves a few seconds after the stop flag is raised.

@@ -197,13 +197,15 @@ async fn next_batch(
 }
 
 /// Writes everything received until every sender is gone; batches for
-/// table i go through `writers[i]`; counts rows in `stored`.
+/// table i go through `writers[i]`; counts rows in `stored`. Returns the
+/// longest time one transaction took to store (lock wait included).
 pub async fn write_all(
     writers: Vec<EventWriter>,
     mut rx: mpsc::Receiver<Batch>,
     batch_rows: usize,
     stored: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Duration> {
+    let mut longest = Duration::ZERO;
     // SIEMSTRESS_GREP_INDEX=never: leave the index alone (for A/B benchmarks).
     let indexing = grep_index::mode().is_some();
     let n = writers.len();
@@ -231,16 +233,18 @@ pub async fn write_all(
             if events[i].is_empty() && checkpoints[i].is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             writer
                 .write(&events[i], &checkpoints[i])
                 .await
                 .with_context(|| format!("storing {} lines", events[i].len()))?;
+            longest = longest.max(started.elapsed());
             stored.fetch_add(events[i].len() as u64, Ordering::Relaxed);
             events[i].clear();
             checkpoints[i].clear();
         }
     }
-    Ok(())
+    Ok(longest)
 }
 
 fn batch_bytes(b: &Batch) -> usize {

@@ -23,9 +23,9 @@ use siemstress_common::db::alerts::AlertQuery;
 use siemstress_common::db::report::FailedBy;
 use siemstress_common::db::snapshots;
 use siemstress_common::ident::Ident;
-use siemstress_common::snapshot::STATUS_OK;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
 use siemstress_common::snapshot::unified;
+use siemstress_common::snapshot::{STATUS_OK, STATUS_PRUNED};
 use siemstress_common::time::{Zone, now_ms};
 
 use crate::args::Args;
@@ -222,6 +222,9 @@ pub async fn gather(db: &Database, from: i64, to: i64, zone: Zone) -> anyhow::Re
     // Snapshot runs of the period, each against the one before it.
     let none = Excludes::default();
     for run in snapshots::runs_between(db, from, to).await? {
+        if run.status == STATUS_PRUNED {
+            continue; // removed by retention, only holding rows of later runs
+        }
         if run.status != STATUS_OK {
             r.failed_runs.push((
                 run.name.clone(),

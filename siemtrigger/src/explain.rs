@@ -51,6 +51,12 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
             events.push((t.to_owned(), e));
         }
     }
+    // Events named by the alert but no longer stored: pruned by retention
+    // (ids are never handed out again, so a missing id is an expired event).
+    let expired: Vec<&(String, i64)> = refs
+        .iter()
+        .filter(|(t, id)| !events.iter().any(|(et, e)| et == t && e.id == *id))
+        .collect();
     let rule = rules.get(&a.rule);
     let mut out = std::io::stdout().lock();
     match f {
@@ -77,6 +83,9 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
                 }),
                 "events": events.iter().map(|(t, e)| serde_json::json!({
                     "event_table": t, "id": e.id, "ts": rfc3339(e.ts), "host": e.host, "raw": e.raw,
+                })).collect::<Vec<_>>(),
+                "expired_events": expired.iter().map(|(t, id)| serde_json::json!({
+                    "event_table": t, "id": id,
                 })).collect::<Vec<_>>(),
             });
             writeln!(out, "{v:#}")?;
@@ -136,6 +145,16 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
                     e.id,
                     Escaped(e.host.as_deref().unwrap_or("-")),
                     Escaped(&e.raw)
+                )?;
+            }
+            if !expired.is_empty() {
+                let ids: Vec<String> = expired.iter().map(|(t, id)| format!("{t}#{id}")).collect();
+                writeln!(
+                    out,
+                    "  {} of the alert's {} events have expired (deleted by retention): {}",
+                    expired.len(),
+                    refs.len(),
+                    ids.join(" ")
                 )?;
             }
         }

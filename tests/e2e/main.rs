@@ -13,6 +13,7 @@ mod loghub;
 mod query;
 mod regressions;
 mod resilience;
+mod retention;
 mod rule_pack;
 mod sections;
 mod snapshot;

@@ -8,6 +8,7 @@
 //! - [`trigger`]: siemtrigger's progress, windows, lease, alerts and actions;
 //! - [`alerts`]: alerts read back; [`snapshots`]: snapshot runs and rows;
 //! - [`report`]: the report's aggregates;
+//! - [`retention`]: pruning what is past its keep period, in batches;
 //! - [`sql`]: SQL text with bound values, written once for both backends;
 //! - [`options`]: the one set of connection options;
 //! - [`sqlite`] and [`mysql`]: what only one backend does.
@@ -21,6 +22,7 @@ pub mod grep_index;
 pub mod mysql;
 pub mod options;
 pub mod report;
+pub mod retention;
 pub mod search;
 pub mod snapshots;
 pub mod sql;

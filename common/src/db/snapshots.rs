@@ -23,16 +23,18 @@ use crate::snapshot::{RawRow, Row, Run, STATUS_FAILED, STATUS_OK};
 pub(crate) const LATEST_OK_SQL: &str =
     "SELECT MAX(id) AS latest FROM snapshot_runs WHERE name = ? AND host = ? AND status = 'ok'";
 
-/// The current rows of a name and host: key, value, run_id, seq.
+/// The current rows of a name and host: key, value, run_id, seq. A row's
+/// run may be `pruned` (removed by retention but holding rows later runs
+/// read, see [`super::retention`]).
 pub(crate) const CURRENT_ROWS_SQL: &str = "SELECT r.row_key, r.value, r.run_id, r.seq \
      FROM snapshot_runs u JOIN snapshot_rows r ON r.run_id = u.id \
-     WHERE u.name = ? AND u.host = ? AND u.status = 'ok' AND r.until_run IS NULL";
+     WHERE u.name = ? AND u.host = ? AND u.status IN ('ok', 'pruned') AND r.until_run IS NULL";
 
 /// The rows of run `?3` (of name `?1` on host `?2`): stored by it or an
 /// earlier run of the series and not ended by `?3` (`?4`) or before.
 pub(crate) const RUN_ROWS_SQL: &str = "SELECT r.row_key, r.value \
      FROM snapshot_runs u JOIN snapshot_rows r ON r.run_id = u.id \
-     WHERE u.name = ? AND u.host = ? AND u.status = 'ok' AND u.id <= ? \
+     WHERE u.name = ? AND u.host = ? AND u.status IN ('ok', 'pruned') AND u.id <= ? \
      AND (r.until_run IS NULL OR r.until_run > ?) ORDER BY r.run_id, r.seq";
 
 /// The run's columns, as [`Run`] reads them by name.

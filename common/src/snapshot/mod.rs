@@ -60,6 +60,9 @@ impl RawRow {
 pub const STATUS_OK: &str = "ok";
 /// Status of a run whose gatherer failed; it has no rows.
 pub const STATUS_FAILED: &str = "failed";
+/// Status of a run removed by retention that still holds rows later runs
+/// read (rows are stored once per value): never listed or diffed as a run.
+pub const STATUS_PRUNED: &str = "pruned";
 
 /// One stored run.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

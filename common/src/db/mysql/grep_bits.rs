@@ -56,6 +56,8 @@ use crate::ident::Ident;
 pub const BLOCK_ROWS: i64 = 1024;
 /// Blocks per bitmap word (one `BIGINT UNSIGNED`).
 const WORD_BLOCKS: i64 = 64;
+/// Ids per bitmap word.
+pub(crate) const WORD_ROWS: i64 = BLOCK_ROWS * WORD_BLOCKS;
 /// Most trigrams of one pattern looked up (evenly spaced: fewer only widen).
 const MAX_GRAMS: usize = 32;
 /// An id gap older than this is a rollback or a delete, not an insert in

@@ -1,0 +1,655 @@
+//! Retention: deleting what is past its keep period, in small batches
+//! that a concurrent ingest hardly notices (`siemparse --prune`).
+//!
+//! **Event rows** go in batches of their own transactions, sized to take
+//! about [`TARGET_BATCH`] each, with a pause between them so that a writer
+//! waiting for SQLite's lock gets it (its busy handler polls every 100 ms):
+//! an ingest commit waits at most about one batch. The newest row of a
+//! table always stays: SQLite hands out `max(id) + 1`, so deleting the
+//! newest rows would give their ids again; alerts (`alert_events`) and
+//! siemtrigger's progress name rows by id, and must never meet a new row
+//! under an old id. So ids only grow.
+//!
+//! The search index stays exact: on SQLite each pruned row that is in the
+//! FTS5 index is deleted from it in the same transaction (a contentless
+//! table deletes by the indexed text, read from the row before it goes);
+//! on MariaDB, bitmap words that only cover ids below the table's lowest
+//! remaining id are deleted (other bits of pruned rows only add
+//! candidates, which the exact predicate drops). When the row at the
+//! index's high-water mark is pruned, the mark moves down to the highest
+//! row below it, in the same transaction (the index would otherwise take
+//! the missing row for ids handed out again and start over); on MariaDB the
+//! pruned ids above the new mark are recorded as a settled gap, so the
+//! indexer steps over them at once.
+//!
+//! **Alerts** past `[retention] alerts` go with their `alert_events` and
+//! `action_runs`. An alert kept longer than the events it names still
+//! shows; `siemtrigger --explain` says which events expired.
+//!
+//! **Snapshot runs**: see [`Database::prune_snapshots`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::OptionalExtension;
+
+use super::sql::Sql;
+use super::{Backend, Database};
+use crate::Error;
+use crate::config::retention::SnapshotKeep;
+use crate::ident::Ident;
+use crate::snapshot::{STATUS_FAILED, STATUS_OK, STATUS_PRUNED};
+
+/// What one batch should take: short enough that an ingest commit waiting
+/// behind it stays well under a second.
+pub const TARGET_BATCH: Duration = Duration::from_millis(200);
+/// Pause after each SQLite batch: longer than the 100 ms between the busy
+/// handler's tries, so a waiting writer gets the lock before the next batch.
+const SQLITE_PAUSE: Duration = Duration::from_millis(110);
+/// Pause after each MariaDB batch (row locks: inserts do not wait for it;
+/// the pause keeps replication and the purge thread in step).
+const MYSQL_PAUSE: Duration = Duration::from_millis(20);
+/// Rows of the first batch; later batches are sized by the time it took.
+const FIRST_BATCH: i64 = 1_000;
+const MIN_BATCH: i64 = 100;
+const MAX_BATCH: i64 = 20_000;
+
+/// Bytes of a row's values (texts as stored, 8 per number): what a prune
+/// reports as freed. `octet_length` reads a text's length from the record
+/// header, not the text.
+const ROW_BYTES: &str = "octet_length(raw) + octet_length(message) + octet_length(source) \
+     + coalesce(octet_length(extra), 0) + coalesce(octet_length(host), 0) \
+     + coalesce(octet_length(process), 0) + coalesce(octet_length(user), 0) \
+     + coalesce(octet_length(source_host), 0) + coalesce(octet_length(dest_host), 0) \
+     + coalesce(octet_length(protocol), 0) + coalesce(octet_length(facility), 0) \
+     + coalesce(octet_length(severity), 0) + 56";
+
+/// What a prune deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub rows: u64,
+    /// Bytes of the deleted rows' values.
+    pub bytes: u64,
+    pub batches: u64,
+    /// The longest batch (transaction) took this long.
+    pub longest: Duration,
+}
+
+impl Pruned {
+    fn add_batch(&mut self, rows: u64, bytes: u64, took: Duration) {
+        self.rows += rows;
+        self.bytes += bytes;
+        self.batches += 1;
+        self.longest = self.longest.max(took);
+    }
+}
+
+/// What a snapshot cleanup removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotsPruned {
+    /// Successful runs removed (or kept only as holders of shared rows).
+    pub runs: u64,
+    /// Failed runs removed.
+    pub failed: u64,
+    /// Rows no remaining run reads, deleted.
+    pub rows: u64,
+    /// Removed runs still holding rows that kept runs read.
+    pub holders: u64,
+}
+
+/// Asks a running prune to stop between batches (SIGTERM).
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(pub Arc<AtomicBool>);
+
+impl StopFlag {
+    fn raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The next batch size, from the last one's size and time.
+fn next_batch(rows: i64, took: Duration) -> i64 {
+    let ms = took.as_millis().max(1) as i64;
+    let target = TARGET_BATCH.as_millis() as i64;
+    (rows.saturating_mul(target) / ms).clamp(MIN_BATCH, MAX_BATCH.min(rows.saturating_mul(4)))
+}
+
+#[derive(sqlx::FromRow)]
+struct Victim {
+    id: i64,
+    bytes: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Id {
+    id: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct OptId {
+    id: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Series {
+    name: String,
+    host: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct OkRun {
+    id: i64,
+    taken: i64,
+}
+
+/// Name of the `trigger_lease` row that spaces the automatic prunes of
+/// following and listening siemparse processes (any host, one database).
+const PRUNE_CLAIM: &str = "siemparse-prune";
+
+impl Database {
+    /// Deletes the rows of event table `t` with `ts < before`, in batches
+    /// (see the module's notes: the newest row and the row at the search
+    /// index's mark stay).
+    pub async fn prune_events(
+        &self,
+        t: &Ident,
+        before: i64,
+        stop: &StopFlag,
+    ) -> Result<Pruned, Error> {
+        match self {
+            Database::Sqlite(d) => {
+                let (path, t, stop) = (d.path().to_owned(), t.clone(), stop.clone());
+                tokio::task::spawn_blocking(move || sqlite_prune_events(&path, &t, before, &stop))
+                    .await
+                    .map_err(|e| Error::db("prune", "an event table", e))?
+            }
+            Database::Mysql(_) => self.mysql_prune_events(t, before, stop).await,
+        }
+    }
+
+    async fn mysql_prune_events(
+        &self,
+        t: &Ident,
+        before: i64,
+        stop: &StopFlag,
+    ) -> Result<Pruned, Error> {
+        let e = |x| Error::db("prune", t.as_str(), x);
+        let mut done = Pruned::default();
+        let mut size = FIRST_BATCH;
+        while !stop.raised() {
+            let started = Instant::now();
+            let mut tx = self.begin().await.map_err(e)?;
+            // The index's mark, locked against the indexer until the commit.
+            let mut q = self.sql("SELECT indexed_upto AS id FROM grep_index WHERE tbl = ");
+            q.bind(t.as_str()).push(" FOR UPDATE");
+            let mark = tx
+                .fetch_all::<Id>(&q)
+                .await
+                .map_err(e)?
+                .first()
+                .map_or(0, |m| m.id);
+            let mut q = self.sql("SELECT id, ");
+            q.push(ROW_BYTES).push(" AS bytes FROM ").table(t, "");
+            q.push(" WHERE ts < ").bind(before);
+            q.push(" AND id < (SELECT MAX(id) FROM ")
+                .table(t, "")
+                .push(")");
+            q.push(" ORDER BY ts LIMIT ").bind(size);
+            let victims: Vec<Victim> = tx.fetch_all(&q).await.map_err(e)?;
+            if victims.is_empty() {
+                break;
+            }
+            let mut del = self.sql("DELETE FROM ");
+            del.table(t, "")
+                .push(" WHERE id IN ")
+                .list(victims.iter().map(|v| v.id));
+            let n = tx.execute(&del).await.map_err(e)?.rows;
+            if mark > 0 && victims.iter().any(|v| v.id == mark) {
+                let mut q = self.sql("SELECT MAX(id) AS id FROM ");
+                q.table(t, "").push(" WHERE id < ").bind(mark);
+                let below = tx.fetch_one::<OptId>(&q).await.map_err(e)?.id.unwrap_or(0);
+                // pending_since is set first: MariaDB assigns left to right,
+                // and both read the gap recorded before.
+                let mut q = self.sql(
+                    "UPDATE grep_index SET pending_since = CASE WHEN pending_upto IS NULL \
+                     OR pending_upto <= ",
+                );
+                q.bind(mark)
+                    .push(" THEN 0 ELSE pending_since END, pending_upto = CASE WHEN pending_upto IS NULL OR pending_upto <= ")
+                    .bind(mark)
+                    .push(" THEN ")
+                    .bind(mark)
+                    .push(" ELSE pending_upto END, indexed_upto = ")
+                    .bind(below)
+                    .push(", upto_received = (SELECT received FROM ")
+                    .table(t, "")
+                    .push(" WHERE id = ")
+                    .bind(below)
+                    .push("), updated = ")
+                    .bind(crate::time::now_ms());
+                q.and().push("tbl = ").bind(t.as_str());
+                tx.execute(&q).await.map_err(e)?;
+            }
+            tx.commit().await.map_err(e)?;
+            let bytes = victims.iter().map(|v| v.bytes.max(0) as u64).sum();
+            let took = started.elapsed();
+            done.add_batch(n, bytes, took);
+            if (victims.len() as i64) < size {
+                break;
+            }
+            size = next_batch(size, took);
+            tokio::time::sleep(MYSQL_PAUSE).await;
+        }
+        if done.rows > 0 {
+            self.mysql_prune_bitmap(t, stop).await?;
+        }
+        Ok(done)
+    }
+
+    /// Deletes the words of `t`'s `--grep` bitmap that cover only ids below
+    /// the lowest remaining one.
+    async fn mysql_prune_bitmap(&self, t: &Ident, stop: &StopFlag) -> Result<(), Error> {
+        let e = |x| Error::db("prune the search index of", t.as_str(), x);
+        let mut q = self.sql("SELECT MIN(id) AS id FROM ");
+        q.table(t, "");
+        let Some(lowest) = self.fetch_one::<OptId>(&q).await.map_err(e)?.id else {
+            return Ok(());
+        };
+        let below = lowest / super::mysql::grep_bits::WORD_ROWS;
+        while !stop.raised() {
+            let mut q = self.sql("DELETE FROM ");
+            q.table(t, "$grep").push(" WHERE word < ").bind(below);
+            q.push(" LIMIT ").bind(MAX_BATCH);
+            if self.execute(&q).await.map_err(e)?.rows < MAX_BATCH as u64 {
+                break;
+            }
+            tokio::time::sleep(MYSQL_PAUSE).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes alerts with `ts < before`, with their `alert_events` and
+    /// `action_runs`, in batches of their own transactions.
+    pub async fn prune_alerts(&self, before: i64, stop: &StopFlag) -> Result<Pruned, Error> {
+        let e = |x| Error::db("prune", "alerts", x);
+        let mut done = Pruned::default();
+        let size = 1_000i64;
+        while !stop.raised() {
+            let started = Instant::now();
+            let mut q = self.sql("SELECT id FROM alerts WHERE ts < ");
+            q.bind(before).push(" ORDER BY ts LIMIT ").bind(size);
+            let ids: Vec<i64> = self
+                .fetch_all::<Id>(&q)
+                .await
+                .map_err(e)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let mut tx = self.begin().await.map_err(e)?;
+            for table in ["alert_events", "action_runs"] {
+                let mut q = Sql::new(self.backend());
+                q.push("DELETE FROM ")
+                    .push(table)
+                    .push(" WHERE alert_id IN ")
+                    .list(ids.iter().copied());
+                tx.execute(&q).await.map_err(e)?;
+            }
+            let mut q = self.sql("DELETE FROM alerts WHERE id IN ");
+            q.list(ids.iter().copied());
+            let n = tx.execute(&q).await.map_err(e)?.rows;
+            tx.commit().await.map_err(e)?;
+            done.add_batch(n, 0, started.elapsed());
+            if (ids.len() as i64) < size {
+                break;
+            }
+            tokio::time::sleep(self.pause()).await;
+        }
+        Ok(done)
+    }
+
+    fn pause(&self) -> Duration {
+        match self.backend() {
+            Backend::Sqlite => SQLITE_PAUSE,
+            Backend::Mysql => MYSQL_PAUSE,
+        }
+    }
+
+    /// Removes snapshot runs past `keep`, per name and host:
+    /// - kept: the latest `keep_runs` successful runs taken within
+    ///   `max_age`, and always the latest successful run (the base of the
+    ///   next diff); plus the successful run before the oldest of them, so
+    ///   that the diff of every kept run stays what it was (that base run
+    ///   is then the oldest remaining run, itself a baseline);
+    /// - removed: older successful runs, and failed runs older than the
+    ///   oldest remaining run or than `max_age`;
+    /// - rows are stored once per value and shared by later runs
+    ///   (`run_id` .. `until_run`): a row that a remaining run reads stays.
+    ///   A removed run that still holds such rows is kept as a holder with
+    ///   status `pruned` (never listed or diffed as a run; its rows still
+    ///   read by the runs after it), and deleted once no row of it is read.
+    ///
+    /// Runs are marked first, then their unread rows deleted in batches:
+    /// a prune stopped half-way is finished by the next one.
+    pub async fn prune_snapshots(
+        &self,
+        keep: SnapshotKeep,
+        now: i64,
+        stop: &StopFlag,
+    ) -> Result<SnapshotsPruned, Error> {
+        let e = |x| Error::db("prune", "snapshot runs", x);
+        let mut done = SnapshotsPruned::default();
+        if keep.keeps_all() {
+            return Ok(done);
+        }
+        let cutoff = keep.max_age.cutoff(now);
+        let series: Vec<Series> = self
+            .fetch_all(&self.sql("SELECT DISTINCT name, host FROM snapshot_runs"))
+            .await
+            .map_err(e)?;
+        for s in series {
+            if stop.raised() {
+                break;
+            }
+            let mut q = self.sql("SELECT id, taken FROM snapshot_runs");
+            q.and().push("name = ").bind(&s.name);
+            q.and().push("host = ").bind(&s.host);
+            q.and().push("status = ").bind(STATUS_OK);
+            q.push(" ORDER BY id DESC");
+            let ok: Vec<OkRun> = self.fetch_all(&q).await.map_err(e)?;
+            let Some(oldest) = oldest_kept(&ok, keep.keep_runs, cutoff) else {
+                continue; // only failed runs: those go by max_age below
+            };
+            let message = format!(
+                "pruned by retention at {} (kept while later runs read its rows)",
+                crate::time::rfc3339_utc(now)
+            );
+            let mut tx = self.begin().await.map_err(e)?;
+            let mut q = self.sql("UPDATE snapshot_runs SET status = ");
+            q.bind(STATUS_PRUNED)
+                .push(", message = ")
+                .bind(message.as_str());
+            q.and().push("name = ").bind(&s.name);
+            q.and().push("host = ").bind(&s.host);
+            q.and().push("status = ").bind(STATUS_OK);
+            q.and().push("id < ").bind(oldest);
+            done.runs += tx.execute(&q).await.map_err(e)?.rows;
+            let mut q = self.sql("DELETE FROM snapshot_runs");
+            q.and().push("name = ").bind(&s.name);
+            q.and().push("host = ").bind(&s.host);
+            q.and().push("status = ").bind(STATUS_FAILED);
+            q.and().push("(id < ").bind(oldest);
+            q.push(" OR taken < ")
+                .bind(cutoff.unwrap_or(i64::MIN))
+                .push(")");
+            done.failed += tx.execute(&q).await.map_err(e)?.rows;
+            tx.commit().await.map_err(e)?;
+            // Rows of removed runs that no remaining run reads.
+            let mut q = self.sql("SELECT id FROM snapshot_runs");
+            q.and().push("name = ").bind(&s.name);
+            q.and().push("host = ").bind(&s.host);
+            q.and().push("status = ").bind(STATUS_PRUNED);
+            let holders: Vec<Id> = self.fetch_all(&q).await.map_err(e)?;
+            for h in holders {
+                done.rows += self.delete_unread_rows(h.id, oldest, stop).await?;
+                if stop.raised() {
+                    break;
+                }
+                let mut q = self.sql("DELETE FROM snapshot_runs WHERE id = ");
+                q.bind(h.id)
+                    .push(" AND NOT EXISTS (SELECT 1 FROM snapshot_rows WHERE run_id = ")
+                    .bind(h.id)
+                    .push(")");
+                if self.execute(&q).await.map_err(e)?.rows == 0 {
+                    done.holders += 1;
+                }
+            }
+        }
+        // Series whose runs all failed: by age alone.
+        if let Some(cutoff) = cutoff {
+            let mut q = self.sql("DELETE FROM snapshot_runs");
+            q.and().push("status = ").bind(STATUS_FAILED);
+            q.and().push("taken < ").bind(cutoff);
+            q.and().push(
+                "NOT EXISTS (SELECT 1 FROM snapshot_rows WHERE snapshot_rows.run_id = snapshot_runs.id)",
+            );
+            done.failed += self.execute(&q).await.map_err(e)?.rows;
+        }
+        Ok(done)
+    }
+
+    /// Deletes the rows of run `run` that no run from `oldest` on reads
+    /// (`until_run <= oldest`), in batches.
+    async fn delete_unread_rows(
+        &self,
+        run: i64,
+        oldest: i64,
+        stop: &StopFlag,
+    ) -> Result<u64, Error> {
+        let e = |x| Error::db("prune", "snapshot rows", x);
+        let mut n = 0;
+        while !stop.raised() {
+            let mut q = self.sql(match self.backend() {
+                Backend::Sqlite => {
+                    "DELETE FROM snapshot_rows WHERE rowid IN (SELECT rowid FROM snapshot_rows \
+                     WHERE run_id = "
+                }
+                Backend::Mysql => "DELETE FROM snapshot_rows WHERE run_id = ",
+            });
+            q.bind(run).push(" AND until_run <= ").bind(oldest);
+            q.push(" LIMIT ").bind(MAX_BATCH);
+            if self.backend() == Backend::Sqlite {
+                q.push(")");
+            }
+            let done = self.execute(&q).await.map_err(e)?.rows;
+            n += done;
+            if done < MAX_BATCH as u64 {
+                break;
+            }
+            tokio::time::sleep(self.pause()).await;
+        }
+        Ok(n)
+    }
+
+    /// True if this process may run the automatic prune now: at most once
+    /// per `every_ms` over every siemparse on this database (a row of
+    /// `trigger_lease` holds the time of the next one).
+    pub async fn claim_prune(&self, holder: &str, every_ms: i64) -> Result<bool, Error> {
+        let e = |x| Error::db("claim", "the hourly prune", x);
+        let now = crate::time::now_ms();
+        let mut q = self.sql(match self.backend() {
+            Backend::Sqlite => "INSERT OR IGNORE",
+            Backend::Mysql => "INSERT IGNORE",
+        });
+        q.push(" INTO trigger_lease (name, holder, expires, beats) VALUES (")
+            .bind(PRUNE_CLAIM)
+            .push(", '', 0, 0)");
+        self.execute(&q).await.map_err(e)?;
+        let mut q = self.sql("UPDATE trigger_lease SET holder = ");
+        q.bind(holder)
+            .push(", expires = ")
+            .bind(now.saturating_add(every_ms));
+        q.push(", beats = beats + 1");
+        q.and().push("name = ").bind(PRUNE_CLAIM);
+        q.and().push("expires <= ").bind(now);
+        Ok(self.execute(&q).await.map_err(e)?.rows == 1)
+    }
+
+    /// SQLite: bytes of the free pages in the database file (reused by new
+    /// rows before the file grows). `None` on MariaDB.
+    pub async fn free_bytes(&self) -> Result<Option<u64>, Error> {
+        let Database::Sqlite(d) = self else {
+            return Ok(None);
+        };
+        let (free, size): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT freelist_count FROM pragma_freelist_count), \
+             (SELECT page_size FROM pragma_page_size)",
+        )
+        .fetch_one(&d.pool)
+        .await
+        .map_err(|x| Error::db("read", "the free page count", x))?;
+        Ok(Some(u64::try_from(free.saturating_mul(size)).unwrap_or(0)))
+    }
+}
+
+/// The id of the oldest successful run that stays, given a series' ok
+/// runs newest first: the latest always; then those within `keep_runs` and
+/// taken at or after `cutoff`; then one more, the base of the oldest kept
+/// run's diff. `None` without runs.
+fn oldest_kept(ok: &[OkRun], keep_runs: Option<u32>, cutoff: Option<i64>) -> Option<i64> {
+    if ok.is_empty() {
+        return None;
+    }
+    let limit = keep_runs.map_or(usize::MAX, |k| k as usize);
+    let kept = ok
+        .iter()
+        .enumerate()
+        .take_while(|(i, r)| *i < limit && cutoff.is_none_or(|c| r.taken >= c))
+        .count()
+        .max(1);
+    // The base of the oldest kept run's diff stays too.
+    Some(ok[kept.min(ok.len() - 1)].id)
+}
+
+/// The SQLite batches of [`Database::prune_events`], on a connection of
+/// their own.
+fn sqlite_prune_events(
+    path: &std::path::Path,
+    t: &Ident,
+    before: i64,
+    stop: &StopFlag,
+) -> Result<Pruned, Error> {
+    let mut conn = super::options::open_sqlite(path)?;
+    let err = |x: rusqlite::Error| Error::db("prune", t.as_str(), x);
+    let fts = super::grep_index::fts_table(t);
+    let has_fts: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+            [&fts],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(err)?
+        > 0;
+    let mut done = Pruned::default();
+    let mut size = FIRST_BATCH;
+    while !stop.raised() {
+        let started = Instant::now();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let newest: i64 = tx
+            .query_row(
+                &format!(r#"SELECT coalesce(max(id), 0) FROM "{t}""#),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let mark: i64 = tx
+            .query_row(
+                "SELECT indexed_upto FROM grep_index WHERE tbl = ?",
+                [t.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?
+            .unwrap_or(0);
+        let victims: Vec<(i64, i64)> = {
+            let mut st = tx
+                .prepare_cached(&format!(
+                    r#"SELECT id, {ROW_BYTES} FROM "{t}" WHERE ts < ? AND id < ? ORDER BY ts LIMIT ?"#
+                ))
+                .map_err(err)?;
+            st.query_map(rusqlite::params![before, newest, size], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?
+        };
+        if victims.is_empty() {
+            break;
+        }
+        {
+            // A contentless FTS5 table deletes a row by the text it indexed.
+            let mut unindex = tx
+                .prepare_cached(&format!(
+                    r#"INSERT INTO "{fts}" ("{fts}", rowid, raw) SELECT 'delete', id, raw FROM "{t}" WHERE id = ?"#
+                ))
+                .map_err(err)
+                .ok()
+                .filter(|_| has_fts);
+            let mut delete = tx
+                .prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE id = ?"#))
+                .map_err(err)?;
+            for (id, _) in &victims {
+                if *id <= mark
+                    && let Some(u) = unindex.as_mut()
+                {
+                    u.execute([id]).map_err(err)?;
+                }
+                delete.execute([id]).map_err(err)?;
+            }
+        }
+        if mark > 0 && victims.iter().any(|v| v.0 == mark) {
+            // Every row up to the mark is still indexed or gone from the
+            // index: the highest row below it is the new mark.
+            tx.execute(
+                &format!(
+                    r#"UPDATE grep_index SET indexed_upto = coalesce((SELECT max(id) FROM "{t}" WHERE id < ?1), 0),
+                       upto_received = (SELECT received FROM "{t}" WHERE id < ?1 ORDER BY id DESC LIMIT 1),
+                       updated = ?2 WHERE tbl = ?3"#
+                ),
+                rusqlite::params![mark, crate::time::now_ms(), t.as_str()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        let took = started.elapsed();
+        let bytes = victims.iter().map(|v| v.1.max(0) as u64).sum();
+        done.add_batch(victims.len() as u64, bytes, took);
+        if (victims.len() as i64) < size {
+            break;
+        }
+        size = next_batch(size, took);
+        std::thread::sleep(SQLITE_PAUSE);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(v: &[(i64, i64)]) -> Vec<OkRun> {
+        v.iter().map(|&(id, taken)| OkRun { id, taken }).collect()
+    }
+
+    #[test]
+    fn oldest_kept_run() {
+        // Newest first: ids 10, 8, 5, 3, 1 taken at 100, 80, 50, 30, 10.
+        let ok = runs(&[(10, 100), (8, 80), (5, 50), (3, 30), (1, 10)]);
+        // Two runs kept (10, 8) and the base of 8's diff (5).
+        assert_eq!(oldest_kept(&ok, Some(2), None), Some(5));
+        // Runs taken at 40 or later: 10, 8, 5; base 3.
+        assert_eq!(oldest_kept(&ok, None, Some(40)), Some(3));
+        assert_eq!(oldest_kept(&ok, Some(1), Some(40)), Some(8));
+        // Everything too old: the latest stays, with its base.
+        assert_eq!(oldest_kept(&ok, None, Some(1000)), Some(8));
+        // More runs kept than there are: the oldest is the first run.
+        assert_eq!(oldest_kept(&ok, Some(50), None), Some(1));
+        assert_eq!(oldest_kept(&runs(&[(4, 1)]), Some(1), Some(1000)), Some(4));
+        assert_eq!(oldest_kept(&[], Some(1), None), None);
+    }
+
+    #[test]
+    fn batches_aim_at_the_target() {
+        assert_eq!(next_batch(1000, Duration::from_millis(100)), 2000);
+        assert_eq!(next_batch(1000, Duration::from_millis(800)), 250);
+        assert_eq!(next_batch(1000, Duration::from_millis(0)), 4000);
+        assert_eq!(next_batch(100, Duration::from_secs(10)), MIN_BATCH);
+        assert_eq!(next_batch(20_000, Duration::from_millis(1)), MAX_BATCH);
+    }
+}

@@ -1,0 +1,173 @@
+//! `siemparse --prune`: deletes what is past retention (`[section.NAME]
+//! retention`, `[retention] default`, `alerts`, `snapshots`) and reports
+//! what went. A following or listening siemparse runs the same prune at
+//! most once an hour (over every siemparse on the database: the claim is
+//! a row in the database). The batches and what stays are
+//! `common::db::retention`'s.
+
+use std::io::Write;
+use std::time::Duration;
+
+use siemstress_common::config::retention::{Keep, Policy};
+use siemstress_common::db::Database;
+use siemstress_common::db::retention::StopFlag;
+use siemstress_common::display::human_bytes;
+use siemstress_common::ident::Ident;
+use siemstress_common::time::{now_ms, rfc3339_utc};
+
+/// How often a following or listening siemparse prunes, at most.
+pub const EVERY: Duration = Duration::from_secs(3600);
+/// How often it checks whether the hour is over.
+const CHECK: Duration = Duration::from_secs(300);
+
+/// Prunes every event table (or only `only`), and alerts and snapshot runs
+/// unless `only` is given; writes one line per kind of data to `out`.
+pub async fn run(
+    db: &Database,
+    policy: &Policy,
+    only: Option<&Ident>,
+    stop: &StopFlag,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    if !policy.prunes_anything() {
+        writeln!(
+            out,
+            "nothing to prune: no retention is configured ([section.NAME] retention, \
+             [retention] default, alerts, snapshots)"
+        )?;
+        return Ok(());
+    }
+    let now = now_ms();
+    let tables = match only {
+        Some(t) => vec![t.clone()],
+        None => {
+            let mut v = Vec::new();
+            for name in db.event_tables().await? {
+                v.push(Ident::new(&name, "event table")?);
+            }
+            v
+        }
+    };
+    let mut freed = 0;
+    for t in &tables {
+        let keep = policy.table(t.as_str());
+        let Some(before) = keep.cutoff(now) else {
+            writeln!(out, "table {t}: kept forever")?;
+            continue;
+        };
+        if !db.event_table_exists(t).await? {
+            writeln!(out, "table {t}: does not exist")?;
+            continue;
+        }
+        let p = db.prune_events(t, before, stop).await?;
+        freed += p.bytes;
+        writeln!(
+            out,
+            "table {t}: {} rows ({} of row data) older than {} (retention {}){}",
+            p.rows,
+            human_bytes(p.bytes),
+            rfc3339_utc(before),
+            keep,
+            batches(p.batches, p.longest)
+        )?;
+    }
+    if only.is_none() {
+        let r = policy.retention;
+        if let Some(before) = r.alerts.cutoff(now) {
+            let p = db.prune_alerts(before, stop).await?;
+            writeln!(
+                out,
+                "alerts: {} older than {} (retention {}){}",
+                p.rows,
+                rfc3339_utc(before),
+                r.alerts,
+                batches(p.batches, p.longest)
+            )?;
+        }
+        if !r.snapshots.keeps_all() {
+            let s = db.prune_snapshots(r.snapshots, now, stop).await?;
+            let keep_runs = r
+                .snapshots
+                .keep_runs
+                .map_or("any number of".to_owned(), |k| k.to_string());
+            let age = match r.snapshots.max_age {
+                Keep::Forever => String::new(),
+                k => format!(" taken within {k}"),
+            };
+            writeln!(
+                out,
+                "snapshots: {} runs and {} failed runs removed, {} rows no kept run reads \
+                 deleted; {} removed runs still hold rows that kept runs read (keeping the \
+                 diffs of {keep_runs} latest runs{age} per name and host)",
+                s.runs, s.failed, s.rows, s.holders
+            )?;
+        }
+    }
+    if let Some(free) = db.free_bytes().await? {
+        writeln!(
+            out,
+            "database file: {} free, reused by new rows before the file grows \
+             ({} of row data freed now)",
+            human_bytes(free),
+            human_bytes(freed)
+        )?;
+    }
+    if stop.0.load(std::sync::atomic::Ordering::Relaxed) {
+        writeln!(out, "stopped by a signal; the next prune goes on")?;
+    }
+    Ok(())
+}
+
+fn batches(n: u64, longest: Duration) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(
+            " in {n} batch{}, the longest {} ms",
+            if n == 1 { "" } else { "es" },
+            longest.as_millis()
+        )
+    }
+}
+
+/// The prune of a following or listening siemparse: at start and then at
+/// most once per [`EVERY`] (over every siemparse on this database), in the
+/// background, while ingest goes on. Its report goes to stderr unless
+/// `quiet`; a failure is a warning, never the end of ingest. `None` when
+/// the policy deletes nothing.
+pub fn spawn_hourly(
+    db: Database,
+    policy: Policy,
+    quiet: bool,
+    stop: StopFlag,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !policy.prunes_anything() {
+        return None;
+    }
+    let holder = format!(
+        "{}:{}",
+        siemstress_common::snapshot::local_host(),
+        std::process::id()
+    );
+    Some(tokio::spawn(async move {
+        loop {
+            match db.claim_prune(&holder, EVERY.as_millis() as i64).await {
+                Ok(true) => {
+                    let mut report = Vec::new();
+                    let done = run(&db, &policy, None, &stop, &mut report).await;
+                    if !quiet {
+                        for line in String::from_utf8_lossy(&report).lines() {
+                            eprintln!("siemparse: prune: {line}");
+                        }
+                    }
+                    if let Err(e) = done {
+                        eprintln!("siemparse: warning: prune: {e:#}");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => eprintln!("siemparse: warning: prune: {e:#}"),
+            }
+            tokio::time::sleep(CHECK).await;
+        }
+    }))
+}
