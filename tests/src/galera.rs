@@ -125,6 +125,10 @@ innodb_log_file_size=32M
 innodb_flush_log_at_trx_commit=2
 max_allowed_packet=64M
 wsrep_on=ON
+# Causal reads: a read waits until its node has applied every write the
+# cluster committed before it (apply on the other nodes is asynchronous;
+# under load a count read right after another node's insert saw 0 rows).
+wsrep_sync_wait=1
 wsrep_provider={PROVIDER}
 wsrep_cluster_name=siemtest{base}
 wsrep_cluster_address=gcomm://{members}
