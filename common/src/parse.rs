@@ -73,6 +73,24 @@ impl LineParser {
         self
     }
 
+    /// New settings for a running input (siemparse's SIGHUP reload): the
+    /// zone, the decoders and the format are replaced; the year reached
+    /// under `--year` and the order of times (DST) carry on.
+    pub fn reconfigure(
+        &mut self,
+        zone: Zone,
+        decoders: Arc<Decoders>,
+        format: Option<Arc<Structured>>,
+    ) {
+        if zone != self.zone {
+            self.zone = zone;
+            self.zone_name = zone.name();
+            self.received_local = (i64::MIN, NaiveDateTime::default());
+        }
+        self.decoders = decoders;
+        self.structured = format;
+    }
+
     /// Wall-clock time for year inference of a line received at `received` (epoch ms).
     fn reference_at(&mut self, received: i64) -> NaiveDateTime {
         if let Some(r) = self.reference {

@@ -17,6 +17,7 @@ use siemstress_common::time::now_ms;
 
 use crate::lines::LineSplitter;
 use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending};
+use crate::reload::{Current as Settings, ParserSpec};
 
 /// How often a file at EOF is checked for new lines and rotation.
 const POLL: Duration = Duration::from_millis(100);
@@ -33,6 +34,8 @@ pub struct FollowJob {
     pub once: bool,
     pub batch_rows: usize,
     pub stop: Arc<AtomicBool>,
+    /// Parser settings, replaced by a reload (SIGHUP).
+    pub settings: Settings<ParserSpec>,
 }
 
 /// The file being read now.
@@ -119,6 +122,11 @@ impl Follower {
         }
         let mut cur = self.start(&meta)?;
         loop {
+            if let Some(new) = self.job.settings.changed() {
+                // SIGHUP: new settings, and the file opened anew.
+                new.apply(&mut self.parser);
+                self.reopen(&mut cur)?;
+            }
             self.read_available(&mut cur)?;
             self.flush(&cur)?;
             if self.stopping() {
@@ -197,6 +205,19 @@ impl Follower {
                 self.flush(&cur)?;
                 Ok(cur)
             }
+        }
+    }
+
+    /// Opens the path again at the current offset if it is still the same
+    /// file; a file renamed away is left to the rotation check, which
+    /// reads its rest and then opens the new one.
+    fn reopen(&mut self, cur: &mut Current) -> anyhow::Result<()> {
+        match std::fs::metadata(&self.job.path) {
+            Ok(m) if (m.dev(), m.ino()) == (cur.dev, cur.ino) => {
+                *cur = self.open_at(cur.offset)?;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -297,6 +318,11 @@ impl Follower {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e.into()),
                 };
+                if let Some(new) = self.job.settings.changed() {
+                    // SIGHUP: new settings; the pipe stays open (closing it
+                    // would fail its writer).
+                    new.apply(&mut self.parser);
+                }
                 let received = now_ms();
                 let (parser, batch) = (&mut self.parser, &mut self.batch);
                 self.splitter.feed(&self.buf[..n], |line, _| {

@@ -9,6 +9,7 @@ mod listen;
 mod pipeline;
 mod progress;
 mod prune;
+mod reload;
 mod snapshot_input;
 mod stdin;
 
@@ -188,24 +189,34 @@ async fn ingest_network(
     let stop = Stop::new();
     let signals = stop_on_signal(&stop);
     let zone = zone_flag(args)?;
-    let listen_cfg = config.listen()?;
-    let default = args
-        .section
-        .clone()
-        .or_else(|| listen_cfg.section.clone())
-        .unwrap_or_else(|| "default".to_owned());
-    let decoders = Decoders::load(config)?;
-    let routes = listen::Routes::new(listen_cfg, &default, args.year, decoders, |name| {
-        Ok(config.section(name, zone)?)
+    let routes = listen_routes(args, config, zone, None)?;
+    let db_url = config.database_url(args.connect.db.as_deref())?;
+    let reload_args = (args.connect.clone(), args.section.clone(), args.year);
+    let (routes, hup) = reload::on_hangup(routes, args.quiet, move |old| {
+        let (connect, section, year) = &reload_args;
+        let config = connect.load_config()?;
+        same_database(&config, connect, &db_url)?;
+        let new = listen_routes_of(section.as_deref(), *year, &config, zone, Some(old))?;
+        let (o, n) = (old.listen(), new.listen());
+        if (&o.tls_cert, &o.tls_key, &o.tls_client_ca, o.max_connections)
+            != (&n.tls_cert, &n.tls_key, &n.tls_client_ca, n.max_connections)
+        {
+            eprintln!(
+                "siemparse: SIGHUP: [listen] tls_cert, tls_key, tls_client_ca and \
+                 max_connections take effect at the next start"
+            );
+        }
+        Ok(new)
     })?;
     let policy = config.retention_policy()?;
     let db = args.connect.connect(config).await?;
     let mut writers = Vec::new();
-    for s in &routes.sections {
+    let first = routes.get();
+    for s in &first.sections {
         db.ensure_event_table(&s.table).await?;
         writers.push(db.event_writer(&s.table).await?);
     }
-    let tables = routes
+    let tables = first
         .sections
         .iter()
         .map(|s| s.table.to_string())
@@ -213,8 +224,9 @@ async fn ingest_network(
         .join(", ");
     let batch_rows = args.batch as usize;
     let (tx, rx) = pipeline::channel(listen::QUEUED_BATCHES);
+    drop(first);
     let intake = listen::Intake {
-        routes: Arc::new(routes),
+        routes,
         tx,
         batch_rows,
         stop: stop.watch.subscribe(),
@@ -237,6 +249,7 @@ async fn ingest_network(
     if let Some(p) = pruner {
         p.abort();
     }
+    hup.abort();
     if let Some(t) = ticker {
         t.abort();
         eprintln!();
@@ -252,6 +265,48 @@ async fn ingest_network(
             stored.load(Ordering::Relaxed),
             longest.as_millis()
         );
+    }
+    Ok(())
+}
+
+/// `[listen]` routes of the config (`-s` names the default section).
+fn listen_routes(
+    args: &Args,
+    config: &siemstress_common::config::Config,
+    zone: Option<Zone>,
+    old: Option<&listen::Routes>,
+) -> anyhow::Result<listen::Routes> {
+    listen_routes_of(args.section.as_deref(), args.year, config, zone, old)
+}
+
+/// `[listen]` routes of `config`; with `old` (a reload), its sections keep
+/// their places and tables, and no section may be added.
+fn listen_routes_of(
+    section: Option<&str>,
+    year: Option<i32>,
+    config: &siemstress_common::config::Config,
+    zone: Option<Zone>,
+    old: Option<&listen::Routes>,
+) -> anyhow::Result<listen::Routes> {
+    let listen_cfg = config.listen()?;
+    let default = section
+        .map(str::to_owned)
+        .or_else(|| listen_cfg.section.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let decoders = Decoders::load(config)?;
+    listen::Routes::new(listen_cfg, &default, year, decoders, old, |name| {
+        Ok(config.section(name, zone)?)
+    })
+}
+
+/// A reload cannot move siemparse to another database.
+fn same_database(
+    config: &siemstress_common::config::Config,
+    connect: &ConnectArgs,
+    url: &str,
+) -> anyhow::Result<()> {
+    if config.database_url(connect.db.as_deref())? != url {
+        bail!("the database changed ([database] url): restart siemparse to use another one");
     }
     Ok(())
 }
@@ -317,16 +372,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .transpose()?;
     // Decoder files are checked before the database is touched.
-    let decoders = Decoders::load(&config)?;
-    let new_parser = |source: &str| {
-        let parser = LineParser::new(section.zone, args.year, source)
-            .with_decoders(decoders.clone())
-            .with_format(section.structured.clone());
-        match reference {
-            Some(r) => parser.with_reference(r),
-            None => parser,
-        }
+    let spec = reload::ParserSpec {
+        section: section.clone(),
+        decoders: Decoders::load(&config)?,
     };
+    let db_url = config.database_url(args.connect.db.as_deref())?;
+    let reload_args = (
+        args.connect.clone(),
+        section.name.clone(),
+        zone_flag(&args)?,
+    );
+    // SIGHUP: the section's zone and format and the decoders are read anew.
+    let (settings, hup) = reload::on_hangup(spec, args.quiet, move |old| {
+        let (connect, name, zone) = &reload_args;
+        let config = connect.load_config()?;
+        same_database(&config, connect, &db_url)?;
+        let section = config.section(name, *zone)?;
+        reload::check_same_table(&old.section, &section)?;
+        Ok(reload::ParserSpec {
+            section,
+            decoders: Decoders::load(&config)?,
+        })
+    })?;
+    let year = args.year;
+    let new_parser = |source: &str| settings.get().parser(year, reference, source);
     let db = args.connect.connect(&config).await?;
 
     if args.clear {
@@ -346,8 +415,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.follow.is_empty() {
         let parser = new_parser("stdin");
         let tx = tx.clone();
+        let settings = settings.clone();
         readers.push(std::thread::spawn(move || {
-            stdin::read_stdin(parser, tx, batch_rows)
+            stdin::read_stdin(parser, settings, tx, batch_rows)
         }));
     } else {
         for (path, given) in follow::distinct_paths(&args.follow)? {
@@ -371,6 +441,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 once: args.once,
                 batch_rows,
                 stop: stop.flag.clone(),
+                settings: settings.clone(),
             };
             let parser = new_parser(&key);
             let tx = tx.clone();
@@ -407,6 +478,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = pruner {
         p.abort();
     }
+    hup.abort();
     if let Some(t) = ticker {
         t.abort();
         eprintln!();

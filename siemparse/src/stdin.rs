@@ -7,12 +7,15 @@ use siemstress_common::time::now_ms;
 
 use crate::lines::LineSplitter;
 use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending, WriterGone};
+use crate::reload::{Current, ParserSpec};
 
 /// Reads stdin to EOF, sending batches of at most about `batch_rows`; a
 /// partial batch is sent as soon as no more input is waiting, so a line
-/// piped in from `tail -f` is stored at once.
+/// piped in from `tail -f` is stored at once. Settings reloaded by SIGHUP
+/// apply from the next read on.
 pub fn read_stdin(
     mut parser: LineParser,
+    mut settings: Current<ParserSpec>,
     tx: BatchSender,
     batch_rows: usize,
 ) -> anyhow::Result<()> {
@@ -31,6 +34,9 @@ pub fn read_stdin(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(anyhow::Error::new(e).context("reading standard input")),
         };
+        if let Some(new) = settings.changed() {
+            new.apply(&mut parser);
+        }
         let received = now_ms();
         splitter.feed(&buf[..n], |line, _| {
             batch.push(0, parser.parse(line, received))

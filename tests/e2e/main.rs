@@ -12,6 +12,7 @@ mod listen;
 mod loghub;
 mod query;
 mod regressions;
+mod reload;
 mod resilience;
 mod retention;
 mod rule_pack;

@@ -107,7 +107,8 @@ pub fn parse_url(text: &str) -> Result<ListenUrl, String> {
 
 /// What every listener task shares.
 pub struct Intake {
-    pub routes: Arc<Routes>,
+    /// The current routes (replaced by a SIGHUP reload).
+    pub routes: crate::reload::Current<Routes>,
     pub tx: BatchSender,
     pub batch_rows: usize,
     pub stop: watch::Receiver<bool>,
@@ -121,7 +122,7 @@ pub struct Intake {
 pub async fn start(urls: &[ListenUrl], intake: Intake) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let intake = Arc::new(intake);
     let acceptor = if urls.iter().any(|u| u.proto == Proto::Tls) {
-        Some(tls::acceptor(intake.routes.listen())?)
+        Some(tls::acceptor(intake.routes.get().listen())?)
     } else {
         None
     };

@@ -26,18 +26,32 @@ pub struct Routes {
 
 impl Routes {
     /// Routes of `listen`; `default` is the section of unrouted messages,
-    /// `resolve` turns a section name into a section.
+    /// `resolve` turns a section name into a section. With `old` (a reload:
+    /// the writers are open on its tables), its sections keep their places
+    /// and tables, and no section may be added.
     pub fn new(
         listen: Listen,
         default: &str,
         year: Option<i32>,
         decoders: Arc<Decoders>,
+        old: Option<&Routes>,
         mut resolve: impl FnMut(&str) -> anyhow::Result<Section>,
     ) -> anyhow::Result<Self> {
         let mut sections: Vec<Section> = Vec::new();
+        for o in old.map(|o| &o.sections[..]).unwrap_or_default() {
+            let s = resolve(&o.name)?;
+            crate::reload::check_same_table(o, &s)?;
+            sections.push(s);
+        }
         let mut index = |name: &str, sections: &mut Vec<Section>| -> anyhow::Result<usize> {
             if let Some(i) = sections.iter().position(|s| s.name == name) {
                 return Ok(i);
+            }
+            if old.is_some() {
+                anyhow::bail!(
+                    "[listen] routes to section {name}, which siemparse does not write yet: \
+                     restart siemparse to add a table"
+                );
             }
             sections.push(resolve(name)?);
             Ok(sections.len() - 1)
@@ -139,7 +153,7 @@ mod tests {
     fn routes(text: &str) -> Routes {
         let cfg = Config::parse_str(text).unwrap();
         let decoders = Decoders::load(&cfg).unwrap();
-        Routes::new(cfg.listen().unwrap(), "net", None, decoders, |n| {
+        Routes::new(cfg.listen().unwrap(), "net", None, decoders, None, |n| {
             Ok(cfg.section(n, None)?)
         })
         .unwrap()

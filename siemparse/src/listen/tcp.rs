@@ -17,9 +17,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::Framer;
-use super::route::PeerParsers;
+use super::route::{PeerParsers, Routes};
 use super::{DRAIN, Intake, ListenUrl, PEER_BATCH_BYTES, source_of, stopped};
 use crate::pipeline::Pending;
+use crate::reload::Current;
 
 /// Bytes read from a connection at a time.
 const READ_BUF: usize = 64 * 1024;
@@ -38,7 +39,7 @@ pub async fn accept_loop(
     tls: Option<TlsAcceptor>,
     intake: Arc<Intake>,
 ) {
-    let max = intake.routes.listen().max_connections;
+    let max = intake.routes.get().listen().max_connections;
     let slots = Arc::new(Semaphore::new(max));
     let mut conns = JoinSet::new();
     let mut stop = intake.stop.clone();
@@ -97,6 +98,10 @@ pub async fn accept_loop(
 /// One connection's reader.
 struct Conn<'a> {
     intake: &'a Intake,
+    /// The routes the parsers were made for, and news of a reload.
+    routes: Arc<Routes>,
+    reloads: Current<Routes>,
+    ip: IpAddr,
     source: String,
     framer: Framer,
     parsers: PeerParsers,
@@ -107,8 +112,9 @@ struct Conn<'a> {
 impl Conn<'_> {
     /// Frames, parses and routes received bytes.
     fn take_in(&mut self, data: &[u8]) {
+        self.follow_reload();
         let received = now_ms();
-        let routes = &*self.intake.routes;
+        let routes = &*self.routes;
         let (parsers, pending) = (&mut self.parsers, &mut self.pending);
         self.framer.feed(data, &mut |msg| {
             let (target, ev) = parsers.parse(routes, msg, received);
@@ -122,6 +128,15 @@ impl Conn<'_> {
                     "{source}: a frame without a valid octet count; the rest of the connection is read as lines"
                 )
             });
+        }
+    }
+
+    /// After a SIGHUP reload: parsers of the new routes (the sections, and
+    /// so the targets of held rows, keep their places).
+    fn follow_reload(&mut self) {
+        if let Some(new) = self.reloads.changed() {
+            self.parsers = PeerParsers::new(&new, self.ip, &self.source);
+            self.routes = new;
         }
     }
 
@@ -139,12 +154,16 @@ pub async fn serve<S: AsyncRead + Unpin>(
     source: String,
     intake: &Intake,
 ) {
-    let routes = &*intake.routes;
+    let mut reloads = intake.routes.clone();
+    let routes = reloads.changed().unwrap_or_else(|| intake.routes.get());
     let mut c = Conn {
         intake,
         framer: Framer::new(routes.listen().max_message),
-        parsers: PeerParsers::new(routes, ip, &source),
+        parsers: PeerParsers::new(&routes, ip, &source),
         pending: Pending::new(routes.sections.len(), intake.batch_rows, PEER_BATCH_BYTES),
+        routes,
+        reloads,
+        ip,
         source,
         warned_framing: false,
     };
@@ -203,7 +222,8 @@ pub async fn serve<S: AsyncRead + Unpin>(
 impl Conn<'_> {
     /// The unfinished message at the end of the connection.
     fn take_in_rest(&mut self, rest: &[u8]) {
-        let (target, ev) = self.parsers.parse(&self.intake.routes, rest, now_ms());
+        self.follow_reload();
+        let (target, ev) = self.parsers.parse(&self.routes, rest, now_ms());
         self.pending.push(target, ev);
     }
 }

@@ -16,10 +16,11 @@ use siemstress_common::time::now_ms;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::route::PeerParsers;
+use super::route::{PeerParsers, Routes};
 use super::{DRAIN, Intake, ListenUrl, PEER_BATCH_BYTES, Proto, source_of, stopped};
 use crate::lines::pieces;
 use crate::pipeline::Pending;
+use crate::reload::Current;
 
 /// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`).
 const RECEIVE_BUFFER: usize = 8 << 20;
@@ -96,17 +97,24 @@ fn drops_of(table: &str, inode: &str) -> Option<u64> {
 }
 
 /// One socket's reader.
-struct Reader<'a> {
-    intake: &'a Intake,
+struct Reader {
+    /// The routes the peers' parsers were made for, and news of a reload.
+    routes: Arc<Routes>,
+    reloads: Current<Routes>,
     peers: HashMap<SocketAddr, PeerParsers>,
     pending: Pending,
     datagrams: u64,
 }
 
-impl Reader<'_> {
+impl Reader {
     fn take_in(&mut self, datagram: &[u8], peer: SocketAddr) {
         self.datagrams += 1;
-        let routes = &*self.intake.routes;
+        if let Some(new) = self.reloads.changed() {
+            // SIGHUP: parsers of the new routes (sections keep their places).
+            self.peers.clear();
+            self.routes = new;
+        }
+        let routes = &*self.routes;
         if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&peer) {
             self.peers.clear();
         }
@@ -125,11 +133,13 @@ impl Reader<'_> {
 
 /// Reads datagrams until stopped; then takes what the socket still holds.
 pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
-    let routes = &*intake.routes;
+    let mut reloads = intake.routes.clone();
+    let routes = reloads.changed().unwrap_or_else(|| intake.routes.get());
     let mut r = Reader {
-        intake: &intake,
         peers: HashMap::new(),
         pending: Pending::new(routes.sections.len(), intake.batch_rows, PEER_BATCH_BYTES),
+        routes,
+        reloads,
         datagrams: 0,
     };
     let mut drops = KernelDrops::new(&socket);
