@@ -498,3 +498,66 @@ fn i18_exec_actions_get_a_cleared_environment_and_safe_arguments() {
         assert!(err.contains("NUL byte"), "{kind:?}: {err}");
     }
 }
+
+#[test]
+fn i18_one_huge_invalid_utf8_line_never_stops_ingest() {
+    // 8 MiB of bytes that are not UTF-8: 24 MiB stored lossily, over
+    // MariaDB's default 16 MiB max_allowed_packet.
+    let mut text = b"Jan  1 00:00:00 h app[1]: before\n".to_vec();
+    text.extend(std::iter::repeat_n(0xffu8, 8 << 20));
+    text.extend_from_slice(b"\nJan  1 00:00:02 h app[1]: after\n");
+    let lossy = 3 * (8 << 20);
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[section.t]\ntimezone = \"UTC\"\n");
+        let log = env.path().join("big.log");
+        std::fs::write(&log, &text).unwrap();
+        let follow = [
+            "-s",
+            "t",
+            "--year",
+            "2026",
+            "--once",
+            "--follow",
+            log.to_str().unwrap(),
+        ];
+        let (code, _, err) = env.run("siemparse", &follow, b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        // The offset moved past it: a second run has nothing to store.
+        let (code, _, err) = env.run("siemparse", &follow, b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        // And through stdin.
+        env.ingest(&["-s", "t", "--year", "2026"], &text);
+        let bytes = match kind {
+            Kind::Sqlite => "length(CAST(raw AS BLOB))",
+            Kind::Mysql => "LENGTH(raw)",
+        };
+        let rows = env.rows(&format!(
+            "SELECT message, {bytes}, extra, source FROM t ORDER BY id"
+        ));
+        let got: Vec<&str> = rows.iter().map(|r| r[0].as_deref().unwrap()).collect();
+        assert_eq!(got.len(), 6, "{kind:?}");
+        assert_eq!(
+            (got[0], got[2], got[3], got[5]),
+            ("before", "after", "before", "after")
+        );
+        for big in [&rows[1], &rows[4]] {
+            let len: usize = big[1].as_deref().unwrap().parse().unwrap();
+            match kind {
+                // No packet limit: stored whole.
+                Kind::Sqlite => {
+                    assert_eq!(len, lossy);
+                    let extra = big[2].as_deref().unwrap_or("{}");
+                    assert!(!extra.contains("truncated"), "{extra}");
+                }
+                // Cut to fit 16 MiB, with the marker and the original length.
+                Kind::Mysql => {
+                    assert!(len > (8 << 20) && len < (16 << 20), "{len}");
+                    let extra: serde_json::Value =
+                        serde_json::from_str(big[2].as_deref().unwrap()).unwrap();
+                    assert_eq!(extra["truncated"]["raw"], lossy, "{extra}");
+                }
+            }
+        }
+    }
+}

@@ -24,27 +24,43 @@ use crate::ident::Ident;
 
 /// Rows per INSERT statement (measured best: 500-1000; 65,535 placeholders max).
 const ROWS_PER_STATEMENT: usize = 1000;
-/// Bytes per INSERT statement, well under MariaDB's 16 MiB max_allowed_packet.
+/// Bytes per INSERT statement, well under MariaDB's 16 MiB max_allowed_packet
+/// (and at most the packet's row budget, see [`PacketLimit`]).
 const BYTES_PER_STATEMENT: usize = 4 << 20;
-/// Longest `message` stored on MariaDB. A line of up to 8 MiB (siemparse's
-/// longest row) plus its message must fit one 16 MiB packet: `raw` is kept
-/// whole and only `message` is cut (the contract allows that, never `raw`).
+/// Longest `message` stored on MariaDB (it repeats most of `raw`).
 const MESSAGE_MAX_BYTES: usize = 4 << 20;
+/// Bytes of a row's packet kept for everything but `raw`, `message` and
+/// `extra`: the short columns (255 characters each), `source`, the
+/// statement's text and the protocol's framing.
+const ROW_OVERHEAD: usize = 64 << 10;
+/// Smallest `max_allowed_packet` a row is fitted to (MariaDB's minimum is 1 KiB;
+/// below this a row could not even hold its short columns).
+const MIN_PACKET: usize = 256 << 10;
 
 /// A migrated MariaDB/MySQL database.
 #[derive(Debug, Clone)]
 pub struct MysqlDb {
     pub pool: MySqlPool,
+    /// The server's `max_allowed_packet`, read at connect time.
+    packet: PacketLimit,
 }
 
 impl MysqlDb {
-    /// Connects (a refused connection is an error at once) and migrates.
+    /// Connects (a refused connection is an error at once), migrates and
+    /// reads the server's `max_allowed_packet`.
     pub(crate) async fn connect(url: &str) -> Result<Self, Error> {
         use sqlx::Connection;
         let (pool, mut first) = options::mysql_pool(url).await?;
         migrate(&mut first).await?;
+        let (packet,): (u64,) = sqlx::query_as("SELECT @@max_allowed_packet")
+            .fetch_one(&mut first)
+            .await
+            .map_err(|e| Error::db("read", "@@max_allowed_packet", e))?;
         let _ = first.close().await;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            packet: PacketLimit::new(usize::try_from(packet).unwrap_or(usize::MAX)),
+        })
     }
 
     /// Creates event table `t`, its search index and its registration
@@ -130,6 +146,7 @@ impl MysqlDb {
         .map_err(|e| Error::db("open", t.as_str(), e))?;
         Ok(MysqlWriter {
             pool: self.pool.clone(),
+            packet: self.packet,
             table: t.clone(),
             last_id,
             indexed_upto,
@@ -282,6 +299,78 @@ pub(crate) async fn search(
     Ok(())
 }
 
+/// What one INSERT may carry under the server's `max_allowed_packet`: a row
+/// over it would fail its whole batch on every retry (8 MiB of invalid UTF-8
+/// is 24 MiB stored lossily), so such a row is cut to fit.
+#[derive(Debug, Clone, Copy)]
+struct PacketLimit {
+    /// Most bytes of `raw` + `message` + `extra` in one row.
+    row: usize,
+    /// Most bytes of rows in one multi-row statement (one row may use all of `row`).
+    statement: usize,
+}
+
+impl PacketLimit {
+    fn new(max_allowed_packet: usize) -> Self {
+        let row = max_allowed_packet.max(MIN_PACKET) - ROW_OVERHEAD;
+        Self {
+            row,
+            statement: BYTES_PER_STATEMENT.min(row),
+        }
+    }
+
+    /// `e` as stored: unchanged if it fits, else with `message` cut to
+    /// [`MESSAGE_MAX_BYTES`] (and a quarter of the row), `extra` replaced if
+    /// it takes more than a quarter, and `raw` cut to the rest, at
+    /// character boundaries; `extra` then says what was cut and how long it
+    /// was: `{"truncated": {"raw": 25165824, "message": ...}}`.
+    fn fit<'a>(&self, e: &'a Event) -> std::borrow::Cow<'a, Event> {
+        use std::borrow::Cow;
+        let extra_len = e.extra.as_ref().map_or(0, String::len);
+        let message_max = MESSAGE_MAX_BYTES.min(self.row / 4);
+        if e.message.len() <= message_max && e.raw.len() + e.message.len() + extra_len <= self.row {
+            return Cow::Borrowed(e);
+        }
+        let mut truncated = serde_json::Map::new();
+        let mut extra = serde_json::Map::new();
+        if extra_len > self.row / 4 {
+            truncated.insert("extra".into(), extra_len.into());
+        } else if let Some(x) = e.extra.as_deref() {
+            extra = serde_json::from_str(x).unwrap_or_default();
+        }
+        let message = cut(&e.message, message_max);
+        if message.len() < e.message.len() {
+            truncated.insert("message".into(), e.message.len().into());
+        }
+        // The marker's own bytes: three keys of at most 20 digits.
+        let kept_extra = if truncated.contains_key("extra") {
+            0
+        } else {
+            extra_len
+        };
+        let raw_max = self.row - message.len() - kept_extra - 128;
+        let raw = cut(&e.raw, raw_max);
+        if raw.len() < e.raw.len() {
+            truncated.insert("raw".into(), e.raw.len().into());
+        }
+        extra.insert("truncated".into(), truncated.into());
+        Cow::Owned(Event {
+            message: message.to_owned(),
+            raw: raw.to_owned(),
+            extra: Some(serde_json::Value::Object(extra).to_string()),
+            source: e.source.clone(),
+            host: e.host.clone(),
+            process: e.process.clone(),
+            user: e.user.clone(),
+            source_host: e.source_host.clone(),
+            dest_host: e.dest_host.clone(),
+            protocol: e.protocol.clone(),
+            // The rest is Copy.
+            ..*e
+        })
+    }
+}
+
 /// `s` cut to at most `max` bytes, at a character boundary.
 fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -301,6 +390,8 @@ const GAP_RETRY: Duration = Duration::from_secs(1);
 /// The MariaDB ingest path.
 pub struct MysqlWriter {
     pool: MySqlPool,
+    /// Rows and statements are cut to fit the server's packet limit.
+    packet: PacketLimit,
     table: Ident,
     /// Highest id this writer has seen (for the index backlog).
     last_id: i64,
@@ -325,21 +416,24 @@ impl MysqlWriter {
         while !rest.is_empty() {
             let mut n = 0;
             let mut bytes = 0;
-            while n < rest.len()
-                && n < ROWS_PER_STATEMENT
-                && (n == 0 || bytes < BYTES_PER_STATEMENT)
-            {
-                bytes += rest[n].approx_bytes();
+            let mut chunk = Vec::new();
+            while n < rest.len() && n < ROWS_PER_STATEMENT {
+                let row = self.packet.fit(&rest[n]);
+                let size = row.approx_bytes();
+                if n > 0 && bytes + size > self.packet.statement {
+                    break;
+                }
+                bytes += size;
+                chunk.push(row);
                 n += 1;
             }
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
+            rest = &rest[n..];
             let mut q = Sql::with(Backend::Mysql, "INSERT INTO ");
             q.table(&self.table, "").push(" (");
             for (i, c) in COLUMNS.iter().enumerate() {
                 q.push(if i == 0 { "" } else { ", " }).push(c);
             }
-            q.push(") ").values(chunk, |e| {
+            q.push(") ").values(&chunk, |e| {
                 [
                     e.ts.into(),
                     e.received.into(),
@@ -354,7 +448,7 @@ impl MysqlWriter {
                     short(&e.dest_host).into(),
                     e.dest_port.into(),
                     short(&e.protocol).into(),
-                    cut(&e.message, MESSAGE_MAX_BYTES).into(),
+                    e.message.as_str().into(),
                     e.raw.as_str().into(),
                     Value::Int(i64::from(e.parsed)),
                     (&*e.source).into(),
@@ -412,5 +506,55 @@ impl MysqlWriter {
         self.last_id = self.last_id.max(step.upto);
         self.index_paused_until = step.at_gap.then(|| Instant::now() + GAP_RETRY);
         Ok(step.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(raw: &str, message: &str, extra: Option<&str>) -> Event {
+        Event {
+            raw: raw.into(),
+            message: message.into(),
+            extra: extra.map(str::to_owned),
+            source: "stdin".into(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn a_row_that_fits_is_kept() {
+        let p = PacketLimit::new(16 << 20);
+        let e = event("a b c", "c", Some(r#"{"x":1}"#));
+        assert!(matches!(p.fit(&e), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn an_oversized_row_is_cut_with_a_marker() {
+        let p = PacketLimit::new(1 << 20);
+        // Lossy invalid UTF-8: three bytes per character.
+        let raw = "\u{fffd}".repeat(1 << 20);
+        let e = event(&raw, &raw[3..], Some(r#"{"x":1}"#));
+        let fit = p.fit(&e);
+        assert!(fit.raw.len() + fit.message.len() + fit.extra.as_ref().unwrap().len() <= p.row);
+        assert!(raw.starts_with(&fit.raw) && fit.raw.len().is_multiple_of(3));
+        assert!(fit.message.len() <= p.row / 4);
+        let extra: serde_json::Value = serde_json::from_str(fit.extra.as_deref().unwrap()).unwrap();
+        assert_eq!(extra["x"], 1);
+        assert_eq!(extra["truncated"]["raw"], raw.len());
+        assert_eq!(extra["truncated"]["message"], raw.len() - 3);
+        assert_eq!(p.statement, BYTES_PER_STATEMENT.min(p.row));
+    }
+
+    #[test]
+    fn a_huge_extra_is_replaced() {
+        let p = PacketLimit::new(1 << 20);
+        let extra = format!(r#"{{"x":"{}"}}"#, "y".repeat(1 << 20));
+        let e = event("line", "line", Some(&extra));
+        let fit = p.fit(&e);
+        let v: serde_json::Value = serde_json::from_str(fit.extra.as_deref().unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"truncated": {"extra": extra.len()}}));
+        assert_eq!((fit.raw.as_str(), fit.message.as_str()), ("line", "line"));
     }
 }
