@@ -320,14 +320,14 @@ impl PacketLimit {
     }
 
     /// `e` as stored: unchanged if it fits, else with `message` cut to
-    /// [`MESSAGE_MAX_BYTES`] (and a quarter of the row), `extra` replaced if
+    /// [`MESSAGE_MAX_BYTES`] (and a third of the row), `extra` replaced if
     /// it takes more than a quarter, and `raw` cut to the rest, at
     /// character boundaries; `extra` then says what was cut and how long it
     /// was: `{"truncated": {"raw": 25165824, "message": ...}}`.
     fn fit<'a>(&self, e: &'a Event) -> std::borrow::Cow<'a, Event> {
         use std::borrow::Cow;
         let extra_len = e.extra.as_ref().map_or(0, String::len);
-        let message_max = MESSAGE_MAX_BYTES.min(self.row / 4);
+        let message_max = MESSAGE_MAX_BYTES.min(self.row / 3);
         if e.message.len() <= message_max && e.raw.len() + e.message.len() + extra_len <= self.row {
             return Cow::Borrowed(e);
         }
@@ -539,7 +539,7 @@ mod tests {
         let fit = p.fit(&e);
         assert!(fit.raw.len() + fit.message.len() + fit.extra.as_ref().unwrap().len() <= p.row);
         assert!(raw.starts_with(&fit.raw) && fit.raw.len().is_multiple_of(3));
-        assert!(fit.message.len() <= p.row / 4);
+        assert!(fit.message.len() <= p.row / 3);
         let extra: serde_json::Value = serde_json::from_str(fit.extra.as_deref().unwrap()).unwrap();
         assert_eq!(extra["x"], 1);
         assert_eq!(extra["truncated"]["raw"], raw.len());
