@@ -166,12 +166,14 @@ fn positive_duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
     Ok(d)
 }
 
-async fn run(args: Args) -> anyhow::Result<u8> {
-    let config = args.connect.load_config()?;
-    // Times on the command line are read as siemquery reads them without -s.
-    let zone = config.section("default", None)?.zone;
-    let mut rules = RuleSet::load(&config)?;
-    let action_cfg = actions::Actions::from_config(&config)?;
+/// The rules (only those of `--rule`, if given) and the actions of `config`,
+/// checked; skipped rule files are reported unless `-q`.
+fn load_rules(
+    args: &Args,
+    config: &siemstress_common::config::Config,
+) -> anyhow::Result<(RuleSet, actions::Actions)> {
+    let mut rules = RuleSet::load(config)?;
+    let action_cfg = actions::Actions::from_config(config)?;
     for (path, why) in &rules.skipped {
         if !args.quiet {
             eprintln!("siemtrigger: skipping {}: {why}", path.display());
@@ -185,6 +187,24 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         }
         rules.rules.retain(|r| args.rules.contains(&r.name));
     }
+    Ok((rules, action_cfg))
+}
+
+/// SIGHUP: the config, rules and actions read again and checked in full;
+/// another database needs a restart.
+fn reload(args: &Args, db_url: &str) -> anyhow::Result<(RuleSet, actions::Actions)> {
+    let config = args.connect.load_config()?;
+    if config.database_url(args.connect.db.as_deref())? != db_url {
+        bail!("the database changed ([database] url): restart siemtrigger to use another one");
+    }
+    load_rules(args, &config)
+}
+
+async fn run(args: Args) -> anyhow::Result<u8> {
+    let config = args.connect.load_config()?;
+    // Times on the command line are read as siemquery reads them without -s.
+    let zone = config.section("default", None)?.zone;
+    let (mut rules, mut action_cfg) = load_rules(&args, &config)?;
 
     if args.check {
         for r in &rules.rules {
@@ -237,7 +257,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
-    spawn_signal_handler(stop.clone(), wake.clone())?;
+    let hup = Arc::new(tokio::sync::Notify::new());
+    spawn_signal_handler(stop.clone(), wake.clone(), hup.clone())?;
+    let db_url = config.database_url(args.connect.db.as_deref())?;
 
     let settle = match &args.settle {
         Some(s) => duration("--settle", s)?,
@@ -278,41 +300,62 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         );
     };
     let print = matches!(mode, Mode::DryRun | Mode::Replay { .. }) || args.verbose;
-    let runner = Runner {
-        db: &db,
-        rules: &rules.rules,
-        actions: &action_cfg,
-        mode,
-        stop: stop.clone(),
-        settle,
-        print: print.then_some(args.format),
-        chunk: args.chunk,
-    };
     let summary_on = !args.quiet && std::io::stderr().is_terminal();
-
-    let code = match interval {
-        None => match runner.once().await? {
-            Some(s) => {
-                if summary_on {
-                    eprintln!("siemtrigger: {s}");
-                } else if !s.missing.is_empty() && !args.quiet {
-                    eprintln!(
-                        "siemtrigger: warning: {}",
-                        runner::missing_tables(&s.missing)
-                    );
+    loop {
+        let runner = Runner {
+            db: &db,
+            rules: &rules.rules,
+            actions: &action_cfg,
+            mode: mode.clone(),
+            stop: stop.clone(),
+            settle,
+            print: print.then_some(args.format),
+            chunk: args.chunk,
+        };
+        let code = match interval {
+            None => match runner.once().await? {
+                Some(s) => {
+                    if summary_on {
+                        eprintln!("siemtrigger: {s}");
+                    } else if !s.missing.is_empty() && !args.quiet {
+                        eprintln!(
+                            "siemtrigger: warning: {}",
+                            runner::missing_tables(&s.missing)
+                        );
+                    }
+                    exit::OK
                 }
-                exit::OK
-            }
-            None => exit::LEASE_HELD,
-        },
-        Some(every) => {
-            runner.daemon(every, &wake, args.quiet).await?;
-            exit::OK
-        }
-    };
-    runner.release().await;
-    db.close().await;
-    Ok(code)
+                None => exit::LEASE_HELD,
+            },
+            Some(every) => match runner.daemon(every, &wake, &hup, args.quiet).await? {
+                runner::DaemonEnd::Stopped => exit::OK,
+                runner::DaemonEnd::Reload => {
+                    // The lease stays held: the next runner has the same holder.
+                    drop(runner);
+                    match reload(&args, &db_url) {
+                        Ok((r, a)) => {
+                            if !args.quiet {
+                                eprintln!(
+                                    "siemtrigger: SIGHUP: reloaded {} rules and {} actions",
+                                    r.rules.len(),
+                                    a.len()
+                                );
+                            }
+                            (rules, action_cfg) = (r, a);
+                        }
+                        Err(e) => eprintln!(
+                            "siemtrigger: SIGHUP: reload failed, keeping the current rules and \
+                             actions: {e:#}"
+                        ),
+                    }
+                    continue;
+                }
+            },
+        };
+        runner.release().await;
+        db.close().await;
+        return Ok(code);
+    }
 }
 
 /// `--check`: a warning for each rule whose `table` is not an event table
@@ -356,13 +399,22 @@ async fn check_tables(
     }
 }
 
+/// SIGTERM/SIGINT stop (after the current chunk); SIGHUP asks the daemon
+/// to reload (`hup`), and is ignored by the other modes.
 fn spawn_signal_handler(
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
+    hup: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            hup.notify_one();
+        }
+    });
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}

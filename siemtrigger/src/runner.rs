@@ -30,6 +30,15 @@ use siemstress_common::db::trigger::{
 /// Event ids per chunk (one transaction each).
 pub const CHUNK: i64 = 100_000;
 
+/// Why [`Runner::daemon`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonEnd {
+    /// SIGTERM/SIGINT.
+    Stopped,
+    /// SIGHUP: reload the rules and actions, then go on.
+    Reload,
+}
+
 /// What a run does with its results.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -163,8 +172,9 @@ impl Runner<'_> {
         &self,
         every: Duration,
         wake: &tokio::sync::Notify,
+        hup: &tokio::sync::Notify,
         quiet: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<DaemonEnd> {
         let mut standby = false;
         let mut missing: Vec<(String, String)> = Vec::new();
         while !self.stop.load(Ordering::SeqCst) {
@@ -213,9 +223,11 @@ impl Runner<'_> {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = wake.notified() => {}
+                // A SIGHUP during a cycle is taken here, after it.
+                _ = hup.notified() => return Ok(DaemonEnd::Reload),
             }
         }
-        Ok(())
+        Ok(DaemonEnd::Stopped)
     }
 
     /// Evaluates every rule over everything new.

@@ -91,6 +91,16 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A failed test leaves no daemon behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Waits until `table` holds `n` rows.
 fn wait_rows(env: &Env, table: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -303,5 +313,146 @@ fn i18_sighup_reloads_siemparse_listen() {
         wait_rows(&env, "t", 4);
         d.stop();
         check_hello(&env);
+    }
+}
+
+const TRIGGER_RELOADED: &str = "siemtrigger: SIGHUP: reloaded";
+const TRIGGER_KEPT: &str =
+    "siemtrigger: SIGHUP: reload failed, keeping the current rules and actions";
+
+/// A threshold rule of 3 events within an hour per `{ip}`.
+fn threshold_rule(name: &str, message: &str) -> String {
+    format!(
+        "[[rule]]\nname = \"{name}\"\ntype = \"threshold\"\ntable = \"auth\"\n\
+         match = {{ process = \"app\", regex = '{name} from (?P<ip>\\S+)' }}\nkey = \"{{ip}}\"\n\
+         window = \"1h\"\nthreshold = 3\nmessage = \"{message}\"\n\n"
+    )
+}
+
+fn single_rule(name: &str) -> String {
+    format!(
+        "[[rule]]\nname = \"{name}\"\ntype = \"single\"\ntable = \"auth\"\n\
+         match = {{ process = \"app\", regex = '{name} here' }}\nmessage = \"{name}\"\n\n"
+    )
+}
+
+fn app_lines(second: u32, what: &[&str]) -> Vec<u8> {
+    what.iter()
+        .map(|w| format!("Jan  1 00:00:{second:02} h app[1]: {w}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Waits until `sql` (a count) is at least `n`.
+fn wait_count(env: &Env, sql: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = env.scalar(sql);
+        if have >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {have} of {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn alert_counts(env: &Env) -> Vec<(String, String)> {
+    env.rows("SELECT rule, COUNT(*) FROM alerts GROUP BY rule ORDER BY rule")
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect()
+}
+
+#[test]
+fn i18_sighup_reloads_siemtrigger() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let head = "[section.auth]\ntimezone = \"UTC\"\n\n";
+        env.config(&format!(
+            "{head}{}{}{}",
+            threshold_rule("kept", "kept {ip}"),
+            threshold_rule("edited", "edited {ip}"),
+            single_rule("removed"),
+        ));
+        let ingest = |second, what: &[&str]| {
+            env.ingest(&["-s", "auth", "--year", "2026"], &app_lines(second, what));
+        };
+        ingest(
+            0,
+            &[
+                "kept from 10.0.0.1",
+                "kept from 10.0.0.1",
+                "edited from 10.0.0.2",
+                "edited from 10.0.0.2",
+            ],
+        );
+        let mut d = Daemon::start(
+            &env,
+            "siemtrigger",
+            &["--interval", "1s", "--settle", "0s"],
+            Stdio::null(),
+        );
+        let consumed = |n: i64| {
+            format!(
+                "SELECT COUNT(*) FROM trigger_progress WHERE event_table = 'auth' AND last_id >= {n}"
+            )
+        };
+        wait_count(&env, &consumed(4), 3);
+        assert_eq!(alert_counts(&env), [], "{kind:?}");
+
+        // Valid: "kept" unchanged (its open window stays), "edited" changed
+        // (its windows are dropped, its progress kept), "removed" gone,
+        // "added" new.
+        let v2 = format!(
+            "{head}{}{}{}",
+            threshold_rule("kept", "kept {ip}"),
+            threshold_rule("edited", "edited {ip} (v2)"),
+            single_rule("added"),
+        );
+        env.config(&v2);
+        d.hup(TRIGGER_RELOADED, 1);
+        ingest(
+            2,
+            &[
+                "kept from 10.0.0.1",
+                "edited from 10.0.0.2",
+                "removed here",
+                "added here",
+            ],
+        );
+        wait_count(&env, &consumed(8), 3);
+        let want = |added: &str| {
+            vec![
+                ("added".to_owned(), added.to_owned()),
+                ("kept".to_owned(), "1".to_owned()),
+            ]
+        };
+        assert_eq!(alert_counts(&env), want("1"), "{kind:?}");
+
+        // Invalid: an unknown rule type, and a bad exec argument; the
+        // running set stays and keeps working.
+        for (i, (bad, names)) in [
+            (
+                format!("{v2}[[rule]]\nname = \"broken\"\ntype = \"nosuch\"\n"),
+                "nosuch",
+            ),
+            (
+                format!("{v2}[actions.x]\ntype = \"exec\"\nprogram = \"/bin/true\"\nargs = [\"{{key}}\"]\n"),
+                "[actions.x]",
+            ),
+        ]
+        .iter()
+        .enumerate()
+        {
+            env.config(bad);
+            d.hup(TRIGGER_KEPT, i + 1);
+            let err = d.stderr();
+            let last = &err[err.rfind(TRIGGER_KEPT).unwrap()..];
+            assert!(last.contains(names), "{kind:?} {names}: {err}");
+        }
+        ingest(3, &["added here"]);
+        wait_count(&env, "SELECT COUNT(*) FROM alerts WHERE rule = 'added'", 2);
+        let err = d.stop();
+        assert_eq!(alert_counts(&env), want("2"), "{kind:?}: {err}");
     }
 }
