@@ -6,7 +6,9 @@
 //! - `smtps://host[:465]`: TLS from the first byte.
 //!
 //! `user:password@` in the URL authenticates (AUTH PLAIN/LOGIN); the URL is
-//! only ever shown redacted.
+//! only ever shown redacted. Over plain `smtp://` that would send the
+//! password unencrypted, so it is refused unless the action says
+//! `allow_plaintext_auth = true` (a relay on the same host, say).
 
 use lettre::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
@@ -32,8 +34,9 @@ pub fn security(scheme: &str) -> Option<(Security, u16)> {
     }
 }
 
-/// A transport for `url` (see the module docs).
-pub fn transport(url: &str) -> Result<SmtpTransport, Error> {
+/// A transport for `url` (see the module docs); credentials over plain
+/// `smtp://` only with `allow_plaintext_auth`.
+pub fn transport(url: &str, allow_plaintext_auth: bool) -> Result<SmtpTransport, Error> {
     let shown = redact(url);
     let bad = |message: String| Error::ConfigValue {
         key: "actions.mail.smtp".into(),
@@ -57,6 +60,13 @@ pub fn transport(url: &str) -> Result<SmtpTransport, Error> {
     };
     let mut builder = builder.port(u.port().unwrap_or(default_port));
     if !u.username().is_empty() {
+        if mode == Security::Plain && !allow_plaintext_auth {
+            return Err(bad(format!(
+                "{shown:?}: AUTH over plain smtp:// would send the password unencrypted; \
+                 use smtp+starttls:// or smtps://, or set allow_plaintext_auth = true \
+                 in the action"
+            )));
+        }
         let user = percent_decode(u.username());
         let pass = percent_decode(u.password().unwrap_or(""));
         builder = builder.credentials(Credentials::new(user, pass));
@@ -80,10 +90,19 @@ mod tests {
         assert_eq!(security("smtp"), Some((Security::Plain, 25)));
         assert_eq!(security("smtp+starttls"), Some((Security::StartTls, 587)));
         assert_eq!(security("smtps"), Some((Security::Tls, 465)));
-        assert!(transport("smtp://localhost:2525").is_ok());
-        assert!(transport("smtp+starttls://mail.example.org").is_ok());
-        assert!(transport("smtps://bob:s3cret@mail.example.org").is_ok());
-        let err = transport("http://bob:s3cret@mail.example.org")
+        assert!(transport("smtp://localhost:2525", false).is_ok());
+        assert!(transport("smtp+starttls://mail.example.org", false).is_ok());
+        assert!(transport("smtps://bob:s3cret@mail.example.org", false).is_ok());
+        assert!(transport("smtp+starttls://bob:s3cret@mail.example.org", false).is_ok());
+        let err = transport("smtp://bob:s3cret@mail.example.org", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("allow_plaintext_auth") && !err.contains("s3cret"),
+            "{err}"
+        );
+        assert!(transport("smtp://bob:s3cret@localhost", true).is_ok());
+        let err = transport("http://bob:s3cret@mail.example.org", false)
             .unwrap_err()
             .to_string();
         assert!(

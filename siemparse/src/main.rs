@@ -485,6 +485,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let longest = match finished {
         Some(Ok(longest)) => longest,
+        Some(Err(e)) if args.follow.is_empty() => {
+            // Rows of stdin are stored in order: say where to feed again from.
+            let n = stored.load(Ordering::Relaxed);
+            return Err(e.context(format!(
+                "stdin: the first {n} rows were stored, nothing after them \
+                 (feed the input again from there)"
+            )));
+        }
         Some(Err(e)) => return Err(e),
         None => {
             db.close().await;

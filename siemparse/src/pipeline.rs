@@ -55,6 +55,51 @@ impl BatchSender {
             .map_err(|_| WriterGone)
     }
 
+    /// As [`BatchSender::send`], for a reader whose input is not buffered
+    /// elsewhere (stdin): if the writer has taken nothing for `after`,
+    /// `stalled` is called once, and `resumed` with the wait when it takes
+    /// the batch after all. The reader stops reading meanwhile: memory stays
+    /// bounded and nothing is dropped.
+    pub fn send_or_warn(
+        &self,
+        events: Vec<Event>,
+        after: Duration,
+        stalled: impl FnOnce(),
+        resumed: impl FnOnce(Duration),
+    ) -> Result<(), WriterGone> {
+        use tokio::sync::mpsc::error::TrySendError;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch {
+            target: 0,
+            events,
+            checkpoint: None,
+        };
+        let started = std::time::Instant::now();
+        let mut stalled = Some(stalled);
+        loop {
+            match self.0.try_send(batch) {
+                Ok(()) => {
+                    if stalled.is_none() {
+                        resumed(started.elapsed());
+                    }
+                    return Ok(());
+                }
+                Err(TrySendError::Closed(_)) => return Err(WriterGone),
+                Err(TrySendError::Full(b)) => {
+                    batch = b;
+                    if started.elapsed() >= after
+                        && let Some(f) = stalled.take()
+                    {
+                        f();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
     /// Sends what `pending` holds from an async task, waiting while the
     /// writer is behind (a network reader then stops reading: back-pressure).
     pub async fn send_pending(&self, pending: &mut Pending) -> Result<(), WriterGone> {

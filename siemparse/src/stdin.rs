@@ -9,6 +9,9 @@ use crate::lines::LineSplitter;
 use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending, WriterGone};
 use crate::reload::{Current, ParserSpec};
 
+/// How long the database may take no rows before siemparse warns.
+const STALL_WARNING: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads stdin to EOF, sending batches of at most about `batch_rows`; a
 /// partial batch is sent as soon as no more input is waiting, so a line
 /// piped in from `tail -f` is stored at once. Settings reloaded by SIGHUP
@@ -24,9 +27,32 @@ pub fn read_stdin(
     let mut splitter = LineSplitter::default();
     let mut batch = Pending::new(1, batch_rows, MAX_BATCH_BYTES);
     let gone = |_: WriterGone| anyhow::anyhow!("the database writer stopped");
+    // The only buffer is the writer's queue: when the database takes
+    // nothing, stdin is not read (the program writing into it waits) and
+    // siemparse says so; nothing is ever dropped.
+    let send = |events: Vec<_>| {
+        tx.send_or_warn(
+            events,
+            STALL_WARNING,
+            || {
+                eprintln!(
+                    "siemparse: warning: the database has taken no rows for {} s; stdin is not \
+                     read until it does (the queue of rows in memory is full; nothing is dropped)",
+                    STALL_WARNING.as_secs()
+                )
+            },
+            |waited| {
+                eprintln!(
+                    "siemparse: the database takes rows again (after {:.0} s); reading stdin",
+                    waited.as_secs_f64()
+                )
+            },
+        )
+        .map_err(gone)
+    };
     loop {
         if !batch.is_empty() && !input_waiting() {
-            tx.send(batch.take_single(), None).map_err(gone)?;
+            send(batch.take_single())?;
         }
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -42,13 +68,13 @@ pub fn read_stdin(
             batch.push(0, parser.parse(line, received))
         });
         if batch.is_full() {
-            tx.send(batch.take_single(), None).map_err(gone)?;
+            send(batch.take_single())?;
         }
     }
     if let Some(last) = splitter.take_pending() {
         batch.push(0, parser.parse(&last, now_ms()));
     }
-    tx.send(batch.take_single(), None).map_err(gone)?;
+    send(batch.take_single())?;
     Ok(())
 }
 

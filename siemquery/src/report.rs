@@ -1017,10 +1017,10 @@ fn hbar_chart(list: &[(String, i64)]) -> String {
     s
 }
 
-/// `[actions.mail]`: smtp URL, from, to.
+/// `[actions.mail]`: smtp URL, from, to, allow_plaintext_auth.
 fn mail_settings(
     config: &siemstress_common::config::Config,
-) -> anyhow::Result<(String, String, Vec<String>)> {
+) -> anyhow::Result<(String, String, Vec<String>, bool)> {
     let mail = config
         .actions
         .as_ref()
@@ -1040,7 +1040,13 @@ fn mail_settings(
     if to.is_empty() {
         bail!("[actions.mail] to is not set");
     }
-    Ok((smtp, from, to))
+    let allow_plaintext_auth = match mail.get("allow_plaintext_auth") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .context("[actions.mail] allow_plaintext_auth: true or false")?,
+    };
+    Ok((smtp, from, to, allow_plaintext_auth))
 }
 
 /// Sends the report as an HTML mail with a plain-text summary.
@@ -1051,7 +1057,7 @@ fn send_mail(
 ) -> anyhow::Result<()> {
     use lettre::message::{Mailbox, MultiPart};
     use lettre::{Message, Transport};
-    let (smtp, from, to) = mail_settings(config)?;
+    let (smtp, from, to, allow_plaintext_auth) = mail_settings(config)?;
     let subject = format!("siemstress report {}: {}", r.host, r.headline());
     let mut b = Message::builder()
         .from(
@@ -1075,7 +1081,7 @@ fn send_mail(
     let msg = b
         .multipart(MultiPart::alternative_plain_html(text, html.to_owned()))
         .context("build the mail")?;
-    let transport = siemstress_common::mail::transport(&smtp)?;
+    let transport = siemstress_common::mail::transport(&smtp, allow_plaintext_auth)?;
     transport
         .send(&msg)
         .with_context(|| format!("send through {}", siemstress_common::db::redact(&smtp)))?;

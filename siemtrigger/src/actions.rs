@@ -8,6 +8,7 @@
 //! ```toml
 //! [actions.mail]                 # type defaults to the name (mail, exec, webhook, file)
 //! smtp = "smtp://localhost:25"   # or smtp+starttls://host:587, smtps://host:465; user:pass@ for AUTH
+//! # allow_plaintext_auth = true  # user:pass@ over plain smtp:// (refused without it)
 //! from = "siem@example.org"
 //! to = ["security@example.org"]
 //! digest = false                 # true: one mail per run with every alert
@@ -73,6 +74,8 @@ struct RawAction {
     subject: Option<String>,
     #[serde(default)]
     digest: bool,
+    #[serde(default)]
+    allow_plaintext_auth: bool,
     // exec
     program: Option<String>,
     #[serde(default)]
@@ -96,6 +99,7 @@ enum Kind {
         to: Vec<String>,
         subject: Template,
         digest: bool,
+        allow_plaintext_auth: bool,
     },
     Exec {
         program: String,
@@ -276,7 +280,7 @@ fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
                 .clone()
                 .context("smtp is not set (e.g. smtp://localhost:25)")?;
             // Validates the URL (scheme, host) when the rules load, not at the first alert.
-            siemstress_common::mail::transport(&smtp)?;
+            siemstress_common::mail::transport(&smtp, raw.allow_plaintext_auth)?;
             let from = raw.from.clone().context("from is not set")?;
             from.parse::<lettre::message::Mailbox>()
                 .with_context(|| format!("from {from:?}"))?;
@@ -297,6 +301,7 @@ fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
                         .unwrap_or("[siemstress] {severity} {rule}: {key}"),
                 ),
                 digest: raw.digest,
+                allow_plaintext_auth: raw.allow_plaintext_auth,
             }
         }
         "exec" => {
@@ -510,6 +515,7 @@ impl Action {
                 from,
                 to,
                 subject,
+                allow_plaintext_auth,
                 ..
             } => {
                 let (subject, body) = if alerts.len() == 1 {
@@ -521,9 +527,12 @@ impl Action {
                     )
                 };
                 let (smtp, from, to) = (smtp.clone(), from.clone(), to.clone());
-                tokio::task::spawn_blocking(move || send_mail(&smtp, &from, &to, &subject, &body))
-                    .await
-                    .context("mail task")?
+                let plain_auth = *allow_plaintext_auth;
+                tokio::task::spawn_blocking(move || {
+                    send_mail(&smtp, plain_auth, &from, &to, &subject, &body)
+                })
+                .await
+                .context("mail task")?
             }
         }
     }
@@ -542,13 +551,14 @@ fn mail_body(alerts: &[AlertRow]) -> String {
 
 fn send_mail(
     smtp: &str,
+    allow_plaintext_auth: bool,
     from: &str,
     to: &[String],
     subject: &str,
     body: &str,
 ) -> anyhow::Result<()> {
     use lettre::Transport;
-    let transport = siemstress_common::mail::transport(smtp)?;
+    let transport = siemstress_common::mail::transport(smtp, allow_plaintext_auth)?;
     let mut m = lettre::Message::builder()
         .from(from.parse().context("from")?)
         .subject(subject);

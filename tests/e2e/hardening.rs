@@ -561,3 +561,313 @@ fn i18_one_huge_invalid_utf8_line_never_stops_ingest() {
         }
     }
 }
+
+/// An SMTP server on 127.0.0.1 that offers AUTH PLAIN and LOGIN and takes
+/// one session; yields every line the client sent.
+fn smtp_auth_sink() -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        w.write_all(b"220 sink ESMTP\r\n").unwrap();
+        let mut lines = Vec::new();
+        let mut in_data = false;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            lines.push(line.trim_end().to_owned());
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                    w.write_all(b"250 queued\r\n").unwrap();
+                }
+                continue;
+            }
+            let cmd = line.to_ascii_uppercase();
+            let answer: &[u8] = if cmd.starts_with("EHLO") {
+                b"250-sink\r\n250 AUTH PLAIN LOGIN\r\n"
+            } else if cmd.starts_with("AUTH") {
+                b"235 2.7.0 ok\r\n"
+            } else if cmd.starts_with("DATA") {
+                in_data = true;
+                b"354 go on\r\n"
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").unwrap();
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            w.write_all(answer).unwrap();
+        }
+        lines
+    });
+    (port, h)
+}
+
+#[test]
+fn i18_smtp_auth_over_plain_smtp_is_refused_unless_allowed() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let (port, sink) = smtp_auth_sink();
+        let config = |allow: &str| {
+            env.config(&format!(
+                "[section.t]\ntimezone = \"UTC\"\n\n[actions.mail]\n\
+                 smtp = \"smtp://bob:s3cret@127.0.0.1:{port}\"\nfrom = \"siem@example.org\"\n\
+                 to = [\"sec@example.org\"]\n{allow}\n\
+                 [[rule]]\nname = \"each\"\ntype = \"single\"\ntable = \"t\"\n\
+                 match = {{ process = \"app\" }}\nmessage = \"seen\"\nactions = [\"mail\"]\n"
+            ))
+        };
+        config("");
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            b"Jan  1 00:00:00 h app[1]: x\n",
+        );
+        // Refused where the config is read, naming the key; the password is
+        // never shown, and nothing is sent.
+        let report = env.path().join("r.html");
+        for (name, args) in [
+            ("siemtrigger", vec!["--check"]),
+            ("siemtrigger", vec!["--once"]),
+            (
+                "siemquery",
+                vec!["--report", report.to_str().unwrap(), "--mail"],
+            ),
+        ] {
+            let (code, _, err) = env.run(name, &args, b"");
+            assert_eq!(code, 2, "{kind:?} {name} {args:?}: {err}");
+            assert!(
+                err.contains("allow_plaintext_auth")
+                    && err.contains("smtp+starttls://")
+                    && !err.contains("s3cret"),
+                "{kind:?} {name}: {err}"
+            );
+        }
+        assert_eq!(env.scalar("SELECT COUNT(*) FROM alerts"), 0, "{kind:?}");
+
+        // Allowed: AUTH goes out over plain SMTP.
+        config("allow_plaintext_auth = true");
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        let lines = sink.join().unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.to_ascii_uppercase().starts_with("AUTH ")),
+            "{kind:?}: {lines:?}"
+        );
+        assert_eq!(
+            env.scalar("SELECT COUNT(*) FROM action_runs WHERE status = 'ok'"),
+            1,
+            "{kind:?}"
+        );
+    }
+}
+
+/// A small tmpfs mounted for a test, unmounted when dropped.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    /// Mounts `size` of tmpfs on `dir`; `None` when this user cannot mount.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_owned()))
+    }
+
+    fn remount(&self, how: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {how}");
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The number in "the first N rows were stored".
+fn stored_first(err: &str) -> i64 {
+    err.split("the first ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in {err}"))
+}
+
+#[test]
+fn i18_sqlite_on_a_full_or_read_only_file_system_exits_2_intact() {
+    let env = Env::new(Kind::Sqlite);
+    env.config("[section.t]\ntimezone = \"UTC\"\n");
+    let Some(fs) = SmallFs::mount(&env.path().join("fs"), "2m") else {
+        // Needs root (or CAP_SYS_ADMIN) to mount a tmpfs.
+        eprintln!("i18_sqlite_on_a_full_or_read_only_file_system: cannot mount a tmpfs; skipped");
+        return;
+    };
+    let url = format!("sqlite://{}/fs/t.db", env.path().display());
+    let siemparse = |input: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(siemstress_tests::bin("siemparse"))
+            .arg("-c")
+            .arg(env.path().join("siemstress.toml"))
+            .args(["--db", &url, "-s", "t", "--year", "2026"])
+            .current_dir(env.path())
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let lines: String = (0..100_000)
+        .map(|i| format!("Jan  1 00:00:00 h app[1]: line {i} {}\n", "x".repeat(100)))
+        .collect();
+    let sqlite = |sql: &str| -> String {
+        let out = std::process::Command::new("sqlite3")
+            .arg(env.path().join("fs/t.db"))
+            .arg(sql)
+            .output()
+            .expect("sqlite3");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+
+    // Full: exit 2, the reason, how much was stored; the file is intact.
+    let (code, err) = siemparse(lines.as_bytes());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("database or disk is full"), "{err}");
+    let n = stored_first(&err);
+    assert!(n < 100_000, "{err}");
+    assert_eq!(sqlite("PRAGMA integrity_check"), "ok");
+    assert_eq!(sqlite("SELECT COUNT(*) FROM t"), n.to_string());
+
+    // Read-only: the same.
+    fs.remount("ro");
+    let (code, err) = siemparse(b"Jan  1 00:00:00 h app[1]: one more\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("readonly"), "{err}");
+    assert_eq!(stored_first(&err), 0, "{err}");
+    fs.remount("rw");
+    assert_eq!(sqlite("PRAGMA integrity_check"), "ok");
+    assert_eq!(sqlite("SELECT COUNT(*) FROM t"), n.to_string());
+}
+
+#[test]
+fn i18_stdin_waits_for_a_stalled_database_and_says_so() {
+    // A write lock on the table stalls MariaDB's inserts (SQLite's writer
+    // fails after its busy timeout instead, tested above as an error).
+    let Some(kind) = kinds().into_iter().find(|k| *k == Kind::Mysql) else {
+        return;
+    };
+    use std::io::Write;
+    let env = Env::new(kind);
+    env.config("[section.t]\ntimezone = \"UTC\"\n");
+    let mut child = env
+        .cmd("siemparse")
+        .args(["-s", "t", "--year", "2026", "--batch", "100"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let text = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            text.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    stdin
+        .write_all(b"Jan  1 00:00:00 h app[1]: first\n")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while {
+        let n = env.rows(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = 't'",
+        );
+        n[0][0].as_deref() == Some("0") || env.scalar("SELECT COUNT(*) FROM t") < 1
+    } {
+        assert!(std::time::Instant::now() < deadline, "first row not stored");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Lock the table from a connection of our own.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut lock = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::MySqlConnection::connect(&env.url).await.unwrap();
+        sqlx::query("LOCK TABLES t WRITE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    });
+    let lines: String = (0..20_000)
+        .map(|i| format!("Jan  1 00:00:01 h app[1]: line {i} {}\n", "x".repeat(100)))
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fed = done.clone();
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(lines.as_bytes()).unwrap();
+        fed.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stderr
+        .lock()
+        .unwrap()
+        .contains("has taken no rows for 10 s")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning: {}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Bounded: siemparse stopped reading, so the feeder is blocked.
+    assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+    rt.block_on(async {
+        sqlx::query("UNLOCK TABLES")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+    });
+    feeder.join().unwrap();
+    let status = child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let err = stderr.lock().unwrap().clone();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("the database takes rows again"), "{err}");
+    // Nothing dropped.
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 20_001);
+}
