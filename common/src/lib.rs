@@ -10,7 +10,8 @@ Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`
 - [`ident`]: validation of the only names that reach SQL text;
 - [`display`]: stored text escaped for a terminal;
 - [`files`]: files created 0600 (directories 0700), password files checked;
-- [`cli`]: the `-c`/`--db` flags every tool shares.
+- [`cli`]: the `-c`/`--db` flags every tool shares;
+- [`holder`]: the name a process writes into the leases it holds.
 
 ```
 use siemstress_common::time::Zone;
@@ -27,6 +28,7 @@ pub mod display;
 pub mod event;
 pub mod files;
 pub mod filter;
+pub mod holder;
 pub mod ident;
 pub mod mail;
 pub mod normalize;
@@ -87,6 +89,11 @@ pub enum Error {
     Migrate(String),
     #[error("the lease was taken over by another siemtrigger; nothing of this batch was stored")]
     LostLease,
+    #[error(
+        "--follow {path}: another siemparse took over this file (this one did not renew its \
+         lease in time: stalled, or cut off from the database); nothing of this batch was stored"
+    )]
+    LostFollowLease { path: String },
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -3,6 +3,7 @@
 
 mod explain;
 mod follow;
+mod follow_lease;
 mod gather;
 mod lines;
 mod listen;
@@ -79,6 +80,12 @@ struct Args {
     /// With --follow, read each file to its current end, then exit (for cron)
     #[arg(long, requires = "follow")]
     once: bool,
+
+    /// With --follow, how long the lease on each file lasts unless renewed (one
+    /// follower per file, across hosts: another waits in standby, or --once skips
+    /// the file); renewed every third of it [default: 30s]
+    #[arg(long, value_name = "DURATION", requires = "follow")]
+    lease_ttl: Option<String>,
 
     /// Most rows per transaction
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -406,48 +413,89 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     db.ensure_event_table(&section.table).await?;
-    let writer = db.event_writer(&section.table).await?;
+    let mut writer = db.event_writer(&section.table).await?;
     let stored = Arc::new(AtomicU64::new(0));
     let batch_rows = args.batch as usize;
     let (tx, rx) = pipeline::channel(4);
 
-    let mut readers = Vec::new();
+    // Reader threads, and the followers still in standby (they start theirs).
+    let readers: Readers = Arc::default();
+    let mut standby = Vec::new();
+    let mut leases = None;
     if args.follow.is_empty() {
         let parser = new_parser("stdin");
         let tx = tx.clone();
         let settings = settings.clone();
-        readers.push(std::thread::spawn(move || {
-            stdin::read_stdin(parser, settings, tx, batch_rows)
-        }));
+        readers
+            .lock()
+            .expect("readers")
+            .push(std::thread::spawn(move || {
+                stdin::read_stdin(parser, settings, tx, batch_rows)
+            }));
     } else {
+        let ttl = match &args.lease_ttl {
+            Some(t) => lease_ttl(t)?,
+            None => follow_lease::DEFAULT_TTL,
+        };
+        let l = follow_lease::Leases::new(db.clone(), ttl);
+        writer.fence(l.fence());
         for (path, given) in follow::distinct_paths(&args.follow)? {
             let key = path.to_string_lossy().into_owned();
-            let mut stored = db.checkpoint(&section.name, &key).await?;
-            if stored.is_none() && given != path {
-                // Offsets stored before paths were canonicalized: under the path as given.
-                let given_key = given.to_string_lossy().into_owned();
-                stored = db.checkpoint(&section.name, &given_key).await?.map(|cp| {
-                    siemstress_common::db::Checkpoint {
-                        path: key.clone(),
-                        ..cp
-                    }
-                });
-            }
-            let job = follow::FollowJob {
-                section: section.name.clone(),
-                stored,
-                path,
-                from_end: args.from_end,
-                once: args.once,
-                batch_rows,
-                stop: stop.flag.clone(),
-                settings: settings.clone(),
+            let start = FollowStart {
+                db: db.clone(),
+                given_key: (given != path).then(|| given.to_string_lossy().into_owned()),
+                parser: new_parser(&key),
+                job: follow::FollowJob {
+                    section: section.name.clone(),
+                    stored: None,
+                    path,
+                    from_end: args.from_end,
+                    once: args.once,
+                    batch_rows,
+                    stop: stop.flag.clone(),
+                    settings: settings.clone(),
+                },
+                key,
+                tx: tx.clone(),
+                readers: readers.clone(),
             };
-            let parser = new_parser(&key);
-            let tx = tx.clone();
-            readers.push(std::thread::spawn(move || follow::follow(job, parser, tx)));
+            match l.take(&section.name, &start.key).await? {
+                Ok(()) => start.start().await?,
+                Err(info) if args.once => {
+                    eprintln!(
+                        "siemparse: --follow {}: skipped: {}",
+                        start.key,
+                        follow_lease::held_by(&info)
+                    );
+                }
+                Err(info) => {
+                    if !args.quiet {
+                        eprintln!(
+                            "siemparse: --follow {}: standby: {}; taking over when it stops",
+                            start.key,
+                            follow_lease::held_by(&info)
+                        );
+                    }
+                    let (l, stop, quiet) = (l.clone(), stop.flag.clone(), args.quiet);
+                    let section = section.name.clone();
+                    standby.push(tokio::spawn(async move {
+                        if l.wait(&section, &start.key, &stop).await? {
+                            if !quiet {
+                                eprintln!(
+                                    "siemparse: --follow {}: took over the lease; following",
+                                    start.key
+                                );
+                            }
+                            start.start().await?;
+                        }
+                        Ok::<(), anyhow::Error>(())
+                    }));
+                }
+            }
         }
+        leases = Some(l);
     }
+    let renewal = leases.as_ref().map(|l| l.spawn_renewal(stop.flag.clone()));
     drop(tx);
 
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
@@ -483,9 +531,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         t.abort();
         eprintln!();
     }
+    if let Some(r) = renewal {
+        r.abort();
+    }
+    let finished = finish(finished, standby, &readers).await;
+    if let Some(l) = &leases {
+        l.release_all().await;
+    }
+    db.close().await;
+    let lost = leases.as_ref().and_then(|l| l.lost());
     let longest = match finished {
-        Some(Ok(longest)) => longest,
-        Some(Err(e)) if args.follow.is_empty() => {
+        Err(e) if args.follow.is_empty() => {
             // Rows of stdin are stored in order: say where to feed again from.
             let n = stored.load(Ordering::Relaxed);
             return Err(e.context(format!(
@@ -493,19 +549,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                  (feed the input again from there)"
             )));
         }
-        Some(Err(e)) => return Err(e),
-        None => {
-            db.close().await;
-            return Ok(());
-        }
+        // The writer's error says which lease was lost, if it was.
+        Err(e) => return Err(e),
+        Ok(_) if lost.is_some() => bail!("{}", lost.unwrap_or_default()),
+        Ok(None) => return Ok(()),
+        Ok(Some(longest)) => longest,
     };
-    for r in readers {
-        match r.join() {
-            Ok(r) => r?,
-            Err(_) => bail!("a reader thread panicked"),
-        }
-    }
-    db.close().await;
     if show_progress || (!args.follow.is_empty() && !args.once && !args.quiet) {
         // A follower also says how long a commit took at most (a prune or
         // another writer holding the database shows here).
@@ -546,6 +595,85 @@ async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyho
     signals.abort();
     db.close().await;
     done
+}
+
+/// The reader threads of a run.
+type Readers = Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<anyhow::Result<()>>>>>;
+
+/// A followed file whose lease is ours: reads its stored offset, then
+/// starts its reader thread.
+struct FollowStart {
+    db: siemstress_common::db::Database,
+    /// The offset's key.
+    key: String,
+    /// The path as given, where it differs from the key: offsets stored
+    /// before paths were canonicalized are found under it.
+    given_key: Option<String>,
+    parser: LineParser,
+    job: follow::FollowJob,
+    tx: pipeline::BatchSender,
+    readers: Readers,
+}
+
+impl FollowStart {
+    async fn start(self) -> anyhow::Result<()> {
+        let FollowStart {
+            db,
+            key,
+            given_key,
+            parser,
+            mut job,
+            tx,
+            readers,
+        } = self;
+        job.stored = db.checkpoint(&job.section, &key).await?;
+        if let (None, Some(given)) = (&job.stored, &given_key) {
+            job.stored = db.checkpoint(&job.section, given).await?.map(|cp| {
+                siemstress_common::db::Checkpoint {
+                    path: key.clone(),
+                    ..cp
+                }
+            });
+        }
+        let reader = std::thread::spawn(move || follow::follow(job, parser, tx));
+        readers.lock().expect("readers").push(reader);
+        Ok(())
+    }
+}
+
+/// `--lease-ttl`: at least 3 s (renewed every third of it).
+fn lease_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
+    let d = siemstress_common::time::parse_duration(s).context("--lease-ttl")?;
+    if d < std::time::Duration::from_secs(3) {
+        bail!("--lease-ttl {s}: at least 3s (the lease is renewed every third of it)");
+    }
+    Ok(d)
+}
+
+/// The end of an ingest run: the longest commit when the writer finished
+/// and every reader and standby follower ended well; `None` when the
+/// writer was given up on after a stop (a reader blocked in a read).
+async fn finish(
+    finished: Option<anyhow::Result<std::time::Duration>>,
+    standby: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    readers: &Readers,
+) -> anyhow::Result<Option<std::time::Duration>> {
+    let longest = match finished {
+        Some(Ok(longest)) => longest,
+        Some(Err(e)) => return Err(e),
+        None => return Ok(None),
+    };
+    for s in standby {
+        s.await.context("a standby follower")??;
+    }
+    let readers = std::mem::take(&mut *readers.lock().expect("readers"));
+    for r in readers {
+        match r.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("a reader thread panicked"),
+        }
+    }
+    Ok(Some(longest))
 }
 
 /// Resolves a few seconds after the stop flag is raised.

@@ -290,7 +290,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         Mode::DryRun
     } else if args.once || interval.is_some() {
         Mode::Live {
-            holder: runner::holder_id(),
+            holder: siemstress_common::holder::holder_id(),
             ttl_ms: ttl.as_millis() as i64,
         }
     } else {

@@ -23,9 +23,8 @@ use siemstress_common::ident::Ident;
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{Batch, Cand, Caps, Changes, Evaluator, Hit, NewAlert, Role, Win, rfc3339};
-use siemstress_common::db::trigger::{
-    Commit, Cond, LeaseInfo, Progress, RuleCommit, Scan, ScanTask,
-};
+use siemstress_common::db::lease::{LeaseInfo, LeaseKey};
+use siemstress_common::db::trigger::{Commit, Cond, Progress, RuleCommit, Scan, ScanTask};
 
 /// Event ids per chunk (one transaction each).
 pub const CHUNK: i64 = 100_000;
@@ -83,30 +82,6 @@ pub fn missing_tables(missing: &[(String, String)]) -> String {
         .join("; ")
 }
 
-/// `host:pid:nonce`, the lease holder name of this process.
-pub fn holder_id() -> String {
-    let host = hostname();
-    let nonce: u32 = std::process::id() ^ (siemstress_common::time::now_ms() as u32);
-    format!("{host}:{}:{nonce:08x}", std::process::id())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// The holder if it is a dead process on this host (its lease can be taken at once).
-fn dead_local_holder(info: &LeaseInfo) -> Option<&str> {
-    let mut parts = info.holder.rsplitn(3, ':');
-    let _nonce = parts.next()?;
-    let pid: u32 = parts.next()?.parse().ok()?;
-    let host = parts.next()?;
-    (host == hostname() && !std::path::Path::new(&format!("/proc/{pid}")).exists())
-        .then_some(info.holder.as_str())
-}
-
 /// Evaluates a set of rules.
 pub struct Runner<'a> {
     pub db: &'a Database,
@@ -134,19 +109,16 @@ impl Runner<'_> {
         let Some((holder, ttl)) = self.holder() else {
             return Ok(Ok(()));
         };
-        let got = self.db.acquire_lease(holder, ttl, None).await?;
-        if let Err(info) = &got
-            && let Some(dead) = dead_local_holder(info)
-        {
-            return Ok(self.db.acquire_lease(holder, ttl, Some(dead)).await?);
-        }
-        Ok(got)
+        Ok(self
+            .db
+            .acquire_lease(LeaseKey::Trigger, holder, ttl)
+            .await?)
     }
 
     /// Gives the lease up (end of `--once`, or shutdown).
     pub async fn release(&self) {
         if let Some((holder, _)) = self.holder() {
-            let _ = self.db.release_lease(holder).await;
+            let _ = self.db.release_lease(LeaseKey::Trigger, holder).await;
         }
     }
 

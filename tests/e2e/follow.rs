@@ -13,7 +13,7 @@ fn line(n: usize) -> String {
     format!("Jun 14 15:16:01 combo app[7]: line {n}\n")
 }
 
-fn append(path: &Path, from: usize, to: usize) {
+pub(crate) fn append(path: &Path, from: usize, to: usize) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -46,7 +46,7 @@ fn spawn_follow(env: &Env, path: &Path) -> Child {
 }
 
 /// The line numbers stored, in id order.
-fn stored(env: &Env) -> Vec<usize> {
+pub(crate) fn stored(env: &Env) -> Vec<usize> {
     env.rows("SELECT message FROM t ORDER BY id")
         .into_iter()
         .map(|r| {
@@ -59,7 +59,7 @@ fn stored(env: &Env) -> Vec<usize> {
         .collect()
 }
 
-fn wait_for_rows(env: &Env, n: usize) {
+pub(crate) fn wait_for_rows(env: &Env, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let have = if table_exists(env) {

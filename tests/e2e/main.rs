@@ -8,6 +8,7 @@ mod galera;
 mod gather;
 mod hardening;
 mod ingest;
+mod leases;
 mod listen;
 mod loghub;
 mod query;

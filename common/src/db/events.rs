@@ -81,6 +81,7 @@ pub const RESERVED_TABLES: &[&str] = &[
     "alerts_rule_ts",
     "alerts_ts",
     "event_tables",
+    "follow_lease",
     "follow_state",
     "grep_index",
     "snapshot_rows",
@@ -293,6 +294,17 @@ pub enum EventWriter {
 }
 
 impl EventWriter {
+    /// Fences every checkpoint written from now on with its follow lease
+    /// (`siemparse --follow`): a batch whose file's lease is no longer
+    /// `fence.holder`'s is rolled back with [`Error::LostFollowLease`], and
+    /// each write renews the leases of its files.
+    pub fn fence(&mut self, fence: super::lease::Fence) {
+        match self {
+            EventWriter::Sqlite(w) => w.fence = Some(fence),
+            EventWriter::Mysql(w) => w.fence = Some(fence),
+        }
+    }
+
     /// Inserts `events` and upserts `checkpoints` in one transaction.
     pub async fn write(
         &mut self,

@@ -5,7 +5,8 @@
 //! - [`events`]: event tables, follow offsets, the ingest writer;
 //! - [`search`]: filtered rows, counts and `--stats`, with the `--grep`
 //!   index planner ([`grep_index`], [`mysql::grep_bits`]);
-//! - [`trigger`]: siemtrigger's progress, windows, lease, alerts and actions;
+//! - [`trigger`]: siemtrigger's progress, windows, alerts and actions;
+//! - [`lease`]: leases across hosts (one siemtrigger, one follower per file);
 //! - [`alerts`]: alerts read back; [`snapshots`]: snapshot runs and rows;
 //! - [`report`]: the report's aggregates;
 //! - [`retention`]: pruning what is past its keep period, in batches;
@@ -19,6 +20,7 @@
 pub mod alerts;
 pub mod events;
 pub mod grep_index;
+pub mod lease;
 pub mod mysql;
 pub mod options;
 pub mod report;

@@ -7,15 +7,13 @@
 
 use sha2::Digest;
 
+use super::lease::LeaseKey;
 use super::sql::Sql;
 use super::{Backend, Database};
 use crate::Error;
 use crate::filter::Filter;
 use crate::ident::Ident;
 use crate::snapshot::STATUS_OK;
-
-/// Name of the one lease row.
-pub const LEASE: &str = "siemtrigger";
 
 /// Rows per multi-row INSERT of alerts and windows (5-10 binds each: far
 /// under both bind limits).
@@ -126,13 +124,6 @@ pub trait ScanSink: Send + 'static {
 /// The rows of a scan, delivered to the sink, and the latest event time of
 /// its id range (whether the rows passed a cond or not).
 pub type Scanned<S> = Result<(S, Option<i64>), Error>;
-
-/// Who holds the lease.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct LeaseInfo {
-    pub holder: String,
-    pub expires: i64,
-}
 
 /// A queued action run.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -301,10 +292,7 @@ impl Database {
         let t = now();
         // Fencing first (a write, so SQLite takes the write lock at once).
         if let Some(holder) = c.holder {
-            let mut q = Sql::with(b, "UPDATE trigger_lease SET expires = ");
-            q.bind(t + c.lease_ttl_ms).push(", beats = beats + 1");
-            q.and().push("name = ").bind(LEASE);
-            q.and().push("holder = ").bind(holder);
+            let q = LeaseKey::Trigger.fence(b, holder, t + c.lease_ttl_ms);
             if tx.execute(&q).await?.rows != 1 {
                 return Err(CommitError::Lost);
             }
@@ -444,53 +432,6 @@ impl Database {
         }
         tx.commit().await?;
         Ok(ids)
-    }
-
-    /// Takes the lease if it is free, expired, ours, or `stale`'s; else
-    /// says who holds it.
-    pub async fn acquire_lease(
-        &self,
-        holder: &str,
-        ttl_ms: i64,
-        stale: Option<&str>,
-    ) -> Result<Result<(), LeaseInfo>, Error> {
-        let e = err("take", "the lease");
-        let t = now();
-        let mut q = self.sql(match self.backend() {
-            Backend::Sqlite => "INSERT OR IGNORE",
-            Backend::Mysql => "INSERT IGNORE",
-        });
-        q.push(" INTO trigger_lease (name, holder, expires, beats) VALUES (")
-            .bind(LEASE)
-            .push(", '', 0, 0)");
-        self.execute(&q).await.map_err(&e)?;
-        let mut q = self.sql("UPDATE trigger_lease SET holder = ");
-        q.bind(holder).push(", expires = ").bind(t + ttl_ms);
-        q.push(", beats = beats + 1");
-        q.and().push("name = ").bind(LEASE);
-        q.and().push("(holder = ").bind(holder);
-        q.push(" OR holder = '' OR expires < ").bind(t);
-        q.push(" OR holder = ")
-            .bind(stale.unwrap_or(holder))
-            .push(")");
-        if self.execute(&q).await.map_err(&e)?.rows == 1 {
-            return Ok(Ok(()));
-        }
-        let mut q = self.sql("SELECT holder, expires FROM trigger_lease");
-        q.and().push("name = ").bind(LEASE);
-        Ok(Err(self.fetch_one(&q).await.map_err(&e)?))
-    }
-
-    /// Gives the lease up if `holder` has it.
-    pub async fn release_lease(&self, holder: &str) -> Result<(), Error> {
-        let mut q =
-            self.sql("UPDATE trigger_lease SET holder = '', expires = 0, beats = beats + 1");
-        q.and().push("name = ").bind(LEASE);
-        q.and().push("holder = ").bind(holder);
-        self.execute(&q)
-            .await
-            .map_err(err("release", "the lease"))?;
-        Ok(())
     }
 
     /// Pending action runs due at `until` or before (at most 1000), soonest first.

@@ -151,6 +151,7 @@ impl MysqlDb {
             last_id,
             indexed_upto,
             index_paused_until: None,
+            fence: None,
         })
     }
 }
@@ -399,6 +400,8 @@ pub struct MysqlWriter {
     indexed_upto: i64,
     /// The index stopped at a gap in the ids: no backlog until then.
     index_paused_until: Option<Instant>,
+    /// The follow lease each checkpoint is fenced with.
+    pub(crate) fence: Option<super::lease::Fence>,
 }
 
 impl MysqlWriter {
@@ -412,6 +415,21 @@ impl MysqlWriter {
         let table = self.table.as_str();
         let err = |e: sqlx::Error| Error::db("insert into", table, e);
         let mut tx = self.pool.begin().await.map_err(err)?;
+        if let Some(f) = &self.fence {
+            for c in checkpoints {
+                let q = f.of(Backend::Mysql, &c.section, &c.path);
+                let done = query::<MySql>(&q)
+                    .map_err(err)?
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                if done.rows_affected() != 1 {
+                    return Err(Error::LostFollowLease {
+                        path: c.path.clone(),
+                    });
+                }
+            }
+        }
         let mut rest = events;
         while !rest.is_empty() {
             let mut n = 0;

@@ -160,6 +160,7 @@ CREATE INDEX IF NOT EXISTS "{t}{INDEX_SHOST_TS}" ON "{t}" (source_host, ts);"#
             table: t.clone(),
             last_id,
             indexed_upto,
+            fence: None,
         })
     }
 }
@@ -199,14 +200,32 @@ pub struct SqliteWriter {
     last_id: i64,
     /// The search index's high-water mark, as last seen.
     indexed_upto: i64,
+    /// The follow lease each checkpoint is fenced with.
+    pub(crate) fence: Option<super::lease::Fence>,
 }
 
 impl SqliteWriter {
-    /// Inserts the rows and upserts the checkpoints in one transaction.
+    /// Inserts the rows and upserts the checkpoints in one transaction
+    /// (fenced by their follow leases first, see [`EventWriter::fence`]).
+    ///
+    /// [`EventWriter::fence`]: super::EventWriter::fence
     pub fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
         let table = self.table.as_str();
         let err = |e: rusqlite::Error| Error::db("insert into", table, e);
         let tx = self.conn.transaction().map_err(err)?;
+        if let Some(f) = &self.fence {
+            for c in checkpoints {
+                let q = f.of(super::Backend::Sqlite, &c.section, &c.path);
+                let n = tx
+                    .execute(q.text(), rusqlite::params_from_iter(q.binds()))
+                    .map_err(err)?;
+                if n != 1 {
+                    return Err(Error::LostFollowLease {
+                        path: c.path.clone(),
+                    });
+                }
+            }
+        }
         {
             let fail = |m| Error::db("insert into", table, m);
             let mut insert = insert::EventInsert::prepare(&*tx, table).map_err(fail)?;
@@ -298,4 +317,15 @@ pub(crate) async fn search(
         }
     }
     Ok(())
+}
+
+impl rusqlite::types::ToSql for super::sql::Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            super::sql::Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            super::sql::Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            super::sql::Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        })
+    }
 }
