@@ -43,6 +43,7 @@
 //! naming the field.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -55,7 +56,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::engine::rfc3339;
 use siemstress_common::db::Database;
 use siemstress_common::db::alerts::AlertRow;
-use siemstress_common::db::trigger::ActionRun;
+use siemstress_common::db::lease::LeaseKey;
+use siemstress_common::db::trigger::{ActionRun, Claim};
 
 /// How long a `--once` run keeps retrying failed actions before leaving
 /// them to the next run.
@@ -158,68 +160,145 @@ impl Actions {
         self.by_name.len()
     }
 
-    /// Runs the due action runs; with `once`, keeps retrying for a short
-    /// budget, then leaves the rest (pending) to the next run.
+    /// Runs the due action runs under the lease `lease`; with `once`, keeps
+    /// retrying for a short budget, then leaves the rest (pending) to the
+    /// next run. Each run is claimed in the database before it runs, fenced
+    /// by the lease: two instances never run the same one, and nothing more
+    /// is run once the lease is lost. While actions run, the lease is
+    /// renewed every third of its time.
     pub async fn dispatch(
         &self,
         db: &Database,
         stop: &AtomicBool,
         once: bool,
+        lease: Lease<'_>,
+    ) -> anyhow::Result<()> {
+        let lost = Arc::new(AtomicBool::new(false));
+        let keepalive = keep_lease(db.clone(), &lease, lost.clone());
+        let done = self.dispatch_claimed(db, stop, once, &lease, &lost).await;
+        keepalive.abort();
+        if lost.load(Ordering::SeqCst) {
+            eprintln!(
+                "siemtrigger: the lease was taken over by another instance; not running \
+                 further actions (they stay queued for it)"
+            );
+        }
+        done
+    }
+
+    async fn dispatch_claimed(
+        &self,
+        db: &Database,
+        stop: &AtomicBool,
+        once: bool,
+        lease: &Lease<'_>,
+        lost: &AtomicBool,
     ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
+        // Claims a run for an action with `timeout`; its deadline, or None.
+        let claim = |id: i64, timeout: Duration| async move {
+            if lost.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let deadline =
+                siemstress_common::time::now_ms() + (timeout + CLAIM_MARGIN).as_millis() as i64;
+            match db
+                .claim_action(lease.holder, lease.ttl_ms, id, deadline)
+                .await?
+            {
+                Claim::Claimed => Ok(Some(deadline)),
+                Claim::Taken => Ok(None),
+                Claim::LostLease => {
+                    lost.store(true, Ordering::SeqCst);
+                    Ok::<_, anyhow::Error>(None)
+                }
+            }
+        };
         loop {
             let now = siemstress_common::time::now_ms();
             let due = db.due_actions(now).await?;
-            let mut digests: BTreeMap<String, Vec<(ActionRun, AlertRow)>> = BTreeMap::new();
+            let mut digests: BTreeMap<String, Vec<ActionRun>> = BTreeMap::new();
             for run in due {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst) {
                     return Ok(());
                 }
                 let Some(action) = self.by_name.get(&run.action) else {
+                    if let Some(deadline) = claim(run.id, Duration::ZERO).await? {
+                        let why = "action is no longer configured";
+                        db.action_done(run.id, deadline, "failed", run.attempts, now, Some(why))
+                            .await?;
+                    }
+                    continue;
+                };
+                if let Kind::Mail { digest: true, .. } = action.kind {
+                    // Claimed just before the digest is sent.
+                    digests.entry(run.action.clone()).or_default().push(run);
+                    continue;
+                }
+                let Some(deadline) = claim(run.id, action.timeout).await? else {
+                    continue;
+                };
+                let Some(alert) = db.alert(run.alert_id).await? else {
                     db.action_done(
                         run.id,
+                        deadline,
                         "failed",
                         run.attempts,
                         now,
-                        Some("action is no longer configured"),
+                        Some("alert is gone"),
                     )
                     .await?;
                     continue;
                 };
-                let Some(alert) = db.alert(run.alert_id).await? else {
-                    db.action_done(run.id, "failed", run.attempts, now, Some("alert is gone"))
-                        .await?;
-                    continue;
-                };
-                if let Kind::Mail { digest: true, .. } = action.kind {
-                    digests
-                        .entry(run.action.clone())
-                        .or_default()
-                        .push((run, alert));
-                    continue;
-                }
                 let result = action.run(std::slice::from_ref(&alert)).await;
-                record(db, action, &run, result).await?;
+                record(db, action, &run, deadline, result).await?;
             }
             for (name, runs) in digests {
                 let action = &self.by_name[&name];
-                let alerts: Vec<AlertRow> = runs.iter().map(|r| r.1.clone()).collect();
+                let mut claimed = Vec::new();
+                for run in runs {
+                    let Some(deadline) = claim(run.id, action.timeout).await? else {
+                        continue;
+                    };
+                    match db.alert(run.alert_id).await? {
+                        Some(alert) => claimed.push((run, deadline, alert)),
+                        None => {
+                            db.action_done(
+                                run.id,
+                                deadline,
+                                "failed",
+                                run.attempts,
+                                now,
+                                Some("alert is gone"),
+                            )
+                            .await?
+                        }
+                    }
+                }
+                if claimed.is_empty() {
+                    continue;
+                }
+                let alerts: Vec<AlertRow> = claimed.iter().map(|r| r.2.clone()).collect();
                 let result = action.run(&alerts).await;
-                for (run, _) in &runs {
+                for (run, deadline, _) in &claimed {
                     record(
                         db,
                         action,
                         run,
+                        *deadline,
                         result.as_ref().map(|_| ()).map_err(|e| anyhow!("{e:#}")),
                     )
                     .await?;
                 }
             }
-            if !once || stop.load(Ordering::SeqCst) {
+            if !once || stop.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst) {
                 return Ok(());
             }
             // --once: retry soon-due runs within the budget.
             let left = ONCE_RETRY_BUDGET.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Ok(());
+            }
             let horizon = siemstress_common::time::now_ms() + left.as_millis() as i64;
             let next = db.due_actions(horizon).await?;
             let Some(first) = next.iter().map(|r| r.next_try).min() else {
@@ -231,16 +310,56 @@ impl Actions {
     }
 }
 
+/// The lease actions are dispatched under.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub holder: &'a str,
+    pub ttl_ms: i64,
+}
+
+/// How long past its timeout a claimed run stays claimed: an instance that
+/// has not recorded the outcome by then stopped (or stalled), and another
+/// may run it again.
+const CLAIM_MARGIN: Duration = Duration::from_secs(60);
+
+/// Renews the lease every third of its time until aborted; raises `lost`
+/// when it is found taken.
+fn keep_lease(
+    db: Database,
+    lease: &Lease<'_>,
+    lost: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let (holder, ttl_ms) = (lease.holder.to_owned(), lease.ttl_ms);
+    tokio::spawn(async move {
+        let every = Duration::from_millis((ttl_ms / 3).max(1) as u64);
+        loop {
+            tokio::time::sleep(every).await;
+            match db.renew_lease(LeaseKey::Trigger, &holder, ttl_ms).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(e) => eprintln!("siemtrigger: renewing the lease: {e:#}"),
+            }
+        }
+    })
+}
+
 async fn record(
     db: &Database,
     action: &Action,
     run: &ActionRun,
+    deadline: i64,
     result: anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let attempts = run.attempts + 1;
     let now = siemstress_common::time::now_ms();
     match result {
-        Ok(()) => db.action_done(run.id, "ok", attempts, now, None).await?,
+        Ok(()) => {
+            db.action_done(run.id, deadline, "ok", attempts, now, None)
+                .await?
+        }
         Err(e) => {
             let msg = format!("{e:#}");
             let unpassable = e.chain().any(|c| c.is::<Unpassable>());
@@ -258,7 +377,7 @@ async fn record(
                 "pending"
             };
             let delay = action.backoff.as_millis() as i64 * (1i64 << (attempts - 1).clamp(0, 20));
-            db.action_done(run.id, status, attempts, now + delay, Some(&msg))
+            db.action_done(run.id, deadline, status, attempts, now + delay, Some(&msg))
                 .await?;
         }
     }

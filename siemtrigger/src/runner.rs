@@ -104,6 +104,12 @@ impl Runner<'_> {
         }
     }
 
+    /// The lease actions run under (live runs only).
+    fn action_lease(&self) -> Option<crate::actions::Lease<'_>> {
+        self.holder()
+            .map(|(holder, ttl_ms)| crate::actions::Lease { holder, ttl_ms })
+    }
+
     /// Takes (or renews) the lease; `Err` names who holds it.
     async fn lease(&self) -> anyhow::Result<Result<(), LeaseInfo>> {
         let Some((holder, ttl)) = self.holder() else {
@@ -133,8 +139,10 @@ impl Runner<'_> {
             return Ok(None);
         }
         let s = self.cycle().await?;
-        if self.holder().is_some() {
-            self.actions.dispatch(self.db, &self.stop, true).await?;
+        if let Some(lease) = self.action_lease() {
+            self.actions
+                .dispatch(self.db, &self.stop, true, lease)
+                .await?;
         }
         Ok(Some(s))
     }
@@ -156,6 +164,7 @@ impl Runner<'_> {
                         eprintln!("siemtrigger: took the lease; evaluating");
                     }
                     standby = false;
+                    let mut lost = false;
                     match self.cycle().await {
                         Ok(s) => {
                             if s.missing != missing && !s.missing.is_empty() && !quiet {
@@ -170,10 +179,17 @@ impl Runner<'_> {
                                 }) =>
                         {
                             eprintln!("siemtrigger: {e:#}");
+                            lost = true;
                         }
                         Err(e) => eprintln!("siemtrigger: cycle failed (retrying): {e:#}"),
                     }
-                    if let Err(e) = self.actions.dispatch(self.db, &self.stop, false).await {
+                    // Not after the lease is lost: the next holder runs them.
+                    if let Some(lease) = self.action_lease().filter(|_| !lost)
+                        && let Err(e) = self
+                            .actions
+                            .dispatch(self.db, &self.stop, false, lease)
+                            .await
+                    {
                         eprintln!("siemtrigger: actions: {e:#}");
                     }
                 }

@@ -196,13 +196,15 @@ fn i18_follow_lease_expiry_across_hosts_and_fencing() {
         let (code, err) = wait_once(spawn_once(&env, &log));
         assert_eq!(code, 0, "{err}");
         append(&log, 10, 20);
-        let until = siemstress_common::time::now_ms() + 4000;
         let path = key(&log);
-        env.rows(&format!(
-            "UPDATE follow_lease SET holder = 'otherhost:4242:x', expires = {until} \
-             WHERE section = 't' AND path = '{}'",
-            path.display()
-        ));
+        let give_away = |until: i64| {
+            env.rows(&format!(
+                "UPDATE follow_lease SET holder = 'otherhost:4242:x', expires = {until} \
+                 WHERE section = 't' AND path = '{}'",
+                path.display()
+            ))
+        };
+        give_away(siemstress_common::time::now_ms() + 600_000);
         let (code, err) = wait_once(spawn_once(&env, &log));
         assert_eq!(code, 0, "{kind:?}: {err}");
         assert!(
@@ -214,25 +216,21 @@ fn i18_follow_lease_expiry_across_hosts_and_fencing() {
             10,
             "{kind:?}: the skipped run stored nothing"
         );
+        let until = siemstress_common::time::now_ms() + 6000;
+        give_away(until);
         let d_err = env.path().join("d.err");
         let d = spawn_follower(&env, &log, &d_err, &["--lease-ttl", "3s"]);
-        wait_for_text(&d_err, "standby");
-        let waited = Instant::now();
-        wait_for_text(&d_err, "took over");
         wait_for_rows(&env, 20);
+        let first_read = env.scalar("SELECT MIN(received) FROM t WHERE id > 10");
         assert!(
-            siemstress_common::time::now_ms() >= until,
-            "{kind:?}: taken over {:?} before the lease expired",
-            waited.elapsed()
+            first_read >= until,
+            "{kind:?}: read {} ms before the lease expired: {}",
+            until - first_read,
+            std::fs::read_to_string(&d_err).unwrap_or_default()
         );
 
         // Fencing: the lease is taken from the running follower.
-        let far = siemstress_common::time::now_ms() + 600_000;
-        env.rows(&format!(
-            "UPDATE follow_lease SET holder = 'otherhost:4242:x', expires = {far} \
-             WHERE section = 't' AND path = '{}'",
-            path.display()
-        ));
+        give_away(siemstress_common::time::now_ms() + 600_000);
         append(&log, 20, 30);
         let mut d = d;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -253,6 +251,174 @@ fn i18_follow_lease_expiry_across_hosts_and_fencing() {
             stored(&env).len(),
             20,
             "{kind:?}: nothing stored after the lease was lost"
+        );
+    }
+}
+
+/// Epoch seconds of 2024-01-01T00:00:00Z.
+const BASE: i64 = 1_704_067_200;
+
+/// An env whose rule raises one alert per failed root login, each running
+/// the exec action `slow`: it appends `start ID` to `runs.txt`, then
+/// sleeps `secs`.
+fn slow_action_env(kind: siemstress_tests::Kind, alerts: usize, secs: u32) -> Env {
+    let env = Env::new(kind);
+    let script = env.path().join("slow.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"start $SIEM_ID\" >> '{}/runs.txt'\n/bin/sleep {secs}\n",
+            env.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.config(&format!(
+        r#"[section.auth]
+table = "auth"
+timezone = "UTC"
+
+[actions.slow]
+type = "exec"
+program = "{}"
+timeout = "60s"
+
+[[rule]]
+name = "root-fail"
+type = "single"
+table = "auth"
+match = {{ process = "sshd", regex = 'Failed password for root from (?P<ip>\S+)' }}
+key = "{{ip}}"
+message = "failure from {{ip}}"
+actions = ["slow"]
+"#,
+        script.display()
+    ));
+    let lines: String = (0..alerts)
+        .map(|i| {
+            let t = chrono::DateTime::from_timestamp(BASE + i as i64, 0).unwrap();
+            format!(
+                "{} web01 sshd[100]: Failed password for root from 192.0.2.{i} port 22 ssh2\n",
+                t.format("%b %e %H:%M:%S")
+            )
+        })
+        .collect();
+    env.ingest(&["-s", "auth", "--year", "2024"], lines.as_bytes());
+    env
+}
+
+/// The alert ids the slow action ran for, in order.
+fn action_runs(env: &Env) -> Vec<String> {
+    std::fs::read_to_string(env.path().join("runs.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim_start_matches("start ").to_owned())
+        .collect()
+}
+
+fn spawn_trigger(env: &Env, err: &Path, ttl: &str) -> Child {
+    env.cmd("siemtrigger")
+        .args(["--interval", "1s", "--lease-ttl", ttl])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(err).unwrap())
+        .spawn()
+        .expect("spawn siemtrigger")
+}
+
+fn sigterm_trigger(mut child: Child, err: &Path) {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(err).unwrap_or_default();
+    assert!(status.success(), "siemtrigger exited with {status}: {err}");
+}
+
+/// Waits until `n` action runs are done (`ok`).
+fn wait_for_done_runs(env: &Env, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while env.scalar("SELECT COUNT(*) FROM action_runs WHERE status = 'ok'") < n {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: not {n} actions done after 90 s: ran {:?}",
+            env.kind,
+            action_runs(env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two daemons, actions that together run longer than the lease: the
+/// holder renews its lease while they run and claims each before it runs,
+/// so the other never runs one again.
+#[test]
+fn i18_two_siemtriggers_run_each_slow_action_once() {
+    for kind in kinds() {
+        let env = slow_action_env(kind, 4, 2);
+        let (xe, ye) = (env.path().join("x.err"), env.path().join("y.err"));
+        let x = spawn_trigger(&env, &xe, "3s");
+        let y = spawn_trigger(&env, &ye, "3s");
+        wait_for_done_runs(&env, 4);
+        // Time for a second instance to (wrongly) run one again.
+        std::thread::sleep(Duration::from_secs(4));
+        sigterm_trigger(x, &xe);
+        sigterm_trigger(y, &ye);
+        let mut ran = action_runs(&env);
+        let total = ran.len();
+        ran.sort();
+        ran.dedup();
+        assert_eq!(
+            (total, ran.len()),
+            (4, 4),
+            "{kind:?}: every action once: {:?}",
+            action_runs(&env)
+        );
+    }
+}
+
+/// An instance whose lease is taken while an action runs dispatches
+/// nothing more; the next holder runs the rest.
+#[test]
+fn i18_no_action_is_dispatched_after_the_lease_is_lost() {
+    for kind in kinds() {
+        let env = slow_action_env(kind, 3, 2);
+        let xe = env.path().join("x.err");
+        let x = spawn_trigger(&env, &xe, "30s");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while action_runs(&env).is_empty() {
+            assert!(Instant::now() < deadline, "{kind:?}: no action started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let far = siemstress_common::time::now_ms() + 600_000;
+        env.rows(&format!(
+            "UPDATE trigger_lease SET holder = 'otherhost:4242:x', expires = {far}"
+        ));
+        // The running action ends after 2 s; no other may start.
+        std::thread::sleep(Duration::from_secs(5));
+        assert_eq!(
+            action_runs(&env).len(),
+            1,
+            "{kind:?}: actions were dispatched after the lease was lost: {}",
+            std::fs::read_to_string(&xe).unwrap_or_default()
+        );
+        assert_eq!(
+            env.scalar("SELECT COUNT(*) FROM action_runs WHERE status = 'pending'"),
+            2,
+            "{kind:?}"
+        );
+        // The lease is free again: the daemon takes it and runs the rest.
+        env.rows("UPDATE trigger_lease SET holder = '', expires = 0");
+        wait_for_done_runs(&env, 3);
+        sigterm_trigger(x, &xe);
+        let mut ran = action_runs(&env);
+        ran.sort();
+        ran.dedup();
+        assert_eq!(ran.len(), 3, "{kind:?}: {:?}", action_runs(&env));
+        assert_eq!(
+            action_runs(&env).len(),
+            3,
+            "{kind:?}: {:?}",
+            action_runs(&env)
         );
     }
 }

@@ -434,10 +434,12 @@ impl Database {
         Ok(ids)
     }
 
-    /// Pending action runs due at `until` or before (at most 1000), soonest first.
+    /// Action runs due at `until` or before (at most 1000), soonest first:
+    /// pending runs, and claims whose deadline has passed (their instance
+    /// stopped, or stalled, while running them: see [`Database::claim_action`]).
     pub async fn due_actions(&self, until: i64) -> Result<Vec<ActionRun>, Error> {
         let mut q = self.sql("SELECT id, alert_id, action, attempts, next_try FROM action_runs");
-        q.and().push("status = 'pending'");
+        q.and().push("status IN ('pending', 'running')");
         q.and().push("next_try <= ").bind(until);
         q.push(" ORDER BY next_try, id LIMIT 1000");
         self.fetch_all(&q)
@@ -445,10 +447,48 @@ impl Database {
             .map_err(err("read", "the action queue"))
     }
 
-    /// Records the outcome of an action run.
+    /// Claims action run `id` before it runs, fenced by the lease of
+    /// `holder` (renewed for `ttl_ms`), so that no two instances run it:
+    /// it becomes `running` until `deadline` (its timeout and a margin),
+    /// the token its outcome is recorded with ([`Database::action_done`]).
+    /// A run already claimed (and not past its deadline) or done is not
+    /// claimed again.
+    pub async fn claim_action(
+        &self,
+        holder: &str,
+        ttl_ms: i64,
+        id: i64,
+        deadline: i64,
+    ) -> Result<Claim, Error> {
+        let e = err("claim", "an action run");
+        let b = self.backend();
+        let mut tx = self.begin().await.map_err(&e)?;
+        let t = now();
+        let fence = LeaseKey::Trigger.fence(b, holder, t + ttl_ms);
+        if tx.execute(&fence).await.map_err(&e)?.rows != 1 {
+            return Ok(Claim::LostLease);
+        }
+        let mut q = Sql::with(b, "UPDATE action_runs SET status = 'running', next_try = ");
+        q.bind(deadline).push(", updated = ").bind(t);
+        q.and().push("id = ").bind(id);
+        q.and()
+            .push("(status = 'pending' OR (status = 'running' AND next_try < ");
+        q.bind(t).push("))");
+        let claimed = tx.execute(&q).await.map_err(&e)?.rows == 1;
+        tx.commit().await.map_err(&e)?;
+        Ok(if claimed {
+            Claim::Claimed
+        } else {
+            Claim::Taken
+        })
+    }
+
+    /// Records the outcome of a run claimed until `deadline` (nothing if the
+    /// claim expired and another instance claimed the run since).
     pub async fn action_done(
         &self,
         id: i64,
+        deadline: i64,
         status: &str,
         attempts: i64,
         next_try: i64,
@@ -460,11 +500,24 @@ impl Database {
         q.push(", last_error = ").bind(error);
         q.push(", updated = ").bind(now());
         q.and().push("id = ").bind(id);
+        q.and().push("status = 'running'");
+        q.and().push("next_try = ").bind(deadline);
         self.execute(&q)
             .await
             .map_err(err("record", "an action run"))?;
         Ok(())
     }
+}
+
+/// What [`Database::claim_action`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The run is this instance's to run now.
+    Claimed,
+    /// Another instance claimed or finished it.
+    Taken,
+    /// The lease is no longer this instance's: dispatch nothing more.
+    LostLease,
 }
 
 enum CommitError {
