@@ -95,6 +95,12 @@ struct Args {
     #[arg(short = 'q', long)]
     quiet: bool,
 
+    /// Create the event table of section NAME (on MariaDB also granting INSERT
+    /// on it to the role <database>_collector), then exit: for the admin
+    /// account when collectors may not create tables (contrib/mariadb/roles.sql)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["follow", "clear", "index", "gather", "snapshot", "listen", "section"])]
+    create_section: Option<String>,
+
     /// Delete the section's table (asks first unless --force)
     #[arg(long)]
     clear: bool,
@@ -360,6 +366,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.listen.is_empty() {
         return ingest_network(&args, &config).await;
+    }
+    if let Some(name) = &args.create_section {
+        return create_section(&args, &config, name).await;
     }
     let section = config.section(section_name(&args), zone_flag(&args)?)?;
     let policy = config.retention_policy()?;
@@ -704,6 +713,32 @@ fn stop_on_signal(stop: &Stop) -> tokio::task::JoinHandle<()> {
         flag.store(true, Ordering::Relaxed);
         watch.send_replace(true);
     })
+}
+
+/// `--create-section NAME`: the section's event table (and search index),
+/// registered; on MariaDB INSERT on it granted to the collector role.
+async fn create_section(
+    args: &Args,
+    config: &siemstress_common::config::Config,
+    name: &str,
+) -> anyhow::Result<()> {
+    let section = config.section(name, zone_flag(args)?)?;
+    let db = args.connect.connect(config).await?;
+    db.ensure_event_table(&section.table).await?;
+    let granted = db.grant_collector(&section.table).await;
+    db.close().await;
+    match granted {
+        Ok(Some(role)) => eprintln!(
+            "siemparse: section {name}: table {} ready; INSERT on it granted to role {role}",
+            section.table
+        ),
+        Ok(None) => eprintln!("siemparse: section {name}: table {} ready", section.table),
+        Err(e) => eprintln!(
+            "siemparse: section {name}: table {} ready; warning: {e}",
+            section.table
+        ),
+    }
+    Ok(())
 }
 
 /// Fails unless the section's table exists (for actions on existing data).

@@ -11,6 +11,7 @@ mod ingest;
 mod leases;
 mod listen;
 mod loghub;
+mod privileges;
 mod query;
 mod regressions;
 mod reload;

@@ -166,6 +166,16 @@ impl Database {
         }
     }
 
+    /// Grants INSERT on event table `t` to the collector role of a MariaDB
+    /// database (`<database>_collector`, see `contrib/mariadb/roles.sql`);
+    /// returns the role (`None` on SQLite, which has no accounts).
+    pub async fn grant_collector(&self, t: &Ident) -> Result<Option<String>, Error> {
+        match self {
+            Database::Sqlite(_) => Ok(None),
+            Database::Mysql(d) => d.grant_collector(t).await.map(Some),
+        }
+    }
+
     /// True if `t` is registered in `event_tables` (made by siemparse as an
     /// event table, not one of the database's own).
     pub async fn event_table_registered(&self, t: &Ident) -> Result<bool, Error> {

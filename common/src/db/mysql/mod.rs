@@ -98,10 +98,27 @@ impl MysqlDb {
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         );
         for ddl in [ddl, grep_bits::ddl(t)] {
-            sqlx::query(sqlx::AssertSqlSafe(ddl))
+            match sqlx::query(sqlx::AssertSqlSafe(ddl))
                 .execute(&mut *conn)
                 .await
-                .map_err(e)?;
+            {
+                Ok(_) => {}
+                // A collector account (INSERT only): the admin made the
+                // table, and its search index is the admin's business.
+                Err(x) if denied(&x) && self.table_visible(&mut *conn, t).await => return Ok(()),
+                Err(x) if denied(&x) => {
+                    return Err(Error::db(
+                        "create table",
+                        t.as_str(),
+                        format!(
+                            "{x}; this account may not create tables: run `siemparse \
+                             --create-section SECTION` as the admin account first \
+                             (contrib/mariadb/roles.sql)"
+                        ),
+                    ));
+                }
+                Err(x) => return Err(e(x)),
+            }
         }
         let reg = super::events::register_table(Backend::Mysql, t);
         query::<MySql>(&reg)
@@ -136,14 +153,20 @@ impl MysqlDb {
     }
 
     pub(crate) async fn event_writer(&self, t: &Ident) -> Result<MysqlWriter, Error> {
-        let (last_id, indexed_upto): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let marks: Result<(i64, i64), _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE((SELECT MAX(id) FROM `{t}`), 0), \
              COALESCE((SELECT indexed_upto FROM grep_index WHERE tbl = ?), 0)"
         )))
         .bind(t.as_str())
         .fetch_one(&self.pool)
-        .await
-        .map_err(|e| Error::db("open", t.as_str(), e))?;
+        .await;
+        // A collector account may insert rows but not read them: it leaves
+        // the search index to the admin account (`siemparse --index`).
+        let (indexing, (last_id, indexed_upto)) = match marks {
+            Ok(m) => (true, m),
+            Err(e) if denied(&e) => (false, (0, 0)),
+            Err(e) => return Err(Error::db("open", t.as_str(), e)),
+        };
         Ok(MysqlWriter {
             pool: self.pool.clone(),
             packet: self.packet,
@@ -152,8 +175,62 @@ impl MysqlDb {
             indexed_upto,
             index_paused_until: None,
             fence: None,
+            indexing,
         })
     }
+
+    /// Grants INSERT on event table `t` to the collector role of this
+    /// database, `<database>_collector` (`contrib/mariadb/roles.sql`);
+    /// returns the role.
+    pub(crate) async fn grant_collector(&self, t: &Ident) -> Result<String, Error> {
+        let e = |x| Error::db("grant INSERT on", t.as_str(), x);
+        let (db,): (Option<String>,) = sqlx::query_as("SELECT DATABASE()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(e)?;
+        let db = db.ok_or_else(|| e(sqlx::Error::Protocol("no database selected".into())))?;
+        let role = format!("{db}_collector");
+        let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
+        let grant = format!(
+            "GRANT INSERT ON {}.{} TO {}",
+            quote(&db),
+            quote(t.as_str()),
+            quote(&role)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(grant))
+            .execute(&self.pool)
+            .await
+            .map_err(|x| {
+                Error::db(
+                    &format!("grant INSERT on {t} to role {role}"),
+                    "(contrib/mariadb/roles.sql creates the roles)",
+                    x,
+                )
+            })?;
+        Ok(role)
+    }
+}
+
+impl MysqlDb {
+    /// True if table `t` exists and this account has a privilege on it.
+    async fn table_visible(&self, conn: &mut sqlx::MySqlConnection, t: &Ident) -> bool {
+        sqlx::query_as::<_, (i64,)>(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = ?",
+        )
+        .bind(t.as_str())
+        .fetch_one(conn)
+        .await
+        .is_ok_and(|(n,)| n > 0)
+    }
+}
+
+/// True if `e` is MariaDB refusing a statement for lack of a privilege
+/// (on a table, column, database, or globally).
+pub(crate) fn denied(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|m| matches!(m.number(), 1044 | 1142 | 1143 | 1227))
 }
 
 /// Applies pending migrations, one process at a time: under the named lock
@@ -402,6 +479,8 @@ pub struct MysqlWriter {
     index_paused_until: Option<Instant>,
     /// The follow lease each checkpoint is fenced with.
     pub(crate) fence: Option<super::lease::Fence>,
+    /// False for an account that may not read the table: no search index.
+    indexing: bool,
 }
 
 impl MysqlWriter {
@@ -503,7 +582,7 @@ impl MysqlWriter {
     /// Rows stored but not yet in the search index (as far as this writer
     /// knows); 0 for a while after the indexer met a gap in the ids.
     pub fn index_backlog(&self) -> u64 {
-        if self.index_paused_until.is_some_and(|t| Instant::now() < t) {
+        if !self.indexing || self.index_paused_until.is_some_and(|t| Instant::now() < t) {
             return 0;
         }
         u64::try_from(self.last_id - self.indexed_upto).unwrap_or(0)
