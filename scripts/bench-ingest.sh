@@ -4,21 +4,30 @@
 #   sqlite3 .import of a pre-parsed CSV, MariaDB LOAD DATA LOCAL INFILE.
 # Not a timed test: compare ratios, not absolute numbers.
 #
-#   scripts/bench-ingest.sh [--lines N] [--runs R] [--batch N]
+#   scripts/bench-ingest.sh [--lines N] [--runs R] [--batch N] [--bin PATH]
+#                           [--ab PATH] [--sqlite-only]
 #
+# --bin measures that siemparse build instead of building this checkout's.
+# --ab PATH also runs another siemparse build (an older commit, built with
+# its own CARGO_TARGET_DIR) into SQLite in every round, right next to the
+# first: an A/B of the two binaries in one run, rows checked alike.
+# --sqlite-only leaves MariaDB out (quicker A/B runs on a loaded machine).
 # Env: SIEMSTRESS_BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/test);
 # the script works in a fresh database `siembench` on that server and drops it.
 # Data goes to bench-data/ (gitignored), the report to benchsuite/runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LINES=1000000 RUNS=2 BATCH=()
+LINES=1000000 RUNS=2 BATCH=() BIN="" AB="" MYSQL=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --lines) LINES=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --batch) BATCH=(--batch "$2"); shift 2 ;;
-        -h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --bin) BIN=$(realpath "$2"); shift 2 ;;
+        --ab) AB=$(realpath "$2"); shift 2 ;;
+        --sqlite-only) MYSQL=0; shift ;;
+        -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench-ingest: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -35,13 +44,18 @@ MY=(mariadb --local-infile=1 -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N -B)
 my() { "${MY[@]}" "$@"; }
 
 D=bench-data W=bench-data/work
-BIN=target/release/siemparse
 mkdir -p "$W" benchsuite/runs
 : > "$D/empty.toml" # keep any user or system config out of the measurement
+if [[ -z $BIN ]]; then
+    echo "== build" >&2
+    cargo build --release -q -p siemparse
+    BIN=$PWD/target/release/siemparse
+fi
+for b in "$BIN" ${AB:+"$AB"}; do
+    [[ -x $b ]] || { echo "bench-ingest: $b is not an executable" >&2; exit 2; }
+done
 SP=("$BIN" -c "$D/empty.toml" -q -z UTC --year 2025 "${BATCH[@]}")
-
-echo "== build" >&2
-cargo build --release -q -p siemparse
+SP_AB=(${AB:+"$AB"} -c "$D/empty.toml" -q -z UTC --year 2025 "${BATCH[@]}")
 
 for n in "$LINES" "$SMALL"; do
     if [[ ! -s $D/auth-$n.log || scripts/gen-authlog.py -nt $D/auth-$n.log ]]; then
@@ -101,16 +115,23 @@ for run in $(seq "$RUNS"); do
     measure "$LINES" sqlite3 -cmd 'PRAGMA synchronous=NORMAL' "$W/ref.db" ".import --csv $CSV auth"
     record ref_sqlite
 
-    fresh_mysql; mysql_table auth
-    SERVER=1
-    measure "$LINES" "${SP[@]}" -s auth --db "$MY_URL" < "$LOG"; record sp_mysql
+    if [[ -n $AB ]]; then
+        sqlite_table "$W/ab.db" auth
+        measure "$LINES" "${SP_AB[@]}" -s auth --db "sqlite://$W/ab.db" < "$LOG"; record sp_ab
+    fi
 
-    mysql_table ref
-    measure "$LINES" "${MY[@]}" siembench -e "LOAD DATA LOCAL INFILE '$PWD/$CSV' INTO TABLE ref
+    if (( MYSQL )); then
+        fresh_mysql; mysql_table auth
+        SERVER=1
+        measure "$LINES" "${SP[@]}" -s auth --db "$MY_URL" < "$LOG"; record sp_mysql
+
+        mysql_table ref
+        measure "$LINES" "${MY[@]}" siembench -e "LOAD DATA LOCAL INFILE '$PWD/$CSV' INTO TABLE ref
       CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY ''
       LINES TERMINATED BY '\n' ($LOAD_COLS) SET $LOAD_SET"
-    record ref_mysql
-    SERVER=0
+        record ref_mysql
+        SERVER=0
+    fi
 
     warm "$D/auth-$SMALL.log"
     sqlite_table "$W/small.db" auth
@@ -132,15 +153,27 @@ DIFF_SQLITE=${DIFF/JOIN ref r/JOIN x.auth r}
 DIFF_SQLITE=${DIFF_SQLITE/EXTRA_DIFFERS/$(keys a.extra) IS NOT $(keys r.extra)}
 json_equals="JSON_EQUALS(coalesce(a.extra, '{}'), coalesce(nullif(r.extra, ''), '{}'))"
 DIFF_MYSQL=${DIFF/EXTRA_DIFFERS/NOT $json_equals}
-counts_sqlite=$(sqlite3 "$W/sp.db" "ATTACH '$W/ref.db' AS x;
-  SELECT (SELECT count(*) FROM main.auth) || ' ' || (SELECT count(*) FROM x.auth);" )
-diff_sqlite=$(sqlite3 "$W/sp.db" "ATTACH '$W/ref.db' AS x; $DIFF_SQLITE;")
-counts_mysql=$(my siembench -e 'SELECT CONCAT((SELECT count(*) FROM auth), " ", (SELECT count(*) FROM ref))')
-diff_mysql=$(my siembench -e "$DIFF_MYSQL")
-MY_VARS=$(my -e "SELECT CONCAT(@@version, ', buffer pool ', @@innodb_buffer_pool_size DIV 1048576,
-  ' MB, innodb_flush_log_at_trx_commit=', @@innodb_flush_log_at_trx_commit)")
-my -e 'DROP DATABASE siembench'
-for c in "$counts_sqlite" "$counts_mysql"; do
+# check_sqlite DB: "COUNTS|DIFFERING" of siemparse's rows in DB against the reference's.
+check_sqlite() {
+    echo "$(sqlite3 "$1" "ATTACH '$W/ref.db' AS x;
+      SELECT (SELECT count(*) FROM main.auth) || ' ' || (SELECT count(*) FROM x.auth);")|$(
+      sqlite3 "$1" "ATTACH '$W/ref.db' AS x; $DIFF_SQLITE;")"
+}
+c=$(check_sqlite "$W/sp.db") counts_sqlite=${c%|*} diff_sqlite=${c#*|}
+counts=("$counts_sqlite")
+if [[ -n $AB ]]; then
+    c=$(check_sqlite "$W/ab.db") counts_ab=${c%|*} diff_ab=${c#*|}
+    counts+=("$counts_ab")
+fi
+if (( MYSQL )); then
+    counts_mysql=$(my siembench -e 'SELECT CONCAT((SELECT count(*) FROM auth), " ", (SELECT count(*) FROM ref))')
+    diff_mysql=$(my siembench -e "$DIFF_MYSQL")
+    MY_VARS=$(my -e "SELECT CONCAT(@@version, ', buffer pool ', @@innodb_buffer_pool_size DIV 1048576,
+      ' MB, innodb_flush_log_at_trx_commit=', @@innodb_flush_log_at_trx_commit)")
+    my -e 'DROP DATABASE siembench'
+    counts+=("$counts_mysql")
+fi
+for c in "${counts[@]}"; do
     [[ $c == "$LINES $LINES" ]] || { echo "bench-ingest: row counts $c, expected $LINES each" >&2; exit 1; }
 done
 
@@ -164,7 +197,7 @@ line() { # line KEY METHOD REFERENCE-KEY [TARGET]
         "${4:+$(target "${rate[$1]}" "$4")}" "$([[ $1 == "$3" ]] && echo "${all[$1]// /, }" || echo "${r#*|}")"
 }
 DATE=$(date +%Y-%m-%d)
-OUT=benchsuite/runs/ingest-$DATE$([[ $LINES == 1000000 ]] || echo "-$LINES").md
+OUT=benchsuite/runs/ingest-$DATE$([[ $LINES == 1000000 ]] || echo "-$LINES")$([[ -z $AB ]] || echo "-ab").md
 BYTES=$(stat -c %s "$LOG")
 DIRTY=$(git status --porcelain -- Cargo.lock common siemparse migrations | wc -l)
 {
@@ -175,16 +208,21 @@ DIRTY=$(git status --porcelain -- Cargo.lock common siemparse migrations | wc -l
     echo "$LOAD0 at start: shared with other engineers' builds, so absolute numbers are"
     echo "noisy; the ratios against the reference of the same run are the result."
     echo "Commit $(git rev-parse --short HEAD)$( (( DIRTY == 0 )) || echo " + $DIRTY uncommitted files in common/, siemparse/, migrations/"),"
+    [[ $BIN == "$PWD/target/release/siemparse" ]] || echo "siemparse binary $BIN (\`--bin\`),"
+    [[ -z $AB ]] || echo "A/B: \`siemparse A\` is $AB (\`--ab\`), run in every round right after the reference,"
     echo "siemparse with ${BATCH[*]:-the default --batch}, \`-z UTC --year 2025\`. SQLite: WAL, synchronous=NORMAL, same DDL and"
     echo "indexes for both (created by siemparse); sqlite3 $(sqlite3 --version | cut -d' ' -f1)."
-    echo "MariaDB $MY_VARS."
+    (( MYSQL )) && echo "MariaDB $MY_VARS." || echo "MariaDB not measured (\`--sqlite-only\`)."
     echo
     row method "lines/s (best run)" "ratio vs reference (median)" "CPU µs/line (ratio)" "peak RSS" target "each run: lines/s (ratio)"
     row --- --- --- --- --- --- ---
     line ref_sqlite "sqlite3 \`.import\` CSV (reference)" ref_sqlite
     line sp_sqlite "siemparse → SQLite" ref_sqlite 300000
-    line ref_mysql "MariaDB \`LOAD DATA LOCAL INFILE\` CSV (reference)" ref_mysql
-    line sp_mysql "siemparse → MariaDB" ref_mysql 150000
+    [[ -z $AB ]] || line sp_ab "siemparse A → SQLite" ref_sqlite 300000
+    if (( MYSQL )); then
+        line ref_mysql "MariaDB \`LOAD DATA LOCAL INFILE\` CSV (reference)" ref_mysql
+        line sp_mysql "siemparse → MariaDB" ref_mysql 150000
+    fi
     echo
     echo "Ratio: lines/s of a run divided by that of the reference right next to it in the same round"
     echo "(the median over the runs). CPU µs/line: least user+sys of the loading process, plus the"
@@ -192,8 +230,8 @@ DIRTY=$(git status --porcelain -- Cargo.lock common siemparse migrations | wc -l
     echo "it depends far less than lines/s on what else runs on the machine."
     echo "Peak RSS of siemparse → SQLite: ${rss[sp_small]} MB at $SMALL lines, ${rss[sp_sqlite]} MB at $LINES lines."
     echo
-    echo "Check: row counts $counts_sqlite (SQLite), $counts_mysql (MariaDB); rows where siemparse's"
-    echo "parse differs from the pre-parsed CSV: $diff_sqlite (SQLite), $diff_mysql (MariaDB)."
+    echo "Check: row counts $counts_sqlite (SQLite)${AB:+, $counts_ab (siemparse A)}$( ((MYSQL)) && echo ", $counts_mysql (MariaDB)"); rows where siemparse's"
+    echo "parse differs from the pre-parsed CSV: $diff_sqlite (SQLite)${AB:+, $diff_ab (siemparse A)}$( ((MYSQL)) && echo ", $diff_mysql (MariaDB)")."
     echo "The references load pre-parsed rows (parsing not timed); siemparse parses every line."
 } | tee "$OUT"
 echo "== written to $OUT" >&2

@@ -25,7 +25,13 @@ pub fn host(raw: &str) -> Option<String> {
         return None;
     }
     if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(canonical_ip(ip).to_string());
+        return Some(match ip {
+            // The parser takes only the canonical dotted quad (no leading
+            // zeros, no signs), which is how it prints: the text as is,
+            // without formatting it again (this runs for most lines).
+            IpAddr::V4(_) => s.to_owned(),
+            IpAddr::V6(_) => canonical_ip(ip).to_string(),
+        });
     }
     host_name_like(s).then(|| s.to_ascii_lowercase())
 }
@@ -87,6 +93,26 @@ mod tests {
         );
         for junk in ["", "root", "UNKNOWN", "a b.c", "x.", "[]", "1.2.3.4]"] {
             assert_eq!(host(junk), None, "{junk:?}");
+        }
+        for v4 in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "255.255.255.255",
+            "10.0.0.12",
+            "203.0.113.66",
+        ] {
+            let printed = v4.parse::<IpAddr>().unwrap().to_string();
+            assert_eq!(host(v4).as_deref(), Some(printed.as_str()));
+        }
+        for not_v4 in [
+            "01.2.3.4",
+            "1.2.3.04",
+            "256.1.1.1",
+            "+1.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+        ] {
+            assert!(not_v4.parse::<IpAddr>().is_err(), "{not_v4:?}");
         }
         assert_eq!(host_filter("2001:DB8::AB"), "2001:db8::ab");
         assert_eq!(host_filter("not a host"), "not a host");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{NaiveDateTime, Utc};
 use syslog_loose::{ProcId, Protocol, Variant};
 
-use crate::decode::{Column, Decoders, Fields};
+use crate::decode::{Column, Decoders, Fields, Scratch};
 use crate::event::Event;
 use crate::structured::{Slot, Structured, TimeText, read_time};
 use crate::time::{Zone, infer_year, next_year};
@@ -29,8 +29,12 @@ pub struct LineParser {
     last_ts: Option<i64>,
     source: Arc<str>,
     zone_name: String,
+    /// The last year written to `extra`, and its text (formatted once).
+    year_text: (i32, String),
     /// Field extraction from the message.
     decoders: Arc<Decoders>,
+    /// The decoders' capture buffers, reused line after line.
+    scratch: Scratch,
     /// A json or regex section's format; `None`: syslog.
     structured: Option<Arc<Structured>>,
 }
@@ -47,9 +51,11 @@ impl LineParser {
             last_ts: None,
             source: Arc::from(source),
             zone_name: zone.name(),
+            year_text: (i32::MIN, String::new()),
             // The built-ins compile (a unit test checks them); a caller with
             // a config passes its own set with `with_decoders`.
             decoders: Decoders::builtin().unwrap_or_default(),
+            scratch: Scratch::default(),
             structured: None,
         }
     }
@@ -63,6 +69,7 @@ impl LineParser {
     /// Decodes fields with `decoders` instead of the built-in set.
     pub fn with_decoders(mut self, decoders: Arc<Decoders>) -> Self {
         self.decoders = decoders;
+        self.scratch = Scratch::default();
         self
     }
 
@@ -122,13 +129,16 @@ impl LineParser {
 
     /// A line without a header (or not of the section's format): stored
     /// whole, at the time it was read; decoders for every program still run.
-    fn fill_unparsed(&self, raw: &str, ev: &mut Event) {
+    fn fill_unparsed(&mut self, raw: &str, ev: &mut Event) {
         ev.message = raw.trim_end().to_owned();
         let mut extra = JsonObject::default();
         extra.field("ts_source", "received");
         // No tag to dispatch on: only decoders for every program
         // (a Cisco device's "<189>52: *Mar  1 ...: %SEC-6-..." line).
-        if let Some(d) = self.decoders.decode(None, &ev.message) {
+        if let Some(d) = self
+            .decoders
+            .decode_with(&mut self.scratch, None, &ev.message)
+        {
             store_fields(ev, &mut extra, d.fields);
         }
         ev.extra = extra.finish();
@@ -184,7 +194,10 @@ impl LineParser {
             ev.message = raw.trim_end().to_owned();
         }
         // Decoders fill what the format did not.
-        if let Some(d) = self.decoders.decode(ev.process.as_deref(), &ev.message) {
+        if let Some(d) =
+            self.decoders
+                .decode_with(&mut self.scratch, ev.process.as_deref(), &ev.message)
+        {
             let f = d.fields;
             for (c, v) in [
                 (Column::User, f.user),
@@ -222,13 +235,21 @@ impl LineParser {
             extra.field("tz_fold", label);
         }
         if let Some(y) = year {
-            let how = if self.year.is_some() {
-                "year_flag"
-            } else {
-                "year_inferred"
-            };
-            extra.field(how, &y.to_string());
+            self.year_field(y, extra);
         }
+    }
+
+    /// `year_flag` or `year_inferred` in `extra`: the year the line was given.
+    fn year_field(&mut self, y: i32, extra: &mut JsonObject) {
+        let how = if self.year.is_some() {
+            "year_flag"
+        } else {
+            "year_inferred"
+        };
+        if self.year_text.0 != y {
+            self.year_text = (y, y.to_string());
+        }
+        extra.field(how, &self.year_text.1);
     }
 
     fn fill(&mut self, raw: &str, ev: &mut Event) {
@@ -281,12 +302,7 @@ impl LineParser {
                 extra.field("tz_fold", label);
             }
             if let Some(y) = inferred.get() {
-                let how = if self.year.is_some() {
-                    "year_flag"
-                } else {
-                    "year_inferred"
-                };
-                extra.field(how, &y.to_string());
+                self.year_field(y, &mut extra);
             }
         }
         self.last_ts = Some(ev.ts);
@@ -295,7 +311,7 @@ impl LineParser {
 
     /// Everything but the time: header fields, message, extracted fields, `extra`.
     fn fill_fields(
-        &self,
+        &mut self,
         raw: &str,
         msg: syslog_loose::Message<&str>,
         mut extra: JsonObject,
@@ -341,7 +357,10 @@ impl LineParser {
                 ev.message = text.trim_end().to_owned();
             }
         }
-        if let Some(d) = self.decoders.decode(ev.process.as_deref(), &ev.message) {
+        if let Some(d) =
+            self.decoders
+                .decode_with(&mut self.scratch, ev.process.as_deref(), &ev.message)
+        {
             store_fields(ev, &mut extra, d.fields);
         }
         ev.extra = extra.finish();
@@ -405,8 +424,15 @@ fn starts_with_iso_date(raw: &str) -> bool {
 
 /// The `extra` column: a JSON object of string values, written directly
 /// (this runs for every line; a serde_json map cost more than the parse).
-#[derive(Default)]
 struct JsonObject(String);
+
+impl Default for JsonObject {
+    /// Room for a line's usual fields (zone, year and a decoder's few), so
+    /// that the object is not grown key by key.
+    fn default() -> Self {
+        Self(String::with_capacity(96))
+    }
+}
 
 impl JsonObject {
     fn key(&mut self, key: &str) {

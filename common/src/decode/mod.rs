@@ -23,10 +23,12 @@ pub mod builtin;
 pub mod check;
 pub mod model;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use foldhash::HashMap;
+use regex::bytes::CaptureLocations;
 
 pub use crate::event::Column;
 pub use model::{Decoder, Example, ExampleInput};
@@ -175,10 +177,23 @@ struct Group {
     owner: Vec<usize>,
 }
 
+/// Capture buffers for decoding line after line on one thread, one per
+/// regex of one decoder set, made on first use: a line's regex search then
+/// allocates nothing.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The set the buffers belong to (its address); another set starts afresh.
+    set: usize,
+    locs: Vec<Option<CaptureLocations>>,
+}
+
 /// A compiled set of decoders, ready to decode lines.
 #[derive(Debug, Default)]
 pub struct Decoders {
     list: Vec<Decoder>,
+    /// Per decoder: the number of its first regex among all regexes (for [`Scratch`]).
+    first_regex: Vec<usize>,
+    regexes: usize,
     by_program: HashMap<String, Group>,
     /// Prefix entries (`postfix` followed by `/` and `*`): (prefix, group), longest prefix first.
     by_prefix: Vec<(String, Group)>,
@@ -283,8 +298,16 @@ impl Decoders {
             by_prefix.push((stem.clone(), group_for(&|d| applies(d, stem))?));
         }
         let generic = group_for(&|d| d.programs.is_empty())?;
+        let mut first_regex = Vec::with_capacity(list.len());
+        let mut regexes = 0;
+        for d in &list {
+            first_regex.push(regexes);
+            regexes += d.regexes.len();
+        }
         Ok(Decoders {
             list,
+            first_regex,
+            regexes,
             by_program,
             by_prefix,
             generic,
@@ -298,15 +321,39 @@ impl Decoders {
 
     /// The first decoder that matches `message` of `process`, with its fields.
     pub fn decode<'d>(&'d self, process: Option<&str>, message: &str) -> Option<Decoded<'d>> {
+        self.decode_with(&mut Scratch::default(), process, message)
+    }
+
+    /// [`Decoders::decode`] with capture buffers kept from line to line.
+    pub fn decode_with<'d>(
+        &'d self,
+        scratch: &mut Scratch,
+        process: Option<&str>,
+        message: &str,
+    ) -> Option<Decoded<'d>> {
+        let set = std::ptr::from_ref(self) as usize;
+        if scratch.set != set || scratch.locs.len() != self.regexes {
+            scratch.set = set;
+            scratch.locs = (0..self.regexes).map(|_| None).collect();
+        }
         // A Cisco device's mnemonic read as the tag ("asa1 %ASA-4-106023: Deny ...")
         // is decoded with the text, as the device wrote them.
         if let Some(tag) = process.filter(|p| p.starts_with('%')) {
-            return self.decode_in(self.group(""), &format!("{tag}: {message}"));
+            return self.decode_in(scratch, self.group(""), &format!("{tag}: {message}"));
         }
-        self.decode_in(self.group(process.map(program_of).unwrap_or("")), message)
+        self.decode_in(
+            scratch,
+            self.group(process.map(program_of).unwrap_or("")),
+            message,
+        )
     }
 
-    fn decode_in<'d>(&'d self, group: &Group, message: &str) -> Option<Decoded<'d>> {
+    fn decode_in<'d>(
+        &'d self,
+        scratch: &mut Scratch,
+        group: &Group,
+        message: &str,
+    ) -> Option<Decoded<'d>> {
         let message = unwrap_repeated(message);
         if group.order.is_empty() {
             return None;
@@ -328,16 +375,23 @@ impl Decoders {
                 continue;
             }
             let d = &self.list[i];
-            for r in &d.regexes {
-                let Some(caps) = r.regex.captures(message.as_bytes()) else {
+            for (n, r) in d.regexes.iter().enumerate() {
+                let locs = scratch.locs[self.first_regex[i] + n]
+                    .get_or_insert_with(|| r.regex.capture_locations());
+                if r.regex.captures_read(locs, message.as_bytes()).is_none() {
                     continue;
-                };
+                }
                 let mut fields = Fields::default();
                 for (g, target) in r.targets.iter().enumerate() {
-                    let (Some(target), Some(m)) = (target, caps.get(g)) else {
+                    let (Some(target), Some((start, end))) = (target, locs.get(g)) else {
                         continue;
                     };
-                    let text = String::from_utf8_lossy(m.as_bytes());
+                    // A capture is text of the message, unless a byte class
+                    // cut a character (then lossily, as documented).
+                    let text = match message.get(start..end) {
+                        Some(t) => Cow::Borrowed(t),
+                        None => String::from_utf8_lossy(&message.as_bytes()[start..end]),
+                    };
                     match target {
                         Target::Extra(k) => {
                             if !text.is_empty() {
