@@ -112,7 +112,12 @@ impl LineParser {
 
     /// Parses one line (without its terminator). Never fails.
     pub fn parse(&mut self, line: &[u8], received: i64) -> Event {
-        let raw = String::from_utf8_lossy(line).into_owned();
+        // Valid UTF-8 (nearly every line) is checked by the fast validator
+        // and copied; only other bytes go through the lossy conversion.
+        let raw = match std::str::from_utf8(line) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(line).into_owned(),
+        };
         let mut ev = Event {
             ts: received,
             received,
