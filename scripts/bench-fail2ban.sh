@@ -4,19 +4,21 @@
 # Debian's sshd filter (/etc/fail2ban/filter.d/sshd.conf), in one run.
 # Not a timed test: compare the ratio, not absolute numbers.
 #
-#   scripts/bench-fail2ban.sh [--lines N] [--runs R]
+#   scripts/bench-fail2ban.sh [--lines N] [--runs R] [--bin PATH]
 #
+# --bin measures that siemparse build instead of building this checkout's.
 # Needs Debian's fail2ban package (apt-get install fail2ban). Data goes to
 # bench-data/ (gitignored), the report to benchsuite/runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LINES=200000 RUNS=3
+LINES=200000 RUNS=3 BIN=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --lines) LINES=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
-        -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --bin) BIN=$(realpath "$2"); shift 2 ;;
+        -h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench-fail2ban: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -24,11 +26,15 @@ FILTER=/etc/fail2ban/filter.d/sshd.conf
 command -v fail2ban-regex >/dev/null && [[ -f $FILTER ]] ||
     { echo "bench-fail2ban: needs fail2ban-regex and $FILTER (apt-get install fail2ban)" >&2; exit 2; }
 
-D=bench-data W=bench-data/work BIN=target/release/siemparse
+D=bench-data W=bench-data/work
 mkdir -p "$W" benchsuite/runs
 : > "$D/empty.toml"
-echo "== build" >&2
-cargo build --release -q -p siemparse
+if [[ -z $BIN ]]; then
+    echo "== build" >&2
+    cargo build --release -q -p siemparse
+    BIN=$PWD/target/release/siemparse
+fi
+[[ -x $BIN ]] || { echo "bench-fail2ban: $BIN is not an executable" >&2; exit 2; }
 LOG=$D/auth-$LINES.log
 if [[ ! -s $LOG || scripts/gen-authlog.py -nt $LOG ]]; then
     echo "== generate $LINES lines" >&2
@@ -65,7 +71,7 @@ OUT=benchsuite/runs/fail2ban-$DATE.md
     echo "# Extraction benchmark against fail2ban-regex, $DATE"
     echo
     echo "$LINES generated auth.log lines (\`scripts/gen-authlog.py\`), best of $RUNS runs, one round each."
-    echo "Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; commit $(git rev-parse --short HEAD)."
+    echo "Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; commit $(git rev-parse --short HEAD)$([[ $BIN == "$PWD/target/release/siemparse" ]] || echo ", siemparse binary $BIN")."
     echo "fail2ban $(fail2ban-regex --version 2>/dev/null | head -1 | awk '{print $NF}') with Debian's \`$FILTER\` (mode normal), \`--raw\` (no DNS)."
     echo
     echo "| tool | what it does | seconds (best) | lines/s | each run (s) |"
