@@ -95,6 +95,7 @@ impl LineParser {
             self.received_local = (i64::MIN, NaiveDateTime::default());
         }
         self.decoders = decoders;
+        self.scratch = Scratch::default();
         self.structured = format;
     }
 

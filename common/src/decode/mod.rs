@@ -378,6 +378,10 @@ impl Decoders {
             for (n, r) in d.regexes.iter().enumerate() {
                 let locs = scratch.locs[self.first_regex[i] + n]
                     .get_or_insert_with(|| r.regex.capture_locations());
+                if locs.len() != r.regex.captures_len() {
+                    // Buffers of another set that had this address: made anew.
+                    *locs = r.regex.capture_locations();
+                }
                 if r.regex.captures_read(locs, message.as_bytes()).is_none() {
                     continue;
                 }
