@@ -10,6 +10,8 @@ use crate::Error;
 use crate::ident::Ident;
 use crate::time::Zone;
 
+pub mod actions;
+pub mod gather;
 pub mod listen;
 pub mod retention;
 
@@ -27,12 +29,14 @@ pub struct Config {
     /// (with the line of every key).
     #[serde(default)]
     pub rule: Option<toml::Value>,
+    /// `[actions.NAME]`, checked by [`actions::ActionConfig::resolve`].
     #[serde(default)]
-    pub actions: Option<toml::Value>,
+    pub actions: BTreeMap<String, actions::ActionConfig>,
     #[serde(default)]
-    pub gather: Option<toml::Value>,
+    pub gather: gather::GatherConfig,
+    /// Refused with a message: Sigma rules are not supported yet.
     #[serde(default)]
-    pub sigma: Option<toml::Value>,
+    sigma: Option<toml::Spanned<toml::Value>>,
     #[serde(default)]
     pub decoders: DecodersConfig,
     #[serde(default)]
@@ -164,6 +168,16 @@ impl Config {
             message: e.to_string(),
         })?;
         cfg.text = text.to_owned();
+        if let Some(s) = &cfg.sigma {
+            return Err(Error::ConfigParse {
+                path: PathBuf::from("<string>"),
+                message: format!(
+                    "line {}: [sigma]: Sigma rules are not supported yet (siemtrigger skips \
+                     .yml files in [rules] paths); remove the section",
+                    text[..s.span().start.min(text.len())].matches('\n').count() + 1
+                ),
+            });
+        }
         for (name, s) in &cfg.section {
             cfg.resolve_section_inner(name, s)?;
         }
@@ -306,6 +320,17 @@ mod tests {
                 .to_string();
         assert!(err.contains("tabel"), "{err}");
         assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn sigma_is_refused_with_its_line() {
+        let err = Config::parse_str("[database]\nurl = \"x\"\n\n[sigma]\npaths = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4") && err.contains("not supported"),
+            "{err}"
+        );
     }
 
     #[test]

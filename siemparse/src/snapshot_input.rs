@@ -17,7 +17,7 @@ use siemstress_common::db::snapshots as storage;
 use siemstress_common::display::Escaped;
 use siemstress_common::snapshot::{self, diff};
 
-use crate::gather::{self, GatherConfig};
+use crate::gather;
 
 /// The snapshot flags of `siemparse`.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
             gather::KINDS.join(", ")
         );
     }
-    let gather_config = GatherConfig::from_toml(config.gather.as_ref())?;
+    let gather_config = &config.gather;
     let db = connect.connect(config).await?;
     let host = snapshot::local_host();
     let taken = siemstress_common::time::now_ms();
@@ -69,7 +69,7 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
                 Ok(fs) => {
                     let mut ctx = gather::Ctx {
                         fs,
-                        config: &gather_config,
+                        config: gather_config,
                         previous,
                         warnings: Vec::new(),
                     };

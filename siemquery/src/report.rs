@@ -1017,36 +1017,19 @@ fn hbar_chart(list: &[(String, i64)]) -> String {
     s
 }
 
-/// `[actions.mail]`: smtp URL, from, to, allow_plaintext_auth.
+/// `[actions.mail]`: the report is sent as siemtrigger's `mail` action sends.
 fn mail_settings(
     config: &siemstress_common::config::Config,
-) -> anyhow::Result<(String, String, Vec<String>, bool)> {
+) -> anyhow::Result<siemstress_common::config::actions::Mail> {
+    use siemstress_common::config::actions::ActionKind;
     let mail = config
         .actions
-        .as_ref()
-        .and_then(|a| a.get("mail"))
+        .get("mail")
         .context("no [actions.mail] in the config (smtp, from, to)")?;
-    let text = |k: &str| mail.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let smtp = text("smtp").unwrap_or_else(|| "smtp://localhost:25".to_owned());
-    let from = text("from").context("[actions.mail] from is not set")?;
-    let to: Vec<String> = match mail.get("to") {
-        Some(toml::Value::String(s)) => vec![s.clone()],
-        Some(toml::Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
-    if to.is_empty() {
-        bail!("[actions.mail] to is not set");
+    match mail.resolve("mail")?.kind {
+        ActionKind::Mail(m) => Ok(m),
+        _ => bail!("[actions.mail] is not of type \"mail\""),
     }
-    let allow_plaintext_auth = match mail.get("allow_plaintext_auth") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .context("[actions.mail] allow_plaintext_auth: true or false")?,
-    };
-    Ok((smtp, from, to, allow_plaintext_auth))
 }
 
 /// Sends the report as an HTML mail with a plain-text summary.
@@ -1055,21 +1038,11 @@ fn send_mail(
     r: &Report,
     html: &str,
 ) -> anyhow::Result<()> {
-    use lettre::message::{Mailbox, MultiPart};
-    use lettre::{Message, Transport};
-    let (smtp, from, to, allow_plaintext_auth) = mail_settings(config)?;
-    let subject = format!("siemstress report {}: {}", r.host, r.headline());
-    let mut b = Message::builder()
-        .from(
-            from.parse::<Mailbox>()
-                .with_context(|| format!("[actions.mail] from {from:?}"))?,
-        )
-        .subject(subject);
-    for t in &to {
-        b = b.to(t
-            .parse::<Mailbox>()
-            .with_context(|| format!("[actions.mail] to {t:?}"))?);
-    }
+    use lettre::Transport;
+    use lettre::message::MultiPart;
+    let mail = mail_settings(config)?;
+    let smtp = &mail.smtp;
+    let b = mail.builder(&format!("siemstress report {}: {}", r.host, r.headline()));
     let text = format!(
         "siemstress report for {} from {} to {} ({})\n\n{}\n\nThe full report is the HTML part of this mail.\n",
         r.host,
@@ -1081,9 +1054,9 @@ fn send_mail(
     let msg = b
         .multipart(MultiPart::alternative_plain_html(text, html.to_owned()))
         .context("build the mail")?;
-    let transport = siemstress_common::mail::transport(&smtp, allow_plaintext_auth)?;
+    let transport = siemstress_common::mail::transport(smtp, mail.allow_plaintext_auth)?;
     transport
         .send(&msg)
-        .with_context(|| format!("send through {}", siemstress_common::db::redact(&smtp)))?;
+        .with_context(|| format!("send through {}", siemstress_common::db::redact(smtp)))?;
     Ok(())
 }

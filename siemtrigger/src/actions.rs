@@ -1,36 +1,9 @@
-//! Alert actions (`[actions.NAME]` in `siemstress.toml`). A rule's alert
-//! queues one `action_runs` row per action in the same transaction as the
-//! alert; the dispatcher then runs each, records `ok`, or schedules a retry
-//! with doubling backoff, and when `retries` retries have failed too
-//! records `failed`.
+//! Alert actions (`[actions.NAME]` in `siemstress.toml`, read and checked
+//! by `common::config::actions`). A rule's alert queues one `action_runs`
+//! row per action in the same transaction as the alert; the dispatcher then
+//! runs each, records `ok`, or schedules a retry with doubling backoff, and
+//! when `retries` retries have failed too records `failed`.
 //! The alert itself is never lost: it is stored before any action runs.
-//!
-//! ```toml
-//! [actions.mail]                 # type defaults to the name (mail, exec, webhook, file)
-//! smtp = "smtp://localhost:25"   # or smtp+starttls://host:587, smtps://host:465; user:pass@ for AUTH
-//! # allow_plaintext_auth = true  # user:pass@ over plain smtp:// (refused without it)
-//! from = "siem@example.org"
-//! to = ["security@example.org"]
-//! digest = false                 # true: one mail per run with every alert
-//!
-//! [actions.page]
-//! type = "exec"                  # run directly, never through a shell
-//! program = "/usr/local/bin/page-oncall"
-//! args = ["--rule", "{rule}", "--", "{key}"]   # {field} of the alert in arguments
-//! timeout = "30s"
-//!
-//! [actions.hook]
-//! type = "webhook"               # JSON POST of the alert
-//! url = "http://127.0.0.1:8080/alerts"
-//!
-//! [actions.log]
-//! type = "file"                  # one JSON object per line, appended
-//! path = "/var/log/siemstress/alerts.ndjson"
-//! ```
-//!
-//! Every action also takes `retries` (retries after the first attempt,
-//! default 5; 0: one attempt) and `backoff` (first retry delay, default 30s,
-//! doubling).
 //!
 //! An exec program gets a cleared environment: the alert's `SIEM_*`
 //! variables, `PATH` (siemtrigger's, else a system default) and `LANG` (if
@@ -49,8 +22,8 @@ use std::time::Duration;
 
 use crate::rules::{Piece, Template};
 use anyhow::{Context, anyhow, bail};
-use serde::Deserialize;
 use siemstress_common::config::Config;
+use siemstress_common::config::actions::{ActionKind, Mail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::rfc3339;
@@ -63,45 +36,12 @@ use siemstress_common::db::trigger::{ActionRun, Claim};
 /// them to the next run.
 const ONCE_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAction {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    // mail
-    smtp: Option<String>,
-    from: Option<String>,
-    #[serde(default)]
-    to: Vec<String>,
-    subject: Option<String>,
-    #[serde(default)]
-    digest: bool,
-    #[serde(default)]
-    allow_plaintext_auth: bool,
-    // exec
-    program: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    // webhook
-    url: Option<String>,
-    // file
-    path: Option<std::path::PathBuf>,
-    // all
-    timeout: Option<String>,
-    retries: Option<u32>,
-    backoff: Option<String>,
-}
-
 /// What an action does.
 #[derive(Debug, Clone)]
 enum Kind {
     Mail {
-        smtp: String,
-        from: String,
-        to: Vec<String>,
+        mail: Mail,
         subject: Template,
-        digest: bool,
-        allow_plaintext_auth: bool,
     },
     Exec {
         program: String,
@@ -114,9 +54,6 @@ enum Kind {
         path: std::path::PathBuf,
     },
 }
-
-/// Retries of a failed action after its first attempt, unless `retries` says.
-const DEFAULT_RETRIES: u32 = 5;
 
 /// One configured action.
 #[derive(Debug, Clone)]
@@ -138,19 +75,28 @@ impl Actions {
     /// Reads and checks `[actions]`; errors name the action and key.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let mut by_name = BTreeMap::new();
-        let Some(v) = &config.actions else {
-            return Ok(Self::default());
-        };
-        let table = v
-            .as_table()
-            .ok_or_else(|| anyhow!("[actions] must be a table of [actions.NAME] tables"))?;
-        for (name, v) in table {
-            let raw: RawAction = v
-                .clone()
-                .try_into()
-                .with_context(|| format!("[actions.{name}]"))?;
-            let a = build(name, raw).with_context(|| format!("[actions.{name}]"))?;
-            by_name.insert(name.clone(), a);
+        for (name, a) in &config.actions {
+            let a = a.resolve(name)?;
+            let kind = match a.kind {
+                ActionKind::Mail(mail) => Kind::Mail {
+                    subject: Template::parse(&mail.subject),
+                    mail,
+                },
+                ActionKind::Exec { program, args } => {
+                    let args: Vec<Template> = args.iter().map(|a| Template::parse(a)).collect();
+                    check_args(&args).with_context(|| format!("[actions.{name}]"))?;
+                    Kind::Exec { program, args }
+                }
+                ActionKind::Webhook { url } => Kind::Webhook { url },
+                ActionKind::File { path } => Kind::File { path },
+            };
+            let action = Action {
+                kind,
+                timeout: a.timeout,
+                retries: a.retries,
+                backoff: a.backoff,
+            };
+            by_name.insert(name.clone(), action);
         }
         Ok(Self { by_name })
     }
@@ -230,7 +176,11 @@ impl Actions {
                     }
                     continue;
                 };
-                if let Kind::Mail { digest: true, .. } = action.kind {
+                if let Kind::Mail {
+                    mail: Mail { digest: true, .. },
+                    ..
+                } = action.kind
+                {
                     // Claimed just before the digest is sent.
                     digests.entry(run.action.clone()).or_default().push(run);
                     continue;
@@ -382,72 +332,6 @@ async fn record(
         }
     }
     Ok(())
-}
-
-fn build(name: &str, raw: RawAction) -> anyhow::Result<Action> {
-    let kind_s = raw.kind.clone().unwrap_or_else(|| name.to_owned());
-    let dur = |key: &str, v: &Option<String>, default: Duration| -> anyhow::Result<Duration> {
-        v.as_deref()
-            .map(|s| siemstress_common::time::parse_duration(s).with_context(|| key.to_owned()))
-            .transpose()
-            .map(|d| d.unwrap_or(default))
-    };
-    let kind = match kind_s.as_str() {
-        "mail" => {
-            let smtp = raw
-                .smtp
-                .clone()
-                .context("smtp is not set (e.g. smtp://localhost:25)")?;
-            // Validates the URL (scheme, host) when the rules load, not at the first alert.
-            siemstress_common::mail::transport(&smtp, raw.allow_plaintext_auth)?;
-            let from = raw.from.clone().context("from is not set")?;
-            from.parse::<lettre::message::Mailbox>()
-                .with_context(|| format!("from {from:?}"))?;
-            if raw.to.is_empty() {
-                bail!("to is not set");
-            }
-            for t in &raw.to {
-                t.parse::<lettre::message::Mailbox>()
-                    .with_context(|| format!("to {t:?}"))?;
-            }
-            Kind::Mail {
-                smtp,
-                from,
-                to: raw.to.clone(),
-                subject: Template::parse(
-                    raw.subject
-                        .as_deref()
-                        .unwrap_or("[siemstress] {severity} {rule}: {key}"),
-                ),
-                digest: raw.digest,
-                allow_plaintext_auth: raw.allow_plaintext_auth,
-            }
-        }
-        "exec" => {
-            let program = raw.program.clone().context("program is not set")?;
-            let args: Vec<Template> = raw.args.iter().map(|a| Template::parse(a)).collect();
-            check_args(&args)?;
-            Kind::Exec { program, args }
-        }
-        "webhook" => {
-            let s = raw.url.clone().context("url is not set")?;
-            let u = url::Url::parse(&s).with_context(|| format!("url {s:?}"))?;
-            if u.scheme() != "http" {
-                bail!("url: only http:// is supported (put a local TLS proxy in front for https)");
-            }
-            Kind::Webhook { url: u }
-        }
-        "file" => Kind::File {
-            path: raw.path.clone().context("path is not set")?,
-        },
-        other => bail!("unknown type {other:?} (mail, exec, webhook, file)"),
-    };
-    Ok(Action {
-        kind,
-        timeout: dur("timeout", &raw.timeout, Duration::from_secs(30))?,
-        retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
-        backoff: dur("backoff", &raw.backoff, Duration::from_secs(30))?,
-    })
 }
 
 /// Alert fields whose text comes from the logs (captures, snapshot keys):
@@ -629,14 +513,7 @@ impl Action {
                 Ok(())
             }
             Kind::Webhook { url } => post_json(url, &alert_json(a)).await,
-            Kind::Mail {
-                smtp,
-                from,
-                to,
-                subject,
-                allow_plaintext_auth,
-                ..
-            } => {
+            Kind::Mail { mail, subject } => {
                 let (subject, body) = if alerts.len() == 1 {
                     (render(subject, a), mail_body(alerts))
                 } else {
@@ -645,13 +522,10 @@ impl Action {
                         mail_body(alerts),
                     )
                 };
-                let (smtp, from, to) = (smtp.clone(), from.clone(), to.clone());
-                let plain_auth = *allow_plaintext_auth;
-                tokio::task::spawn_blocking(move || {
-                    send_mail(&smtp, plain_auth, &from, &to, &subject, &body)
-                })
-                .await
-                .context("mail task")?
+                let mail = mail.clone();
+                tokio::task::spawn_blocking(move || send_mail(&mail, &subject, &body))
+                    .await
+                    .context("mail task")?
             }
         }
     }
@@ -668,26 +542,16 @@ fn mail_body(alerts: &[AlertRow]) -> String {
     s
 }
 
-fn send_mail(
-    smtp: &str,
-    allow_plaintext_auth: bool,
-    from: &str,
-    to: &[String],
-    subject: &str,
-    body: &str,
-) -> anyhow::Result<()> {
+fn send_mail(mail: &Mail, subject: &str, body: &str) -> anyhow::Result<()> {
     use lettre::Transport;
-    let transport = siemstress_common::mail::transport(smtp, allow_plaintext_auth)?;
-    let mut m = lettre::Message::builder()
-        .from(from.parse().context("from")?)
-        .subject(subject);
-    for t in to {
-        m = m.to(t.parse().with_context(|| format!("to {t:?}"))?);
-    }
-    let msg = m.body(body.to_owned()).context("build mail")?;
+    let transport = siemstress_common::mail::transport(&mail.smtp, mail.allow_plaintext_auth)?;
+    let msg = mail
+        .builder(subject)
+        .body(body.to_owned())
+        .context("build mail")?;
     transport
         .send(&msg)
-        .with_context(|| format!("SMTP via {}", siemstress_common::db::redact(smtp)))?;
+        .with_context(|| format!("SMTP via {}", siemstress_common::db::redact(&mail.smtp)))?;
     Ok(())
 }
 

@@ -90,9 +90,6 @@ impl RuleSet {
 }
 
 /// Names under `[actions]` in the config.
-pub fn action_names(config: &Config) -> Vec<String> {
-    match &config.actions {
-        Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
+fn action_names(config: &Config) -> Vec<String> {
+    config.actions.keys().cloned().collect()
 }
