@@ -30,6 +30,7 @@ pub mod files;
 pub mod filter;
 pub mod holder;
 pub mod ident;
+pub mod json;
 pub mod mail;
 pub mod normalize;
 pub mod parse;

@@ -443,13 +443,13 @@ impl Default for JsonObject {
 impl JsonObject {
     fn key(&mut self, key: &str) {
         self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        push_json_str(&mut self.0, key);
+        crate::json::push_str(&mut self.0, key);
         self.0.push(':');
     }
 
     fn field(&mut self, key: &str, value: &str) {
         self.key(key);
-        push_json_str(&mut self.0, value);
+        crate::json::push_str(&mut self.0, value);
     }
 
     fn array(&mut self, key: &str, values: &[String]) {
@@ -459,7 +459,7 @@ impl JsonObject {
             if i > 0 {
                 self.0.push(',');
             }
-            push_json_str(&mut self.0, v);
+            crate::json::push_str(&mut self.0, v);
         }
         self.0.push(']');
     }
@@ -471,26 +471,6 @@ impl JsonObject {
         self.0.push('}');
         Some(self.0)
     }
-}
-
-/// Appends `s` as a JSON string literal.
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -255,6 +255,20 @@ pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// Epoch ms as RFC 3339 UTC, as siemtrigger's messages and the alerts'
+/// JSON show times (`2024-05-01T10:00:00Z`; a fraction only when there is one).
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Serializes an epoch-ms field as [`rfc3339`]
+/// (`#[serde(serialize_with = "crate::time::serialize_rfc3339")]`).
+pub fn serialize_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

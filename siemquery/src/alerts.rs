@@ -42,11 +42,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             FIELDS.join(",")
         );
     }
-    let config = args.connect.load_config()?;
-    let zone = config.section(args.zone_section(), None)?.zone;
     // --range / --last (default 24h), read as for events, applied to `ts`.
-    let period = args.filter(&zone)?;
-    let db = args.connect.connect_existing(&config).await?;
+    let opened = args.open(|zone| args.filter(zone)).await?;
+    let (db, zone, period) = (opened.db, opened.zone, opened.prepared);
 
     let tty = io::stdout().is_terminal();
     let format = args

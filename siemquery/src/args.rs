@@ -234,10 +234,41 @@ fn regexes(patterns: &[String]) -> anyhow::Result<Vec<Regex>> {
         .collect()
 }
 
+/// What every mode opens: the config, the zone that reads and shows times,
+/// what the mode checked, and the database.
+pub struct Opened<T> {
+    pub config: siemstress_common::config::Config,
+    pub zone: Zone,
+    /// What the mode's `prepare` returned.
+    pub prepared: T,
+    pub db: siemstress_common::db::Database,
+}
+
 impl Args {
     /// The section whose time zone reads and shows times: `-s`, else `default`.
     pub fn zone_section(&self) -> &str {
         self.section.as_deref().unwrap_or("default")
+    }
+
+    /// The one opening sequence of every mode: the config, the zone of
+    /// [`Args::zone_section`], `prepare` (flag checks that need the zone: a
+    /// bad flag is reported without touching the database), then the
+    /// database to read (a SQLite file that is not there is an error, not a
+    /// database to create).
+    pub async fn open<T>(
+        &self,
+        prepare: impl FnOnce(&Zone) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Opened<T>> {
+        let config = self.connect.load_config()?;
+        let zone = config.section(self.zone_section(), None)?.zone;
+        let prepared = prepare(&zone)?;
+        let db = self.connect.connect_existing(&config).await?;
+        Ok(Opened {
+            config,
+            zone,
+            prepared,
+            db,
+        })
     }
 
     /// `--json -`: the JSON array goes to stdout (and nothing else does).

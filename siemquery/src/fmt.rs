@@ -6,106 +6,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// What follows a backslash for a byte `serde_json` escapes (0: none; `u`: `\u00XX`).
-static ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit set in each byte of `w` (little endian) that is below
-/// 0x20, `"` or `\`; above the lowest such byte, bits may be set spuriously
-/// (borrows), so only the lowest set bit is exact.
-#[inline]
-fn word_escapes(w: u64) -> u64 {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    below_space | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))
-}
-
 /// `s` as a JSON string, quotes included, escaped as `serde_json` does.
-pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    buf.reserve(b.len() + 2);
-    buf.push(b'"');
-    let mut start = 0;
-    loop {
-        let i = next_escape(b, start);
-        let Some(&c) = b.get(i) else { break };
-        buf.extend_from_slice(&b[start..i]);
-        let e = ESCAPE[usize::from(c)];
-        if e == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            buf.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(c >> 4)],
-                HEX[usize::from(c & 0xf)],
-            ]);
-        } else {
-            buf.extend_from_slice(&[b'\\', e]);
-        }
-        start = i + 1;
-    }
-    buf.extend_from_slice(&b[start..]);
-    buf.push(b'"');
-}
-
-/// The first index from `i` on of a byte JSON escapes, or `b.len()`.
-#[inline]
-fn next_escape(b: &[u8], mut i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    while i + 16 <= b.len() {
-        use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8,
-        };
-        // SAFETY: SSE2 is part of x86_64; the 16 bytes from `i` are within `b`.
-        let mask = unsafe {
-            let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
-            let space = _mm_set1_epi8(0x1f);
-            let control = _mm_cmpeq_epi8(_mm_max_epu8(v, space), space);
-            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-            _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
-        };
-        if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
-        }
-        i += 16;
-    }
-    while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let mask = word_escapes(w);
-        if mask != 0 {
-            return i + (mask.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&c) = b.get(i) {
-        if ESCAPE[usize::from(c)] != 0 {
-            return i;
-        }
-        i += 1;
-    }
-    b.len()
-}
+pub use siemstress_common::json::push_str as push_json_str;
 
 /// Decimal digits of `v` (as `i64::to_string`).
 pub fn push_int(buf: &mut Vec<u8>, v: i64) {
@@ -362,7 +264,7 @@ impl<'a> Canon<'a> {
                                 _ => None,
                             };
                             let v = lower(hex[2])? << 4 | lower(hex[3])?;
-                            if &hex[..2] != b"00" || ESCAPE[usize::from(v)] != b'u' {
+                            if &hex[..2] != b"00" || !siemstress_common::json::escapes_as_u(v) {
                                 return None;
                             }
                         }

@@ -6,6 +6,8 @@
 //! also counts), 2 for any error (bad flag, bad time, unknown section,
 //! database failure), with a one-line message on stderr.
 
+#![forbid(unsafe_code)]
+
 mod alerts;
 mod args;
 mod fmt;
@@ -130,13 +132,15 @@ fn one_line(s: &str) -> String {
 const TOTAL: &str = "(total)";
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.connect.load_config()?;
-    let zone = config.section(args.zone_section(), None)?.zone;
-    let filter = args.filter(&zone)?;
-    let stats = args.stats.as_deref().map(stats_column).transpose()?;
-    let fields = args.fields()?;
-
-    let db = args.connect.connect_existing(&config).await?;
+    let opened = args
+        .open(|zone| {
+            let filter = args.filter(zone)?;
+            let stats = args.stats.as_deref().map(stats_column).transpose()?;
+            Ok((filter, stats, args.fields()?))
+        })
+        .await?;
+    let (config, zone, db) = (opened.config, opened.zone, opened.db);
+    let (filter, stats, fields) = opened.prepared;
     let from = search_tables(&args, &config, &db).await?;
     // Without -s/--table: every table, each row and count with its section.
     let every = args.section.is_none() && args.table.is_none();

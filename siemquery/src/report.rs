@@ -121,15 +121,19 @@ pub struct Integrity {
 
 async fn run(args: &Args) -> anyhow::Result<()> {
     let path = args.report.clone().unwrap_or_default();
-    let config = args.connect.load_config()?;
-    let zone = config.section(args.zone_section(), None)?.zone;
-    let filter = args.filter(&zone)?;
-    let to = filter.until.unwrap_or_else(now_ms);
-    let from = filter.since.unwrap_or(to - 24 * 3_600_000);
-    if from >= to {
-        bail!("--report: the period is empty");
-    }
-    let db = args.connect.connect_existing(&config).await?;
+    let opened = args
+        .open(|zone| {
+            let filter = args.filter(zone)?;
+            let to = filter.until.unwrap_or_else(now_ms);
+            let from = filter.since.unwrap_or(to - 24 * 3_600_000);
+            if from >= to {
+                bail!("--report: the period is empty");
+            }
+            Ok((from, to))
+        })
+        .await?;
+    let (config, db, zone) = (opened.config, opened.db, opened.zone);
+    let (from, to) = opened.prepared;
     let report = gather(&db, from, to, zone).await;
     db.close().await;
     let report = report?;

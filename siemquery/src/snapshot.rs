@@ -36,9 +36,8 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     let name = args.snapshot.as_deref().unwrap_or_default();
     validate_name(name)?;
     let excludes = Excludes::new(&args.exclude)?;
-    let config = args.connect.load_config()?;
-    let zone = config.section(args.zone_section(), None)?.zone;
-    let db = args.connect.connect_existing(&config).await?;
+    let opened = args.open(|_| Ok(())).await?;
+    let (db, zone) = (opened.db, opened.zone);
     let result = show(args, &db, name, &excludes, &zone).await;
     db.close().await;
     result

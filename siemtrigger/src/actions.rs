@@ -389,11 +389,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// The alert as JSON (webhook body, file line).
 fn alert_json(a: &AlertRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
-        "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
-        "message": a.message, "created": rfc3339(a.created), "event_table": a.event_table,
-    })
+    serde_json::to_value(a).unwrap_or_default()
 }
 
 /// Names of the alert fields, as [`fields`] gives them.

@@ -158,12 +158,7 @@ impl<'a> Ev<'a> {
     }
 }
 
-/// Epoch ms as RFC 3339 UTC, as shown in messages.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use siemstress_common::time::rfc3339;
 
 /// Which part of a rule an event matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

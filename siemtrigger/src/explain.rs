@@ -61,14 +61,10 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
     let mut out = std::io::stdout().lock();
     match f {
         Format::Json => {
+            let mut alert = serde_json::to_value(&a)?;
+            alert["window_end"] = a.window_end.map(rfc3339).into();
             let v = serde_json::json!({
-                "alert": {
-                    "id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
-                    "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
-                    "message": a.message, "created": rfc3339(a.created),
-                    "event_table": a.event_table,
-                    "window_end": a.window_end.map(rfc3339),
-                },
+                "alert": alert,
                 "rule": rule.map(|r| {
                     let th = match &r.kind {
                         Kind::Threshold(t) => Some(t),
@@ -184,12 +180,7 @@ fn snapshot_alert(
     match f {
         Format::Json => {
             let v = serde_json::json!({
-                "alert": {
-                    "id": a.id, "rule": a.rule, "severity": a.severity, "key": a.key,
-                    "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
-                    "message": a.message, "created": rfc3339(a.created),
-                    "event_table": a.event_table,
-                },
+                "alert": a,
                 "rule": rule_json,
                 "runs": runs.iter().map(|r| serde_json::json!({
                     "id": r.id, "name": r.name, "host": r.host, "taken": rfc3339(r.taken),

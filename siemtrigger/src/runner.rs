@@ -632,11 +632,7 @@ pub fn print_alerts(alerts: &[&NewAlert], ids: Option<&[i64]>, f: Format) -> any
                 rfc3339(a.first_ts)
             )?,
             Format::Json => {
-                let mut v = serde_json::json!({
-                    "rule": a.rule, "severity": a.severity, "key": a.key,
-                    "ts": rfc3339(a.ts), "first_ts": rfc3339(a.first_ts), "count": a.count,
-                    "message": a.message, "event_table": a.event_table, "events": a.events,
-                });
+                let mut v = serde_json::to_value(a)?;
                 if let Some(id) = id {
                     v["id"] = id.into();
                 }

@@ -9,7 +9,9 @@ use super::sql::Sql;
 use crate::Error;
 use crate::ident::Ident;
 
-/// A stored alert.
+/// A stored alert. Serialized, it is the alert's JSON of siemtrigger's
+/// webhook and file actions and `--explain`: times as RFC 3339, without
+/// `window_end` (`--explain` adds it).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct AlertRow {
     pub id: i64,
@@ -17,13 +19,17 @@ pub struct AlertRow {
     pub severity: String,
     pub key: String,
     /// Event time of the firing, UTC epoch ms.
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub ts: i64,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub first_ts: i64,
     pub count: i64,
     pub message: String,
     /// Wall-clock time of the insert.
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created: i64,
     pub event_table: String,
+    #[serde(skip)]
     pub window_end: Option<i64>,
 }
 

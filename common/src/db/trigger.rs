@@ -38,18 +38,23 @@ pub struct RuleCommit<'a> {
     pub windows: Vec<(String, Option<String>)>,
 }
 
-/// An alert raised by an evaluation, to store.
+/// An alert raised by an evaluation, to store. Serialized, it is the
+/// alert's JSON of `siemtrigger --format json` (times as RFC 3339, without
+/// `window_end`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NewAlert {
     pub rule: String,
     pub severity: String,
     pub key: String,
     /// Event time of the firing.
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub ts: i64,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub first_ts: i64,
     pub count: i64,
     pub message: String,
     pub event_table: String,
+    #[serde(skip)]
     pub window_end: Option<i64>,
     /// Ids of the events it covers (of `event_table`).
     pub events: Vec<i64>,

@@ -442,20 +442,6 @@ fn scan_flat_object<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], Scalar<'a>)) ->
     }
 }
 
-/// Appends `s` as a JSON string (escaped as serde_json does).
-fn push_json_str(out: &mut String, s: &str) {
-    let special = s.bytes().fold(false, |acc, c| {
-        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
-    });
-    if !special {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
-    }
-}
-
 /// Appends an unsigned decimal.
 fn push_u64(out: &mut String, v: u64) {
     let mut b = [0u8; 20];
@@ -526,9 +512,12 @@ fn entry_json(cx: &RowCtx<'_>, e: &Entry, out: &mut String) -> bool {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return false,
         Err(err) => {
             push_key(out, "error");
-            push_json_str(out, &format!("cannot stat: {}", rootfs::refusal(&err)));
+            siemstress_common::json::push_str(
+                out,
+                &format!("cannot stat: {}", rootfs::refusal(&err)),
+            );
             push_key(out, "path");
-            push_json_str(out, &e.host);
+            siemstress_common::json::push_str(out, &e.host);
             out.push_str(",\"type\":\"unknown\"}");
             return true;
         }
@@ -618,17 +607,17 @@ fn entry_json(cx: &RowCtx<'_>, e: &Entry, out: &mut String) -> bool {
     match &content {
         Some(Content::Text(t)) => {
             push_key(out, "content");
-            push_json_str(out, t);
+            siemstress_common::json::push_str(out, t);
         }
         Some(Content::Withheld(why)) => {
             push_key(out, "content_error");
-            push_json_str(out, why);
+            siemstress_common::json::push_str(out, why);
         }
         None => {}
     }
     if let Some(err) = &error {
         push_key(out, "error");
-        push_json_str(out, err);
+        siemstress_common::json::push_str(out, err);
     }
     push_key(out, "gid");
     push_u64(out, md.gid.into());
@@ -638,7 +627,7 @@ fn entry_json(cx: &RowCtx<'_>, e: &Entry, out: &mut String) -> bool {
     }
     if let Some(t) = &link {
         push_key(out, "link");
-        push_json_str(out, t);
+        siemstress_common::json::push_str(out, t);
     }
     push_key(out, "mode");
     let mode = md.perm();
@@ -657,7 +646,7 @@ fn entry_json(cx: &RowCtx<'_>, e: &Entry, out: &mut String) -> bool {
         out.push('"');
     }
     push_key(out, "path");
-    push_json_str(out, &e.host);
+    siemstress_common::json::push_str(out, &e.host);
     if let Some(h) = &sha256 {
         push_key(out, "sha256");
         match h {
