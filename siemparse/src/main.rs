@@ -1,6 +1,8 @@
 //! `siemparse`: log lines from stdin, followed files or the network into
 //! the event table of a config section.
 
+#![forbid(unsafe_code)]
+
 mod explain;
 mod follow;
 mod follow_lease;

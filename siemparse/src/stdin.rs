@@ -80,12 +80,13 @@ pub fn read_stdin(
 
 /// True if a read of stdin would not block (data or EOF is ready).
 fn input_waiting() -> bool {
-    let mut fds = libc::pollfd {
-        fd: 0,
-        events: libc::POLLIN,
-        revents: 0,
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: one valid pollfd, zero timeout.
-    let r = unsafe { libc::poll(&mut fds, 1, 0) };
-    r != 0
+    // An error (EINTR) counts as waiting, as poll's -1 did: the read decides.
+    !matches!(poll(&mut fds, Some(&now)), Ok(0))
 }

@@ -2,6 +2,8 @@
 //! time, stores alerts, and runs their actions. `--once` for cron,
 //! `--interval 60s` as a daemon.
 
+#![forbid(unsafe_code)]
+
 mod actions;
 mod engine;
 mod explain;

@@ -545,12 +545,4 @@ fn describe(from: &[SectionTable]) -> String {
 /// Receives each row read; `Ok(false)` stops the scan.
 pub(crate) type Deliver<'d> = &'d mut dyn FnMut(&EventRef<'_>) -> Result<bool, Error>;
 
-/// `bytes` as text: ASCII checked first (about half the cost of `from_utf8`
-/// on log lines), then UTF-8.
-pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is UTF-8.
-        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
-    }
-    std::str::from_utf8(bytes)
-}
+pub(crate) use super::sqlite::stmt::utf8;
