@@ -9,7 +9,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use siemstress_common::db::alerts::AlertQuery;
+use siemstress_common::db::alerts::{AlertQuery, AlertRow};
 use siemstress_common::db::sql::Value;
 
 use crate::args::{Args, Format};
@@ -57,14 +57,56 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         None => None,
     };
 
+    if args.follow {
+        crate::follow::check(args, format)?;
+    }
+    // --follow: the resume point comes first, so that an alert raised
+    // during the period's read is shown once, by the follow.
+    let start = match args.follow {
+        true => Some(db.last_alert_id().await.context("read alerts")?),
+        false => None,
+    };
     let query = AlertQuery {
         since: period.since,
         until: period.until,
         rules: &args.rule,
         limit,
+        after: None,
+        upto: start,
     };
     let verbose = args.verbose;
     let mut log = |sql: &str, bound: &[Value<'_>]| crate::log_sql(verbose, sql, bound);
+    let fields: Vec<String> = FIELDS.iter().map(|s| (*s).to_owned()).collect();
+    let mut w = crate::writers(args, format, &fields, &zone, tty, Some(&LINE_ORDER))?;
+    if let Some(mut after) = start {
+        crate::log_follow(args.verbose, "alerts", Some(after));
+        if args.last.is_some() || args.range.is_some() {
+            let rows = db.alerts(&query, &mut log).await.context("read alerts")?;
+            write(&mut w, rows)?;
+        }
+        w.flush()?;
+        let mut backoff = crate::follow::Backoff::default();
+        let mut wait = crate::follow::POLL_MIN;
+        loop {
+            crate::follow::sleep(wait).await?;
+            let top = db.last_alert_id().await.context("read alerts")?;
+            let mut n = 0;
+            if top > after {
+                let new = AlertQuery {
+                    limit: None,
+                    after: Some(after),
+                    upto: Some(top),
+                    ..query.clone()
+                };
+                let rows = db.alerts(&new, &mut log).await.context("read alerts")?;
+                n = rows.len() as u64;
+                write(&mut w, rows)?;
+                w.flush()?;
+                after = top;
+            }
+            wait = backoff.next(n);
+        }
+    }
     let rows = db.alerts(&query, &mut log).await.context("read alerts")?;
     let shown = rows.len() as u64;
     // The table's default limit: say how many alerts it left out.
@@ -75,10 +117,24 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         0
     };
     db.close().await;
+    write(&mut w, rows)?;
+    w.finish()?;
+    if left_out > 0 {
+        eprintln!(
+            "siemquery: the table shows the latest {shown} of {} alerts ({left_out} left out); \
+             --limit N for more (0: all), or --format ndjson|csv",
+            shown + left_out
+        );
+    }
+    Ok(())
+}
 
-    let fields: Vec<String> = FIELDS.iter().map(|s| (*s).to_owned()).collect();
-    let mut w = crate::writers(args, format, &fields, &zone, tty)?;
-    // Read newest first (a limit keeps the latest); shown oldest first.
+/// The fields of a followed alert on a terminal (indexes into [`FIELDS`]):
+/// time, severity, rule, key, message.
+const LINE_ORDER: [usize; 5] = [4, 2, 1, 3, 7];
+
+/// Writes alerts read newest first (a limit keeps the latest) oldest first.
+fn write(w: &mut dyn RowWriter, rows: Vec<AlertRow>) -> std::io::Result<()> {
     for a in rows.into_iter().rev() {
         w.row(&[
             Cell::Int(a.id),
@@ -91,14 +147,6 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             Cell::Text(a.message.into()),
             Cell::Time(a.created),
         ])?;
-    }
-    w.finish()?;
-    if left_out > 0 {
-        eprintln!(
-            "siemquery: the table shows the latest {shown} of {} alerts ({left_out} left out); \
-             --limit N for more (0: all), or --format ndjson|csv",
-            shown + left_out
-        );
     }
     Ok(())
 }

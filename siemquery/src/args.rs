@@ -201,6 +201,11 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["snapshot", "report", "count", "stats"])]
     pub alerts: bool,
 
+    /// Keep running and print matching rows as they are stored (with --alerts: new alerts);
+    /// with --last or --range, the rows of that period first. On a terminal one line per row
+    #[arg(short = 'f', long, conflicts_with_all = ["count", "stats", "snapshot", "report"])]
+    pub follow: bool,
+
     /// With --alerts: only alerts of this rule (repeatable)
     #[arg(long = "rule", value_name = "NAME", requires = "alerts")]
     pub rule: Vec<String>,
@@ -289,7 +294,8 @@ impl Args {
                 (Some(a), Some(b))
             }
             (None, Some(d)) => (Some(since_now(d)?), None),
-            (None, None) if !self.id.is_empty() => (None, None),
+            // A follow shows what is stored from now on, whatever its event time.
+            (None, None) if !self.id.is_empty() || self.follow => (None, None),
             (None, None) => (Some(since_now("24h")?), None),
         };
         Ok(Filter {

@@ -11,6 +11,7 @@
 mod alerts;
 mod args;
 mod fmt;
+mod follow;
 mod output;
 mod report;
 mod snapshot;
@@ -30,12 +31,14 @@ use siemstress_common::event::Column;
 use siemstress_common::ident::Ident;
 
 use crate::args::{Args, Format};
-use crate::output::{Cell, Csv, JsonArray, Ndjson, RowWriter, Table, Tee};
+use crate::output::{Cell, Csv, JsonArray, Lines, Ndjson, RowWriter, Table, Tee};
 
 /// Rows shown by the table format when `--limit` is not given.
 const TABLE_DEFAULT_LIMIT: u64 = 1000;
 /// Values shown by `--stats` when `--limit` is not given.
 const STATS_DEFAULT_TOP: u64 = 10;
+/// Columns of a followed table (one line per row), as [`TABLE_FIELDS`].
+const FOLLOW_FIELDS: [&str; 6] = ["ts", "section", "host", "process", "pid", "message"];
 /// Columns of the table format when `--fields` is not given (`section`
 /// only when the search reads every table).
 const TABLE_FIELDS: [&str; 9] = [
@@ -111,6 +114,16 @@ fn log_sql(verbose: bool, sql: &str, bound: &[Value<'_>]) {
     }
 }
 
+/// `--verbose` with `--follow`: where a follow starts.
+fn log_follow(verbose: bool, what: &str, after: Option<i64>) {
+    if verbose {
+        eprintln!(
+            "siemquery: following {what} after id {}",
+            after.unwrap_or(0)
+        );
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
@@ -157,7 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.count {
         if every {
             let names = vec!["section".to_owned(), "count".to_owned()];
-            let mut w = writers(&args, format, &names, &zone, tty)?;
+            let mut w = writers(&args, format, &names, &zone, tty, None)?;
             let mut total = 0u64;
             for t in &from {
                 let n = db
@@ -191,7 +204,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if every {
             names.insert(0, "section".to_owned());
         }
-        let mut w = writers(&args, format, &names, &zone, tty)?;
+        let mut w = writers(&args, format, &names, &zone, tty, None)?;
         // Every table: the top values of each section, then of all together.
         let groups: Vec<(&str, &[SectionTable])> = if every {
             from.iter()
@@ -226,9 +239,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if args.follow {
+        follow::check(&args, format)?;
+    }
     let fields = fields.unwrap_or_else(|| {
         if args.shows_table(format) {
-            TABLE_FIELDS
+            let shown: &[&str] = if args.follow {
+                &FOLLOW_FIELDS
+            } else {
+                &TABLE_FIELDS
+            };
+            shown
                 .iter()
                 .filter(|f| every || **f != "section")
                 .map(|s| (*s).to_owned())
@@ -243,21 +264,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None if args.shows_table(format) => Some(TABLE_DEFAULT_LIMIT),
         None => None,
     };
-    let mut w = writers(&args, format, &fields, &zone, tty)?;
+    let mut w = writers(&args, format, &fields, &zone, tty, None)?;
     let columns: Vec<Option<Column>> = fields.iter().map(|f| column_of(f)).collect();
-    let mut sink = |row: &EventRef<'_>| -> io::Result<()> {
-        // The cells borrow the row: on the stack (a Vec only for a long --fields).
-        const ON_STACK: usize = ROW_COLUMNS.len() + 1;
-        if columns.len() <= ON_STACK {
-            let mut cells = [const { Cell::Null }; ON_STACK];
-            for (slot, &c) in cells.iter_mut().zip(&columns) {
-                *slot = cell(row, c);
-            }
-            return w.row(&cells[..columns.len()]);
+    if args.follow {
+        // The resume points come first: a row stored during the period's
+        // search is shown once, by the follow.
+        let mut at = Vec::with_capacity(from.len());
+        for t in &from {
+            let last = db.max_id(&t.table).await?;
+            at.push(SectionTable {
+                after: Some(last),
+                ..t.clone()
+            });
         }
-        let cells: Vec<Cell<'_>> = columns.iter().map(|&c| cell(row, c)).collect();
-        w.row(&cells)
-    };
+        for t in &at {
+            log_follow(
+                args.verbose,
+                &format!("{} (table {})", t.section, t.table),
+                t.after,
+            );
+        }
+        if args.last.is_some() || args.range.is_some() {
+            let period: Vec<SectionTable> = at
+                .iter()
+                .map(|t| SectionTable {
+                    after: None,
+                    upto: t.after,
+                    ..t.clone()
+                })
+                .collect();
+            let mut sink = |row: &EventRef<'_>| emit(&mut w, &columns, row);
+            db.search_events(&period, &filter, limit, &mut log, &mut sink)
+                .await?;
+        }
+        w.flush()?;
+        return follow_events(&args, &config, &db, every, at, &filter, &columns, &mut w).await;
+    }
+    let mut sink = |row: &EventRef<'_>| emit(&mut w, &columns, row);
     let n = db
         .search_events(&from, &filter, limit, &mut log, &mut sink)
         .await?;
@@ -278,6 +321,81 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     db.close().await;
+    Ok(())
+}
+
+/// Writes `row` as the cells of `columns`.
+fn emit(w: &mut dyn RowWriter, columns: &[Option<Column>], row: &EventRef<'_>) -> io::Result<()> {
+    // The cells borrow the row: on the stack (a Vec only for a long --fields).
+    const ON_STACK: usize = ROW_COLUMNS.len() + 1;
+    if columns.len() <= ON_STACK {
+        let mut cells = [const { Cell::Null }; ON_STACK];
+        for (slot, &c) in cells.iter_mut().zip(columns) {
+            *slot = cell(row, c);
+        }
+        return w.row(&cells[..columns.len()]);
+    }
+    let cells: Vec<Cell<'_>> = columns.iter().map(|&c| cell(row, c)).collect();
+    w.row(&cells)
+}
+
+/// `--follow` over events: every poll reads, in each table, the rows
+/// between its resume point and its highest id at that moment, merged in
+/// time order; without -s, tables that appear are followed from their
+/// first row. Runs until stdout closes (exit 0) or an error.
+#[allow(clippy::too_many_arguments)]
+async fn follow_events(
+    args: &Args,
+    config: &siemstress_common::config::Config,
+    db: &Database,
+    every: bool,
+    mut at: Vec<SectionTable>,
+    filter: &siemstress_common::filter::Filter,
+    columns: &[Option<Column>],
+    w: &mut dyn RowWriter,
+) -> anyhow::Result<()> {
+    let verbose = args.verbose;
+    let mut log = |sql: &str, bound: &[Value<'_>]| log_sql(verbose, sql, bound);
+    let mut backoff = follow::Backoff::default();
+    let mut wait = follow::POLL_MIN;
+    for poll in 0u64.. {
+        follow::sleep(wait).await?;
+        if every && poll % 5 == 0 {
+            for t in every_table(config, db).await? {
+                if !at.iter().any(|a| a.table == t.table) {
+                    log_follow(
+                        verbose,
+                        &format!("{} (table {})", t.section, t.table),
+                        Some(0),
+                    );
+                    at.push(SectionTable {
+                        after: Some(0),
+                        ..t
+                    });
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for t in &mut at {
+            let top = db.max_id(&t.table).await?;
+            if Some(top) > t.after {
+                changed.push(SectionTable {
+                    upto: Some(top),
+                    ..t.clone()
+                });
+                t.after = Some(top);
+            }
+        }
+        let mut n = 0;
+        if !changed.is_empty() {
+            let mut sink = |row: &EventRef<'_>| emit(&mut *w, columns, row);
+            n = db
+                .search_events(&changed, filter, None, &mut log, &mut sink)
+                .await?;
+            w.flush()?;
+        }
+        wait = backoff.next(n);
+    }
     Ok(())
 }
 
@@ -324,8 +442,24 @@ async fn search_tables(
                 }
             );
         }
-        return Ok(vec![SectionTable { section, table }]);
+        return Ok(vec![SectionTable::new(section, table)]);
     }
+    let from = every_table(config, db).await?;
+    if from.is_empty() && !args.follow {
+        bail!(
+            "no event tables yet: nothing has been ingested into this database \
+             (e.g. siemparse -s auth < /var/log/auth.log)"
+        );
+    }
+    Ok(from)
+}
+
+/// Every registered event table that exists, under its section label,
+/// sorted by label.
+async fn every_table(
+    config: &siemstress_common::config::Config,
+    db: &Database,
+) -> anyhow::Result<Vec<SectionTable>> {
     let mut labels: Vec<(Ident, String)> = Vec::new();
     for name in config.section.keys() {
         if let Ok(s) = config.section(name, None) {
@@ -343,13 +477,7 @@ async fn search_tables(
             .iter()
             .find(|(t, _)| *t == table)
             .map_or_else(|| name.clone(), |(_, s)| s.clone());
-        from.push(SectionTable { section, table });
-    }
-    if from.is_empty() {
-        bail!(
-            "no event tables yet: nothing has been ingested into this database \
-             (e.g. siemparse -s auth < /var/log/auth.log)"
-        );
+        from.push(SectionTable::new(section, table));
     }
     from.sort_by(|a, b| a.section.cmp(&b.section));
     Ok(from)
@@ -363,12 +491,18 @@ fn writers(
     fields: &[String],
     zone: &siemstress_common::time::Zone,
     tty: bool,
+    line_order: Option<&[usize]>,
 ) -> anyhow::Result<Tee> {
     let mut all: Vec<Box<dyn RowWriter>> = Vec::new();
     let stdout = || io::BufWriter::with_capacity(64 * 1024, io::stdout());
     if !args.silent && !args.json_to_stdout() {
         let out = stdout();
         all.push(match format {
+            // A followed table is never complete: one line per row.
+            Format::Table if args.follow => {
+                let all: Vec<usize> = (0..fields.len()).collect();
+                Box::new(Lines::new(out, fields, line_order.unwrap_or(&all), *zone))
+            }
             Format::Table => Box::new(Table::new(out, fields, *zone, tty)),
             Format::Json => Box::new(JsonArray::new(out, fields.to_vec())),
             Format::Ndjson => Box::new(Ndjson::new(out, fields.to_vec())),

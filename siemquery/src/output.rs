@@ -41,6 +41,8 @@ pub trait RowWriter {
     fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()>;
     /// Completes the output (closing bracket, the table itself) and flushes.
     fn finish(&mut self) -> io::Result<()>;
+    /// Writes out what the rows so far buffered (`--follow`, after each poll).
+    fn flush(&mut self) -> io::Result<()>;
 }
 
 /// What formatting remembers from row to row.
@@ -141,6 +143,9 @@ impl<W: Write> RowWriter for Ndjson<W> {
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// A pretty JSON array, written as rows arrive.
@@ -173,6 +178,9 @@ impl<W: Write> RowWriter for JsonArray<W> {
     fn finish(&mut self) -> io::Result<()> {
         self.out
             .write_all(if self.rows == 0 { b"[]\n" } else { b"\n]\n" })?;
+        self.out.flush()
+    }
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }
@@ -254,6 +262,9 @@ impl<W: Write> RowWriter for Csv<W> {
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// A table for people: times in `zone`, text with its control characters
@@ -287,12 +298,17 @@ impl<W: Write> Table<W> {
     }
 
     fn local(&self, ms: i64) -> String {
-        let utc = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
-        let fmt = "%Y-%m-%d %H:%M:%S";
-        match self.zone {
-            Zone::Fixed(off) => utc.with_timezone(&off).format(fmt).to_string(),
-            Zone::Iana(tz) => utc.with_timezone(&tz).format(fmt).to_string(),
-        }
+        local_time(self.zone, ms)
+    }
+}
+
+/// `ms` as `YYYY-mm-dd HH:MM:SS` in `zone`.
+fn local_time(zone: Zone, ms: i64) -> String {
+    let utc = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let fmt = "%Y-%m-%d %H:%M:%S";
+    match zone {
+        Zone::Fixed(off) => utc.with_timezone(&off).format(fmt).to_string(),
+        Zone::Iana(tz) => utc.with_timezone(&tz).format(fmt).to_string(),
     }
 }
 
@@ -318,6 +334,79 @@ impl<W: Write> RowWriter for Table<W> {
         }
         self.out.flush()
     }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One line per row for people, written as rows arrive (`--follow` on a
+/// terminal, where a table would never be complete): the cells at `order`
+/// (indexes into the row) apart by a space, NULL left out, times in `zone`,
+/// text escaped ([`escape`]); a `pid` right after `process` is shown as
+/// `process[pid]`, and `message` follows `: `, as in a syslog line.
+pub struct Lines<W: Write> {
+    out: W,
+    /// (field name, cell index) in the order shown.
+    order: Vec<(String, usize)>,
+    zone: Zone,
+    line: String,
+}
+
+impl<W: Write> Lines<W> {
+    pub fn new(out: W, fields: &[String], order: &[usize], zone: Zone) -> Self {
+        let order = order
+            .iter()
+            .filter_map(|&i| fields.get(i).map(|f| (f.clone(), i)))
+            .collect();
+        Self {
+            out,
+            order,
+            zone,
+            line: String::new(),
+        }
+    }
+}
+
+impl<W: Write> RowWriter for Lines<W> {
+    fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
+        self.line.clear();
+        let mut previous = "";
+        for (name, i) in &self.order {
+            let text: Cow<'_, str> = match cells.get(*i) {
+                None | Some(Cell::Null) => continue,
+                Some(Cell::Int(n)) => n.to_string().into(),
+                Some(Cell::Text(s) | Cell::Json(s)) => escape(s),
+                Some(Cell::EscapedLines(s)) => s.as_ref().into(),
+                Some(Cell::Time(ms)) => local_time(self.zone, *ms).into(),
+            };
+            match name.as_str() {
+                "pid" if previous == "process" => {
+                    self.line.push('[');
+                    self.line.push_str(&text);
+                    self.line.push(']');
+                }
+                "message" if !self.line.is_empty() => {
+                    self.line.push_str(": ");
+                    self.line.push_str(&text);
+                }
+                _ => {
+                    if !self.line.is_empty() {
+                        self.line.push(' ');
+                    }
+                    self.line.push_str(&text);
+                }
+            }
+            previous = name;
+        }
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Width of a table on a terminal: `$COLUMNS` when it is a positive number
@@ -341,6 +430,9 @@ impl RowWriter for Tee {
     }
     fn finish(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|w| w.finish())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|w| w.flush())
     }
 }
 

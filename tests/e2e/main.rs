@@ -13,6 +13,7 @@ mod listen;
 mod loghub;
 mod privileges;
 mod query;
+mod query_follow;
 mod regressions;
 mod reload;
 mod resilience;

@@ -44,6 +44,10 @@ pub struct AlertQuery<'a> {
     pub rules: &'a [String],
     /// The latest `limit` alerts.
     pub limit: Option<u64>,
+    /// Only alerts with an id above this (`--follow`'s resume point).
+    pub after: Option<i64>,
+    /// Only alerts with an id at most this.
+    pub upto: Option<i64>,
 }
 
 /// An event an alert covers, as `--explain` shows it.
@@ -123,6 +127,16 @@ impl Database {
         Ok(c.n)
     }
 
+    /// The highest alert id (0 when there is none): where `--follow` starts.
+    pub async fn last_alert_id(&self) -> Result<i64, Error> {
+        let q = self.sql("SELECT COALESCE(MAX(id), 0) AS n FROM alerts");
+        let c: Count = self
+            .fetch_one(&q)
+            .await
+            .map_err(|e| Error::db("read", "alerts", e))?;
+        Ok(c.n)
+    }
+
     /// The events an alert covers: (event table, id), sorted.
     pub async fn alert_events(&self, alert_id: i64) -> Result<Vec<(String, i64)>, Error> {
         let mut q = self.sql("SELECT event_table, event_id FROM alert_events");
@@ -163,5 +177,11 @@ fn write_period(q: &mut Sql<'_>, p: &AlertQuery<'_>) {
     }
     if let Some(u) = p.until {
         q.and().push("ts < ").bind(u);
+    }
+    if let Some(a) = p.after {
+        q.and().push("id > ").bind(a);
+    }
+    if let Some(u) = p.upto {
+        q.and().push("id <= ").bind(u);
     }
 }

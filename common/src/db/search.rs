@@ -209,7 +209,11 @@ impl Database {
         check_union(from)?;
         let mut plans = Vec::with_capacity(from.len());
         for t in from {
-            plans.push(self.grep_plan(&t.table, filter, log).await?);
+            // The rows after a resume point are few: no index probes.
+            plans.push(match t.after {
+                Some(_) => None,
+                None => self.grep_plan(&t.table, filter, log).await?,
+            });
         }
         let q = select_rows(self, from, &plans, filter, limit);
         log(q.text(), q.binds());
@@ -487,6 +491,12 @@ fn select_rows<'f>(
         }
         arm.push(", ").bind(t.section.as_str()).push(" AS section");
         write_from_where(&mut arm, &t.table, plan.as_ref(), filter);
+        if let Some(a) = t.after {
+            arm.and().push("id > ").bind(a);
+        }
+        if let Some(u) = t.upto {
+            arm.and().push("id <= ").bind(u);
+        }
         if let (true, Some(n)) = (wrap, limit) {
             arm.push(" ORDER BY ts, id LIMIT ").bind(sql_limit(n));
             arm.push(if sqlite { ") AS a" } else { ")" });
@@ -500,11 +510,26 @@ fn select_rows<'f>(
     q
 }
 
-/// An event table and the section its rows are shown under.
+/// An event table and the section its rows are shown under; a search
+/// reads its rows with ids in `(after, upto]` (`--follow`'s resume points).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionTable {
     pub section: String,
     pub table: Ident,
+    pub after: Option<i64>,
+    pub upto: Option<i64>,
+}
+
+impl SectionTable {
+    /// Every row of `table`, shown under `section`.
+    pub fn new(section: String, table: Ident) -> Self {
+        Self {
+            section,
+            table,
+            after: None,
+            upto: None,
+        }
+    }
 }
 
 /// The name of the column that carries a row's section.
