@@ -23,6 +23,17 @@ pub enum Format {
     Csv,
 }
 
+/// When to colour the output for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set (to anything but "") or TERM is dumb
+    Auto,
+    /// Always (also into a pipe or with NO_COLOR)
+    Always,
+    /// Never
+    Never,
+}
+
 /// Search events of every section (or one: -s). Repeated flags OR, different flags AND,
 /// --r* flags remove rows that match (rows without that field stay).
 #[derive(Debug, clap::Parser)]
@@ -165,6 +176,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// Colour severities and failed logins: auto, always, never
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+
+    /// Show whole cells (on a terminal a table is fitted to its width, long cells cut with …)
+    #[arg(long)]
+    pub wide: bool,
+
     /// Print nothing on stdout (with --json FILE)
     #[arg(long)]
     pub silent: bool,
@@ -279,6 +298,22 @@ impl Args {
     /// `--json -`: the JSON array goes to stdout (and nothing else does).
     pub fn json_to_stdout(&self) -> bool {
         self.json.as_deref() == Some(std::path::Path::new("-"))
+    }
+
+    /// How output for people looks when stdout is a terminal (`tty`) or not.
+    pub fn look(&self, tty: bool) -> crate::output::Look {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        let color = match self.color {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                tty && env("NO_COLOR").is_none() && env("TERM").is_none_or(|t| t != "dumb")
+            }
+        };
+        crate::output::Look {
+            fit: tty && !self.wide,
+            color,
+        }
     }
 
     /// True when stdout gets a table in `format` (which has a default row limit).

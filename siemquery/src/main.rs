@@ -501,9 +501,15 @@ fn writers(
             // A followed table is never complete: one line per row.
             Format::Table if args.follow => {
                 let all: Vec<usize> = (0..fields.len()).collect();
-                Box::new(Lines::new(out, fields, line_order.unwrap_or(&all), *zone))
+                Box::new(Lines::new(
+                    out,
+                    fields,
+                    line_order.unwrap_or(&all),
+                    *zone,
+                    args.look(tty),
+                ))
             }
-            Format::Table => Box::new(Table::new(out, fields, *zone, tty)),
+            Format::Table => Box::new(Table::new(out, fields, *zone, args.look(tty))),
             Format::Json => Box::new(JsonArray::new(out, fields.to_vec())),
             Format::Ndjson => Box::new(Ndjson::new(out, fields.to_vec())),
             Format::Csv => Box::new(Csv::new(out, fields, args.excel_safe)?),

@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};
+use comfy_table::Color;
+use siemstress_common::db::report::is_failed_login;
 use siemstress_common::display::escape;
 use siemstress_common::time::Zone;
 
@@ -267,34 +269,115 @@ impl<W: Write> RowWriter for Csv<W> {
     }
 }
 
+/// How output for people looks (from `--color`, `NO_COLOR`, `--wide` and
+/// whether stdout is a terminal: [`crate::args::Args::look`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Look {
+    /// Fit a table to the terminal's width, each row one line high (long
+    /// cells cut with `…`); else whole cells, as wide as they are.
+    pub fit: bool,
+    /// Colour severities and failed logins.
+    pub color: bool,
+}
+
+/// The colour of a severity (syslog's names and the alerts'): red for the
+/// worst, yellow for warnings; none for the rest.
+fn severity_color(severity: &str) -> Option<Color> {
+    match severity.to_ascii_lowercase().as_str() {
+        "emerg" | "emergency" | "panic" | "alert" | "crit" | "critical" => Some(Color::Magenta),
+        "err" | "error" | "high" => Some(Color::Red),
+        "warning" | "warn" | "medium" => Some(Color::Yellow),
+        "notice" | "low" => Some(Color::Cyan),
+        _ => None,
+    }
+}
+
+/// The colour of a cell of field `field` in a row whose message is a
+/// failed login (`failed`): severities by [`severity_color`], the message
+/// of a failed login red.
+fn cell_color(field: &str, text: &str, failed: bool) -> Option<Color> {
+    match field {
+        "severity" => severity_color(text),
+        "message" if failed => Some(Color::Red),
+        _ => None,
+    }
+}
+
+/// Whether the row's `message` (a text cell) is a failed login.
+fn failed_login(fields: &[String], cells: &[Cell<'_>]) -> bool {
+    fields
+        .iter()
+        .zip(cells)
+        .any(|(f, c)| f == "message" && matches!(c, Cell::Text(m) if is_failed_login(m)))
+}
+
+/// Columns a fitted table never cuts (times, numbers, short names).
+const KEEP_WHOLE: [&str; 14] = [
+    "id",
+    "ts",
+    "received",
+    "first_ts",
+    "created",
+    "pid",
+    "section",
+    "severity",
+    "count",
+    "source_port",
+    "dest_port",
+    "parsed",
+    "run",
+    "change",
+];
+
 /// A table for people: times in `zone`, text with its control characters
-/// escaped ([`escape`]), printed when the rows are complete.
+/// escaped ([`escape`]), printed when the rows are complete; coloured and
+/// fitted as `look` says.
 pub struct Table<W: Write> {
     out: W,
     table: comfy_table::Table,
     zone: Zone,
+    fields: Vec<String>,
+    look: Look,
 }
 
 impl<W: Write> Table<W> {
-    pub fn new(out: W, fields: &[String], zone: Zone, tty: bool) -> Self {
+    pub fn new(out: W, fields: &[String], zone: Zone, look: Look) -> Self {
         let mut table = comfy_table::Table::new();
         table
             .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
             .set_header(fields.iter().map(|f| match f.as_str() {
                 "ts" | "received" => format!("{f} ({})", zone.name()),
                 // Snapshot columns are the keys of stored JSON.
                 _ => escape(f).into_owned(),
             }));
-        if tty {
-            table.set_width(terminal_width(
-                std::env::var("COLUMNS").ok().as_deref(),
-                table.width(),
-            ));
-        } else {
-            table.force_no_tty();
+        if look.fit {
+            let width = terminal_width(std::env::var("COLUMNS").ok().as_deref(), table.width());
+            table
+                .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+                .set_width(width)
+                .set_truncation_indicator("…");
+            // Times, numbers and names are never cut: the width left is
+            // shared by the texts (message, host, user...).
+            for (i, f) in fields.iter().enumerate() {
+                if KEEP_WHOLE.contains(&f.as_str())
+                    && let Some(c) = table.column_mut(i)
+                {
+                    c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+                }
+            }
         }
-        Self { out, table, zone }
+        // The look is decided here, not by comfy-table's own tty check.
+        table.force_no_tty();
+        if look.color {
+            table.enforce_styling();
+        }
+        Self {
+            out,
+            table,
+            zone,
+            fields: fields.to_vec(),
+            look,
+        }
     }
 
     fn local(&self, ms: i64) -> String {
@@ -314,17 +397,34 @@ fn local_time(zone: Zone, ms: i64) -> String {
 
 impl<W: Write> RowWriter for Table<W> {
     fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
-        let row: Vec<String> = cells
-            .iter()
-            .map(|c| match c {
+        let failed = self.look.color && failed_login(&self.fields, cells);
+        let mut row = comfy_table::Row::new();
+        for (i, c) in cells.iter().enumerate() {
+            let text = match c {
                 Cell::Null => String::new(),
                 Cell::Int(i) => i.to_string(),
                 // Stored text is the attackers': no control character reaches the terminal.
                 Cell::Text(s) | Cell::Json(s) => escape(s).into_owned(),
                 Cell::EscapedLines(s) => s.to_string(),
                 Cell::Time(ms) => self.local(*ms),
-            })
-            .collect();
+            };
+            let field = self.fields.get(i).map_or("", String::as_str);
+            let mut cell = comfy_table::Cell::new(&text);
+            // Our colour codes around escaped text: none come from the data.
+            if let Some(color) = self
+                .look
+                .color
+                .then(|| cell_color(field, &text, failed))
+                .flatten()
+            {
+                cell = cell.fg(color);
+            }
+            row.add_cell(cell);
+        }
+        // A unified diff keeps its lines; any other row is one line high.
+        if self.look.fit && !cells.iter().any(|c| matches!(c, Cell::EscapedLines(_))) {
+            row.max_height(1);
+        }
         self.table.add_row(row);
         Ok(())
     }
@@ -346,30 +446,49 @@ impl<W: Write> RowWriter for Table<W> {
 /// `process[pid]`, and `message` follows `: `, as in a syslog line.
 pub struct Lines<W: Write> {
     out: W,
+    fields: Vec<String>,
     /// (field name, cell index) in the order shown.
     order: Vec<(String, usize)>,
     zone: Zone,
+    look: Look,
     line: String,
 }
 
 impl<W: Write> Lines<W> {
-    pub fn new(out: W, fields: &[String], order: &[usize], zone: Zone) -> Self {
+    pub fn new(out: W, fields: &[String], order: &[usize], zone: Zone, look: Look) -> Self {
         let order = order
             .iter()
             .filter_map(|&i| fields.get(i).map(|f| (f.clone(), i)))
             .collect();
         Self {
             out,
+            fields: fields.to_vec(),
             order,
             zone,
+            look,
             line: String::new(),
         }
     }
 }
 
+/// The SGR sequence that starts `color` (the colours [`cell_color`] uses).
+fn sgr(color: Color) -> &'static str {
+    match color {
+        Color::Magenta => "\x1b[35m",
+        Color::Red => "\x1b[31m",
+        Color::Yellow => "\x1b[33m",
+        Color::Cyan => "\x1b[36m",
+        _ => "",
+    }
+}
+
+/// Resets the colour.
+const SGR_RESET: &str = "\x1b[0m";
+
 impl<W: Write> RowWriter for Lines<W> {
     fn row(&mut self, cells: &[Cell<'_>]) -> io::Result<()> {
         self.line.clear();
+        let failed = self.look.color && failed_login(&self.fields, cells);
         let mut previous = "";
         for (name, i) in &self.order {
             let text: Cow<'_, str> = match cells.get(*i) {
@@ -378,6 +497,12 @@ impl<W: Write> RowWriter for Lines<W> {
                 Some(Cell::Text(s) | Cell::Json(s)) => escape(s),
                 Some(Cell::EscapedLines(s)) => s.as_ref().into(),
                 Some(Cell::Time(ms)) => local_time(self.zone, *ms).into(),
+            };
+            // Our colour codes around escaped text: none come from the data.
+            let text: Cow<'_, str> = match self.look.color.then(|| cell_color(name, &text, failed))
+            {
+                Some(Some(c)) => format!("{}{text}{SGR_RESET}", sgr(c)).into(),
+                _ => text,
             };
             match name.as_str() {
                 "pid" if previous == "process" => {

@@ -19,6 +19,7 @@ use siemstress_common::snapshot::{Run, STATUS_OK, exit, validate_name};
 use siemstress_common::time::Zone;
 
 use crate::args::{Args, Format};
+use crate::output::Look;
 use crate::output::{Cell, Csv, RowWriter, Table, rfc3339_utc};
 
 /// Runs `--snapshot` and maps the outcome to the exit status.
@@ -92,7 +93,7 @@ async fn show(
             &out,
             several_hosts,
             zone,
-            tty,
+            args.look(tty),
             args.excel_safe,
         ))?;
         return Ok(exit::NONE);
@@ -129,7 +130,7 @@ async fn show(
         &changes,
         several_hosts,
         zone,
-        tty,
+        args.look(tty),
         args.excel_safe,
     ))?;
     Ok(bits)
@@ -158,7 +159,7 @@ fn write_changes(
     changes: &[Change],
     several_hosts: bool,
     zone: &Zone,
-    tty: bool,
+    look: Look,
     excel_safe: bool,
 ) -> io::Result<()> {
     let out = io::BufWriter::new(io::stdout().lock());
@@ -181,7 +182,7 @@ fn write_changes(
                 fields.insert(0, "host".into());
             }
             let mut w: Box<dyn RowWriter> = if table {
-                Box::new(Table::new(out, &fields, *zone, tty))
+                Box::new(Table::new(out, &fields, *zone, look))
             } else {
                 Box::new(Csv::new(out, &fields, excel_safe)?)
             };
@@ -238,7 +239,7 @@ fn write_rows(
     rows: &[(Run, siemstress_common::snapshot::Row)],
     several_hosts: bool,
     zone: &Zone,
-    tty: bool,
+    look: Look,
     excel_safe: bool,
 ) -> io::Result<()> {
     let out = io::BufWriter::new(io::stdout().lock());
@@ -276,7 +277,7 @@ fn write_rows(
             }
             fields.extend(columns.iter().cloned());
             let mut w: Box<dyn RowWriter> = if format == Format::Table {
-                Box::new(Table::new(out, &fields, *zone, tty))
+                Box::new(Table::new(out, &fields, *zone, look))
             } else {
                 Box::new(Csv::new(out, &fields, excel_safe)?)
             };

@@ -16,6 +16,16 @@ pub const FAILED_LOGIN: [&str; 6] = [
     "%failed su%",
 ];
 
+/// True if `message` is a failed login: it contains one of
+/// [`FAILED_LOGIN`]'s texts, ASCII case-insensitive (as `LOWER(message)
+/// LIKE` does).
+pub fn is_failed_login(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    FAILED_LOGIN
+        .iter()
+        .any(|p| lower.contains(p.trim_matches('%')))
+}
+
 /// A column the failed logins are counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailedBy {
