@@ -58,6 +58,12 @@ pub struct RulesConfig {
     /// Files or globs, relative to the config file's directory.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// The shipped rule pack (compiled into siemtrigger); default: on when
+    /// the config names no rules (no `paths`, no inline `[[rule]]`).
+    pub builtin: Option<bool>,
+    /// Built-in rules left out, by name.
+    #[serde(default)]
+    pub disable: Vec<String>,
 }
 
 /// `[database]`.

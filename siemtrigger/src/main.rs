@@ -96,6 +96,10 @@ struct Args {
     #[arg(long, group = "mode")]
     check: bool,
 
+    /// Print every rule (name, type, severity, table, origin: built-in or file:line) and exit
+    #[arg(long, group = "mode")]
+    list_rules: bool,
+
     /// Only these rules (repeatable)
     #[arg(long = "rule", value_name = "NAME")]
     rules: Vec<String>,
@@ -125,6 +129,58 @@ struct Args {
     /// Event ids per transaction (tests use small ones)
     #[arg(long, value_name = "N", default_value_t = runner::CHUNK, hide = true)]
     chunk: i64,
+}
+
+/// Where rules come from, for the messages that find none.
+const NO_RULES_HINT: &str = "the built-in rules run when the config names none, \
+     unless [rules] builtin = false; add rule files with [rules] paths";
+
+/// A rule's table for listings: the table, `snapshot:NAME`, or `*` (every table).
+fn rule_table(r: &rules::Rule) -> String {
+    match (r.table(), r.snapshot()) {
+        (Some(t), _) => t.as_str().to_owned(),
+        (None, Some(s)) => format!("snapshot:{}", s.snapshot),
+        (None, None) => "*".to_owned(),
+    }
+}
+
+/// `--list-rules`: one aligned line per rule, with a header.
+fn list_rules(rules: &[rules::Rule]) -> std::io::Result<()> {
+    use std::io::Write;
+    let rows: Vec<[String; 5]> = rules
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.type_name().to_owned(),
+                r.severity.clone(),
+                rule_table(r),
+                r.origin_label(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "TYPE", "SEVERITY", "TABLE", "ORIGIN"].map(str::to_owned);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            // Rule files are the admin's; escaped all the same.
+            let cell = siemstress_common::display::escape(cell);
+            if i + 1 == row.len() {
+                line.push_str(&cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    out.flush()
 }
 
 /// How alerts and explanations are printed.
@@ -208,6 +264,13 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let zone = config.section("default", None)?.zone;
     let (mut rules, mut action_cfg) = load_rules(&args, &config)?;
 
+    if args.list_rules {
+        list_rules(&rules.rules)?;
+        if rules.rules.is_empty() {
+            eprintln!("siemtrigger: no rules ({})", NO_RULES_HINT);
+        }
+        return Ok(exit::OK);
+    }
     if args.check {
         for r in &rules.rules {
             println!(
@@ -215,11 +278,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 r.name,
                 r.type_name(),
                 r.severity,
-                match (r.table(), r.snapshot()) {
-                    (Some(t), _) => t.as_str().to_owned(),
-                    (None, Some(s)) => format!("snapshot:{}", s.snapshot),
-                    (None, None) => "*".to_owned(),
-                },
+                rule_table(r),
                 r.origin
             );
         }
@@ -229,6 +288,31 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             action_cfg.len()
         );
         check_tables(&args.connect, &config, &rules.rules).await;
+        return Ok(exit::OK);
+    }
+
+    let evaluates = args.once || args.interval.is_some() || args.dry_run || args.replay;
+    if evaluates && !args.quiet {
+        if rules.builtin > 0 && rules.builtin == rules.rules.len() {
+            eprintln!(
+                "siemtrigger: using the {} built-in rules; see --list-rules",
+                rules.builtin
+            );
+        } else if rules.builtin > 0 {
+            eprintln!(
+                "siemtrigger: using {} rules, {} of them built-in; see --list-rules",
+                rules.rules.len(),
+                rules.builtin
+            );
+        }
+    }
+    if evaluates && rules.rules.is_empty() {
+        // Nothing to evaluate is not an error (a cron job keeps quiet
+        // otherwise), but it is never silent.
+        eprintln!(
+            "siemtrigger: warning: no rules loaded, nothing evaluated ({})",
+            NO_RULES_HINT
+        );
         return Ok(exit::OK);
     }
 

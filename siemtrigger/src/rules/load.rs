@@ -3,10 +3,10 @@
 
 use siemstress_common::config::Config;
 
-use super::def;
 use super::error::RuleError;
 use super::validate::validate;
 use super::{Rule, RuleSet};
+use super::{builtin, def};
 
 impl RuleSet {
     /// Loads the rules a config names: files matched by `[rules] paths`,
@@ -43,10 +43,61 @@ impl RuleSet {
             }
         }
         if config.rule.is_some() {
-            let origin = format!("{cfg_origin} [[rule]]");
+            let origin = format!("{cfg_origin}{INLINE_SUFFIX}");
             set.add_text(&config.text, &origin, false, &actions)?;
         }
+        set.add_builtin(config, &cfg_origin, &actions)?;
         Ok(set)
+    }
+
+    /// The shipped pack, unless `[rules] builtin = false` (default: only
+    /// when the config names no rules), without the rules `[rules]
+    /// disable` names.
+    fn add_builtin(
+        &mut self,
+        config: &Config,
+        cfg_origin: &str,
+        actions: &[String],
+    ) -> Result<(), RuleError> {
+        let cfg = &config.rules;
+        let on = cfg
+            .builtin
+            .unwrap_or(cfg.paths.is_empty() && config.rule.is_none());
+        let disable_err = |message: String| RuleError {
+            key: Some("rules.disable".into()),
+            ..RuleError::file(cfg_origin, message)
+        };
+        if !on {
+            if !cfg.disable.is_empty() {
+                return Err(disable_err(
+                    "the built-in rules are off (they run when the config names no rules, \
+                     or with [rules] builtin = true)"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        let mut pack = RuleSet::default();
+        for (file, text) in builtin::FILES {
+            pack.add_text(text, file, true, actions)?;
+        }
+        for name in &cfg.disable {
+            if pack.get(name).is_none() {
+                return Err(disable_err(format!(
+                    "no built-in rule is called {name:?} (siemtrigger --list-rules shows them)"
+                )));
+            }
+        }
+        for mut rule in pack.rules {
+            if cfg.disable.contains(&rule.name) {
+                continue;
+            }
+            rule.builtin = true;
+            let line = rule.line;
+            self.push(rule, line)?;
+            self.builtin += 1;
+        }
+        Ok(())
     }
 
     /// Parses the text of one rule file (`origin` names it in errors);
@@ -66,8 +117,10 @@ impl RuleSet {
         actions: &[String],
     ) -> Result<(), RuleError> {
         for read in def::read(text, origin, whole_file)? {
-            let rule = validate(read.def, origin, &read.lines, actions)?;
-            self.push(rule, read.lines.of("name"))?;
+            let mut rule = validate(read.def, origin, &read.lines, actions)?;
+            rule.line = read.lines.of("name");
+            let line = rule.line;
+            self.push(rule, line)?;
         }
         Ok(())
     }
@@ -88,6 +141,9 @@ impl RuleSet {
         Ok(())
     }
 }
+
+/// What follows the config's name in the origin of its inline rules.
+pub const INLINE_SUFFIX: &str = " [[rule]]";
 
 /// Names under `[actions]` in the config.
 fn action_names(config: &Config) -> Vec<String> {

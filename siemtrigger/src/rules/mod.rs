@@ -10,6 +10,7 @@
 //! matcher.rs   match/reset/first/second: a shared Filter + the regexes
 //! template.rs  {name} templates and the names they may use
 //! load.rs      RuleSet: files, globs, inline rules, duplicate names
+//! builtin.rs   the shipped pack (config/rules/), compiled in
 //! error.rs     RuleError (file, line, rule, key) and key lines
 //! ```
 //!
@@ -27,6 +28,7 @@
 //! message = "SSH brute force from {ip} ({count} failures)"
 //! ```
 
+pub mod builtin;
 mod def;
 mod error;
 mod load;
@@ -56,6 +58,11 @@ pub struct Rule {
     pub actions: Vec<String>,
     /// Where the rule was defined.
     pub origin: String,
+    /// The line of its `name` in `origin`.
+    pub line: usize,
+    /// One of the shipped pack's, compiled in (`origin` is its path in
+    /// the repository).
+    pub builtin: bool,
     /// Hash of the definition: state of an edited rule is not reused.
     pub fingerprint: String,
     /// The type, with its own settings.
@@ -119,6 +126,19 @@ pub struct SnapshotChange {
 }
 
 impl Rule {
+    /// Where the rule comes from, for people: `built-in config/rules/ssh.toml:8`,
+    /// `/etc/siemstress/rules.d/x.toml:3`, `siemstress.toml:12` (inline).
+    pub fn origin_label(&self) -> String {
+        if self.builtin {
+            return format!("built-in {}:{}", self.origin, self.line);
+        }
+        let file = self
+            .origin
+            .strip_suffix(load::INLINE_SUFFIX)
+            .unwrap_or(&self.origin);
+        format!("{file}:{}", self.line)
+    }
+
     /// The type's name, as in rule files.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -205,6 +225,8 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// Files skipped with a reason (e.g. Sigma `.yml`, not supported yet).
     pub skipped: Vec<(PathBuf, String)>,
+    /// How many of the rules are built-in ones.
+    pub builtin: usize,
 }
 
 impl RuleSet {

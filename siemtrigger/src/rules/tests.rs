@@ -248,3 +248,26 @@ fn snapshot_change_rules() {
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("change"));
 }
+
+#[test]
+fn the_builtin_pack_is_every_file_of_config_rules() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rules");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .map(|n| format!("config/rules/{n}"))
+        .collect();
+    on_disk.sort();
+    let compiled: Vec<String> = super::builtin::FILES
+        .iter()
+        .map(|(f, _)| (*f).to_owned())
+        .collect();
+    assert_eq!(compiled, on_disk, "add the new file to rules/builtin.rs");
+    for (f, text) in super::builtin::FILES {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(f);
+        assert_eq!(*text, std::fs::read_to_string(path).unwrap(), "{f}");
+    }
+}

@@ -165,6 +165,8 @@ pub fn validate(
         message,
         actions: c.actions.clone(),
         origin: origin.to_owned(),
+        line: 0,
+        builtin: false,
         fingerprint,
         kind,
     })
