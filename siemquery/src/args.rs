@@ -225,6 +225,11 @@ pub struct Args {
     #[arg(short = 'f', long, conflicts_with_all = ["count", "stats", "snapshot", "report"])]
     pub follow: bool,
 
+    /// Show per table the rows, the oldest and newest event, and the bytes of
+    /// data, indexes and the --grep index (SQLite: dbstat; MariaDB: information_schema)
+    #[arg(long, conflicts_with_all = ["snapshot", "report", "count", "stats", "alerts", "follow"])]
+    pub stats_db: bool,
+
     /// With --alerts: only alerts of this rule (repeatable)
     #[arg(long = "rule", value_name = "NAME", requires = "alerts")]
     pub rule: Vec<String>,

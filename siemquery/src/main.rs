@@ -10,6 +10,7 @@
 
 mod alerts;
 mod args;
+mod dbstats;
 mod fmt;
 mod follow;
 mod output;
@@ -93,6 +94,9 @@ fn main() -> ExitCode {
     }
     if args.alerts {
         return alerts::main(&args, &rt);
+    }
+    if args.stats_db {
+        return dbstats::main(&args, &rt);
     }
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,

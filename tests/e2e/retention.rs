@@ -551,3 +551,89 @@ fn follower_prunes_once_an_hour() {
         );
     }
 }
+
+fn stats_db(env: &Env) -> Vec<Value> {
+    let (code, out, err) = env.run("siemquery", &["--stats-db", "--format", "ndjson"], b"");
+    assert_eq!(code, 0, "siemquery --stats-db: {err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stats_of<'a>(rows: &'a [Value], table: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["table"] == table)
+        .unwrap_or_else(|| panic!("no row for {table} in {rows:?}"))
+}
+
+/// `siemquery --stats-db`: rows, time span and bytes per table, the
+/// `--grep` index counted with its table.
+#[test]
+fn stats_db_per_table() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let text: String = [20, 5].iter().map(|d| lines_days_ago(*d, 1000)).collect();
+        env.ingest(&["-s", "auth", "-q"], text.as_bytes());
+        env.ingest(&["-s", "other", "-q"], lines_days_ago(1, 10).as_bytes());
+        let before = stats_db(&env);
+        env.ingest(&["-s", "auth", "--index", "-q"], b"");
+        let rows = stats_db(&env);
+        let auth = stats_of(&rows, "auth");
+        assert_eq!(auth["kind"], "events");
+        assert_eq!(auth["rows"], 2000, "{kind:?}: {auth}");
+        let first = env.rows("SELECT MIN(ts), MAX(ts) FROM auth");
+        let ms = |v: &Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+                .unwrap()
+                .timestamp_millis()
+                .to_string()
+        };
+        assert_eq!(Some(ms(&auth["oldest"])), first[0][0], "{kind:?}");
+        assert_eq!(Some(ms(&auth["newest"])), first[0][1], "{kind:?}");
+        for f in ["data_bytes", "index_bytes", "grep_index_bytes"] {
+            assert!(auth[f].as_i64().unwrap() > 0, "{kind:?}: {f} of {auth}");
+        }
+        let total = auth["total_bytes"].as_i64().unwrap();
+        assert_eq!(
+            total,
+            ["data_bytes", "index_bytes", "grep_index_bytes"]
+                .iter()
+                .map(|f| auth[f].as_i64().unwrap())
+                .sum::<i64>()
+        );
+        assert_eq!(stats_of(&rows, "other")["rows"], 10);
+        assert_eq!(stats_of(&rows, "alerts")["rows"], 0);
+        assert_eq!(stats_of(&rows, "alerts")["kind"], "siemstress");
+        let db_total = stats_of(&rows, "(database)")["total_bytes"]
+            .as_i64()
+            .unwrap();
+        assert!(db_total >= total, "{kind:?}: {db_total} < {total}");
+        if kind == Kind::Sqlite {
+            // Exact page counts: the index of 2000 rows is bigger than the empty one.
+            let grep = |r: &[Value]| stats_of(r, "auth")["grep_index_bytes"].as_i64().unwrap();
+            assert!(
+                grep(&rows) > grep(&before),
+                "{kind:?}: {} vs {}",
+                grep(&rows),
+                grep(&before)
+            );
+            let sum: i64 = rows
+                .iter()
+                .filter(|r| r["kind"] != "space")
+                .filter_map(|r| r["total_bytes"].as_i64())
+                .sum();
+            assert!(sum <= db_total, "{kind:?}: tables {sum} > file {db_total}");
+        }
+        // After a prune the span and the count follow.
+        env.config("[section.auth]\nretention = \"10d\"\n");
+        prune(&env, &[]);
+        let rows = stats_db(&env);
+        let auth = stats_of(&rows, "auth");
+        assert_eq!(auth["rows"], 1000, "{kind:?}");
+        assert!(ms(&auth["oldest"]).parse::<i64>().unwrap() > (now() - 6 * DAY) * 1000);
+        // A table for people: sizes in units.
+        let (code, out, _) = env.run("siemquery", &["--stats-db", "--format", "table"], b"");
+        assert_eq!(code, 0);
+        assert!(out.contains("KiB") || out.contains("MiB"), "{out}");
+    }
+}

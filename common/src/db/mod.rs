@@ -10,6 +10,7 @@
 //! - [`alerts`]: alerts read back; [`snapshots`]: snapshot runs and rows;
 //! - [`report`]: the report's aggregates;
 //! - [`retention`]: pruning what is past its keep period, in batches;
+//! - [`stats`]: rows and bytes per table (`siemquery --stats-db`);
 //! - [`sql`]: SQL text with bound values, written once for both backends;
 //! - [`options`]: the one set of connection options;
 //! - [`sqlite`] and [`mysql`]: what only one backend does.
@@ -29,6 +30,7 @@ pub mod search;
 pub mod snapshots;
 pub mod sql;
 pub mod sqlite;
+pub mod stats;
 pub mod trigger;
 
 pub use events::{Checkpoint, EventWriter};

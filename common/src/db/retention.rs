@@ -574,13 +574,16 @@ fn sqlite_prune_events(
         }
         {
             // A contentless FTS5 table deletes a row by the text it indexed.
-            let mut unindex = tx
-                .prepare_cached(&format!(
-                    r#"INSERT INTO "{fts}" ("{fts}", rowid, raw) SELECT 'delete', id, raw FROM "{t}" WHERE id = ?"#
-                ))
-                .map_err(err)
-                .ok()
-                .filter(|_| has_fts);
+            let mut unindex = if has_fts {
+                Some(
+                    tx.prepare_cached(&format!(
+                        r#"INSERT INTO "{fts}" ("{fts}", rowid, raw) SELECT 'delete', id, raw FROM "{t}" WHERE id = ?"#
+                    ))
+                    .map_err(err)?,
+                )
+            } else {
+                None
+            };
             let mut delete = tx
                 .prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE id = ?"#))
                 .map_err(err)?;
@@ -616,7 +619,44 @@ fn sqlite_prune_events(
         size = next_batch(size, took);
         std::thread::sleep(SQLITE_PAUSE);
     }
+    if has_fts && done.rows > 0 {
+        merge_fts(&mut conn, &fts, stop).map_err(err)?;
+    }
     Ok(done)
+}
+
+/// Pages of FTS5 merge work per transaction after a prune.
+const MERGE_PAGES: i64 = 500;
+/// Most merge steps after one prune (the next prune goes on).
+const MAX_MERGE_STEPS: usize = 2_000;
+
+/// Merges the segments of FTS5 table `fts` in small steps of their own
+/// transactions (with the pause of a batch), so that the deletions of a
+/// prune free their pages now: FTS5 records a deletion as an entry of a
+/// new segment, and the deleted rows' entries go only when segments merge
+/// (without this, an index whose table was pruned empty kept its size).
+fn merge_fts(
+    conn: &mut rusqlite::Connection,
+    fts: &str,
+    stop: &StopFlag,
+) -> Result<(), rusqlite::Error> {
+    let sql = format!(r#"INSERT INTO "{fts}" ("{fts}", rank) VALUES ('merge', ?)"#);
+    for _ in 0..MAX_MERGE_STEPS {
+        if stop.raised() {
+            break;
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let before = tx.total_changes();
+        // Negative: merge even fewer segments than `usermerge`.
+        tx.execute(&sql, [-MERGE_PAGES])?;
+        let changed = tx.total_changes() - before > 1;
+        tx.commit()?;
+        if !changed {
+            break;
+        }
+        std::thread::sleep(SQLITE_PAUSE);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
