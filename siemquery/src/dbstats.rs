@@ -65,7 +65,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     };
     let time = |t: Option<i64>| t.map_or(Cell::Null, Cell::Time);
     let fields: Vec<String> = FIELDS.iter().map(|s| (*s).to_owned()).collect();
-    let mut w = crate::writers(args, format, &fields, &zone, tty)?;
+    let mut w = crate::writers(args, format, &fields, &zone, tty, None)?;
     for t in &stats.tables {
         w.row(&[
             Cell::Text(Cow::Borrowed(&t.table)),
