@@ -34,11 +34,21 @@ use siemstress_common::time::Zone;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  tail -n0 -F /var/log/auth.log | siemparse -s auth\n  siemparse -s auth --follow /var/log/auth.log\n  siemparse -s auth --year 2024 < old-auth.log"
+    after_help = "Examples:\n  \
+                  tail -n0 -F /var/log/auth.log | siemparse -s auth\n  \
+                  siemparse -s auth --follow /var/log/auth.log\n  \
+                  siemparse -s auth --year 2024 < old-auth.log\n  \
+                  siemparse --listen udp://0.0.0.0:514 --listen tcp://0.0.0.0:601\n  \
+                  siemparse --gather users                       # a snapshot of system state\n  \
+                  siemparse --explain 'Dec  6 10:00:00 h sshd[1]: Invalid user x from 192.0.2.1 port 22'\n  \
+                  siemparse --prune                              # delete what is past retention"
 )]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
+
+    #[command(flatten)]
+    generate: siemstress_common::cli::GenerateArgs,
 
     /// Config section (its table and time zone); with --listen, the section of
     /// messages no [listen] route matches [default: default]
@@ -154,6 +164,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(code) = siemstress_common::cli::run_generate::<Args>(&args.generate) {
+        return code;
+    }
     if args.check_decoders || args.explain.is_some() {
         return match decoder_tools(&args) {
             Ok(code) => code,

@@ -41,13 +41,22 @@ pub enum ColorWhen {
     name = "siemquery",
     version,
     about,
-    after_help = "Examples:\n  siemquery -s auth --last 1h --process sshd --grep 'failed password'\n  \
+    after_help = "Examples:\n  siemquery --last 20m -s auth --process sshd --grep fail\n  \
+                  siemquery --last 6h --grep 'failed password'          # every section\n  \
+                  siemquery -f --process sudo                          # new rows as stored\n  \
+                  siemquery -s auth --last 1h --process sshd --grep 'failed password'\n  \
                   siemquery -s auth --range 240301000000-240302000000 --shost 203.0.113.7 --format csv\n  \
-                  siemquery -s auth --last 1d --stats source_host --grep 'invalid user'"
+                  siemquery -s auth --last 1d --stats source_host --grep 'invalid user'\n  \
+                  siemquery --alerts --last 24h --format json\n  \
+                  siemquery --snapshot files --diff                   # what changed since the last run\n  \
+                  siemquery --report /var/www/siem/today.html --last 24h --mail"
 )]
 pub struct Args {
     #[command(flatten)]
     pub connect: siemstress_common::cli::ConnectArgs,
+
+    #[command(flatten)]
+    pub generate: siemstress_common::cli::GenerateArgs,
 
     /// Search only this section (its table and time zone); default: every event table
     #[arg(short = 's', long = "section", value_name = "SECTION")]

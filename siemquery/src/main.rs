@@ -76,6 +76,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if snapshot { 16 } else { 2 });
         }
     };
+    if let Some(code) = siemstress_common::cli::run_generate::<Args>(&args.generate) {
+        return code;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -44,12 +44,16 @@ mod exit {
     after_help = "Examples:\n  siemtrigger -c siemstress.toml --once            # from cron\n  \
                   siemtrigger -c siemstress.toml --interval 60s    # daemon\n  \
                   siemtrigger --replay --from 2024-05-01 --to 2024-05-02 --rule ssh-bruteforce\n  \
-                  siemtrigger --explain 42\n\n\
+                  siemtrigger --explain 42\n  \
+                  siemtrigger --list-rules                         # the rules in force, with their origin\n\n\
                   Exit status: 0 done, 1 another instance holds the lease (--once), 2 error."
 )]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
+
+    #[command(flatten)]
+    generate: siemstress_common::cli::GenerateArgs,
 
     /// Evaluate everything new since the last run, then exit (for cron)
     #[arg(long, group = "mode")]
@@ -192,6 +196,9 @@ pub enum Format {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(code) = siemstress_common::cli::run_generate::<Args>(&args.generate) {
+        return code;
+    }
     let Some(rt) = siemstress_common::cli::runtime("siemtrigger") else {
         return ExitCode::from(exit::ERROR);
     };

@@ -13,6 +13,7 @@ mod ingest;
 mod leases;
 mod listen;
 mod loghub;
+mod manpages;
 mod privileges;
 mod query;
 mod query_follow;
