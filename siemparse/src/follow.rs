@@ -109,7 +109,11 @@ pub fn follow(job: FollowJob, parser: LineParser, tx: BatchSender) -> anyhow::Re
     };
     let path = f.job.path.clone();
     f.run()
-        .with_context(|| format!("following {}", path.display()))
+        .with_context(|| format!("following {}", path.display()))?;
+    // A clean end (--once at EOF, SIGTERM): the file no longer holds
+    // siemtrigger's watermark.
+    f.tx.finish()
+        .map_err(|_| anyhow::anyhow!("the database writer stopped"))
 }
 
 impl Follower {

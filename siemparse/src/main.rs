@@ -448,7 +448,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut leases = None;
     if args.follow.is_empty() {
         let parser = new_parser("stdin");
-        let tx = tx.clone();
+        // One source per run: two imports on one host are two sources.
+        let tx = tx.with_source(
+            siemstress_common::db::sources::KIND_STDIN,
+            format!("stdin:{}", std::process::id()),
+        );
         let settings = settings.clone();
         readers
             .lock()
@@ -659,6 +663,7 @@ impl FollowStart {
                 }
             });
         }
+        let tx = tx.with_source(siemstress_common::db::sources::KIND_FOLLOW, key);
         let reader = std::thread::spawn(move || follow::follow(job, parser, tx));
         readers.lock().expect("readers").push(reader);
         Ok(())

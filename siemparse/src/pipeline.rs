@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use siemstress_common::db::sources::SourceMark;
 use siemstress_common::db::{Checkpoint, EventWriter, grep_index};
 use siemstress_common::event::Event;
 use tokio::sync::mpsc;
@@ -26,17 +27,75 @@ pub struct Batch {
     pub target: usize,
     pub events: Vec<Event>,
     pub checkpoint: Option<Checkpoint>,
+    /// The reader's source (its row in `ingest_sources`).
+    pub source: Option<Arc<SourceId>>,
+    /// The source ended cleanly: the last batch it sends.
+    pub finished: bool,
+}
+
+/// Where a reader's rows come from: a followed file, stdin, a listener's
+/// connection. The writer records, with the rows, the latest event time
+/// each source has committed (siemtrigger's watermark, issue 16).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceId {
+    pub kind: &'static str,
+    pub name: String,
 }
 
 /// The sending half readers hold; sending fails once the writer has stopped.
 #[derive(Clone)]
-pub struct BatchSender(mpsc::Sender<Batch>);
+pub struct BatchSender(mpsc::Sender<Batch>, Option<Arc<SourceId>>);
 
 /// Raised when the writer has stopped; the reader should stop too.
 #[derive(Debug)]
 pub struct WriterGone;
 
 impl BatchSender {
+    /// A sender whose batches are the rows of source `kind` `name`.
+    pub fn with_source(&self, kind: &'static str, name: impl Into<String>) -> Self {
+        BatchSender(
+            self.0.clone(),
+            Some(Arc::new(SourceId {
+                kind,
+                name: name.into(),
+            })),
+        )
+    }
+
+    fn batch(&self, target: usize, events: Vec<Event>, checkpoint: Option<Checkpoint>) -> Batch {
+        Batch {
+            target,
+            events,
+            checkpoint,
+            source: self.1.clone(),
+            finished: false,
+        }
+    }
+
+    /// The source ended cleanly (EOF, a clean exit, a closed connection):
+    /// it stops holding siemtrigger's watermark once its rows are stored.
+    pub fn finish(&self) -> Result<(), WriterGone> {
+        let Some(b) = self.finished_batch() else {
+            return Ok(());
+        };
+        self.0.blocking_send(b).map_err(|_| WriterGone)
+    }
+
+    /// [`BatchSender::finish`] from an async task.
+    pub async fn finish_async(&self) -> Result<(), WriterGone> {
+        let Some(b) = self.finished_batch() else {
+            return Ok(());
+        };
+        self.0.send(b).await.map_err(|_| WriterGone)
+    }
+
+    fn finished_batch(&self) -> Option<Batch> {
+        self.1.as_ref()?;
+        let mut b = self.batch(0, Vec::new(), None);
+        b.finished = true;
+        Some(b)
+    }
+
     /// Sends a batch for table 0, blocking while the writer is behind.
     pub fn send(
         &self,
@@ -47,11 +106,7 @@ impl BatchSender {
             return Ok(());
         }
         self.0
-            .blocking_send(Batch {
-                target: 0,
-                events,
-                checkpoint,
-            })
+            .blocking_send(self.batch(0, events, checkpoint))
             .map_err(|_| WriterGone)
     }
 
@@ -71,11 +126,7 @@ impl BatchSender {
         if events.is_empty() {
             return Ok(());
         }
-        let mut batch = Batch {
-            target: 0,
-            events,
-            checkpoint: None,
-        };
+        let mut batch = self.batch(0, events, None);
         let started = std::time::Instant::now();
         let mut stalled = Some(stalled);
         loop {
@@ -103,7 +154,8 @@ impl BatchSender {
     /// Sends what `pending` holds from an async task, waiting while the
     /// writer is behind (a network reader then stops reading: back-pressure).
     pub async fn send_pending(&self, pending: &mut Pending) -> Result<(), WriterGone> {
-        for batch in pending.take() {
+        for mut batch in pending.take() {
+            batch.source = self.1.clone();
             self.0.send(batch).await.map_err(|_| WriterGone)?;
         }
         Ok(())
@@ -116,7 +168,7 @@ impl BatchSender {
 /// ones as they come (many queue up, and are merged into one transaction).
 pub fn channel(batches: usize) -> (BatchSender, mpsc::Receiver<Batch>) {
     let (tx, rx) = mpsc::channel(batches);
-    (BatchSender(tx), rx)
+    (BatchSender(tx, None), rx)
 }
 
 /// Rows a reader has parsed but not sent yet, per table, with their size.
@@ -167,6 +219,8 @@ impl Pending {
                 target,
                 events: std::mem::take(events),
                 checkpoint: None,
+                source: None,
+                finished: false,
             })
             .collect()
     }
@@ -258,35 +312,35 @@ pub async fn write_all(
         index_behind: vec![indexing; n],
         writers,
     };
-    let mut events: Vec<Vec<Event>> = (0..n).map(|_| Vec::new()).collect();
-    let mut checkpoints: Vec<Vec<Checkpoint>> = (0..n).map(|_| Vec::new()).collect();
+    let mut p = Round::new(n);
     while let Some(first) = next_batch(&mut w, &mut rx).await? {
         let mut rows = first.events.len();
         let mut bytes = batch_bytes(&first);
-        absorb(&mut events, &mut checkpoints, first);
+        p.absorb(first);
         while rows < batch_rows && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(b) => {
                     rows += b.events.len();
                     bytes += batch_bytes(&b);
-                    absorb(&mut events, &mut checkpoints, b);
+                    p.absorb(b);
                 }
                 Err(_) => break,
             }
         }
         for (i, writer) in w.writers.iter_mut().enumerate() {
-            if events[i].is_empty() && checkpoints[i].is_empty() {
+            if p.events[i].is_empty() && p.checkpoints[i].is_empty() && p.sources[i].is_empty() {
                 continue;
             }
+            let marks = p.take_marks(i);
             let started = std::time::Instant::now();
             writer
-                .write(&events[i], &checkpoints[i])
+                .write(&p.events[i], &p.checkpoints[i], &marks)
                 .await
-                .with_context(|| format!("storing {} lines", events[i].len()))?;
+                .with_context(|| format!("storing {} lines", p.events[i].len()))?;
             longest = longest.max(started.elapsed());
-            stored.fetch_add(events[i].len() as u64, Ordering::Relaxed);
-            events[i].clear();
-            checkpoints[i].clear();
+            stored.fetch_add(p.events[i].len() as u64, Ordering::Relaxed);
+            p.events[i].clear();
+            p.checkpoints[i].clear();
         }
     }
     Ok(longest)
@@ -296,17 +350,88 @@ fn batch_bytes(b: &Batch) -> usize {
     b.events.iter().map(Event::approx_bytes).sum()
 }
 
-/// Adds a batch to the pending transaction of its table.
-fn absorb(events: &mut [Vec<Event>], checkpoints: &mut [Vec<Checkpoint>], b: Batch) {
-    let (events, checkpoints) = (&mut events[b.target], &mut checkpoints[b.target]);
-    if events.is_empty() {
-        *events = b.events;
-    } else {
-        events.extend(b.events);
+/// What one source stored into one table in a round.
+#[derive(Debug, Default)]
+struct Mark {
+    max_ts: Option<i64>,
+    rows: i64,
+    finished: bool,
+}
+
+/// The transactions of one round, per table: rows, file offsets, and what
+/// each source stored.
+struct Round {
+    events: Vec<Vec<Event>>,
+    checkpoints: Vec<Vec<Checkpoint>>,
+    sources: Vec<Vec<(Arc<SourceId>, Mark)>>,
+}
+
+impl Round {
+    fn new(n: usize) -> Self {
+        Self {
+            events: (0..n).map(|_| Vec::new()).collect(),
+            checkpoints: (0..n).map(|_| Vec::new()).collect(),
+            sources: (0..n).map(|_| Vec::new()).collect(),
+        }
     }
-    if let Some(cp) = b.checkpoint {
-        // A later checkpoint of the same file supersedes an earlier one.
-        checkpoints.retain(|c| (&c.section, &c.path) != (&cp.section, &cp.path));
-        checkpoints.push(cp);
+
+    /// Adds a batch to the pending transaction of its table.
+    fn absorb(&mut self, b: Batch) {
+        if let Some(src) = &b.source {
+            if !b.events.is_empty() {
+                let marks = &mut self.sources[b.target];
+                let at = match marks.iter().position(|(s, _)| s == src) {
+                    Some(at) => at,
+                    None => {
+                        marks.push((src.clone(), Mark::default()));
+                        marks.len() - 1
+                    }
+                };
+                let m = &mut marks[at].1;
+                m.rows += b.events.len() as i64;
+                m.max_ts = b.events.iter().map(|e| e.ts).chain(m.max_ts).max();
+            }
+            if b.finished {
+                // The end is marked in every table of the source, after its
+                // last rows: in the last transaction of the round that
+                // stores some (tables are written in order), else table 0's.
+                let last = (0..self.sources.len())
+                    .rev()
+                    .find(|&i| self.sources[i].iter().any(|(s, _)| s == src))
+                    .unwrap_or(0);
+                self.sources[last].push((
+                    src.clone(),
+                    Mark {
+                        finished: true,
+                        ..Mark::default()
+                    },
+                ));
+            }
+        }
+        let (events, checkpoints) = (&mut self.events[b.target], &mut self.checkpoints[b.target]);
+        if events.is_empty() {
+            *events = b.events;
+        } else {
+            events.extend(b.events);
+        }
+        if let Some(cp) = b.checkpoint {
+            // A later checkpoint of the same file supersedes an earlier one.
+            checkpoints.retain(|c| (&c.section, &c.path) != (&cp.section, &cp.path));
+            checkpoints.push(cp);
+        }
+    }
+
+    /// The source marks of table `i`'s transaction.
+    fn take_marks(&mut self, i: usize) -> Vec<SourceMark> {
+        std::mem::take(&mut self.sources[i])
+            .into_iter()
+            .map(|(s, m)| SourceMark {
+                kind: s.kind,
+                name: s.name.clone(),
+                max_ts: m.max_ts,
+                rows: m.rows,
+                finished: m.finished,
+            })
+            .collect()
     }
 }

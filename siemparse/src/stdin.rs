@@ -75,7 +75,8 @@ pub fn read_stdin(
         batch.push(0, parser.parse(&last, now_ms()));
     }
     send(batch.take_single())?;
-    Ok(())
+    // EOF: stdin no longer holds siemtrigger's watermark.
+    tx.finish().map_err(gone)
 }
 
 /// True if a read of stdin would not block (data or EOF is ready).

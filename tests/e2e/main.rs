@@ -26,3 +26,4 @@ mod sections;
 mod snapshot;
 mod trigger;
 mod trigger_snapshot;
+mod watermark;

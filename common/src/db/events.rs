@@ -4,6 +4,7 @@
 //! ingest writer, which stores a batch and the resume points it advances
 //! in one transaction.
 
+use super::sources::SourceMark;
 use super::sql::Sql;
 use super::{Backend, Database};
 use crate::Error;
@@ -34,15 +35,17 @@ struct Name {
 
 /// The statements that forget what is kept about event table `t` of
 /// `section` once it is dropped: its registration, the search index's
-/// mark, the follow offsets of the section.
-pub(crate) fn forget_table<'a>(backend: Backend, section: &'a str, t: &'a Ident) -> [Sql<'a>; 3] {
+/// mark, the follow offsets of the section, its ingest sources.
+pub(crate) fn forget_table<'a>(backend: Backend, section: &'a str, t: &'a Ident) -> [Sql<'a>; 4] {
     let mut reg = Sql::with(backend, "DELETE FROM event_tables WHERE name = ");
     reg.bind(t.as_str());
     let mut mark = Sql::with(backend, "DELETE FROM grep_index WHERE tbl = ");
     mark.bind(t.as_str());
     let mut follow = Sql::with(backend, "DELETE FROM follow_state WHERE section = ");
     follow.bind(section);
-    [reg, mark, follow]
+    let mut sources = Sql::with(backend, "DELETE FROM ingest_sources WHERE tbl = ");
+    sources.bind(t.as_str());
+    [reg, mark, follow, sources]
 }
 
 /// Suffix of the `(ts)` index of an event table.
@@ -84,6 +87,7 @@ pub const RESERVED_TABLES: &[&str] = &[
     "follow_lease",
     "follow_state",
     "grep_index",
+    "ingest_sources",
     "snapshot_rows",
     "snapshot_runs",
     "snapshot_runs_name_host",
@@ -315,15 +319,17 @@ impl EventWriter {
         }
     }
 
-    /// Inserts `events` and upserts `checkpoints` in one transaction.
+    /// Inserts `events`, upserts `checkpoints` and records what each source
+    /// stored (`sources`, see [`super::sources`]) in one transaction.
     pub async fn write(
         &mut self,
         events: &[Event],
         checkpoints: &[Checkpoint],
+        sources: &[SourceMark],
     ) -> Result<(), Error> {
         match self {
-            EventWriter::Sqlite(w) => w.write(events, checkpoints),
-            EventWriter::Mysql(w) => w.write(events, checkpoints).await,
+            EventWriter::Sqlite(w) => w.write(events, checkpoints, sources),
+            EventWriter::Mysql(w) => w.write(events, checkpoints, sources).await,
         }
     }
 

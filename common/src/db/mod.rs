@@ -6,6 +6,7 @@
 //! - [`search`]: filtered rows, counts and `--stats`, with the `--grep`
 //!   index planner ([`grep_index`], [`mysql::grep_bits`]);
 //! - [`trigger`]: siemtrigger's progress, windows, alerts and actions;
+//! - [`sources`]: ingest sources and siemtrigger's watermark;
 //! - [`lease`]: leases across hosts (one siemtrigger, one follower per file);
 //! - [`alerts`]: alerts read back; [`snapshots`]: snapshot runs and rows;
 //! - [`report`]: the report's aggregates;
@@ -28,6 +29,7 @@ pub mod report;
 pub mod retention;
 pub mod search;
 pub mod snapshots;
+pub mod sources;
 pub mod sql;
 pub mod sqlite;
 pub mod stats;

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use super::framing::Framer;
 use super::route::{PeerParsers, Routes};
 use super::{DRAIN, Intake, ListenUrl, PEER_BATCH_BYTES, source_of, stopped};
-use crate::pipeline::Pending;
+use crate::pipeline::{BatchSender, Pending};
 use crate::reload::Current;
 
 /// Bytes read from a connection at a time.
@@ -98,6 +98,8 @@ pub async fn accept_loop(
 /// One connection's reader.
 struct Conn<'a> {
     intake: &'a Intake,
+    /// Sends the rows of this connection, one ingest source.
+    tx: BatchSender,
     /// The routes the parsers were made for, and news of a reload.
     routes: Arc<Routes>,
     reloads: Current<Routes>,
@@ -142,7 +144,7 @@ impl Conn<'_> {
 
     /// Sends what is held; false if the writer has stopped.
     async fn send(&mut self) -> bool {
-        self.intake.tx.send_pending(&mut self.pending).await.is_ok()
+        self.tx.send_pending(&mut self.pending).await.is_ok()
     }
 }
 
@@ -158,6 +160,9 @@ pub async fn serve<S: AsyncRead + Unpin>(
     let routes = reloads.changed().unwrap_or_else(|| intake.routes.get());
     let mut c = Conn {
         intake,
+        tx: intake
+            .tx
+            .with_source(siemstress_common::db::sources::KIND_LISTEN, source.clone()),
         framer: Framer::new(routes.listen().max_message),
         parsers: PeerParsers::new(&routes, ip, &source),
         pending: Pending::new(routes.sections.len(), intake.batch_rows, PEER_BATCH_BYTES),
@@ -216,7 +221,10 @@ pub async fn serve<S: AsyncRead + Unpin>(
     if let Some(rest) = c.framer.finish() {
         c.take_in_rest(&rest);
     }
-    c.send().await;
+    if c.send().await {
+        // The connection ended: it no longer holds siemtrigger's watermark.
+        let _ = c.tx.finish_async().await;
+    }
 }
 
 impl Conn<'_> {

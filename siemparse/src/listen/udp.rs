@@ -142,6 +142,11 @@ pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
         reloads,
         datagrams: 0,
     };
+    // The socket is one source (datagrams have no connection to end).
+    let tx = intake.tx.with_source(
+        siemstress_common::db::sources::KIND_LISTEN,
+        url.text.clone(),
+    );
     let mut drops = KernelDrops::new(&socket);
     if drops.inode.is_none() {
         eprintln!(
@@ -164,7 +169,7 @@ pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
                     break;
                 };
                 r.take_in(&buf[..n], peer);
-                if r.pending.is_full() && intake.tx.send_pending(&mut r.pending).await.is_err() {
+                if r.pending.is_full() && tx.send_pending(&mut r.pending).await.is_err() {
                     return;
                 }
             }
@@ -180,7 +185,7 @@ pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
         } else {
             match socket.try_recv_from(&mut buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if intake.tx.send_pending(&mut r.pending).await.is_err() {
+                    if tx.send_pending(&mut r.pending).await.is_err() {
                         return;
                     }
                     continue;
@@ -197,11 +202,12 @@ pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
                 continue;
             }
         }
-        if r.pending.is_full() && intake.tx.send_pending(&mut r.pending).await.is_err() {
+        if r.pending.is_full() && tx.send_pending(&mut r.pending).await.is_err() {
             return;
         }
     }
-    let _ = intake.tx.send_pending(&mut r.pending).await;
+    let _ = tx.send_pending(&mut r.pending).await;
+    let _ = tx.finish_async().await;
     report_new_drops(&mut drops, &url);
     let total = drops.reported - drops.start;
     if total > 0 {

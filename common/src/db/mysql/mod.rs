@@ -16,6 +16,7 @@ use sqlx::{Column, MySql, Row};
 
 use super::events::{Checkpoint, INDEX_SHOST_TS, INDEX_TS};
 use super::search::{Deliver, EventRef, Positions, RowValues, utf8};
+use super::sources::SourceMark;
 use super::sql::{Sql, Value, query};
 use super::{Backend, options, short};
 use crate::Error;
@@ -176,6 +177,7 @@ impl MysqlDb {
             index_paused_until: None,
             fence: None,
             indexing,
+            host: crate::holder::hostname(),
         })
     }
 
@@ -481,6 +483,8 @@ pub struct MysqlWriter {
     pub(crate) fence: Option<super::lease::Fence>,
     /// False for an account that may not read the table: no search index.
     indexing: bool,
+    /// This collector's host name (of its ingest sources).
+    host: String,
 }
 
 impl MysqlWriter {
@@ -490,6 +494,7 @@ impl MysqlWriter {
         &mut self,
         events: &[Event],
         checkpoints: &[Checkpoint],
+        sources: &[SourceMark],
     ) -> Result<(), Error> {
         let table = self.table.as_str();
         let err = |e: sqlx::Error| Error::db("insert into", table, e);
@@ -576,6 +581,14 @@ impl MysqlWriter {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
+        }
+        for m in sources {
+            let q = super::sources::upsert(Backend::Mysql, &self.host, table, m);
+            query::<MySql>(&q)
+                .map_err(err)?
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
         }
         tx.commit().await.map_err(err)
     }

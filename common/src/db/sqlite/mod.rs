@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use super::events::{Checkpoint, INDEX_SHOST_TS, INDEX_TS};
 use super::options;
 use super::search::{Deliver, EventRef, Positions, RowValues};
+use super::sources::SourceMark;
 use super::sql::Sql;
 use crate::Error;
 use crate::event::Event;
@@ -161,6 +162,7 @@ CREATE INDEX IF NOT EXISTS "{t}{INDEX_SHOST_TS}" ON "{t}" (source_host, ts);"#
             last_id,
             indexed_upto,
             fence: None,
+            host: crate::holder::hostname(),
         })
     }
 }
@@ -202,6 +204,8 @@ pub struct SqliteWriter {
     indexed_upto: i64,
     /// The follow lease each checkpoint is fenced with.
     pub(crate) fence: Option<super::lease::Fence>,
+    /// This collector's host name (of its ingest sources).
+    host: String,
 }
 
 impl SqliteWriter {
@@ -209,7 +213,12 @@ impl SqliteWriter {
     /// (fenced by their follow leases first, see [`EventWriter::fence`]).
     ///
     /// [`EventWriter::fence`]: super::EventWriter::fence
-    pub fn write(&mut self, events: &[Event], checkpoints: &[Checkpoint]) -> Result<(), Error> {
+    pub fn write(
+        &mut self,
+        events: &[Event],
+        checkpoints: &[Checkpoint],
+        sources: &[SourceMark],
+    ) -> Result<(), Error> {
         let table = self.table.as_str();
         let err = |e: rusqlite::Error| Error::db("insert into", table, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -253,6 +262,11 @@ impl SqliteWriter {
                         c.offset,
                         crate::time::now_ms()
                     ])
+                    .map_err(err)?;
+            }
+            for m in sources {
+                let q = super::sources::upsert(super::Backend::Sqlite, &self.host, table, m);
+                tx.execute(q.text(), rusqlite::params_from_iter(q.binds()))
                     .map_err(err)?;
             }
         }
