@@ -47,6 +47,15 @@ impl ConnectArgs {
     }
 }
 
+/// Whether an error comes from writing to a pipe whose reader has gone
+/// (`| head`): the tools then exit 0 quietly, as `cat` does.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The tokio runtime a tool's `main` runs on (two workers: the machine class
 /// this is built for); `None` after a one-line message if it cannot start.
 pub fn runtime(tool: &str) -> Option<tokio::runtime::Runtime> {

@@ -170,6 +170,7 @@ fn main() -> ExitCode {
     if args.check_decoders || args.explain.is_some() {
         return match decoder_tools(&args) {
             Ok(code) => code,
+            Err(e) if siemstress_common::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("siemparse: {e:#}");
                 ExitCode::from(2)

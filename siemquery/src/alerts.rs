@@ -27,7 +27,7 @@ const TABLE_DEFAULT_LIMIT: u64 = 1000;
 pub fn main(args: &Args, rt: &tokio::runtime::Runtime) -> ExitCode {
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if crate::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if siemstress_common::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("siemquery: {}", crate::one_line(&format!("{e:#}")));
             ExitCode::from(2)

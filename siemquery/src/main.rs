@@ -18,6 +18,7 @@ mod report;
 mod snapshot;
 mod sysstatus;
 
+use siemstress_common::cli::is_broken_pipe;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -129,13 +130,6 @@ fn log_follow(verbose: bool, what: &str, after: Option<i64>) {
             after.unwrap_or(0)
         );
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
 }
 
 /// Errors stay on one line (regex and database messages may span several).

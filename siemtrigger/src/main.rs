@@ -205,10 +205,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(args)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
+            if siemstress_common::cli::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("siemtrigger: {e:#}");

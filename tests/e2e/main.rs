@@ -5,6 +5,7 @@ mod color;
 mod decoders;
 mod defects;
 mod deploy;
+mod doc_commands;
 mod follow;
 mod galera;
 mod gather;

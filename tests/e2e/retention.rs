@@ -148,7 +148,7 @@ fn retention_per_section_and_default() {
 }
 
 /// A SQLite file stops growing at steady state: the pages of pruned rows
-/// are reused by the next rows (no auto_vacuum, see the README). Each round
+/// are reused by the next rows (no auto_vacuum, see docs/siemparse.md). Each round
 /// prunes the previous round's rows and stores as many new ones; after a
 /// round or two (the FTS5 index merges its segments) the size stays.
 #[test]
@@ -284,7 +284,7 @@ fn prune_while_following() {
         );
         // A commit waits for at most about one batch (the pause after each
         // lets a waiting writer in); the times themselves depend on the
-        // build and the machine's load (the release benchmark: README).
+        // build and the machine's load (the release benchmark: docs/siemparse.md).
         assert!(
             longest <= 2 * batch + 1_000,
             "{kind:?}: a commit waited {longest} ms, the longest batch took {batch} ms"
