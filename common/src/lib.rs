@@ -75,7 +75,16 @@ pub enum Error {
         action: String,
         target: String,
         message: String,
+        /// A server or connection error that waiting may cure (an outage, a
+        /// deadlock, a Galera node out of the primary component): see
+        /// [`db::retry`].
+        transient: db::retry::Transient,
     },
+    #[error(
+        "stopped while the database was unavailable ({last}); what was not committed before \
+         is not stored"
+    )]
+    StoppedWaiting { last: String },
     #[error(
         "database file {} does not exist (set --db, SIEMSTRESS_DATABASE_URL or [database] url)",
         .0.display()
@@ -103,12 +112,29 @@ pub enum Error {
 }
 
 impl Error {
-    /// A database error; `target` must already be free of secrets.
-    pub fn db(action: &str, target: &str, e: impl std::fmt::Display) -> Self {
+    /// A database error; `target` must already be free of secrets. An
+    /// [`sqlx::Error`] is classified as transient or permanent here
+    /// (and so is a rusqlite error; see [`db::retry`]); any other cause is permanent.
+    pub fn db(action: &str, target: &str, e: impl std::fmt::Display + 'static) -> Self {
+        let transient = db::retry::kind_of(&e);
         Error::Database {
             action: action.to_owned(),
             target: target.to_owned(),
             message: e.to_string(),
+            transient,
+        }
+    }
+
+    /// True for a database error that waiting may cure (see [`db::retry`]).
+    pub fn is_transient(&self) -> bool {
+        self.transient() != db::retry::Transient::No
+    }
+
+    /// What kind of transient error this is, if any (see [`db::retry`]).
+    pub fn transient(&self) -> db::retry::Transient {
+        match self {
+            Error::Database { transient, .. } => *transient,
+            _ => db::retry::Transient::No,
         }
     }
 }

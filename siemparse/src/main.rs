@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use clap::Parser;
 use siemstress_common::cli::ConnectArgs;
+use siemstress_common::db::retry::Retry;
 use siemstress_common::decode::Decoders;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::Zone;
@@ -238,6 +239,8 @@ async fn ingest_network(
         Ok(new)
     })?;
     let policy = config.retention_policy()?;
+    // The writer waits out database outages itself (pipeline::write_all).
+    siemstress_common::db::options::retrying_daemon();
     let db = args.connect.connect(config).await?;
     let mut writers = Vec::new();
     let first = routes.get();
@@ -273,7 +276,8 @@ async fn ingest_network(
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let ticker = show_progress.then(|| progress::spawn(stored.clone()));
     // The writer ends when every listener has stopped and sent what it had.
-    let written = pipeline::write_all(writers, rx, batch_rows, stored.clone()).await;
+    let retry = Retry::new("siemparse", stop.flag.clone()).with_db(db.clone());
+    let written = pipeline::write_all(writers, rx, batch_rows, stored.clone(), retry).await;
     signals.abort();
     if let Some(p) = pruner {
         p.abort();
@@ -428,6 +432,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let year = args.year;
     let new_parser = |source: &str| settings.get().parser(year, reference, source);
+    if !args.clear && !args.index {
+        // The writer waits out database outages itself (pipeline::write_all).
+        siemstress_common::db::options::retrying_daemon();
+    }
     let db = args.connect.connect(&config).await?;
 
     if args.clear {
@@ -542,7 +550,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         })
         .flatten();
-    let write = pipeline::write_all(vec![writer], rx, batch_rows, stored.clone());
+    let retry = Retry::new("siemparse", stop.flag.clone()).with_db(db.clone());
+    let write = pipeline::write_all(vec![writer], rx, batch_rows, stored.clone(), retry);
     // After SIGTERM/SIGINT the readers flush and stop; one blocked in a read
     // (stdin, a pipe without writer) cannot, so give up on it after a grace period.
     let finished = tokio::select! {
@@ -577,6 +586,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "stdin: the first {n} rows were stored, nothing after them \
                  (feed the input again from there)"
             )));
+        }
+        // Stopped while waiting for the database: the offsets stayed with
+        // the rows stored, so the next run goes on from there.
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<siemstress_common::Error>()
+                .is_some_and(|e| matches!(e, siemstress_common::Error::StoppedWaiting { .. })) =>
+        {
+            eprintln!(
+                "siemparse: {e:#}; {} lines were stored, and the next run resumes from the \
+                 stored offsets",
+                stored.load(Ordering::Relaxed)
+            );
+            return Ok(());
         }
         // The writer's error says which lease was lost, if it was.
         Err(e) => return Err(e),

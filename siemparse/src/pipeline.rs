@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use siemstress_common::db::retry::Retry;
 use siemstress_common::db::sources::SourceMark;
 use siemstress_common::db::{Checkpoint, EventWriter, grep_index};
 use siemstress_common::event::Event;
@@ -238,6 +239,9 @@ impl Pending {
 pub const INDEX_STEP_ROWS: u64 = 2_000;
 /// Input quiet for this long counts as idle: the indexer may run.
 const IDLE: Duration = Duration::from_millis(100);
+/// After a transient error of the indexer, it tries again after this long
+/// without input.
+const INDEX_AFTER_OUTAGE: Duration = Duration::from_secs(10);
 /// With this many rows unindexed, the indexer also runs whenever no batch
 /// is queued, so a steady stream cannot starve it.
 const INDEX_BACKLOG: u64 = 50_000;
@@ -285,12 +289,22 @@ async fn next_batch(
         {
             return Ok(b);
         }
-        if let Err(e) = w.writers[i].index_step(INDEX_STEP_ROWS).await {
-            eprintln!(
-                "siemparse: warning: updating the search index: {e}; not indexing any more in this \
+        match w.writers[i].index_step(INDEX_STEP_ROWS).await {
+            Ok(_) => {}
+            // The database is away: the writer says so and waits it out
+            // with the next batch; the index waits for input or a while.
+            Err(e) if e.is_transient() => {
+                if let Ok(b) = tokio::time::timeout(INDEX_AFTER_OUTAGE, rx.recv()).await {
+                    return Ok(b);
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "siemparse: warning: updating the search index: {e}; not indexing any more in this \
                  run (--grep stays exact; `siemparse --index` catches up)"
-            );
-            w.index_behind[i] = false;
+                );
+                w.index_behind[i] = false;
+            }
         }
     }
 }
@@ -298,11 +312,19 @@ async fn next_batch(
 /// Writes everything received until every sender is gone; batches for
 /// table i go through `writers[i]`; counts rows in `stored`. Returns the
 /// longest time one transaction took to store (lock wait included).
+///
+/// A transaction that fails with a transient error (the database is down,
+/// a Galera node left the primary component, a deadlock) is written again
+/// after a wait, through `retry`, for as long as it takes: the readers are
+/// held back meanwhile (the channel is bounded), and a followed file's
+/// offset only moves with the rows, so no line is lost or stored twice.
+/// The stop flag of `retry` (SIGTERM) ends the wait.
 pub async fn write_all(
     writers: Vec<EventWriter>,
     mut rx: mpsc::Receiver<Batch>,
     batch_rows: usize,
     stored: Arc<AtomicU64>,
+    mut retry: Retry,
 ) -> anyhow::Result<Duration> {
     let mut longest = Duration::ZERO;
     // SIEMSTRESS_GREP_INDEX=never: leave the index alone (for A/B benchmarks).
@@ -333,11 +355,23 @@ pub async fn write_all(
             }
             let marks = p.take_marks(i);
             let started = std::time::Instant::now();
-            writer
-                .write(&p.events[i], &p.checkpoints[i], &marks)
-                .await
-                .with_context(|| format!("storing {} lines", p.events[i].len()))?;
-            longest = longest.max(started.elapsed());
+            loop {
+                match retry
+                    .guard(writer.write(&p.events[i], &p.checkpoints[i], &marks))
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(e) => retry
+                        .after(e)
+                        .await
+                        .with_context(|| format!("storing {} lines", p.events[i].len()))?,
+                }
+            }
+            if retry.waiting() {
+                retry.succeeded();
+            } else {
+                longest = longest.max(started.elapsed());
+            }
             stored.fetch_add(p.events[i].len() as u64, Ordering::Relaxed);
             p.events[i].clear();
             p.checkpoints[i].clear();

@@ -264,6 +264,10 @@ fn reload(args: &Args, db_url: &str) -> anyhow::Result<(RuleSet, actions::Action
 
 async fn run(args: Args) -> anyhow::Result<u8> {
     let config = args.connect.load_config()?;
+    if args.interval.is_some() && !args.dry_run && !args.replay {
+        // The daemon waits out database outages itself (runner::daemon).
+        siemstress_common::db::options::retrying_daemon();
+    }
     // Times on the command line are read as siemquery reads them without -s.
     let zone = config.section("default", None)?.zone;
     let (mut rules, mut action_cfg) = load_rules(&args, &config)?;

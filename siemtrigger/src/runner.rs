@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::rules::{Matcher, Rule, RuleRegex};
 use anyhow::Context;
 use siemstress_common::db::Database;
+use siemstress_common::db::retry::Retry;
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 
@@ -157,21 +158,32 @@ impl Runner<'_> {
     ) -> anyhow::Result<DaemonEnd> {
         let mut standby = false;
         let mut missing: Vec<(String, String)> = Vec::new();
+        // A transient database error (an outage, a Galera node outside the
+        // primary component, a deadlock) is waited out with backoff. Each
+        // chunk's alerts commit with the rules' progress, and a cycle starts
+        // from the stored progress and windows: a chunk whose COMMIT was
+        // lost is evaluated again only if it did not commit.
+        let mut retry = Retry::new("siemtrigger", self.stop.clone()).with_db(self.db.clone());
         while !self.stop.load(Ordering::SeqCst) {
-            match self.lease().await {
+            match retry.guard_any(self.lease()).await {
                 Ok(Ok(())) => {
                     if standby && !quiet {
                         eprintln!("siemtrigger: took the lease; evaluating");
                     }
                     standby = false;
                     let mut lost = false;
-                    match self.cycle().await {
+                    match retry.guard_any(self.cycle()).await {
                         Ok(s) => {
+                            retry.succeeded();
                             if s.missing != missing && !s.missing.is_empty() && !quiet {
                                 eprintln!("siemtrigger: warning: {}", missing_tables(&s.missing));
                             }
                             missing = s.missing;
                         }
+                        Err(e) if retry.handles(&e) => match retry.after_any(e).await {
+                            Ok(()) => continue,
+                            Err(_) => break,
+                        },
                         Err(e)
                             if e.downcast_ref::<siemstress_common::Error>()
                                 .is_some_and(|s| {
@@ -203,6 +215,10 @@ impl Runner<'_> {
                     }
                     standby = true;
                 }
+                Err(e) if retry.handles(&e) => match retry.after_any(e).await {
+                    Ok(()) => continue,
+                    Err(_) => break,
+                },
                 Err(e) => eprintln!("siemtrigger: lease: {e:#}"),
             }
             if self.stop.load(Ordering::SeqCst) {

@@ -15,6 +15,7 @@ mod leases;
 mod listen;
 mod loghub;
 mod manpages;
+mod outage;
 mod privileges;
 mod query;
 mod query_follow;

@@ -10,6 +10,7 @@ Backends: SQLite always; MariaDB when `SIEMSTRESS_TEST_MYSQL_URL` is set
 
 pub mod certs;
 pub mod galera;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,6 +133,12 @@ impl Env {
     /// A command for binary `name`, in the scratch dir, with `-c` and `--db`
     /// set and the caller's siemstress environment removed.
     pub fn cmd(&self, name: &str) -> Command {
+        self.cmd_url(name, &self.url)
+    }
+
+    /// As [`Env::cmd`], with `--db url` (the test's database reached
+    /// another way: through a proxy, several nodes, TLS options).
+    pub fn cmd_url(&self, name: &str, url: &str) -> Command {
         let mut c = Command::new(bin(name));
         c.current_dir(self.path())
             .env_remove("SIEMSTRESS_CONFIG")
@@ -141,7 +148,7 @@ impl Env {
             .arg("-c")
             .arg(self.path().join("siemstress.toml"))
             .arg("--db")
-            .arg(&self.url);
+            .arg(url);
         c
     }
 

@@ -169,18 +169,32 @@ impl Database {
         Ok(done.rows == 1)
     }
 
-    /// Gives the lease up if `holder` has it.
+    /// Gives the lease up if `holder` has it. Waits at most
+    /// [`RELEASE_WAIT`] (a stop during an outage must not hang on it): a
+    /// lease not given up expires.
     pub async fn release_lease(&self, key: LeaseKey<'_>, holder: &str) -> Result<(), Error> {
         let mut q = key.update(self.backend());
         q.push("holder = '', expires = 0, beats = beats + 1");
         key.key(&mut q);
         q.and().push("holder = ").bind(holder);
-        self.execute(&q)
-            .await
-            .map_err(|x| Error::db("release", "the lease", x))?;
+        match tokio::time::timeout(RELEASE_WAIT, self.execute(&q)).await {
+            Ok(done) => {
+                done.map_err(|x| Error::db("release", "the lease", x))?;
+            }
+            Err(_) => {
+                return Err(Error::db(
+                    "release",
+                    "the lease",
+                    "no answer in time (it expires by itself)",
+                ));
+            }
+        }
         Ok(())
     }
 }
+
+/// Longest wait for the database when giving a lease up.
+pub const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The lease an ingest writer fences its follow offsets with: each
 /// checkpoint's (section, path) must still be `holder`'s.

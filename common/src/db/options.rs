@@ -10,7 +10,8 @@
 //!   connection is made directly, so that a wrong address is reported at once
 //!   ("connection refused") instead of after the pool's acquire timeout;
 //!   once running, the pool reconnects by itself, waiting up to
-//!   [`MYSQL_ACQUIRE`] for a server that went away (an outage, a restart).
+//!   [`MYSQL_ACQUIRE`] for a server that went away (an outage, a restart);
+//!   in a daemon that waits out outages itself, [`MYSQL_ACQUIRE_RETRYING`].
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -34,6 +35,24 @@ pub const MYSQL_POOL: u32 = POOL_SIZE;
 /// How long a MariaDB query waits for a connection (reconnects included)
 /// during a run.
 pub const MYSQL_ACQUIRE: Duration = Duration::from_secs(30);
+/// As [`MYSQL_ACQUIRE`], in a daemon that waits out outages itself
+/// ([`super::retry`]): a lost server shows within seconds, and is announced.
+pub const MYSQL_ACQUIRE_RETRYING: Duration = Duration::from_secs(3);
+
+/// The acquire timeout of pools made from now on, in milliseconds.
+static ACQUIRE_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(MYSQL_ACQUIRE.as_millis() as u64);
+
+/// Called by a daemon that retries transient errors itself ([`super::retry`])
+/// before it connects: its MariaDB pool waits [`MYSQL_ACQUIRE_RETRYING`]
+/// for a connection instead of [`MYSQL_ACQUIRE`], so that an outage is
+/// noticed (and said) at once rather than after half a minute.
+pub fn retrying_daemon() {
+    ACQUIRE_MS.store(
+        MYSQL_ACQUIRE_RETRYING.as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
 
 impl Backend {
     /// Backend from the URL scheme; a bare path is a SQLite file.
@@ -206,7 +225,9 @@ pub(crate) async fn mysql_pool(
     let first = opts.connect().await.map_err(|e| connect_error(url, e))?;
     let pool = MySqlPoolOptions::new()
         .max_connections(MYSQL_POOL)
-        .acquire_timeout(MYSQL_ACQUIRE)
+        .acquire_timeout(Duration::from_millis(
+            ACQUIRE_MS.load(std::sync::atomic::Ordering::Relaxed),
+        ))
         .connect_lazy_with(opts);
     Ok((pool, first))
 }

@@ -442,7 +442,7 @@ fn write_from_where<'f>(
     }
 }
 
-pub(crate) fn query_err(table: &Ident, e: impl std::fmt::Display) -> Error {
+pub(crate) fn query_err(table: &Ident, e: impl std::fmt::Display + 'static) -> Error {
     Error::db("search", table.as_str(), e)
 }
 

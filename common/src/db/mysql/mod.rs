@@ -178,6 +178,7 @@ impl MysqlDb {
             fence: None,
             indexing,
             host: crate::holder::hostname(),
+            uncertain: None,
         })
     }
 
@@ -485,6 +486,11 @@ pub struct MysqlWriter {
     indexing: bool,
     /// This collector's host name (of its ingest sources).
     host: String,
+    /// The first row id and the checkpoints of a batch whose COMMIT got no
+    /// answer (the connection was lost): it may have committed. Resolved
+    /// by the next write (see [`MysqlWriter::committed_before`]).
+    /// Kept with the number of rows, to know the batch again.
+    uncertain: Option<(usize, Option<i64>, Vec<Checkpoint>)>,
 }
 
 impl MysqlWriter {
@@ -496,8 +502,20 @@ impl MysqlWriter {
         checkpoints: &[Checkpoint],
         sources: &[SourceMark],
     ) -> Result<(), Error> {
+        // Only the same batch, written again, may be the one in doubt.
+        if self
+            .uncertain
+            .as_ref()
+            .is_some_and(|(n, _, c)| *n != events.len() || c != checkpoints)
+        {
+            self.uncertain = None;
+        }
+        if self.uncertain.is_some() && self.committed_before().await? {
+            return Ok(());
+        }
         let table = self.table.as_str();
         let err = |e: sqlx::Error| Error::db("insert into", table, e);
+        let mut first_id = None;
         let mut tx = self.pool.begin().await.map_err(err)?;
         if let Some(f) = &self.fence {
             for c in checkpoints {
@@ -562,6 +580,7 @@ impl MysqlWriter {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+            first_id = first_id.or(i64::try_from(done.last_insert_id()).ok());
             // The ids of one multi-row INSERT are consecutive from last_insert_id.
             let last = done.last_insert_id() + done.rows_affected().saturating_sub(1);
             self.last_id = self.last_id.max(i64::try_from(last).unwrap_or(i64::MAX));
@@ -590,7 +609,69 @@ impl MysqlWriter {
                 .await
                 .map_err(err)?;
         }
-        tx.commit().await.map_err(err)
+        let committed = tx.commit().await.map_err(err);
+        if let Err(e) = &committed
+            && e.is_transient()
+            && first_id.is_some()
+        {
+            self.uncertain = Some((events.len(), first_id, checkpoints.to_vec()));
+        }
+        committed
+    }
+
+    /// Whether the batch whose COMMIT went unanswered was committed after
+    /// all: its first row exists (or, for an account that may not read the
+    /// table, the stored offset of its file already is the batch's). True
+    /// means the batch must not be written again. An ambiguity that cannot
+    /// be resolved (stdin under an INSERT-only account) is said on stderr,
+    /// and the batch written again.
+    async fn committed_before(&mut self) -> Result<bool, Error> {
+        let Some((_, first_id, checkpoints)) = &self.uncertain else {
+            return Ok(false);
+        };
+        let table = self.table.as_str();
+        let err = |e: sqlx::Error| Error::db("look for the last batch in", table, e);
+        let mut found = None;
+        if let Some(id) = first_id {
+            let n: Result<i64, _> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM `{}` WHERE id = ?",
+                self.table
+            )))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await;
+            match n {
+                Ok(n) => found = Some(n > 0),
+                Err(e) if denied(&e) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        if found.is_none()
+            && let Some(c) = checkpoints.last()
+        {
+            let stored: Option<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT dev, inode, byte_offset FROM follow_state WHERE section = ? AND path = ?",
+            )
+            .bind(&c.section)
+            .bind(&c.path)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            found = Some(stored == Some((c.dev, c.inode, c.offset)));
+        }
+        let committed = match found {
+            Some(c) => c,
+            None => {
+                eprintln!(
+                    "siemstress: warning: the connection was lost during the COMMIT of a batch \
+                     into {table}, and this account may not read the table to see whether it \
+                     was stored: writing it again (its rows may be stored twice)"
+                );
+                false
+            }
+        };
+        self.uncertain = None;
+        Ok(committed)
     }
     /// Rows stored but not yet in the search index (as far as this writer
     /// knows); 0 for a while after the indexer met a gap in the ids.

@@ -1,0 +1,260 @@
+//! Issue 18 "Outages" and issue 16 "Riding out a node failure": the
+//! database goes away (a TCP proxy in front of the test's MariaDB is cut:
+//! every connection closed, new ones refused) during `siemparse --follow`
+//! and `siemtrigger --interval`. Both say so on stderr, wait with backoff,
+//! and resume once it is back; every line is stored once, every alert
+//! raised once.
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use siemstress_tests::proxy::{Proxy, server_of, via};
+use siemstress_tests::{Env, Kind, kinds};
+
+const RULES: &str = r#"
+[section.auth]
+table = "auth"
+
+[[rule]]
+name = "failed"
+type = "threshold"
+table = "auth"
+match = { process = ["sshd"], regex = 'Failed password for \S+ from (?P<ip>\S+)' }
+key = "{ip}"
+window = "60s"
+threshold = 1
+"#;
+
+/// Line `i`: a failed login from an address of its own (one alert each),
+/// with a unique, increasing RFC 5424 time.
+fn line(i: usize) -> String {
+    format!(
+        "<38>1 2026-12-06T10:{:02}:{:02}.{:03}Z web1 sshd 42 - - Failed password for root from \
+         10.{}.{}.{} port 22 ssh2\n",
+        i / 60_000 % 60,
+        i / 1000 % 60,
+        i % 1000,
+        i >> 16 & 255,
+        i >> 8 & 255,
+        i & 255
+    )
+}
+
+fn append(path: &std::path::Path, from: usize, to: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .expect("open log");
+    let text: String = (from..to).map(line).collect();
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+/// Runs `siemparse`/`siemtrigger` with `--db url`, stderr into a file.
+fn spawn(env: &Env, name: &str, url: &str, args: &[&str], stderr: &str) -> Child {
+    let err = std::fs::File::create(env.path().join(stderr)).expect("stderr file");
+    env.cmd_url(name, url)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("spawn")
+}
+
+fn stderr_of(env: &Env, name: &str) -> String {
+    std::fs::read_to_string(env.path().join(name)).unwrap_or_default()
+}
+
+/// Waits until `f` holds (polling), or panics after `limit` with `what`.
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(env: &Env, sql: &str) -> i64 {
+    env.scalar(sql)
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Waits for `child` to exit; its status code, and how long it took.
+fn wait_exit(child: &mut Child, limit: Duration) -> (i32, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return (s.code().unwrap_or(-1), started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn follow_and_trigger_ride_out_an_outage() {
+    if !kinds().contains(&Kind::Mysql) {
+        return;
+    }
+    let env = Env::new(Kind::Mysql);
+    env.config(RULES);
+    let proxy = Proxy::start(&server_of(&env.url));
+    let url = via(&env.url, &format!("127.0.0.1:{}", proxy.port));
+    let log = env.path().join("auth.log");
+    append(&log, 0, 2000);
+    let log_arg = log.to_str().expect("path");
+    let mut parse = spawn(
+        &env,
+        "siemparse",
+        &url,
+        &["-s", "auth", "--follow", log_arg],
+        "parse.err",
+    );
+    let stored = || count(&env, "SELECT COUNT(*) FROM auth");
+    wait_for(Duration::from_secs(60), "the first lines", || {
+        env.rows("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'auth'")[0][0].as_deref() == Some("1")
+            && stored() == 2000
+    });
+    let mut trigger = spawn(
+        &env,
+        "siemtrigger",
+        &url,
+        &["--interval", "1s", "--settle", "0s"],
+        "trigger.err",
+    );
+    let alerts = || count(&env, "SELECT COUNT(*) FROM alerts");
+    wait_for(Duration::from_secs(60), "the first alerts", || {
+        alerts() == 2000
+    });
+
+    // Two outages; lines are appended during each.
+    let mut total = 2000;
+    let mut resume = Vec::new();
+    for round in 0..2 {
+        proxy.cut();
+        append(&log, total, total + 3000);
+        total += 3000;
+        for name in ["parse.err", "trigger.err"] {
+            wait_for(Duration::from_secs(30), name, || {
+                stderr_of(&env, name)
+                    .matches("database unavailable")
+                    .count()
+                    == round + 1
+            });
+        }
+        // Waiting, with backoff: a few more seconds change nothing.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(
+            stored(),
+            2000 + 3000 * round as i64,
+            "nothing stored while cut"
+        );
+        for name in ["parse.err", "trigger.err"] {
+            let err = stderr_of(&env, name);
+            assert_eq!(
+                err.matches("database unavailable").count(),
+                round + 1,
+                "{name}: {err}"
+            );
+        }
+        let restored = Instant::now();
+        proxy.restore();
+        wait_for(
+            Duration::from_secs(60),
+            "the lines after the outage",
+            || stored() == total as i64,
+        );
+        resume.push(restored.elapsed());
+        wait_for(
+            Duration::from_secs(60),
+            "the alerts after the outage",
+            || alerts() == total as i64,
+        );
+    }
+    eprintln!("outage test: all lines stored again after {resume:?}");
+    // Settled: nothing more arrives.
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&parse);
+    sigterm(&trigger);
+    let (code_p, _) = wait_exit(&mut parse, Duration::from_secs(30));
+    let (code_t, _) = wait_exit(&mut trigger, Duration::from_secs(30));
+    let (perr, terr) = (stderr_of(&env, "parse.err"), stderr_of(&env, "trigger.err"));
+    eprintln!("siemparse:\n{perr}\nsiemtrigger:\n{terr}");
+    assert_eq!(
+        (code_p, code_t),
+        (0, 0),
+        "siemparse: {perr}\nsiemtrigger: {terr}"
+    );
+    for err in [&perr, &terr] {
+        assert_eq!(err.matches("database available again").count(), 2, "{err}");
+    }
+    let n = total as i64;
+    assert_eq!(stored(), n, "every line once");
+    assert_eq!(count(&env, "SELECT COUNT(DISTINCT message) FROM auth"), n);
+    assert_eq!(alerts(), n, "every alert once: {terr}");
+    assert_eq!(count(&env, "SELECT COUNT(DISTINCT `key`) FROM alerts"), n);
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM alert_events"), n);
+}
+
+/// SIGTERM while siemparse waits for the database: it ends promptly, and
+/// what it had committed stays; the next run stores the rest.
+#[test]
+fn sigterm_during_an_outage_ends_promptly() {
+    if !kinds().contains(&Kind::Mysql) {
+        return;
+    }
+    let env = Env::new(Kind::Mysql);
+    env.config(RULES);
+    let proxy = Proxy::start(&server_of(&env.url));
+    let url = via(&env.url, &format!("127.0.0.1:{}", proxy.port));
+    let log = env.path().join("auth.log");
+    append(&log, 0, 500);
+    let log_arg = log.to_str().expect("path");
+    let args = ["-s", "auth", "--follow", log_arg];
+    let mut parse = spawn(&env, "siemparse", &url, &args, "parse.err");
+    let stored = || count(&env, "SELECT COUNT(*) FROM auth");
+    wait_for(Duration::from_secs(60), "the first lines", || {
+        env.rows("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'auth'")[0][0].as_deref() == Some("1")
+            && stored() == 500
+    });
+    proxy.cut();
+    append(&log, 500, 1000);
+    wait_for(Duration::from_secs(30), "the outage message", || {
+        stderr_of(&env, "parse.err").contains("database unavailable")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&parse);
+    let (code, took) = wait_exit(&mut parse, Duration::from_secs(30));
+    let err = stderr_of(&env, "parse.err");
+    assert_eq!(code, 0, "{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+    assert!(
+        err.contains("stopped while the database was unavailable"),
+        "{err}"
+    );
+    assert_eq!(stored(), 500);
+    proxy.restore();
+    let mut again = spawn(
+        &env,
+        "siemparse",
+        &url,
+        &["-s", "auth", "--follow", log_arg, "--once"],
+        "again.err",
+    );
+    let (code, _) = wait_exit(&mut again, Duration::from_secs(60));
+    assert_eq!(code, 0, "{}", stderr_of(&env, "again.err"));
+    assert_eq!(stored(), 1000);
+    assert_eq!(
+        count(&env, "SELECT COUNT(DISTINCT message) FROM auth"),
+        1000
+    );
+}
