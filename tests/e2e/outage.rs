@@ -258,3 +258,149 @@ fn sigterm_during_an_outage_ends_promptly() {
         1000
     );
 }
+
+/// A free port of 127.0.0.1 that nothing listens on (connecting is refused).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Several nodes in the URL (issue 16): the first that answers is used, a
+/// closed one is passed over, and a malformed list is refused with the
+/// URL named, its password redacted.
+#[test]
+fn several_nodes_in_the_url() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let out = env
+            .cmd_url("siemquery", "mysql://u:secret@h1:3306,h2:x/db")
+            .args(["--last", "1h"])
+            .output()
+            .expect("siemquery");
+        let (code, err) = (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("mysql://u:***@h1:3306,h2:x/db") && err.contains("node 2"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+        if kind != Kind::Mysql {
+            continue;
+        }
+        let real = server_of(&env.url);
+        let url = via(&env.url, &format!("127.0.0.1:{},{real}", closed_port()));
+        env.config(RULES);
+        let input: String = (0..100).map(line).collect();
+        let out = env
+            .cmd_url("siemparse", &url)
+            .args(["-s", "auth"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().expect("stdin").write_all(input.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("siemparse");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("connection refused") && err.contains("trying the next"),
+            "{err}"
+        );
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM auth"), 100);
+        // Every node closed: one error naming each.
+        let dead = via(
+            &env.url,
+            &format!("127.0.0.1:{},127.0.0.1:{}", closed_port(), closed_port()),
+        );
+        let out = env
+            .cmd_url("siemquery", &dead)
+            .args(["--last", "1h"])
+            .output()
+            .expect("siemquery");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("no node answers"), "{err}");
+    }
+}
+
+/// Two "nodes" (two proxies in front of the test's MariaDB): the first is
+/// cut for good during `siemparse --follow` and `siemtrigger --interval`,
+/// and both go on through the second; every line and alert once.
+#[test]
+fn failover_to_the_next_node() {
+    if !kinds().contains(&Kind::Mysql) {
+        return;
+    }
+    let env = Env::new(Kind::Mysql);
+    env.config(RULES);
+    let real = server_of(&env.url);
+    let (p1, p2) = (Proxy::start(&real), Proxy::start(&real));
+    let url = via(
+        &env.url,
+        &format!("127.0.0.1:{},127.0.0.1:{}", p1.port, p2.port),
+    );
+    let log = env.path().join("auth.log");
+    append(&log, 0, 1000);
+    let log_arg = log.to_str().expect("path");
+    let mut parse = spawn(
+        &env,
+        "siemparse",
+        &url,
+        &["-s", "auth", "--follow", log_arg],
+        "parse.err",
+    );
+    let stored = || count(&env, "SELECT COUNT(*) FROM auth");
+    wait_for(Duration::from_secs(60), "the first lines", || {
+        env.rows("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'auth'")[0][0].as_deref() == Some("1")
+            && stored() == 1000
+    });
+    let mut trigger = spawn(
+        &env,
+        "siemtrigger",
+        &url,
+        &["--interval", "1s", "--settle", "0s"],
+        "trigger.err",
+    );
+    let alerts = || count(&env, "SELECT COUNT(*) FROM alerts");
+    wait_for(Duration::from_secs(60), "the first alerts", || {
+        alerts() == 1000
+    });
+    assert_eq!(p2.connections(), 0, "all on the first node");
+    p1.cut();
+    append(&log, 1000, 3000);
+    wait_for(Duration::from_secs(60), "the lines through node 2", || {
+        stored() == 3000
+    });
+    wait_for(Duration::from_secs(60), "the alerts through node 2", || {
+        alerts() == 3000
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&parse);
+    sigterm(&trigger);
+    let (code_p, _) = wait_exit(&mut parse, Duration::from_secs(30));
+    let (code_t, _) = wait_exit(&mut trigger, Duration::from_secs(30));
+    let (perr, terr) = (stderr_of(&env, "parse.err"), stderr_of(&env, "trigger.err"));
+    eprintln!("siemparse:\n{perr}\nsiemtrigger:\n{terr}");
+    assert_eq!(
+        (code_p, code_t),
+        (0, 0),
+        "siemparse: {perr}\nsiemtrigger: {terr}"
+    );
+    let moved = format!("connecting to 127.0.0.1:{}", p2.port);
+    assert!(perr.contains(&moved), "{perr}");
+    assert!(terr.contains(&moved), "{terr}");
+    assert!(p2.connections() > 0);
+    assert_eq!(stored(), 3000);
+    assert_eq!(
+        count(&env, "SELECT COUNT(DISTINCT message) FROM auth"),
+        3000
+    );
+    assert_eq!(alerts(), 3000);
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM alert_events"), 3000);
+}

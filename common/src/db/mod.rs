@@ -93,7 +93,11 @@ impl Database {
 
     /// Told by [`retry::Retry`] that a connection failed: with several
     /// MariaDB nodes in the URL, the next connection goes to the next node.
-    pub async fn connection_failed(&self) {}
+    pub async fn connection_failed(&self) {
+        if let Database::Mysql(d) = self {
+            d.nodes.failed(&d.pool);
+        }
+    }
 
     /// Closes the pool cleanly (flushes the SQLite WAL). A MariaDB pool is
     /// given [`lease::RELEASE_WAIT`] (a server gone away does not answer).

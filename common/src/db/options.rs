@@ -68,7 +68,11 @@ impl Backend {
 }
 
 /// The URL with any password replaced by `***`, for messages and `--verbose`.
+/// A MariaDB URL with several nodes (`h1:3306,h2:3306`) keeps them all.
 pub fn redact(url: &str) -> String {
+    if let Some(m) = MultiHost::split(url) {
+        return m.join(&redact(&m.placeholder()));
+    }
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -81,10 +85,176 @@ pub fn redact(url: &str) -> String {
 
 /// Puts `password` into a server URL (from `[database] password_file`).
 pub fn with_password(url: &str, password: &str) -> Result<String, Error> {
+    if let Some(m) = MultiHost::split(url) {
+        return Ok(m.join(&with_password(&m.placeholder(), password)?));
+    }
     let mut u = url::Url::parse(url).map_err(|_| Error::BadUrl(redact(url)))?;
     u.set_password(Some(password))
         .map_err(|_| Error::BadUrl(redact(url)))?;
     Ok(u.to_string())
+}
+
+/// A server URL whose host part lists several nodes, `h1:3306,h2,h3:3307`:
+/// kept apart so that the one-host URL around them can be read by the
+/// `url` crate (with a placeholder host) and by sqlx (once per node).
+struct MultiHost<'a> {
+    /// `mysql://user:pw@` (up to the host part).
+    head: &'a str,
+    /// `h1:3306,h2:3306`.
+    hosts: &'a str,
+    /// `/db?options`.
+    tail: &'a str,
+}
+
+/// The host that stands for the list of nodes while the rest is parsed.
+const PLACEHOLDER: &str = "nodes.invalid";
+
+impl<'a> MultiHost<'a> {
+    /// `None` unless the URL's host part has a comma.
+    fn split(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        let at = authority.rfind('@').map_or(0, |i| i + 1);
+        let hosts = &authority[at..];
+        if !hosts.contains(',') {
+            return None;
+        }
+        let head_len = scheme.len() + 3 + at;
+        Some(MultiHost {
+            head: &url[..head_len],
+            hosts,
+            tail: &rest[authority_end..],
+        })
+    }
+
+    fn placeholder(&self) -> String {
+        format!("{}{PLACEHOLDER}{}", self.head, self.tail)
+    }
+
+    /// `one` (a form of [`MultiHost::placeholder`]) with the nodes back.
+    fn join(&self, one: &str) -> String {
+        one.replacen(PLACEHOLDER, self.hosts, 1)
+    }
+}
+
+/// The nodes of a MariaDB URL, `host:port` each (a URL may list several,
+/// `mysql://user@h1:3306,h2:3306,h3:3306/db`; the port defaults to 3306),
+/// each with the URL for it alone. Errors name the URL (redacted) and the
+/// node.
+pub fn mysql_nodes(url: &str) -> Result<Vec<(String, String)>, Error> {
+    let url = url.replacen("mariadb://", "mysql://", 1);
+    let Some(m) = MultiHost::split(&url) else {
+        let u = url::Url::parse(&url).map_err(|e| Error::db("use", &redact(&url), e))?;
+        let host = match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => format!("{h}:3306"),
+            (None, _) => String::from("localhost:3306"),
+        };
+        return Ok(vec![(host, url.clone())]);
+    };
+    let bad = |i: usize, node: &str, why: &str| {
+        Error::db(
+            "use",
+            &redact(&url),
+            format!("node {} ({node:?}) of the host list: {why}", i + 1),
+        )
+    };
+    let mut nodes = Vec::new();
+    for (i, node) in m.hosts.split(',').enumerate() {
+        let node = node.trim();
+        if node.is_empty() {
+            return Err(bad(i, node, "empty (write h1:3306,h2:3306)"));
+        }
+        let (host, port) = if let Some(v6) = node.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, "")) => (format!("[{h}]"), None),
+                Some((h, p)) => match p.strip_prefix(':') {
+                    Some(p) => (format!("[{h}]"), Some(p)),
+                    None => return Err(bad(i, node, "expected :PORT after ]")),
+                },
+                None => return Err(bad(i, node, "no closing ]")),
+            }
+        } else {
+            match node.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (node.to_owned(), None),
+            }
+        };
+        if host.is_empty() || host.contains(['@', '/', ' ']) {
+            return Err(bad(i, node, "not a host name or address"));
+        }
+        let port = match port {
+            None => 3306,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(i, node, "the port must be a number from 1 to 65535"))?,
+        };
+        let hostport = format!("{host}:{port}");
+        let one = m.placeholder().replacen(PLACEHOLDER, &hostport, 1);
+        url::Url::parse(&one).map_err(|e| bad(i, node, &e.to_string()))?;
+        nodes.push((hostport, one));
+    }
+    Ok(nodes)
+}
+
+/// The nodes of a MariaDB database and the one connections go to now: on
+/// a connection failure ([`Nodes::failed`]) the next one, round-robin.
+#[derive(Debug)]
+pub struct Nodes {
+    /// `host:port` and the connect options of each node.
+    nodes: Vec<(String, MySqlConnectOptions)>,
+    current: std::sync::atomic::AtomicUsize,
+    /// When connections last moved to another node.
+    moved: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Failures within this long after a move to another node are taken as
+/// the same failure (queries that were under way on the old node).
+const MOVE_SETTLE: Duration = Duration::from_secs(1);
+
+impl Nodes {
+    /// How many nodes the URL lists.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// `host:port` of the node connections go to.
+    pub fn current(&self) -> &str {
+        &self.nodes[self.current.load(std::sync::atomic::Ordering::Relaxed)].0
+    }
+
+    /// A connection failed: with several nodes, new connections of `pool`
+    /// go to the next one (said on stderr). Failures just after a move are
+    /// those of the old node, and do not move again.
+    pub fn failed(&self, pool: &sqlx::MySqlPool) {
+        if self.nodes.len() < 2 {
+            return;
+        }
+        let mut moved = self.moved.lock().expect("nodes");
+        if moved.is_some_and(|t| t.elapsed() < MOVE_SETTLE) {
+            return;
+        }
+        let old = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let new = (old + 1) % self.nodes.len();
+        pool.set_connect_options(self.nodes[new].1.clone());
+        self.current
+            .store(new, std::sync::atomic::Ordering::Relaxed);
+        *moved = Some(std::time::Instant::now());
+        eprintln!(
+            "siemstress: database node {} failed; connecting to {} (node {} of {})",
+            self.nodes[old].0,
+            self.nodes[new].0,
+            new + 1,
+            self.nodes.len()
+        );
+    }
 }
 
 /// A SQLite URL in the form sqlx reads (`sqlite://` added to a bare path).
@@ -206,7 +376,7 @@ pub(crate) fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, Error> {
     Ok(conn)
 }
 
-/// The options of a MariaDB URL (`mariadb://` is read as `mysql://`).
+/// The options of a one-node MariaDB URL (`mariadb://` is read as `mysql://`).
 fn mysql_options(url: &str) -> Result<MySqlConnectOptions, Error> {
     let url = url.replacen("mariadb://", "mysql://", 1);
     Ok(MySqlConnectOptions::from_str(&url)
@@ -217,19 +387,63 @@ fn mysql_options(url: &str) -> Result<MySqlConnectOptions, Error> {
 /// A MariaDB pool, after one direct connection has shown that the server
 /// answers: a refused connection or a wrong password is an error at once.
 /// The first connection is handed to `first` (the migrations run on it).
+/// With several nodes in the URL, the first that answers is used (a node
+/// that refuses the connection, or times out, is passed over with a
+/// message); the error names each node's failure when none does.
 pub(crate) async fn mysql_pool(
     url: &str,
-) -> Result<(sqlx::MySqlPool, sqlx::MySqlConnection), Error> {
+) -> Result<(sqlx::MySqlPool, sqlx::MySqlConnection, Nodes), Error> {
     use sqlx::ConnectOptions;
-    let opts = mysql_options(url)?;
-    let first = opts.connect().await.map_err(|e| connect_error(url, e))?;
+    let listed = mysql_nodes(url)?;
+    let mut nodes = Vec::with_capacity(listed.len());
+    for (hostport, one) in &listed {
+        nodes.push((hostport.clone(), mysql_options(one)?));
+    }
+    let mut failures = Vec::new();
+    let mut first = None;
+    for (i, (hostport, opts)) in nodes.iter().enumerate() {
+        match opts.connect().await {
+            Ok(c) => {
+                first = Some((i, c));
+                break;
+            }
+            Err(e) if nodes.len() == 1 => return Err(connect_error(url, e)),
+            // A wrong password or database is wrong on every node.
+            Err(e) if sqlx_kind_connection(&e) => {
+                let Error::Database { message, .. } = connect_error(url, e) else {
+                    unreachable!("connect_error makes a database error")
+                };
+                eprintln!("siemstress: database node {hostport}: {message}; trying the next");
+                failures.push(format!("{hostport}: {message}"));
+            }
+            Err(e) => return Err(connect_error(url, e)),
+        }
+    }
+    let Some((current, first)) = first else {
+        return Err(Error::db(
+            "connect to",
+            &redact(url),
+            format!("no node answers ({})", failures.join("; ")),
+        ));
+    };
     let pool = MySqlPoolOptions::new()
         .max_connections(MYSQL_POOL)
         .acquire_timeout(Duration::from_millis(
             ACQUIRE_MS.load(std::sync::atomic::Ordering::Relaxed),
         ))
-        .connect_lazy_with(opts);
-    Ok((pool, first))
+        .connect_lazy_with(nodes[current].1.clone());
+    let nodes = Nodes {
+        nodes,
+        current: std::sync::atomic::AtomicUsize::new(current),
+        moved: std::sync::Mutex::new(None),
+    };
+    Ok((pool, first, nodes))
+}
+
+/// True if a failed connection attempt is the node's (refused, reset,
+/// timed out), not the account's or the URL's.
+fn sqlx_kind_connection(e: &sqlx::Error) -> bool {
+    super::retry::sqlx_kind(e) == super::retry::Transient::Connection
 }
 
 /// A failed first connection, named plainly ("connection refused").
@@ -263,5 +477,32 @@ mod tests {
         );
         let u = with_password("mysql://u@h/db", "p@ss").unwrap();
         assert!(!redact(&u).contains("p@ss"), "{u}");
+    }
+
+    #[test]
+    fn several_nodes() {
+        let url = "mysql://u:secret@h1:3306,h2,[::1]:3307/db?ssl-mode=required";
+        assert_eq!(
+            redact(url),
+            "mysql://u:***@h1:3306,h2,[::1]:3307/db?ssl-mode=required"
+        );
+        let nodes = mysql_nodes(url).unwrap();
+        let hosts: Vec<&str> = nodes.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["h1:3306", "h2:3306", "[::1]:3307"]);
+        assert_eq!(nodes[1].1, "mysql://u:secret@h2:3306/db?ssl-mode=required");
+        let u = with_password("mysql://u@h1,h2:3307/db", "p@ss").unwrap();
+        assert_eq!(u, "mysql://u:p%40ss@h1,h2:3307/db");
+        assert_eq!(mysql_nodes("mariadb://u@h:3307/db").unwrap()[0].0, "h:3307");
+        for (bad, why) in [
+            ("mysql://u:secret@h1,,h3/db", "node 2"),
+            ("mysql://u:secret@h1,h2:x/db", "the port must be a number"),
+            ("mysql://u:secret@h1,h2:0/db", "the port must be a number"),
+            ("mysql://u:secret@h1,[::1/db", "no closing ]"),
+        ] {
+            let e = mysql_nodes(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.contains("mysql://u:***@h1,"), "{bad}: {e}");
+            assert!(!e.contains("secret"), "{bad}: {e}");
+        }
     }
 }

@@ -42,6 +42,8 @@ const MIN_PACKET: usize = 256 << 10;
 #[derive(Debug, Clone)]
 pub struct MysqlDb {
     pub pool: MySqlPool,
+    /// The nodes of the URL, and which one connections go to.
+    pub nodes: std::sync::Arc<options::Nodes>,
     /// The server's `max_allowed_packet`, read at connect time.
     packet: PacketLimit,
 }
@@ -51,7 +53,7 @@ impl MysqlDb {
     /// reads the server's `max_allowed_packet`.
     pub(crate) async fn connect(url: &str) -> Result<Self, Error> {
         use sqlx::Connection;
-        let (pool, mut first) = options::mysql_pool(url).await?;
+        let (pool, mut first, nodes) = options::mysql_pool(url).await?;
         migrate(&mut first).await?;
         let (packet,): (u64,) = sqlx::query_as("SELECT @@max_allowed_packet")
             .fetch_one(&mut first)
@@ -60,6 +62,7 @@ impl MysqlDb {
         let _ = first.close().await;
         Ok(Self {
             pool,
+            nodes: std::sync::Arc::new(nodes),
             packet: PacketLimit::new(usize::try_from(packet).unwrap_or(usize::MAX)),
         })
     }
