@@ -64,6 +64,9 @@ pub struct RulesConfig {
     /// Built-in rules left out, by name.
     #[serde(default)]
     pub disable: Vec<String>,
+    /// Default cap on the keys holding a window per rule (a rule's own
+    /// `max_keys` wins); siemtrigger's default when unset: 50,000.
+    pub max_keys: Option<i64>,
 }
 
 /// `[database]`.

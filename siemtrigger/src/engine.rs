@@ -6,8 +6,17 @@
 //! end is before `t` close silently and `absence` windows fire (at their
 //! end). "Within `window`" is inclusive: an event at exactly start + window
 //! still counts.
+//!
+//! State is bounded per rule ([`Rule::max_keys`], `[rules] max_keys`): at
+//! most that many keys hold a window; a new key over the cap first drops
+//! the window that started earliest (an `absence` window dropped so never
+//! fires). A threshold window holds at most `max(max_keys, threshold)`
+//! events, its oldest dropped first. Drops are counted in [`Overflow`]
+//! (the run summary and `--explain-rule` show them). A `distinct` threshold
+//! counts its values in a map of value to events in the window, kept as
+//! events enter and leave it: O(1) per event.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use regex::Regex;
@@ -226,7 +235,11 @@ pub enum Win {
     /// threshold: counting the events (ts, id, distinct value) within the window.
     Count {
         start: i64,
-        events: Vec<(i64, i64, Option<String>)>,
+        events: VecDeque<(i64, i64, Option<String>)>,
+        /// `distinct`: events in the window by value (rebuilt from
+        /// `events` when the state is loaded, not stored).
+        #[serde(skip)]
+        values: HashMap<Option<String>, u32>,
     },
     /// threshold: fired; events are absorbed until `end`.
     Absorb { start: i64, end: i64, absorbed: u64 },
@@ -236,6 +249,40 @@ pub enum Win {
         first_id: i64,
         vars: BTreeMap<String, String>,
     },
+}
+
+impl Win {
+    /// When the window started (the order in which windows are dropped over the cap).
+    fn start(&self) -> i64 {
+        match self {
+            Win::Count { start, .. } | Win::Absorb { start, .. } | Win::Open { start, .. } => {
+                *start
+            }
+        }
+    }
+}
+
+/// The default of [`Rule::max_keys`] (`[rules] max_keys`).
+pub const DEFAULT_MAX_KEYS: usize = 50_000;
+
+/// State dropped over a rule's cap ([`Rule::max_keys`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overflow {
+    /// Windows (keys) dropped, oldest first, to make room for a new key.
+    pub windows: u64,
+    /// Events dropped from full threshold windows, oldest first.
+    pub events: u64,
+}
+
+impl Overflow {
+    pub fn any(&self) -> bool {
+        self.windows > 0 || self.events > 0
+    }
+
+    pub fn add(&mut self, o: Overflow) {
+        self.windows += o.windows;
+        self.events += o.events;
+    }
 }
 
 /// How close a key came to firing (for `--explain-rule`).
@@ -273,8 +320,17 @@ pub struct Evaluator<'r> {
     dirty: HashSet<String>,
     /// Keys with a row in the store (so that only those are deleted).
     persisted: HashSet<String>,
-    /// Open pair/absence windows by (end, first id).
+    /// Open pair/absence windows by (end, first id); entries of windows
+    /// since closed are skipped when met.
     expiry: BTreeSet<(i64, i64, String)>,
+    /// Threshold windows by (start, key): the oldest is dropped first.
+    age: BTreeSet<(i64, String)>,
+    /// At most this many keys hold a window.
+    pub max_keys: usize,
+    /// At most this many events in one threshold window.
+    max_events: usize,
+    /// What was dropped over the caps.
+    pub overflow: Overflow,
     lookup: SecondLookup,
     /// `second` regexes compiled for an open window (key -> first id, regexes).
     compiled: HashMap<String, (i64, Arc<Vec<Regex>>)>,
@@ -311,7 +367,27 @@ impl<'r> Evaluator<'r> {
             }
             _ => SecondLookup::Direct,
         };
-        Self {
+        let mut windows = windows;
+        let threshold = match &rule.kind {
+            Kind::Threshold(th) => Some(th),
+            _ => None,
+        };
+        let mut age = BTreeSet::new();
+        if let Some(th) = threshold {
+            for (k, w) in &mut windows {
+                age.insert((w.start(), k.clone()));
+                if let Win::Count { events, values, .. } = w
+                    && th.distinct.is_some()
+                {
+                    *values = count_values(events);
+                }
+            }
+        }
+        let max_keys = rule.max_keys.unwrap_or(DEFAULT_MAX_KEYS).max(1);
+        let max_events = threshold.map_or(0, |th| {
+            max_keys.max(usize::try_from(th.threshold).unwrap_or(usize::MAX))
+        });
+        let mut e = Self {
             rule,
             table: table.to_owned(),
             window,
@@ -321,11 +397,46 @@ impl<'r> Evaluator<'r> {
             windows,
             dirty: HashSet::new(),
             expiry,
+            age,
+            max_keys,
+            max_events,
+            overflow: Overflow::default(),
             lookup,
             compiled: HashMap::new(),
             alerts: Vec::new(),
             stats: None,
+        };
+        // Stored under a higher cap (or before there was one): the cap
+        // applies to the stored state too.
+        while e.windows.len() > e.max_keys {
+            if !e.drop_oldest() {
+                break;
+            }
         }
+        e
+    }
+
+    /// Drops the window that started earliest (over the cap); false if none.
+    fn drop_oldest(&mut self) -> bool {
+        let key = if matches!(self.rule.kind, Kind::Threshold(_)) {
+            self.age.first().map(|(_, k)| k.clone())
+        } else {
+            let mut found = None;
+            while let Some((_, first_id, key)) = self.expiry.pop_first() {
+                if matches!(self.windows.get(&key), Some(Win::Open { first_id: f, .. }) if *f == first_id)
+                {
+                    found = Some(key);
+                    break;
+                }
+            }
+            found
+        };
+        let Some(key) = key.or_else(|| self.windows.keys().next().cloned()) else {
+            return false;
+        };
+        self.remove(&key);
+        self.overflow.windows += 1;
+        true
     }
 
     /// Keys changed since the last call: `Some(state)` to store, `None` to
@@ -358,14 +469,27 @@ impl<'r> Evaluator<'r> {
 
     fn set(&mut self, key: String, w: Win) {
         self.touch(&key);
+        let old = self.windows.get(&key).map(Win::start);
+        if old.is_none() && self.windows.len() >= self.max_keys {
+            self.drop_oldest();
+        }
+        if matches!(self.rule.kind, Kind::Threshold(_)) && old != Some(w.start()) {
+            if let Some(old) = old {
+                self.age.remove(&(old, key.clone()));
+            }
+            self.age.insert((w.start(), key.clone()));
+        }
         self.windows.insert(key, w);
     }
 
     fn remove(&mut self, key: &str) -> Option<Win> {
         self.compiled.remove(key);
         let w = self.windows.remove(key);
-        if w.is_some() {
+        if let Some(w) = &w {
             self.touch(key);
+            if matches!(self.rule.kind, Kind::Threshold(_)) {
+                self.age.remove(&(w.start(), key.to_owned()));
+            }
         }
         w
     }
@@ -452,7 +576,7 @@ impl<'r> Evaluator<'r> {
             .windows
             .iter()
             .filter(|(_, win)| match win {
-                Win::Count { events, .. } => events.last().is_none_or(|e| e.0 < t - w),
+                Win::Count { events, .. } => events.back().is_none_or(|e| e.0 < t - w),
                 Win::Absorb { end, .. } => *end < t,
                 Win::Open { .. } => false,
             })
@@ -534,14 +658,16 @@ impl<'r> Evaluator<'r> {
         };
         let key = self.render_key(caps, ev);
         let w = self.window;
-        let (start, mut events) = match self.windows.get_mut(&key) {
+        let (mut events, mut values) = match self.windows.get_mut(&key) {
             Some(Win::Absorb { end, absorbed, .. }) if t <= *end => {
                 *absorbed += 1;
                 self.touch(&key);
                 return;
             }
-            Some(Win::Count { start, events }) => (*start, std::mem::take(events)),
-            _ => (t, Vec::new()),
+            Some(Win::Count { events, values, .. }) => {
+                (std::mem::take(events), std::mem::take(values))
+            }
+            _ => (VecDeque::new(), HashMap::new()),
         };
         let distinct = th.distinct.as_ref().map(|d| {
             caps.get(d)
@@ -549,18 +675,23 @@ impl<'r> Evaluator<'r> {
                 .or_else(|| ev.get(d))
                 .unwrap_or_default()
         });
-        if t > start.saturating_add(w) {
-            // The window ran out: slide to the oldest event still within it.
-            events.retain(|e| e.0 >= t - w);
+        // The window ran out: slide to the oldest event still within it.
+        let oldest = t.saturating_sub(w);
+        while events.front().is_some_and(|e| e.0 < oldest) {
+            leave(&mut events, &mut values);
         }
-        events.push((t, ev.id, distinct));
-        let start = events[0].0;
+        if th.distinct.is_some() {
+            *values.entry(distinct.clone()).or_default() += 1;
+        }
+        events.push_back((t, ev.id, distinct));
+        // Full (a distinct window of repeated values): the oldest go.
+        while events.len() > self.max_events {
+            leave(&mut events, &mut values);
+            self.overflow.events += 1;
+        }
+        let start = events.front().map_or(t, |e| e.0);
         let count = if th.distinct.is_some() {
-            events
-                .iter()
-                .map(|e| e.2.as_deref())
-                .collect::<BTreeSet<_>>()
-                .len() as u64
+            values.len() as u64
         } else {
             events.len() as u64
         };
@@ -585,7 +716,14 @@ impl<'r> Evaluator<'r> {
                 },
             );
         } else {
-            self.set(key, Win::Count { start, events });
+            self.set(
+                key,
+                Win::Count {
+                    start,
+                    events,
+                    values,
+                },
+            );
         }
     }
 
@@ -616,16 +754,18 @@ impl<'r> Evaluator<'r> {
             s.opened += 1;
             s.best = s.best.max(1);
         }
-        self.expiry
-            .insert((ev.ts.saturating_add(self.window), ev.id, key.clone()));
+        // After `set`: a window dropped over the cap to make room is
+        // found through the expiry index, which must not hold this one yet.
         self.set(
-            key,
+            key.clone(),
             Win::Open {
                 start: ev.ts,
                 first_id: ev.id,
                 vars,
             },
         );
+        self.expiry
+            .insert((ev.ts.saturating_add(self.window), ev.id, key));
     }
 
     /// The `second` regexes of the open window `key`, compiled once.
@@ -734,6 +874,31 @@ impl<'r> Evaluator<'r> {
     }
 }
 
+/// Events of a window by distinct value.
+fn count_values(events: &VecDeque<(i64, i64, Option<String>)>) -> HashMap<Option<String>, u32> {
+    let mut m: HashMap<Option<String>, u32> = HashMap::new();
+    for e in events {
+        *m.entry(e.2.clone()).or_default() += 1;
+    }
+    m
+}
+
+/// The oldest event leaves a threshold window (and its distinct value's count).
+fn leave(
+    events: &mut VecDeque<(i64, i64, Option<String>)>,
+    values: &mut HashMap<Option<String>, u32>,
+) {
+    let Some((_, _, v)) = events.pop_front() else {
+        return;
+    };
+    if let Some(n) = values.get_mut(&v) {
+        *n -= 1;
+        if *n == 0 {
+            values.remove(&v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,6 +914,14 @@ mod tests {
     /// Runs `events` (ts seconds, raw line) through the rule; roles from each matcher.
     fn run(r: &Rule, events: &[(i64, &str)]) -> Vec<NewAlert> {
         let mut e = Evaluator::new(r, "t", HashMap::new());
+        feed(&mut e, events);
+        e.advance(i64::MAX);
+        e.alerts
+    }
+
+    /// Applies `events` to `e` (ids from 1), without the final advance.
+    fn feed(e: &mut Evaluator, events: &[(i64, &str)]) {
+        let r = e.rule;
         let mut batch = Batch::new(vec!["raw"], 0);
         for (i, (ts, raw)) in events.iter().enumerate() {
             batch.begin(i as i64 + 1, ts * 1000);
@@ -778,8 +951,6 @@ mod tests {
             e.advance(ev.ts);
             e.apply(&c);
         }
-        e.advance(i64::MAX);
-        e.alerts
     }
 
     const TH: &str = "[[rule]]\nname = \"th\"\ntype = \"threshold\"\nwindow = \"60s\"\nthreshold = 3\n\
@@ -859,5 +1030,228 @@ mod tests {
         );
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].key.as_str(), a[0].ts), ("2", 15_000));
+    }
+
+    const SCAN: &str = "[[rule]]\nname = \"scan\"\ntype = \"threshold\"\nwindow = \"10s\"\nthreshold = 4\n\
+        match = { regex = 'hit (?P<ip>\\S+) (?P<port>\\d+)' }\nreset = { regex = 'ok (?P<ip>\\S+)' }\n\
+        key = \"{ip}\"\ndistinct = \"port\"\n";
+
+    /// The distinct count as it was before the value map: every event of
+    /// the window kept, a set of values rebuilt per event (quadratic), as
+    /// the reference for (key, ts, first_ts, count, event ids).
+    fn distinct_reference(
+        events: &[(i64, &str)],
+        w: i64,
+        threshold: usize,
+    ) -> Vec<(String, i64, i64, i64, Vec<i64>)> {
+        enum S {
+            Count(Vec<(i64, i64, String)>),
+            Absorb(i64),
+        }
+        let mut keys: HashMap<String, S> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, (sec, raw)) in events.iter().enumerate() {
+            let (t, id) = (sec * 1000, i as i64 + 1);
+            let f: Vec<&str> = raw.split(' ').collect();
+            if f[0] == "ok" {
+                keys.remove(f[1]);
+                continue;
+            }
+            let (ip, port) = (f[1].to_owned(), f[2].to_owned());
+            let mut evs = match keys.remove(&ip) {
+                Some(S::Absorb(end)) if t <= end => {
+                    keys.insert(ip, S::Absorb(end));
+                    continue;
+                }
+                Some(S::Count(evs)) => evs,
+                _ => Vec::new(),
+            };
+            if let Some(first) = evs.first()
+                && t > first.0 + w
+            {
+                evs.retain(|e| e.0 >= t - w);
+            }
+            evs.push((t, id, port));
+            let n = evs
+                .iter()
+                .map(|e| e.2.as_str())
+                .collect::<BTreeSet<_>>()
+                .len();
+            if n >= threshold {
+                let start = evs[0].0;
+                out.push((
+                    ip.clone(),
+                    t,
+                    start,
+                    n as i64,
+                    evs.iter().map(|e| e.1).collect(),
+                ));
+                keys.insert(ip, S::Absorb(start + w));
+            } else {
+                keys.insert(ip, S::Count(evs));
+            }
+        }
+        out
+    }
+
+    /// A small deterministic generator (no dependency for one test).
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn distinct_value_map_gives_the_alerts_of_a_rebuilt_set() {
+        let r = rule(SCAN);
+        for round in 0..200u64 {
+            let mut seed = round + 1;
+            let mut t = 0;
+            let mut lines = Vec::new();
+            for _ in 0..(20 + lcg(&mut seed) % 200) {
+                t += (lcg(&mut seed) % 4) as i64;
+                let ip = lcg(&mut seed) % 3;
+                let line = if lcg(&mut seed).is_multiple_of(25) {
+                    format!("ok 10.0.0.{ip}")
+                } else {
+                    format!("hit 10.0.0.{ip} {}", lcg(&mut seed) % 6)
+                };
+                lines.push((t, line));
+            }
+            let evs: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
+            let got: Vec<_> = run(&r, &evs)
+                .into_iter()
+                .map(|a| (a.key, a.ts, a.first_ts, a.count, a.events))
+                .collect();
+            assert_eq!(got, distinct_reference(&evs, 10_000, 4), "round {round}");
+        }
+    }
+
+    #[test]
+    fn distinct_state_survives_a_store_and_load() {
+        // The value map is not stored: rebuilt from the events on load.
+        let r = rule(SCAN);
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        feed(&mut e, &[(0, "hit a 1"), (1, "hit a 1"), (2, "hit a 2")]);
+        let stored: HashMap<String, Win> = e
+            .take_dirty()
+            .into_iter()
+            .map(|(k, w)| {
+                let json = serde_json::to_string(&w.unwrap()).unwrap();
+                (k, serde_json::from_str(&json).unwrap())
+            })
+            .collect();
+        let mut e = Evaluator::new(&r, "t", stored);
+        // ids restart at 1 in `feed`; only counts matter here.
+        feed(&mut e, &[(3, "hit a 2"), (4, "hit a 3")]);
+        assert!(e.alerts.is_empty(), "3 values: {:?}", e.alerts);
+        feed(&mut e, &[(5, "hit a 4")]);
+        assert_eq!(e.alerts.len(), 1);
+        assert_eq!((e.alerts[0].count, e.alerts[0].first_ts), (4, 0));
+    }
+
+    #[test]
+    fn keys_over_max_keys_drop_the_oldest_window_and_count_it() {
+        let text = TH.replace("threshold = 3\n", "threshold = 3\nmax_keys = 3\n");
+        let r = rule(&text);
+        assert_eq!(r.max_keys, Some(3));
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        // a (0), b (1), c (2), d (3): a, the oldest, goes; then e: b goes.
+        feed(
+            &mut e,
+            &[
+                (0, "fail a"),
+                (1, "fail b"),
+                (2, "fail c"),
+                (3, "fail d"),
+                (4, "fail e"),
+            ],
+        );
+        let mut keys: Vec<&String> = e.windows.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["c", "d", "e"]);
+        assert_eq!(
+            e.overflow,
+            Overflow {
+                windows: 2,
+                events: 0
+            }
+        );
+        // c's window is kept and fires; a's count was dropped: two more
+        // events of a do not reach 3.
+        feed(
+            &mut e,
+            &[(5, "fail c"), (6, "fail c"), (7, "fail a"), (8, "fail a")],
+        );
+        let fired: Vec<&str> = e.alerts.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(fired, ["c"]);
+        // Stored state: never more than the cap; dropped keys are deleted.
+        let changes = e.take_dirty();
+        assert!(changes.iter().filter(|c| c.1.is_some()).count() <= 3);
+        assert!(e.windows.len() <= 3);
+    }
+
+    #[test]
+    fn stored_windows_over_the_cap_are_trimmed_on_load_oldest_first() {
+        let r = rule(TH);
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let lines: Vec<String> = (0..10).map(|i| format!("fail k{i}")).collect();
+        let evs: Vec<(i64, &str)> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as i64, l.as_str()))
+            .collect();
+        feed(&mut e, &evs);
+        let stored: HashMap<String, Win> = e.windows.clone();
+        let capped = rule(&TH.replace("threshold = 3\n", "threshold = 3\nmax_keys = 4\n"));
+        let mut e = Evaluator::new(&capped, "t", stored);
+        let mut keys: Vec<&String> = e.windows.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["k6", "k7", "k8", "k9"]);
+        assert_eq!(e.overflow.windows, 6);
+        // The six dropped windows are deleted from the store.
+        let deleted = e.take_dirty().into_iter().filter(|c| c.1.is_none()).count();
+        assert_eq!(deleted, 6);
+    }
+
+    #[test]
+    fn a_distinct_window_of_repeated_values_keeps_at_most_max_keys_events() {
+        let r = rule(&SCAN.replace("threshold = 4\n", "threshold = 4\nmax_keys = 5\n"));
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let evs: Vec<(i64, &str)> = (0..100).map(|_| (0, "hit a 22")).collect();
+        feed(&mut e, &evs);
+        let Some(Win::Count { events, values, .. }) = e.windows.get("a") else {
+            panic!("no window");
+        };
+        assert_eq!((events.len(), values.len()), (5, 1));
+        assert_eq!(
+            e.overflow,
+            Overflow {
+                windows: 0,
+                events: 95
+            }
+        );
+        // Still fires on distinct values.
+        feed(&mut e, &[(1, "hit a 23"), (1, "hit a 24"), (1, "hit a 25")]);
+        assert_eq!(e.alerts.len(), 1);
+        assert_eq!(e.alerts[0].count, 4);
+    }
+
+    #[test]
+    fn absence_windows_over_the_cap_drop_the_oldest_which_never_fires() {
+        let p = "[[rule]]\nname = \"ab\"\ntype = \"absence\"\nwindow = \"10s\"\nmax_keys = 2\n\
+                 first = { regex = 'open (?P<s>\\d+)' }\nsecond = { regex = 'close {s}$' }\nkey = \"{s}\"\n";
+        let r = rule(p);
+        let a = run(
+            &r,
+            &[(0, "open 1"), (1, "open 2"), (2, "open 3"), (3, "close 2")],
+        );
+        // 1 was dropped for 3; 2 closed; 3 fires at its end.
+        let got: Vec<(&str, i64)> = a.iter().map(|a| (a.key.as_str(), a.ts)).collect();
+        assert_eq!(got, [("3", 12_000)]);
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        feed(&mut e, &[(0, "open 1"), (1, "open 2"), (2, "open 3")]);
+        assert_eq!(e.overflow.windows, 1);
     }
 }

@@ -16,7 +16,7 @@ use siemstress_common::snapshot::Run;
 
 use crate::Format;
 use crate::actions::Actions;
-use crate::engine::{KeyStats, rfc3339};
+use crate::engine::{DEFAULT_MAX_KEYS, KeyStats, Overflow, rfc3339};
 use crate::rules::{Kind, Rule, RuleSet, Threshold};
 use crate::runner::{Mode, Runner, Summary};
 use crate::snapshot;
@@ -304,9 +304,17 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
         Kind::Threshold(Threshold { threshold, .. }) => *threshold,
         _ => 1,
     };
+    let max_keys = rule.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
     let mut out = std::io::stdout().lock();
     match f {
         Format::Json => {
+            // NDJSON of the keys; what the cap dropped on stderr.
+            if !summary.overflow.is_empty() {
+                eprintln!(
+                    "siemtrigger: {}",
+                    crate::runner::overflow_text(&summary.overflow)
+                );
+            }
             for (k, s) in keys.iter().take(TOP) {
                 let v = serde_json::json!({
                     "key": k, "best": s.best, "needed": needed, "fired": s.fired,
@@ -355,6 +363,15 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
                         writeln!(out, "{:>7} {:>6}  {}", s.opened, s.fired, Escaped(k))?;
                     }
                 }
+            }
+            if !matches!(rule.kind, Kind::Single(_)) {
+                let mut o = Overflow::default();
+                summary.overflow.iter().for_each(|x| o.add(x.2));
+                writeln!(
+                    out,
+                    "state cap: max_keys = {max_keys}; dropped over it (oldest first): {} windows, {} events",
+                    o.windows, o.events
+                )?;
             }
         }
     }

@@ -411,11 +411,19 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 Some(s) => {
                     if summary_on {
                         eprintln!("siemtrigger: {s}");
-                    } else if !s.missing.is_empty() && !args.quiet {
-                        eprintln!(
-                            "siemtrigger: warning: {}",
-                            runner::missing_tables(&s.missing)
-                        );
+                    } else if !args.quiet {
+                        if !s.missing.is_empty() {
+                            eprintln!(
+                                "siemtrigger: warning: {}",
+                                runner::missing_tables(&s.missing)
+                            );
+                        }
+                        if !s.overflow.is_empty() {
+                            eprintln!(
+                                "siemtrigger: warning: {}",
+                                runner::overflow_text(&s.overflow)
+                            );
+                        }
                     }
                     exit::OK
                 }

@@ -23,7 +23,9 @@ use siemstress_common::ident::Ident;
 
 use crate::Format;
 use crate::actions::Actions;
-use crate::engine::{Batch, Cand, Caps, Changes, Evaluator, Hit, NewAlert, Role, Win, rfc3339};
+use crate::engine::{
+    Batch, Cand, Caps, Changes, Evaluator, Hit, NewAlert, Overflow, Role, Win, rfc3339,
+};
 use siemstress_common::db::lease::{LeaseInfo, LeaseKey};
 use siemstress_common::db::trigger::{Commit, Cond, Progress, RuleCommit, Scan, ScanTask};
 
@@ -58,6 +60,8 @@ pub struct Summary {
     pub alerts: u64,
     /// Rules whose `table` is not an event table (yet): (rule, table).
     pub missing: Vec<(String, String)>,
+    /// Rules that dropped state over their cap: (rule, table, what, max_keys).
+    pub overflow: Vec<(String, String, Overflow, usize)>,
 }
 
 impl std::fmt::Display for Summary {
@@ -70,8 +74,33 @@ impl std::fmt::Display for Summary {
         if !self.missing.is_empty() {
             write!(f, "; {}", missing_tables(&self.missing))?;
         }
+        if !self.overflow.is_empty() {
+            write!(f, "; {}", overflow_text(&self.overflow))?;
+        }
         Ok(())
     }
+}
+
+/// "rule R over table T dropped N windows (over max_keys = M, oldest first)", for each rule.
+pub fn overflow_text(overflow: &[(String, String, Overflow, usize)]) -> String {
+    overflow
+        .iter()
+        .map(|(rule, table, o, max)| {
+            let mut what = Vec::new();
+            if o.windows > 0 {
+                what.push(format!("{} windows", o.windows));
+            }
+            if o.events > 0 {
+                what.push(format!("{} events of full windows", o.events));
+            }
+            format!(
+                "rule {rule} over table {table} dropped {} over its state cap \
+                 (max_keys = {max}, oldest first)",
+                what.join(" and ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// "rule R reads table T, which does not exist", for each rule.
@@ -177,6 +206,9 @@ impl Runner<'_> {
                             retry.succeeded();
                             if s.missing != missing && !s.missing.is_empty() && !quiet {
                                 eprintln!("siemtrigger: warning: {}", missing_tables(&s.missing));
+                            }
+                            if !s.overflow.is_empty() && !quiet {
+                                eprintln!("siemtrigger: warning: {}", overflow_text(&s.overflow));
                             }
                             missing = s.missing;
                         }
@@ -538,6 +570,16 @@ impl Runner<'_> {
                 print_alerts(&list, ids.as_deref(), f)?;
             }
             lo = c_hi;
+        }
+        for r in &runs {
+            if r.ev.overflow.any() {
+                summary.overflow.push((
+                    r.rule.name.clone(),
+                    table.to_owned(),
+                    r.ev.overflow,
+                    r.ev.max_keys,
+                ));
+            }
         }
         if let Some(out) = stats {
             for r in &mut runs {

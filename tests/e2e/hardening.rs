@@ -871,3 +871,116 @@ fn i18_stdin_waits_for_a_stalled_database_and_says_so() {
     // Nothing dropped.
     assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 20_001);
 }
+
+/// Rule state under attacker-chosen keys is capped per rule: `max_keys`
+/// (the rule's own, else `[rules] max_keys`) windows at most, in memory and
+/// stored; the oldest go first; the drops are counted in the run's warning
+/// and by `--explain-rule`. The newest keys still fire.
+#[test]
+fn i18_rule_state_is_capped_per_rule() {
+    let rules = "[rules]\nmax_keys = 30\n\n\
+        [[rule]]\nname = \"brute\"\ntype = \"threshold\"\ntable = \"t\"\nmax_keys = 10\n\
+        match = { process = \"app\", regex = 'fail (?P<ip>\\S+) port (?P<port>\\d+)' }\n\
+        key = \"{ip}\"\nwindow = \"1h\"\nthreshold = 3\n\n\
+        [[rule]]\nname = \"scan\"\ntype = \"threshold\"\ntable = \"t\"\n\
+        match = { process = \"app\", regex = 'fail (?P<ip>\\S+) port (?P<port>\\d+)' }\n\
+        key = \"{ip}\"\ndistinct = \"port\"\nwindow = \"1h\"\nthreshold = 3\n\n\
+        [[rule]]\nname = \"quiet\"\ntype = \"absence\"\ntable = \"t\"\nmax_keys = 5\n\
+        first = { process = \"app\", regex = 'fail (?P<ip>\\S+) port' }\n\
+        second = { process = \"app\", regex = 'ok {ip}$' }\nkey = \"{ip}\"\nwindow = \"1d\"\n";
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config(&format!("[section.t]\ntimezone = \"UTC\"\n\n{rules}"));
+        // 100 fake keys once each, then one real key three times on three ports.
+        let mut lines = String::new();
+        for i in 0..100 {
+            lines += &format!(
+                "Jan  1 00:{:02}:{:02} h app[1]: fail 10.0.{}.{} port 22\n",
+                i / 60,
+                i % 60,
+                i / 250,
+                i % 250
+            );
+        }
+        for p in [22, 23, 24] {
+            lines += &format!("Jan  1 00:02:00 h app[1]: fail 192.0.2.1 port {p}\n");
+        }
+        env.ingest(&["-s", "t", "--year", "2026"], lines.as_bytes());
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        // 101 keys under caps of 10, 30 (the [rules] default) and 5.
+        assert!(
+            err.contains("rule brute over table t dropped 91 windows over its state cap (max_keys = 10, oldest first)"),
+            "{kind:?}: {err}"
+        );
+        assert!(
+            err.contains(
+                "rule scan over table t dropped 71 windows over its state cap (max_keys = 30"
+            ),
+            "{kind:?}: {err}"
+        );
+        assert!(
+            err.contains("rule quiet over table t dropped 96 windows"),
+            "{kind:?}: {err}"
+        );
+        let stored = |rule: &str| {
+            env.scalar(&format!(
+                "SELECT COUNT(*) FROM trigger_windows WHERE rule = '{rule}'"
+            ))
+        };
+        assert_eq!(stored("brute"), 10, "{kind:?}");
+        assert_eq!(stored("scan"), 30, "{kind:?}");
+        assert_eq!(stored("quiet"), 5, "{kind:?}");
+        let fired = env.rows("SELECT rule FROM alerts ORDER BY rule");
+        let fired: Vec<&str> = fired.iter().map(|r| r[0].as_deref().unwrap()).collect();
+        assert_eq!(fired, ["brute", "scan"], "{kind:?}: the newest key fires");
+
+        let (code, out, err) = env.run(
+            "siemtrigger",
+            &[
+                "--explain-rule",
+                "brute",
+                "--range",
+                "20260101000000-20260102000000",
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        assert!(
+            out.contains(
+                "state cap: max_keys = 10; dropped over it (oldest first): 91 windows, 0 events"
+            ),
+            "{kind:?}: {out}"
+        );
+
+        // A cap lowered later applies to the stored windows (on the next run with events).
+        env.config(&format!(
+            "[section.t]\ntimezone = \"UTC\"\n\n{}",
+            rules.replace("max_keys = 30", "max_keys = 4")
+        ));
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        env.ingest(
+            &["-s", "t", "--year", "2026"],
+            b"Jan  1 00:03:00 h app[1]: fail 198.51.100.1 port 1\n",
+        );
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 0, "{kind:?}: {err}");
+        assert!(
+            err.contains("rule scan over table t dropped 27 windows"),
+            "{kind:?}: {err}"
+        );
+        assert_eq!(stored("scan"), 4, "{kind:?}");
+
+        env.config(&format!(
+            "[section.t]\ntimezone = \"UTC\"\n\n{}",
+            rules.replace("max_keys = 30", "max_keys = 0")
+        ));
+        let (code, _, err) = env.run("siemtrigger", &["--once"], b"");
+        assert_eq!(code, 2, "{kind:?}: {err}");
+        assert!(
+            err.contains("rules.max_keys") && err.contains("at least 1"),
+            "{kind:?}: {err}"
+        );
+    }
+}

@@ -29,7 +29,7 @@ const COMMON_KEYS: [&str; 6] = [
 
 /// Keys that only some types have: such a key in another type's rule is
 /// "not used by" that type rather than unknown.
-const TYPE_KEYS: [&str; 13] = [
+const TYPE_KEYS: [&str; 14] = [
     "table",
     "match",
     "reset",
@@ -43,6 +43,7 @@ const TYPE_KEYS: [&str; 13] = [
     "include",
     "change",
     "row",
+    "max_keys",
 ];
 
 /// A rule as written: the common keys and the type's own.
@@ -98,6 +99,9 @@ pub struct ThresholdDef {
     pub window: Option<String>,
     pub threshold: Option<i64>,
     pub distinct: Option<String>,
+    /// Cap on keys holding a window (not in the fingerprint: a changed
+    /// cap keeps the windows, trimmed to it).
+    pub max_keys: Option<i64>,
 }
 
 /// `type = "pair"` (a `second` within `window` of a `first`) and
@@ -109,6 +113,7 @@ pub struct PairDef {
     pub first: Option<RawMatch>,
     pub second: Option<RawMatch>,
     pub window: Option<String>,
+    pub max_keys: Option<i64>,
 }
 
 /// `type = "snapshot_change"`: records of the diff between a snapshot run
@@ -143,6 +148,15 @@ impl OneOrMany {
 }
 
 impl KindDef {
+    /// `max_keys` as written (threshold, pair, absence).
+    pub fn max_keys(&self) -> Option<i64> {
+        match self {
+            KindDef::Threshold(d) => d.max_keys,
+            KindDef::Pair(d) | KindDef::Absence(d) => d.max_keys,
+            KindDef::Single(_) | KindDef::SnapshotChange(_) => None,
+        }
+    }
+
     /// The name used in `type`.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -47,6 +47,18 @@ impl RuleSet {
             set.add_text(&config.text, &origin, false, &actions)?;
         }
         set.add_builtin(config, &cfg_origin, &actions)?;
+        if let Some(n) = config.rules.max_keys {
+            if n < 1 {
+                return Err(RuleError {
+                    key: Some("rules.max_keys".into()),
+                    ..RuleError::file(&cfg_origin, format!("must be at least 1, not {n}"))
+                });
+            }
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            for r in &mut set.rules {
+                r.max_keys.get_or_insert(n);
+            }
+        }
         Ok(set)
     }
 

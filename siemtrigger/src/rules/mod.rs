@@ -67,6 +67,10 @@ pub struct Rule {
     pub fingerprint: String,
     /// The type, with its own settings.
     pub kind: Kind,
+    /// At most this many keys hold a window (threshold, pair, absence):
+    /// the rule's `max_keys`, else `[rules] max_keys` (filled in when the
+    /// config's rules load), else [`crate::engine::DEFAULT_MAX_KEYS`].
+    pub max_keys: Option<usize>,
 }
 
 /// A rule's type and what only that type has.

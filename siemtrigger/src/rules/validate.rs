@@ -158,7 +158,13 @@ pub fn validate(
         KindDef::Absence(d) => Kind::Absence(d.validate(&cx, &key, &message, false)?),
         KindDef::SnapshotChange(d) => Kind::SnapshotChange(d.validate(&cx, &key, &message)?),
     };
+    let max_keys = match def.kind.max_keys() {
+        Some(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(n) => return Err(cx.err("max_keys", format!("must be at least 1, not {n}"))),
+        None => None,
+    };
     Ok(Rule {
+        max_keys,
         name: name.clone(),
         severity,
         key,
