@@ -28,6 +28,8 @@ pub mod display;
 pub mod event;
 pub mod files;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod holder;
 pub mod ident;
 pub mod json;

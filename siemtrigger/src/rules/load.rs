@@ -114,7 +114,7 @@ impl RuleSet {
 
     /// Parses the text of one rule file (`origin` names it in errors);
     /// `actions` are the action names configured (`[actions.NAME]`).
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub fn from_file_text(text: &str, origin: &str, actions: &[String]) -> Result<Self, RuleError> {
         let mut set = RuleSet::default();
         set.add_text(text, origin, true, actions)?;

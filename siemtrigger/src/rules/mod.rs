@@ -31,6 +31,8 @@
 pub mod builtin;
 mod def;
 mod error;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 mod load;
 mod matcher;
 mod template;
