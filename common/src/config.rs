@@ -287,6 +287,11 @@ impl Config {
         Ok(retention::Policy {
             retention: r,
             tables,
+            archive: self
+                .retention
+                .archive
+                .as_ref()
+                .map(|a| self.base_dir().join(a)),
         })
     }
 

@@ -20,6 +20,7 @@ assert_eq!(zone.name(), "+0500");
 ```
 */
 
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod db;

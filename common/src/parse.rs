@@ -374,13 +374,13 @@ impl LineParser {
 }
 
 /// Syslog facility names, as `syslog_loose` writes them.
-const FACILITIES: [&str; 24] = [
+pub const FACILITIES: [&str; 24] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
     "ftp", "ntp", "audit", "alert", "clockd", "local0", "local1", "local2", "local3", "local4",
     "local5", "local6", "local7",
 ];
 /// Syslog severity names, as `syslog_loose` writes them.
-const SEVERITIES: [&str; 8] = [
+pub const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 

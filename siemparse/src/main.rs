@@ -13,6 +13,7 @@ mod pipeline;
 mod progress;
 mod prune;
 mod reload;
+mod restore;
 mod snapshot_input;
 mod stdin;
 
@@ -161,6 +162,18 @@ struct Args {
     /// following (not --once) or listening siemparse does this at most once an hour
     #[arg(long, conflicts_with_all = ["listen", "follow", "clear", "index", "gather", "snapshot", "check_decoders", "explain"])]
     prune: bool,
+
+    /// With --prune, first write the event rows it deletes to DIR/TABLE/DAY.RUN.ndjson.gz
+    /// (gzip NDJSON, every column; synced before each batch is deleted); overrides
+    /// [retention] archive
+    #[arg(long, value_name = "DIR", requires = "prune")]
+    archive: Option<PathBuf>,
+
+    /// Load archive FILE (written by --prune --archive; repeatable) back into its
+    /// table, or with -s into that section's table, every column under new ids;
+    /// rows already there are not stored again
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["listen", "follow", "clear", "index", "gather", "snapshot", "check_decoders", "explain", "prune", "create_section"])]
+    restore: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -373,6 +386,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.connect.load_config()?;
     if args.prune {
         return prune(&args, &config).await;
+    }
+    if !args.restore.is_empty() {
+        let db = args.connect.connect(&config).await?;
+        let mut out: Box<dyn std::io::Write + Send> = if args.quiet {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        let done = restore::run(
+            &db,
+            &config,
+            args.section.as_deref(),
+            &args.restore,
+            &mut out,
+        )
+        .await;
+        db.close().await;
+        return done;
     }
     if args.gather.is_some() || args.snapshot.is_some() {
         let opts = snapshot_input::Opts {
@@ -623,7 +654,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// `--prune`: what retention says is past, deleted in batches; the report
 /// goes to stdout (nothing with -q). SIGTERM/SIGINT stop it between batches.
 async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyhow::Result<()> {
-    let policy = config.retention_policy()?;
+    let mut policy = config.retention_policy()?;
+    if let Some(dir) = &args.archive {
+        policy.archive = Some(dir.clone());
+    }
     let only = match &args.section {
         Some(name) => Some(config.section(name, None)?.table),
         None => None,

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::time::Duration;
 
+use anyhow::Context;
+use siemstress_common::archive::Archive;
 use siemstress_common::config::retention::{Keep, Policy};
 use siemstress_common::db::Database;
 use siemstress_common::db::retention::StopFlag;
@@ -21,7 +23,8 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 const CHECK: Duration = Duration::from_secs(300);
 
 /// Prunes every event table (or only `only`), and alerts and snapshot runs
-/// unless `only` is given; writes one line per kind of data to `out`.
+/// unless `only` is given; writes one line per kind of data to `out`. With
+/// `policy.archive`, the event rows are archived there before they go.
 pub async fn run(
     db: &Database,
     policy: &Policy,
@@ -48,29 +51,35 @@ pub async fn run(
             v
         }
     };
-    let mut freed = 0;
-    for t in &tables {
-        let keep = policy.table(t.as_str());
-        let Some(before) = keep.cutoff(now) else {
-            writeln!(out, "table {t}: kept forever")?;
-            continue;
-        };
-        if !db.event_table_exists(t).await? {
-            writeln!(out, "table {t}: does not exist")?;
-            continue;
+    let archive = match &policy.archive {
+        Some(dir) => Some(
+            Archive::open(dir)
+                .with_context(|| format!("archive {}: nothing was pruned", dir.display()))?,
+        ),
+        None => None,
+    };
+    let pruned = prune_tables(db, policy, &tables, now, stop, archive.as_ref(), out).await;
+    if let (Some(a), Some(dir)) = (&archive, &policy.archive) {
+        // The batches written so far are whole and synced: their files get
+        // their final names even after an error.
+        let w = a.finish()?;
+        for p in &w.repaired {
+            writeln!(
+                out,
+                "archive: repaired {} (left by a prune that was killed)",
+                p.display()
+            )?;
         }
-        let p = db.prune_events(t, before, stop).await?;
-        freed += p.bytes;
         writeln!(
             out,
-            "table {t}: {} rows ({} of row data) older than {} (retention {}){}",
-            p.rows,
-            human_bytes(p.bytes),
-            rfc3339_utc(before),
-            keep,
-            batches(p.batches, p.longest)
+            "archive: {} rows in {} files ({} compressed) under {}",
+            w.rows,
+            w.files.len(),
+            human_bytes(w.bytes),
+            dir.display()
         )?;
     }
+    let freed = pruned?;
     if only.is_none() {
         let r = policy.retention;
         if let Some(before) = r.alerts.cutoff(now) {
@@ -116,6 +125,42 @@ pub async fn run(
         writeln!(out, "stopped by a signal; the next prune goes on")?;
     }
     Ok(())
+}
+
+/// The event tables' part of [`run`]; returns the bytes of row data freed.
+async fn prune_tables(
+    db: &Database,
+    policy: &Policy,
+    tables: &[Ident],
+    now: i64,
+    stop: &StopFlag,
+    archive: Option<&Archive>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u64> {
+    let mut freed = 0;
+    for t in tables {
+        let keep = policy.table(t.as_str());
+        let Some(before) = keep.cutoff(now) else {
+            writeln!(out, "table {t}: kept forever")?;
+            continue;
+        };
+        if !db.event_table_exists(t).await? {
+            writeln!(out, "table {t}: does not exist")?;
+            continue;
+        }
+        let p = db.prune_events(t, before, stop, archive).await?;
+        freed += p.bytes;
+        writeln!(
+            out,
+            "table {t}: {} rows ({} of row data) older than {} (retention {}){}",
+            p.rows,
+            human_bytes(p.bytes),
+            rfc3339_utc(before),
+            keep,
+            batches(p.batches, p.longest)
+        )?;
+    }
+    Ok(freed)
 }
 
 fn batches(n: u64, longest: Duration) -> String {

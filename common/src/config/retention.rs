@@ -10,6 +10,7 @@
 //! default = "180d"              # every other event table
 //! alerts = "1y"                 # alerts (their events, their action runs)
 //! snapshots = { keep_runs = 30, max_age = "1y" }
+//! archive = "/var/lib/siemstress/archive"  # pruned event rows written here first
 //! ```
 //!
 //! A period is a duration (`90d`, `12w`, `1y`: humantime's units) or
@@ -31,6 +32,10 @@ pub struct RetentionConfig {
     pub alerts: Option<String>,
     /// Snapshot runs.
     pub snapshots: Option<SnapshotsConfig>,
+    /// Directory that pruned event rows are archived into before they are
+    /// deleted (`siemparse --prune --archive DIR` overrides); relative to
+    /// the config file's directory.
+    pub archive: Option<std::path::PathBuf>,
 }
 
 /// `[retention] snapshots = { keep_runs = N, max_age = "1y" }`.
@@ -121,6 +126,8 @@ pub struct Policy {
     pub retention: Retention,
     /// Event tables that sections name, with their period.
     pub tables: std::collections::BTreeMap<String, Keep>,
+    /// `[retention] archive`: where pruned event rows are archived first.
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl Policy {

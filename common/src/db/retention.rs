@@ -37,6 +37,7 @@ use rusqlite::OptionalExtension;
 use super::sql::Sql;
 use super::{Backend, Database};
 use crate::Error;
+use crate::archive::{Archive, ArchivedRow};
 use crate::config::retention::SnapshotKeep;
 use crate::ident::Ident;
 use crate::snapshot::{STATUS_FAILED, STATUS_OK, STATUS_PRUNED};
@@ -150,34 +151,64 @@ const PRUNE_CLAIM: &str = "siemparse-prune";
 impl Database {
     /// Deletes the rows of event table `t` with `ts < before`, in batches
     /// (see the module's notes: the newest row and the row at the search
-    /// index's mark stay).
+    /// index's mark stay). With `archive`, each batch's rows are read
+    /// whole and written to it (on disk, synced) before the transaction
+    /// that deletes them, outside that transaction: an ingest never waits
+    /// for the archive.
     pub async fn prune_events(
         &self,
         t: &Ident,
         before: i64,
         stop: &StopFlag,
+        archive: Option<&Archive>,
     ) -> Result<Pruned, Error> {
         match self {
             Database::Sqlite(d) => {
                 let (path, t, stop) = (d.path().to_owned(), t.clone(), stop.clone());
-                tokio::task::spawn_blocking(move || sqlite_prune_events(&path, &t, before, &stop))
-                    .await
-                    .map_err(|e| Error::db("prune", "an event table", e))?
+                let archive = archive.cloned();
+                tokio::task::spawn_blocking(move || {
+                    sqlite_prune_events(&path, &t, before, &stop, archive.as_ref())
+                })
+                .await
+                .map_err(|e| Error::db("prune", "an event table", e))?
             }
-            Database::Mysql(_) => self.mysql_prune_events(t, before, stop).await,
+            Database::Mysql(d) => self.mysql_prune_events(d, t, before, stop, archive).await,
         }
     }
 
     async fn mysql_prune_events(
         &self,
+        d: &super::mysql::MysqlDb,
         t: &Ident,
         before: i64,
         stop: &StopFlag,
+        archive: Option<&Archive>,
     ) -> Result<Pruned, Error> {
         let e = |x| Error::db("prune", t.as_str(), x);
         let mut done = Pruned::default();
         let mut size = FIRST_BATCH;
         while !stop.raised() {
+            // Archived first, outside the transaction (no row lock held).
+            let archived = match archive {
+                None => None,
+                Some(a) => {
+                    let mut q = self.sql("SELECT * FROM ");
+                    q.table(t, "").push(" WHERE ts < ").bind(before);
+                    q.push(" AND id < (SELECT MAX(id) FROM ")
+                        .table(t, "")
+                        .push(")");
+                    q.push(" ORDER BY ts LIMIT ").bind(size);
+                    let rows = super::mysql::whole_rows(&d.pool, &q, t.as_str()).await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    let a = a.clone();
+                    let rows = tokio::task::spawn_blocking(move || a.write(&rows).map(|()| rows))
+                        .await
+                        .map_err(|x| Error::db("archive", t.as_str(), x))??;
+                    Some(rows)
+                }
+            };
             let started = Instant::now();
             let mut tx = self.begin().await.map_err(e)?;
             // The index's mark, locked against the indexer until the commit.
@@ -189,14 +220,25 @@ impl Database {
                 .map_err(e)?
                 .first()
                 .map_or(0, |m| m.id);
-            let mut q = self.sql("SELECT id, ");
-            q.push(ROW_BYTES).push(" AS bytes FROM ").table(t, "");
-            q.push(" WHERE ts < ").bind(before);
-            q.push(" AND id < (SELECT MAX(id) FROM ")
-                .table(t, "")
-                .push(")");
-            q.push(" ORDER BY ts LIMIT ").bind(size);
-            let victims: Vec<Victim> = tx.fetch_all(&q).await.map_err(e)?;
+            let victims: Vec<Victim> = match &archived {
+                Some(rows) => rows
+                    .iter()
+                    .map(|r| Victim {
+                        id: r.id,
+                        bytes: r.bytes() as i64,
+                    })
+                    .collect(),
+                None => {
+                    let mut q = self.sql("SELECT id, ");
+                    q.push(ROW_BYTES).push(" AS bytes FROM ").table(t, "");
+                    q.push(" WHERE ts < ").bind(before);
+                    q.push(" AND id < (SELECT MAX(id) FROM ")
+                        .table(t, "")
+                        .push(")");
+                    q.push(" ORDER BY ts LIMIT ").bind(size);
+                    tx.fetch_all(&q).await.map_err(e)?
+                }
+            };
             if victims.is_empty() {
                 break;
             }
@@ -521,6 +563,7 @@ fn sqlite_prune_events(
     t: &Ident,
     before: i64,
     stop: &StopFlag,
+    archive: Option<&Archive>,
 ) -> Result<Pruned, Error> {
     let mut conn = super::options::open_sqlite(path)?;
     let err = |x: rusqlite::Error| Error::db("prune", t.as_str(), x);
@@ -536,6 +579,19 @@ fn sqlite_prune_events(
     let mut done = Pruned::default();
     let mut size = FIRST_BATCH;
     while !stop.raised() {
+        // Archived first, outside the write transaction (a read of its own):
+        // the ingest does not wait for the archive's writes and syncs.
+        let archived = match archive {
+            None => None,
+            Some(a) => {
+                let rows = sqlite_whole_rows(&conn, t, before, size)?;
+                if rows.is_empty() {
+                    break;
+                }
+                a.write(&rows)?;
+                Some(rows)
+            }
+        };
         let started = Instant::now();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -556,7 +612,9 @@ fn sqlite_prune_events(
             .optional()
             .map_err(err)?
             .unwrap_or(0);
-        let victims: Vec<(i64, i64)> = {
+        let victims: Vec<(i64, i64)> = if let Some(rows) = &archived {
+            rows.iter().map(|r| (r.id, r.bytes() as i64)).collect()
+        } else {
             let mut st = tx
                 .prepare_cached(&format!(
                     r#"SELECT id, {ROW_BYTES} FROM "{t}" WHERE ts < ? AND id < ? ORDER BY ts LIMIT ?"#
@@ -623,6 +681,34 @@ fn sqlite_prune_events(
         merge_fts(&mut conn, &fts, stop).map_err(err)?;
     }
     Ok(done)
+}
+
+/// The next batch of rows of `t` to prune, every column (for the archive),
+/// read in a transaction of its own: `ts < before`, never the newest row,
+/// oldest first, at most `size`.
+fn sqlite_whole_rows(
+    conn: &rusqlite::Connection,
+    t: &Ident,
+    before: i64,
+    size: i64,
+) -> Result<Vec<ArchivedRow>, Error> {
+    use super::search::{EventRef, Positions};
+    let err = |x: String| Error::db("archive", t.as_str(), x);
+    let sql = format!(
+        r#"SELECT * FROM "{t}" WHERE ts < ?1 AND id < (SELECT max(id) FROM "{t}") ORDER BY ts LIMIT ?2"#
+    );
+    let mut stmt = super::sqlite::stmt::Stmt::prepare(conn, &sql).map_err(err)?;
+    let mut rows = stmt.bind();
+    rows.int(1, Some(before)).int(2, Some(size));
+    let at = Positions::of(&rows.column_names()).map_err(err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(err)? {
+        out.push(ArchivedRow::of(
+            t.as_str(),
+            &EventRef::read(&r, &at).map_err(err)?,
+        ));
+    }
+    Ok(out)
 }
 
 /// Pages of FTS5 merge work per transaction after a prune.

@@ -351,6 +351,33 @@ impl<'r> RowValues<'r> for EventRow<'r> {
     }
 }
 
+/// Every row of `q` (a `SELECT *` of event table `table`), owned, for the
+/// archive of a prune.
+pub(crate) async fn whole_rows(
+    pool: &MySqlPool,
+    q: &Sql<'_>,
+    table: &str,
+) -> Result<Vec<crate::archive::ArchivedRow>, Error> {
+    let e = |e: String| Error::db("archive", table, e);
+    let rows = query::<MySql>(q)
+        .map_err(|x| Error::db("archive", table, x))?
+        .fetch_all(pool)
+        .await
+        .map_err(|x| Error::db("archive", table, x))?;
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<&str> = first.columns().iter().map(|c| c.name()).collect();
+    let at = Positions::of(&names).map_err(e)?;
+    rows.iter()
+        .map(|r| {
+            EventRef::read(&EventRow(r), &at)
+                .map(|row| crate::archive::ArchivedRow::of(table, &row))
+                .map_err(e)
+        })
+        .collect()
+}
+
 /// The rows of `q` (a search), each passed to `deliver` until it says stop.
 pub(crate) async fn search(
     pool: &MySqlPool,
