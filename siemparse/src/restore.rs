@@ -143,7 +143,8 @@ pub async fn run(
                     events.push(r.to_event().map_err(anyhow::Error::msg)?);
                 }
                 if let Some(w) = writers.get_mut(&name) {
-                    w.write(&events, &[])
+                    // Not a source of new events: no watermark mark (the rows are old).
+                    w.write(&events, &[], &[])
                         .await
                         .with_context(|| format!("{at}: storing into table {t}"))?;
                 }
