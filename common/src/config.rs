@@ -34,9 +34,10 @@ pub struct Config {
     pub actions: BTreeMap<String, actions::ActionConfig>,
     #[serde(default)]
     pub gather: gather::GatherConfig,
-    /// Refused with a message: Sigma rules are not supported yet.
+    /// `[sigma]`: how Sigma rules map to sections and columns (over the
+    /// shipped mapping, `config/sigma/mapping.toml`).
     #[serde(default)]
-    sigma: Option<toml::Spanned<toml::Value>>,
+    pub sigma: SigmaConfig,
     #[serde(default)]
     pub decoders: DecodersConfig,
     #[serde(default)]
@@ -67,6 +68,23 @@ pub struct RulesConfig {
     /// Default cap on the keys holding a window per rule (a rule's own
     /// `max_keys` wins); siemtrigger's default when unset: 50,000.
     pub max_keys: Option<i64>,
+}
+
+/// `[sigma]`: the Sigma mapping, over siemtrigger's shipped one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigmaConfig {
+    /// A mapping file (same form as the shipped `config/sigma/mapping.toml`),
+    /// relative to the config's directory, read over the shipped mapping.
+    pub mapping: Option<String>,
+    /// Logsource (`product`, `product/service` or `product/category`) to a
+    /// section; `""` makes a logsource run over every event table.
+    #[serde(default)]
+    pub logsource: BTreeMap<String, String>,
+    /// Sigma field name to a column (`user`, `source_host`, ...) or an
+    /// `extra` key (`extra.command`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// `[database]`.
@@ -177,16 +195,6 @@ impl Config {
             message: e.to_string(),
         })?;
         cfg.text = text.to_owned();
-        if let Some(s) = &cfg.sigma {
-            return Err(Error::ConfigParse {
-                path: PathBuf::from("<string>"),
-                message: format!(
-                    "line {}: [sigma]: Sigma rules are not supported yet (siemtrigger skips \
-                     .yml files in [rules] paths); remove the section",
-                    text[..s.span().start.min(text.len())].matches('\n').count() + 1
-                ),
-            });
-        }
         for (name, s) in &cfg.section {
             cfg.resolve_section_inner(name, s)?;
         }
@@ -337,14 +345,18 @@ mod tests {
     }
 
     #[test]
-    fn sigma_is_refused_with_its_line() {
-        let err = Config::parse_str("[database]\nurl = \"x\"\n\n[sigma]\npaths = []\n")
+    fn sigma_mapping_is_read() {
+        let cfg = Config::parse_str(
+            "[sigma]\nmapping = \"m.toml\"\n[sigma.logsource]\n\"linux/sshd\" = \"auth\"\n\
+             [sigma.fields]\nUser = \"user\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.sigma.logsource["linux/sshd"], "auth");
+        assert_eq!(cfg.sigma.fields["User"], "user");
+        let err = Config::parse_str("[sigma]\npaths = []\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("line 4") && err.contains("not supported"),
-            "{err}"
-        );
+        assert!(err.contains("paths"), "{err}");
     }
 
     #[test]

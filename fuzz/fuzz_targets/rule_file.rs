@@ -7,4 +7,8 @@
 #[path = "../../siemtrigger/src/rules/mod.rs"]
 mod rules;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../../siemtrigger/src/sigma/mod.rs"]
+mod sigma;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| rules::fuzzing::rule_file(data));

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use crate::rules::{Kind, Rule, column_alias, is_column};
+use crate::rules::expr::{Fields, extra_map};
+use crate::rules::{Kind, Metric, Rule, STEP_CAPTURE, column_alias, is_column};
 use serde::{Deserialize, Serialize};
 pub use siemstress_common::db::trigger::NewAlert;
 use siemstress_common::db::trigger::{Scan, ScanSink};
@@ -157,7 +158,10 @@ impl<'a> Ev<'a> {
                 .col("received")
                 .and_then(|v| v.parse().ok())
                 .map(rfc3339),
-            c => self.col(c).map(str::to_owned),
+            c => match c.strip_prefix("extra.") {
+                Some(k) => extra_map(self.col("extra")).remove(k),
+                None => self.col(c).map(str::to_owned),
+            },
         }
     }
 
@@ -168,6 +172,34 @@ impl<'a> Ev<'a> {
 }
 
 pub use siemstress_common::time::rfc3339;
+
+/// An event as `where` expressions read it: its `extra` parsed once.
+pub struct EvFields<'a> {
+    pub ev: Ev<'a>,
+    extra: std::cell::OnceCell<BTreeMap<String, String>>,
+}
+
+impl<'a> EvFields<'a> {
+    pub fn new(ev: Ev<'a>) -> Self {
+        Self {
+            ev,
+            extra: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl Fields for EvFields<'_> {
+    fn column(&self, name: &str) -> Option<&str> {
+        self.ev.col(name)
+    }
+
+    fn extra(&self, key: &str) -> Option<String> {
+        self.extra
+            .get_or_init(|| extra_map(self.ev.col("extra")))
+            .get(key)
+            .cloned()
+    }
+}
 
 /// Which part of a rule an event matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -285,6 +317,69 @@ impl Overflow {
     }
 }
 
+/// True if `rule` is a threshold rule measured at the window's end.
+fn at_end(rule: &Rule) -> bool {
+    matches!(&rule.kind, Kind::Threshold(th) if th.bound.at_end())
+}
+
+/// The measure of a window's events (values as stored with each event).
+pub fn measure(metric: &Metric, events: &VecDeque<(i64, i64, Option<String>)>) -> f64 {
+    let nums = || {
+        events
+            .iter()
+            .filter_map(|e| e.2.as_deref().and_then(|v| v.trim().parse::<f64>().ok()))
+    };
+    match metric {
+        Metric::Count => events.len() as f64,
+        Metric::Distinct => events
+            .iter()
+            .map(|e| e.2.as_deref())
+            .collect::<BTreeSet<_>>()
+            .len() as f64,
+        Metric::Sum => nums().sum(),
+        Metric::Avg => {
+            let v: Vec<f64> = nums().collect();
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        }
+        Metric::Percentile(p) => {
+            // Nearest rank: the smallest value with at least p% of the values at or below it.
+            let mut v: Vec<f64> = nums().collect();
+            if v.is_empty() {
+                return 0.0;
+            }
+            v.sort_by(f64::total_cmp);
+            let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+            v[rank.min(v.len()) - 1]
+        }
+        Metric::Steps { ordered, .. } => {
+            let sets = events.iter().map(|e| {
+                e.2.as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(|i| i.parse::<usize>().ok())
+                    .collect::<BTreeSet<_>>()
+            });
+            if *ordered {
+                // The longest prefix of the steps that occurred in order
+                // (one event per step; taking each step at its earliest is optimal).
+                let mut next = 0usize;
+                for s in sets {
+                    if s.contains(&next) {
+                        next += 1;
+                    }
+                }
+                next as f64
+            } else {
+                sets.flatten().collect::<BTreeSet<_>>().len() as f64
+            }
+        }
+    }
+}
+
 /// How close a key came to firing (for `--explain-rule`).
 #[derive(Debug, Clone, Default)]
 pub struct KeyStats {
@@ -348,6 +443,9 @@ impl<'r> Evaluator<'r> {
                 Win::Open {
                     start, first_id, ..
                 } => Some((start.saturating_add(window), *first_id, k.clone())),
+                Win::Count { start, events, .. } if at_end(rule) => events
+                    .front()
+                    .map(|e| (start.saturating_add(window), e.1, k.clone())),
                 _ => None,
             })
             .collect();
@@ -377,7 +475,7 @@ impl<'r> Evaluator<'r> {
             for (k, w) in &mut windows {
                 age.insert((w.start(), k.clone()));
                 if let Win::Count { events, values, .. } = w
-                    && th.distinct.is_some()
+                    && th.metric == Metric::Distinct
                 {
                     *values = count_values(events);
                 }
@@ -543,6 +641,9 @@ impl<'r> Evaluator<'r> {
     /// Event time reaches `t`: windows that ended before `t` close (pair,
     /// silently) or fire (absence).
     pub fn advance(&mut self, t: i64) {
+        if at_end(self.rule) {
+            return self.advance_at_end(t);
+        }
         if !matches!(self.rule.kind, Kind::Pair(_) | Kind::Absence(_)) {
             return;
         }
@@ -658,6 +759,50 @@ impl<'r> Evaluator<'r> {
         };
         let key = self.render_key(caps, ev);
         let w = self.window;
+        let distinct_values = th.metric == Metric::Distinct;
+        let value = match &th.metric {
+            Metric::Count => None,
+            Metric::Steps { .. } => caps.get(STEP_CAPTURE).cloned(),
+            Metric::Distinct => th.distinct.as_ref().map(|d| {
+                caps.get(d)
+                    .cloned()
+                    .or_else(|| ev.get(d))
+                    .unwrap_or_default()
+            }),
+            Metric::Sum | Metric::Avg | Metric::Percentile(_) => {
+                let d = th.distinct.as_deref().unwrap_or_default();
+                match caps.get(d).cloned().or_else(|| ev.get(d)) {
+                    Some(v) if v.trim().parse::<f64>().is_ok_and(f64::is_finite) => Some(v),
+                    // No number: not an event of this measure.
+                    _ => return,
+                }
+            }
+        };
+        if th.bound.at_end() {
+            // A fixed window from its first event, measured at its end
+            // (`advance` closed the windows that ended before `t`).
+            if let Some(Win::Count { events, .. }) = self.windows.get_mut(&key) {
+                events.push_back((t, ev.id, value));
+                let mut dropped = 0;
+                while events.len() > self.max_events {
+                    events.pop_front();
+                    dropped += 1;
+                }
+                self.overflow.events += dropped;
+                self.touch(&key);
+            } else {
+                self.set(
+                    key.clone(),
+                    Win::Count {
+                        start: t,
+                        events: VecDeque::from([(t, ev.id, value)]),
+                        values: HashMap::new(),
+                    },
+                );
+                self.expiry.insert((t.saturating_add(w), ev.id, key));
+            }
+            return;
+        }
         let (mut events, mut values) = match self.windows.get_mut(&key) {
             Some(Win::Absorb { end, absorbed, .. }) if t <= *end => {
                 *absorbed += 1;
@@ -669,32 +814,27 @@ impl<'r> Evaluator<'r> {
             }
             _ => (VecDeque::new(), HashMap::new()),
         };
-        let distinct = th.distinct.as_ref().map(|d| {
-            caps.get(d)
-                .cloned()
-                .or_else(|| ev.get(d))
-                .unwrap_or_default()
-        });
         // The window ran out: slide to the oldest event still within it.
         let oldest = t.saturating_sub(w);
         while events.front().is_some_and(|e| e.0 < oldest) {
             leave(&mut events, &mut values);
         }
-        if th.distinct.is_some() {
-            *values.entry(distinct.clone()).or_default() += 1;
+        if distinct_values {
+            *values.entry(value.clone()).or_default() += 1;
         }
-        events.push_back((t, ev.id, distinct));
+        events.push_back((t, ev.id, value));
         // Full (a distinct window of repeated values): the oldest go.
         while events.len() > self.max_events {
             leave(&mut events, &mut values);
             self.overflow.events += 1;
         }
         let start = events.front().map_or(t, |e| e.0);
-        let count = if th.distinct.is_some() {
-            values.len() as u64
-        } else {
-            events.len() as u64
+        let m = match th.metric {
+            Metric::Count => events.len() as f64,
+            Metric::Distinct => values.len() as f64,
+            _ => measure(&th.metric, &events),
         };
+        let count = m.round() as u64;
         if let Some(s) = self.stat(&key)
             && count > s.best
         {
@@ -702,7 +842,7 @@ impl<'r> Evaluator<'r> {
             s.best_start = start;
             s.best_ts = t;
         }
-        if count >= th.threshold {
+        if th.bound.holds(m) {
             let ids = events.iter().map(|e| e.1).collect();
             let message = self.message(caps, Some(ev), &Caps::new(), &key, count as i64, start);
             let end = start.saturating_add(w);
@@ -724,6 +864,48 @@ impl<'r> Evaluator<'r> {
                     values,
                 },
             );
+        }
+    }
+
+    /// A threshold rule with an upper bound: windows that ended before `t`
+    /// are measured, and fire at their end if the measure is within bounds.
+    fn advance_at_end(&mut self, t: i64) {
+        let rule = self.rule;
+        let Kind::Threshold(th) = &rule.kind else {
+            return;
+        };
+        let w = self.window;
+        while let Some((end, _, _)) = self.expiry.first() {
+            if *end >= t {
+                break;
+            }
+            let end = *end;
+            let (_, _, key) = self.expiry.pop_first().expect("first");
+            // Still the window this entry was made for (not one dropped
+            // over the cap and opened again).
+            let current = matches!(self.windows.get(&key),
+                Some(Win::Count { start, .. }) if start.saturating_add(w) == end);
+            if !current {
+                continue;
+            }
+            let Some(Win::Count { start, events, .. }) = self.remove(&key) else {
+                continue;
+            };
+            let m = measure(&th.metric, &events);
+            let count = m.round() as u64;
+            if let Some(s) = self.stat(&key)
+                && count > s.best
+            {
+                s.best = count;
+                s.best_start = start;
+                s.best_ts = end;
+            }
+            if th.bound.holds(m) {
+                let message =
+                    self.message(&Caps::new(), None, &Caps::new(), &key, count as i64, start);
+                let ids = events.iter().map(|e| e.1).collect();
+                self.fire(key, end, start, count as i64, message, ids);
+            }
         }
     }
 
@@ -937,7 +1119,7 @@ mod tests {
                     if m.has_backrefs() {
                         Some((role, None))
                     } else {
-                        m.check(ev.raw()).map(|c| (role, Some(c)))
+                        m.check_event(&EvFields::new(ev)).map(|c| (role, Some(c)))
                     }
                 })
                 .collect();
@@ -1253,5 +1435,89 @@ mod tests {
         let mut e = Evaluator::new(&r, "t", HashMap::new());
         feed(&mut e, &[(0, "open 1"), (1, "open 2"), (2, "open 3")]);
         assert_eq!(e.overflow.windows, 1);
+    }
+
+    #[test]
+    fn steps_count_and_order() {
+        let t = "[[rule]]\nname = \"t\"\ntype = \"threshold\"\nwindow = \"60s\"\n\
+                 steps = [\"raw re '^a'\", \"raw re '^b'\"]\n";
+        // Unordered: b then a within the window fires at a.
+        let a = run(&rule(t), &[(0, "b"), (10, "x"), (30, "a")]);
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (a[0].ts, a[0].count, a[0].events.clone()),
+            (30_000, 2, vec![1, 3])
+        );
+        // Ordered: b then a does not; a then b does, at b.
+        let o = t.replace("steps", "ordered = true\nsteps");
+        assert!(run(&rule(&o), &[(0, "b"), (30, "a")]).is_empty());
+        let a = run(&rule(&o), &[(0, "b"), (20, "a"), (30, "b")]);
+        assert_eq!((a.len(), a[0].ts), (1, 30_000));
+        // Out of the window: nothing.
+        assert!(run(&rule(&o), &[(0, "a"), (61, "b")]).is_empty());
+    }
+
+    #[test]
+    fn upper_bounds_fire_at_the_window_end() {
+        let t = "[[rule]]\nname = \"t\"\ntype = \"threshold\"\nwindow = \"60s\"\n\
+                 threshold = \">= 2, < 4\"\nmatch = { regex = 'x (?P<k>\\w)' }\nkey = \"{k}\"\n";
+        let r = rule(t);
+        // a: 3 events in 0..60 -> fires at 60; b: 4 events -> no; c: 1 -> no.
+        let evs = [
+            (0, "x a"),
+            (1, "x b"),
+            (2, "x b"),
+            (3, "x c"),
+            (10, "x a"),
+            (20, "x b"),
+            (30, "x b"),
+            (60, "x a"),
+            (61, "x a"),
+        ];
+        let a = run(&r, &evs);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(
+            (a[0].key.as_str(), a[0].ts, a[0].first_ts, a[0].count),
+            ("a", 60_000, 0, 3)
+        );
+        // The event at 61 opened a new window (one event by its end: no alert).
+    }
+
+    #[test]
+    fn sum_avg_percentile() {
+        let base = "[[rule]]\nname = \"t\"\ntype = \"threshold\"\nwindow = \"60s\"\n\
+                    match = { regex = 'n=(?P<n>\\S+)' }\n";
+        let evs = [(0, "n=10"), (1, "n=x"), (2, "n=20"), (3, "n=70")];
+        let a = run(
+            &rule(&format!("{base}sum = \"n\"\nthreshold = \"> 99\"\n")),
+            &evs,
+        );
+        assert_eq!((a.len(), a[0].ts, a[0].count), (1, 3_000, 100));
+        // The event without a number is not counted.
+        assert_eq!(a[0].events, [1, 3, 4]);
+        let a = run(
+            &rule(&format!("{base}avg = \"n\"\nthreshold = \">= 15\"\n")),
+            &evs,
+        );
+        assert_eq!((a.len(), a[0].ts, a[0].count), (1, 2_000, 15));
+        let a = run(
+            &rule(&format!(
+                "{base}percentile = \"n\"\npercent = 50\nthreshold = \">= 20\"\n"
+            )),
+            &evs,
+        );
+        // Median (nearest rank) of 10, 20 is 10; of 10, 20, 70 it is 20.
+        assert_eq!((a.len(), a[0].ts), (1, 3_000));
+        let m = |p: f64, v: &[&str]| {
+            let e: VecDeque<(i64, i64, Option<String>)> =
+                v.iter().map(|x| (0, 0, Some(x.to_string()))).collect();
+            measure(&Metric::Percentile(p), &e)
+        };
+        assert_eq!(
+            m(95.0, &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]),
+            10.0
+        );
+        assert_eq!(m(50.0, &["5", "1", "3"]), 3.0);
+        assert_eq!(m(10.0, &["5", "1", "3"]), 1.0);
     }
 }

@@ -9,6 +9,7 @@ mod engine;
 mod explain;
 mod rules;
 mod runner;
+mod sigma;
 mod snapshot;
 
 use std::io::IsTerminal;
@@ -45,8 +46,10 @@ mod exit {
                   siemtrigger -c siemstress.toml --interval 60s    # daemon\n  \
                   siemtrigger --replay --from 2024-05-01 --to 2024-05-02 --rule ssh-bruteforce\n  \
                   siemtrigger --explain 42\n  \
-                  siemtrigger --list-rules                         # the rules in force, with their origin\n\n\
-                  Exit status: 0 done, 1 another instance holds the lease (--once), 2 error."
+                  siemtrigger --list-rules                         # the rules in force, with their origin\n  \
+                  siemtrigger --import-sigma rules/sigma/          # Sigma rules as TOML, or why not\n\n\
+                  Exit status: 0 done, 1 another instance holds the lease (--once) or a Sigma rule \
+                  was not translated (--import-sigma), 2 error."
 )]
 struct Args {
     #[command(flatten)]
@@ -103,6 +106,12 @@ struct Args {
     /// Print every rule (name, type, severity, table, origin: built-in or file:line) and exit
     #[arg(long, group = "mode")]
     list_rules: bool,
+
+    /// Translate Sigma rules (a .yml file, or a directory of them) and print the
+    /// equivalent TOML rules; a rule that cannot be translated is named on stderr
+    /// with the reason (exit status 1 if any)
+    #[arg(long, value_name = "FILE|DIR", group = "mode")]
+    import_sigma: Option<std::path::PathBuf>,
 
     /// Only these rules (repeatable)
     #[arg(long = "rule", value_name = "NAME")]
@@ -252,6 +261,55 @@ fn load_rules(
     Ok((rules, action_cfg))
 }
 
+/// `--import-sigma FILE|DIR`: the TOML of every Sigma rule that translates
+/// (and loads), on stdout; the others on stderr with their reason.
+fn import_sigma(
+    path: &std::path::Path,
+    config: &siemstress_common::config::Config,
+) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let mapping = sigma::Mapping::load(config).map_err(anyhow::Error::msg)?;
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let mut stack = vec![path.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_owned());
+    }
+    let actions: Vec<String> = config.actions.keys().cloned().collect();
+    let mut out = std::io::stdout().lock();
+    let (mut ok, mut refused) = (0usize, 0usize);
+    for f in &files {
+        let mut set = RuleSet::default();
+        set.add_sigma(f, &mapping, &actions)?;
+        for (_, why) in &set.skipped {
+            eprintln!("siemtrigger: {}: {why}", f.display());
+            refused += 1;
+        }
+        for outcome in sigma::translate_file(f, &mapping) {
+            if let Ok(t) = outcome
+                && set.get(&t.name).is_some()
+            {
+                writeln!(out, "# from {}\n{}", f.display(), t.toml)?;
+                ok += 1;
+            }
+        }
+    }
+    out.flush()?;
+    eprintln!("siemtrigger: {ok} Sigma rules translated, {refused} not");
+    Ok(if refused > 0 { 1 } else { exit::OK })
+}
+
 /// SIGHUP: the config, rules and actions read again and checked in full;
 /// another database needs a restart.
 fn reload(args: &Args, db_url: &str) -> anyhow::Result<(RuleSet, actions::Actions)> {
@@ -270,6 +328,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     }
     // Times on the command line are read as siemquery reads them without -s.
     let zone = config.section("default", None)?.zone;
+    if let Some(path) = &args.import_sigma {
+        return import_sigma(path, &config);
+    }
     let (mut rules, mut action_cfg) = load_rules(&args, &config)?;
 
     if args.list_rules {
@@ -295,6 +356,16 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             rules.rules.len(),
             action_cfg.len()
         );
+        if !rules.skipped.is_empty() {
+            let mut files: Vec<&std::path::Path> =
+                rules.skipped.iter().map(|(p, _)| p.as_path()).collect();
+            files.dedup();
+            eprintln!(
+                "siemtrigger: {} rules not loaded, from {} files (listed above)",
+                rules.skipped.len(),
+                files.len()
+            );
+        }
         check_tables(&args.connect, &config, &rules.rules).await;
         return Ok(exit::OK);
     }

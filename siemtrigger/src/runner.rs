@@ -24,7 +24,7 @@ use siemstress_common::ident::Ident;
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{
-    Batch, Cand, Caps, Changes, Evaluator, Hit, NewAlert, Overflow, Role, Win, rfc3339,
+    Batch, Cand, Caps, Changes, EvFields, Evaluator, Hit, NewAlert, Overflow, Role, Win, rfc3339,
 };
 use siemstress_common::db::lease::{LeaseInfo, LeaseKey};
 use siemstress_common::db::trigger::{Commit, Cond, Progress, RuleCommit, Scan, ScanTask};
@@ -476,6 +476,7 @@ impl Runner<'_> {
             let mut memo: Vec<Option<Option<Caps>>> = vec![None; checks.len()];
             for i in 0..batch.rows.len() {
                 let ev = batch.ev(i);
+                let fields = EvFields::new(ev);
                 memo.iter_mut().for_each(|m| *m = None);
                 for roles in &plan {
                     for &(_, ci, check) in roles {
@@ -483,7 +484,7 @@ impl Runner<'_> {
                             && memo[k].is_none()
                             && ev.flag(ci)
                         {
-                            memo[k] = Some(checks[k].1.check(ev.raw()));
+                            memo[k] = Some(checks[k].1.check_event(&fields));
                         }
                     }
                 }
@@ -666,6 +667,11 @@ fn check_identity(m: &Matcher) -> String {
     for r in &m.rregex {
         id.push_str(r.as_str());
         id.push('\0');
+    }
+    // The `where` expression and the steps decide too.
+    for (src, _) in m.expr.iter().chain(&m.steps) {
+        id.push('\u{2}');
+        id.push_str(src);
     }
     id
 }

@@ -26,6 +26,7 @@ mod resilience;
 mod retention;
 mod rule_pack;
 mod sections;
+mod sigma;
 mod snapshot;
 mod trigger;
 mod trigger_snapshot;

@@ -29,7 +29,13 @@ const COMMON_KEYS: [&str; 6] = [
 
 /// Keys that only some types have: such a key in another type's rule is
 /// "not used by" that type rather than unknown.
-const TYPE_KEYS: [&str; 14] = [
+const TYPE_KEYS: [&str; 20] = [
+    "sum",
+    "avg",
+    "percentile",
+    "percent",
+    "steps",
+    "ordered",
     "table",
     "match",
     "reset",
@@ -97,11 +103,28 @@ pub struct ThresholdDef {
     pub matcher: Option<RawMatch>,
     pub reset: Option<RawMatch>,
     pub window: Option<String>,
-    pub threshold: Option<i64>,
+    pub threshold: Option<ThresholdValue>,
     pub distinct: Option<String>,
     /// Cap on keys holding a window (not in the fingerprint: a changed
     /// cap keeps the windows, trimmed to it).
     pub max_keys: Option<i64>,
+    pub sum: Option<String>,
+    pub avg: Option<String>,
+    pub percentile: Option<String>,
+    pub percent: Option<f64>,
+    /// `where` expressions (Sigma `temporal`): the rule's events are those
+    /// matching one; the measure is how many of them occurred.
+    pub steps: Option<Vec<String>>,
+    /// With `steps`: in the order written (Sigma `temporal_ordered`).
+    pub ordered: Option<bool>,
+}
+
+/// `threshold = 5` (at least 5) or a condition: `"> 100, <= 200"`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ThresholdValue {
+    Int(i64),
+    Text(String),
 }
 
 /// `type = "pair"` (a `second` within `window` of a `first`) and
@@ -354,7 +377,7 @@ struct Canonical<'a> {
     second: Option<&'a RawMatch>,
     key: Option<&'a str>,
     window: Option<&'a str>,
-    threshold: Option<i64>,
+    threshold: Option<&'a ThresholdValue>,
     distinct: Option<&'a str>,
     message: Option<&'a str>,
     actions: &'a [String],
@@ -367,6 +390,18 @@ struct Canonical<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     row: Option<&'a serde_json::Map<String, serde_json::Value>>,
     description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sum: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avg: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percentile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordered: Option<bool>,
 }
 
 impl RuleDef {
@@ -395,6 +430,12 @@ impl RuleDef {
             change: None,
             row: None,
             description: c.description.as_deref(),
+            sum: None,
+            avg: None,
+            percentile: None,
+            percent: None,
+            steps: None,
+            ordered: None,
         };
         match &self.kind {
             KindDef::Single(d) => {
@@ -406,8 +447,14 @@ impl RuleDef {
                 canon.matcher = d.matcher.as_ref();
                 canon.reset = d.reset.as_ref();
                 canon.window = d.window.as_deref();
-                canon.threshold = d.threshold;
+                canon.threshold = d.threshold.as_ref();
                 canon.distinct = d.distinct.as_deref();
+                canon.sum = d.sum.as_deref();
+                canon.avg = d.avg.as_deref();
+                canon.percentile = d.percentile.as_deref();
+                canon.percent = d.percent;
+                canon.steps = d.steps.as_deref();
+                canon.ordered = d.ordered;
             }
             KindDef::Pair(d) | KindDef::Absence(d) => {
                 canon.table = d.table.as_deref();

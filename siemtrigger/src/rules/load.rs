@@ -16,6 +16,7 @@ impl RuleSet {
         let base = config.base_dir();
         let actions = action_names(config);
         let mut set = RuleSet::default();
+        let mut mapping: Option<crate::sigma::Mapping> = None;
         for pattern in &config.rules.paths {
             let paths =
                 siemstress_common::paths::expand(&base, pattern).map_err(|m| RuleError {
@@ -32,8 +33,15 @@ impl RuleSet {
             for path in paths {
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
                 if ext == "yml" || ext == "yaml" {
-                    set.skipped
-                        .push((path, "Sigma rules are not supported yet".into()));
+                    if mapping.is_none() {
+                        mapping =
+                            Some(crate::sigma::Mapping::load(config).map_err(|m| RuleError {
+                                key: Some("sigma".into()),
+                                ..RuleError::file(&cfg_origin, m)
+                            })?);
+                    }
+                    let mapping = mapping.as_ref().expect("mapping");
+                    set.add_sigma(&path, mapping, &actions)?;
                     continue;
                 }
                 let origin = path.display().to_string();
@@ -133,6 +141,44 @@ impl RuleSet {
             rule.line = read.lines.of("name");
             let line = rule.line;
             self.push(rule, line)?;
+        }
+        Ok(())
+    }
+
+    /// The rules of a Sigma file; those that cannot be translated (or whose
+    /// translation does not load) are skipped with their reason.
+    pub fn add_sigma(
+        &mut self,
+        path: &std::path::Path,
+        mapping: &crate::sigma::Mapping,
+        actions: &[String],
+    ) -> Result<(), RuleError> {
+        let origin = path.display().to_string();
+        for outcome in crate::sigma::translate_file(path, mapping) {
+            let t = match outcome {
+                Ok(t) => t,
+                Err(r) => {
+                    self.skipped.push((path.to_owned(), r.to_string()));
+                    continue;
+                }
+            };
+            let mut one = RuleSet::default();
+            if let Err(e) = one.add_text(&t.toml, &origin, true, actions) {
+                let r = crate::sigma::Refused {
+                    title: t.title,
+                    id: t.id,
+                    reason: match e.key {
+                        Some(k) => format!("{k}: {}", e.message),
+                        None => e.message,
+                    },
+                };
+                self.skipped.push((path.to_owned(), r.to_string()));
+                continue;
+            }
+            for rule in one.rules {
+                let line = rule.line;
+                self.push(rule, line)?;
+            }
         }
         Ok(())
     }

@@ -4,12 +4,18 @@
 //! become `{name}` values for `key` and `message`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use siemstress_common::filter::{Field, Filter};
 
+use super::expr::{Ast, Expr, Fields};
 use super::template::{Piece, Template};
+
+/// The capture a matcher with `steps` gives its events: the indexes (from 0,
+/// comma-separated) of the steps the event matched.
+pub const STEP_CAPTURE: &str = "step";
 
 /// A match table as written: key to a scalar or a list of scalars.
 pub type RawMatch = BTreeMap<String, MatchValue>;
@@ -81,6 +87,19 @@ pub struct Matcher {
     pub regex: Vec<RuleRegex>,
     /// `rregex`: an event matching one of them is dropped.
     pub rregex: Vec<Regex>,
+    /// `where`: an expression over columns and `extra` keys (its text, compiled).
+    pub expr: Option<(String, Arc<Expr>)>,
+    /// A threshold rule's `steps` (Sigma `temporal`): `where` expressions; an
+    /// event matches if it matches one, and captures [`STEP_CAPTURE`].
+    pub steps: Vec<(String, Arc<Expr>)>,
+}
+
+/// Parses and compiles a `where` expression.
+pub fn compile_where(src: &str) -> Result<(String, Arc<Expr>), String> {
+    let e = Ast::parse(src)
+        .and_then(|a| a.compile())
+        .map_err(|e| format!("bad where expression: {e}"))?;
+    Ok((src.to_owned(), Arc::new(e)))
 }
 
 impl Matcher {
@@ -130,6 +149,13 @@ impl Matcher {
                 continue;
             }
             match base {
+                "where" if !negated => {
+                    let list = texts(v);
+                    if list.len() != 1 {
+                        return Err((key.to_owned(), "takes one expression".into()));
+                    }
+                    out.expr = Some(compile_where(&list[0]).map_err(|e| (key.to_owned(), e))?);
+                }
                 "regex" if !negated => {
                     for src in texts(v) {
                         out.regex.push(compile(key, &src, backrefs)?);
@@ -147,7 +173,7 @@ impl Matcher {
                     return Err((
                         key.to_owned(),
                         "unknown match key (use host, process, user, shost, dhost, protocol, pid, \
-                         sport, dport, grep, regex, or an r-prefixed exclusion such as rshost)"
+                         sport, dport, grep, regex, where, or an r-prefixed exclusion such as rshost)"
                             .into(),
                     ));
                 }
@@ -173,6 +199,40 @@ impl Matcher {
     /// True if the rule must read `raw` to decide.
     pub fn needs_raw(&self) -> bool {
         !self.regex.is_empty() || !self.rregex.is_empty()
+    }
+
+    /// Columns the `where` expression and the steps read.
+    pub fn expr_columns(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (_, e) in self.expr.iter().chain(&self.steps) {
+            e.columns(&mut out);
+        }
+        out
+    }
+
+    /// The whole Rust-side check of an event (regexes on `raw`, then the
+    /// `where` expression and the steps), for a matcher without back-references.
+    pub fn check_event(&self, ev: &dyn Fields) -> Option<BTreeMap<String, String>> {
+        let mut caps = self.check(ev.column("raw").unwrap_or(""))?;
+        if let Some((_, e)) = &self.expr
+            && !e.eval(ev)
+        {
+            return None;
+        }
+        if !self.steps.is_empty() {
+            let hit: Vec<String> = self
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, e))| e.eval(ev))
+                .map(|(i, _)| i.to_string())
+                .collect();
+            if hit.is_empty() {
+                return None;
+            }
+            caps.insert(STEP_CAPTURE.to_owned(), hit.join(","));
+        }
+        Some(caps)
     }
 
     /// The Rust-side check on `raw` for a matcher without back-references:

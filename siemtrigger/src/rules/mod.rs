@@ -31,6 +31,7 @@
 pub mod builtin;
 mod def;
 mod error;
+pub mod expr;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 mod load;
@@ -44,7 +45,7 @@ use std::path::PathBuf;
 use siemstress_common::ident::Ident;
 use siemstress_common::snapshot::diff::ChangeKind;
 
-pub use matcher::{Matcher, RuleRegex};
+pub use matcher::{Matcher, RuleRegex, STEP_CAPTURE};
 pub use template::{Piece, Template, column_alias, is_column, template_column};
 
 /// Alert severities, lowest first.
@@ -101,9 +102,114 @@ pub struct Threshold {
     /// An event matching `reset` clears its key's count.
     pub reset: Option<Matcher>,
     pub window_ms: i64,
+    /// The count needed to fire (the lower bound of `bound`, rounded up; 1
+    /// without one): what `--explain-rule` shows as needed.
     pub threshold: u64,
-    /// Column (canonical name) or capture counted distinctly.
+    /// Column (canonical name) or capture counted distinctly, or (sum, avg,
+    /// percentile) whose numbers are measured.
     pub distinct: Option<String>,
+    /// What is measured over the window's events.
+    pub metric: Metric,
+    /// When the measure fires: with only a lower bound, as soon as it holds
+    /// (SEC's sliding window); with an upper bound, at the window's end.
+    pub bound: Bound,
+}
+
+/// What a `threshold` rule measures over the events of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    /// Events (`threshold = N`).
+    Count,
+    /// Distinct values of `distinct`.
+    Distinct,
+    /// `sum = FIELD`, `avg = FIELD`, `percentile = FIELD` (with `percent`):
+    /// events without a number there are not counted.
+    Sum,
+    Avg,
+    Percentile(f64),
+    /// `steps`: how many of the steps occurred (Sigma `temporal`), or how
+    /// long a prefix of them occurred in order (`ordered`, `temporal_ordered`).
+    Steps {
+        count: usize,
+        ordered: bool,
+    },
+}
+
+/// A condition on a measure: lower and upper bounds, each `(value, inclusive)`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bound {
+    pub lo: Option<(f64, bool)>,
+    pub hi: Option<(f64, bool)>,
+}
+
+impl Bound {
+    /// `>= n`.
+    pub fn at_least(n: u64) -> Self {
+        Bound {
+            lo: Some((n as f64, true)),
+            hi: None,
+        }
+    }
+
+    pub fn holds(&self, v: f64) -> bool {
+        self.lo
+            .is_none_or(|(n, inc)| if inc { v >= n } else { v > n })
+            && self
+                .hi
+                .is_none_or(|(n, inc)| if inc { v <= n } else { v < n })
+    }
+
+    /// Reads `5`, `">= 5"`, `"> 100, <= 200"`, `"== 3"`, `"< 10"`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut b = Bound::default();
+        for part in s.split(',').map(str::trim) {
+            let (op, n) = ["==", ">=", "<=", ">", "<", "="]
+                .iter()
+                .find_map(|op| part.strip_prefix(op).map(|n| (*op, n.trim())))
+                .unwrap_or(("==", part));
+            let n: f64 = n
+                .parse()
+                .map_err(|_| format!("{part:?}: expected >, >=, <, <= or == and a number"))?;
+            let (lo, hi) = match op {
+                ">" => (Some((n, false)), None),
+                ">=" => (Some((n, true)), None),
+                "<" => (None, Some((n, false))),
+                "<=" => (None, Some((n, true))),
+                _ => (Some((n, true)), Some((n, true))),
+            };
+            if lo.is_some() {
+                if b.lo.is_some() {
+                    return Err("two lower bounds".into());
+                }
+                b.lo = lo;
+            }
+            if hi.is_some() {
+                if b.hi.is_some() {
+                    return Err("two upper bounds".into());
+                }
+                b.hi = hi;
+            }
+        }
+        Ok(b)
+    }
+
+    /// True if the measure is checked at the window's end (an upper bound).
+    pub fn at_end(&self) -> bool {
+        self.hi.is_some()
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some((n, inc)) = self.lo {
+            parts.push(format!("{}{n}", if inc { ">= " } else { "> " }));
+        }
+        if let Some((n, inc)) = self.hi {
+            parts.push(format!("{}{n}", if inc { "<= " } else { "< " }));
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// `pair` (a `second` within `window` of a `first` fires) and `absence` (no
@@ -218,6 +324,9 @@ impl Rule {
             names.into_iter().filter_map(template_column).collect();
         if self.matchers().iter().any(|(_, m)| m.needs_raw()) {
             out.insert("raw");
+        }
+        for (_, m) in self.matchers() {
+            out.extend(m.expr_columns());
         }
         out.remove("id");
         out.remove("ts");

@@ -6,6 +6,10 @@ use siemstress_common::event::ROW_COLUMNS;
 /// The event column `name` (or its alias) names, if it may be used as
 /// `{name}` in templates and as `distinct`: every column but `parsed` and `extra`.
 pub fn template_column(name: &str) -> Option<&'static str> {
+    // `extra.KEY`: a key of the `extra` JSON.
+    if name.strip_prefix("extra.").is_some_and(|k| !k.is_empty()) {
+        return Some("extra");
+    }
     let name = column_alias(name);
     ROW_COLUMNS
         .iter()
@@ -59,6 +63,7 @@ pub struct Template {
 }
 
 fn is_ident(s: &str) -> bool {
+    let s = s.strip_prefix("extra.").unwrap_or(s);
     let mut c = s.chars();
     c.next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')

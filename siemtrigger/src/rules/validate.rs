@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 use siemstress_common::ident::Ident;
 use siemstress_common::snapshot::diff::{ChangeKind, Excludes};
 
-use super::def::{KindDef, PairDef, RuleDef, SingleDef, SnapshotDef, ThresholdDef};
+use super::def::{KindDef, PairDef, RuleDef, SingleDef, SnapshotDef, ThresholdDef, ThresholdValue};
 use super::error::{Lines, RuleError};
-use super::matcher::{Matcher, RawMatch, RuleRegex};
+use super::matcher::{Matcher, RawMatch, RuleRegex, compile_where};
 use super::template::{
     MESSAGE_BUILTINS, SNAPSHOT_MESSAGE_BUILTINS, SNAPSHOT_VARS, Template, column_alias, is_column,
 };
-use super::{Kind, Pair, Rule, SEVERITIES, Single, SnapshotChange, Threshold};
+use super::{Bound, Kind, Metric, Pair, Rule, SEVERITIES, Single, SnapshotChange, Threshold};
 
 /// Default `key` of a `snapshot_change` rule: the diff record's key.
 pub const SNAPSHOT_DEFAULT_KEY: &str = "{key}";
@@ -198,12 +198,64 @@ impl ThresholdDef {
     ) -> Result<Threshold, RuleError> {
         let table = cx.table(&self.table)?;
         let window_ms = cx.window(&self.window)?;
-        let threshold = match self.threshold {
-            Some(t) if t >= 1 => t as u64,
-            Some(t) => return Err(cx.err("threshold", format!("must be at least 1, not {t}"))),
-            None => return Err(cx.err("threshold", "missing (e.g. threshold = 5)")),
+        let steps = match &self.steps {
+            Some(list) => {
+                if self.matcher.is_some() {
+                    return Err(cx.err(
+                        "match",
+                        "not used with steps (each step is a where expression)",
+                    ));
+                }
+                if list.len() < 2 {
+                    return Err(cx.err("steps", "needs at least two where expressions"));
+                }
+                let mut out = Vec::new();
+                for (i, src) in list.iter().enumerate() {
+                    out.push(
+                        compile_where(src)
+                            .map_err(|e| cx.err("steps", format!("step {}: {e}", i + 1)))?,
+                    );
+                }
+                Some(out)
+            }
+            None => {
+                if self.ordered.is_some() {
+                    return Err(cx.err("ordered", "only used with steps"));
+                }
+                None
+            }
         };
-        let matcher = cx.matcher("match", &self.matcher, false)?;
+        let bound = match &self.threshold {
+            Some(ThresholdValue::Int(t)) if *t >= 1 => Bound::at_least(*t as u64),
+            Some(ThresholdValue::Int(t)) => {
+                return Err(cx.err("threshold", format!("must be at least 1, not {t}")));
+            }
+            Some(ThresholdValue::Text(t)) => {
+                let b = Bound::parse(t).map_err(|e| cx.err("threshold", e))?;
+                if b.lo.is_none() && b.hi.is_none() {
+                    return Err(cx.err("threshold", "empty condition"));
+                }
+                b
+            }
+            None => match &steps {
+                Some(st) => Bound::at_least(st.len() as u64),
+                None => return Err(cx.err("threshold", "missing (e.g. threshold = 5)")),
+            },
+        };
+        let threshold = bound
+            .lo
+            .map(|(n, inc)| {
+                let c = n.ceil();
+                if !inc && c == n { c + 1.0 } else { c }
+            })
+            .map_or(1, |n| n.max(1.0) as u64);
+        let matcher = match &steps {
+            Some(st) => Matcher {
+                steps: st.clone(),
+                ..Matcher::default()
+            },
+            None => cx.matcher("match", &self.matcher, false)?,
+        };
         let reset = match &self.reset {
             Some(_) => Some(cx.matcher("reset", &self.reset, false)?),
             None => None,
@@ -214,16 +266,51 @@ impl ThresholdDef {
         if let Some(r) = &reset {
             cx.names("reset", key, &r.captures(), false, "reset.regex")?;
         }
-        let distinct = match &self.distinct {
-            Some(d) if is_column(d) => Some(column_alias(d).to_owned()),
-            Some(d) if caps.contains(d) => Some(d.clone()),
-            Some(d) => {
+        let measured: Vec<(&str, &String)> = [
+            ("distinct", &self.distinct),
+            ("sum", &self.sum),
+            ("avg", &self.avg),
+            ("percentile", &self.percentile),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        if measured.len() > 1 || (steps.is_some() && !measured.is_empty()) {
+            let k = measured.last().map_or("steps", |m| m.0);
+            return Err(cx.err(k, "use one of distinct, sum, avg, percentile and steps"));
+        }
+        let distinct = match measured.first() {
+            Some((_, d)) if is_column(d) => Some(column_alias(d).to_owned()),
+            Some((_, d)) if caps.contains(*d) => Some((*d).clone()),
+            Some((k, d)) => {
                 return Err(cx.err(
-                    "distinct",
+                    k,
                     format!("{d:?} is neither a column nor a named capture of match.regex"),
                 ));
             }
             None => None,
+        };
+        if self.percent.is_some() && self.percentile.is_none() {
+            return Err(cx.err("percent", "only used with percentile"));
+        }
+        let metric = match (measured.first().map(|m| m.0), &steps) {
+            (_, Some(st)) => Metric::Steps {
+                count: st.len(),
+                ordered: self.ordered.unwrap_or(false),
+            },
+            (Some("distinct"), _) => Metric::Distinct,
+            (Some("sum"), _) => Metric::Sum,
+            (Some("avg"), _) => Metric::Avg,
+            (Some(_), _) => match self.percent {
+                Some(p) if p > 0.0 && p <= 100.0 => Metric::Percentile(p),
+                Some(p) => {
+                    return Err(
+                        cx.err("percent", format!("must be in 0 < percent <= 100, not {p}"))
+                    );
+                }
+                None => return Err(cx.err("percent", "missing (e.g. percent = 95)")),
+            },
+            (None, None) => Metric::Count,
         };
         Ok(Threshold {
             table,
@@ -232,6 +319,8 @@ impl ThresholdDef {
             window_ms,
             threshold,
             distinct,
+            metric,
+            bound,
         })
     }
 }
@@ -249,6 +338,12 @@ impl PairDef {
         let window_ms = cx.window(&self.window)?;
         let first = cx.matcher("first", &self.first, false)?;
         let second = cx.matcher("second", &self.second, true)?;
+        if second.has_backrefs() && second.expr.is_some() {
+            return Err(cx.err(
+                "second.where",
+                "cannot be combined with {name} back-references in second.regex",
+            ));
+        }
         let first_caps = first.captures();
         cx.names("key", key, &first_caps, false, "first.regex")?;
         let mut both = second.captures();

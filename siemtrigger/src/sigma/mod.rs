@@ -1,0 +1,319 @@
+//! Sigma rules, translated to siemtrigger's own rule types (TOML `[[rule]]`
+//! tables), so they run on the same engine: event time, durable state,
+//! exactly-once alerts, `--explain`. What cannot be translated exactly is
+//! refused with its reason, never approximated (docs/sigma.md).
+//!
+//! ```text
+//! parse.rs        YAML documents (multi-document files) and helpers
+//! detection.rs    detection → a `where` expression: modifiers, wildcards, keywords, the condition
+//! correlation.rs  correlation → a threshold rule (count, distinct, sum, avg, percentile, steps)
+//! mapping.rs      logsource → section/table, field → column or extra key (config/sigma/mapping.toml)
+//! mod.rs          a file's documents → TOML rules or refusals (compile)
+//! ```
+//!
+//! A detection rule becomes a `single` rule. A correlation becomes a
+//! `threshold` rule over the union of its rules' detections; the rules it
+//! references are not run on their own unless it says `generate: true`.
+
+mod correlation;
+mod detection;
+pub mod mapping;
+mod parse;
+
+use yaml_rust2::Yaml;
+
+use crate::rules::expr::Ast;
+pub use mapping::Mapping;
+use parse::{get, text};
+
+/// A translated Sigma rule.
+#[derive(Debug, Clone)]
+pub struct Translated {
+    pub title: String,
+    pub id: Option<String>,
+    pub name: String,
+    /// The equivalent `[[rule]]` table.
+    pub toml: String,
+}
+
+/// A Sigma rule that was not translated, and why.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub title: String,
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rule {:?}", self.title)?;
+        if let Some(id) = &self.id {
+            write!(f, " ({id})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// What became of one Sigma document.
+pub type Outcome = Result<Translated, Refused>;
+
+/// A detection document, translated as far as it goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Detection {
+    pub title: String,
+    pub id: Option<String>,
+    /// Its `name` attribute (what correlations and aliases refer to).
+    pub sigma_name: Option<String>,
+    pub name: String,
+    pub severity: String,
+    pub table: Option<String>,
+    pub expr: Result<Ast, String>,
+    pub description: Option<String>,
+}
+
+/// Translates the documents of one Sigma file.
+pub fn translate(text_: &str, mapping: &Mapping) -> Vec<Outcome> {
+    let docs = match parse::documents(text_) {
+        Ok(d) => d,
+        Err(reason) => {
+            return vec![Err(Refused {
+                title: "(file)".into(),
+                id: None,
+                reason,
+            })];
+        }
+    };
+    let mut detections: Vec<Detection> = Vec::new();
+    let mut correlations: Vec<&Yaml> = Vec::new();
+    let mut out: Vec<Outcome> = Vec::new();
+    for doc in &docs {
+        if matches!(doc, Yaml::Null) {
+            continue;
+        }
+        let title = text(doc, "title").unwrap_or_else(|| "(no title)".into());
+        let id = text(doc, "id");
+        let refuse = |reason: String| {
+            Err(Refused {
+                title: title.clone(),
+                id: id.clone(),
+                reason,
+            })
+        };
+        if get(doc, "action").is_some() {
+            out.push(refuse(
+                "action: global/reset/repeat (Sigma 1 rule collections) is not supported".into(),
+            ));
+        } else if get(doc, "filter").is_some() {
+            out.push(refuse(
+                "Sigma filters (meta filters) are not supported".into(),
+            ));
+        } else if get(doc, "correlation").is_some() {
+            correlations.push(doc);
+        } else if let Some(det) = get(doc, "detection") {
+            detections.push(detection(doc, det, title, id, mapping));
+        } else {
+            out.push(refuse("neither a detection nor a correlation".into()));
+        }
+    }
+    let mut referenced = vec![false; detections.len()];
+    let mut generate = vec![false; detections.len()];
+    for doc in &correlations {
+        let r = correlation::translate(doc, &detections, mapping);
+        if let Ok((_, refs, gen_)) = &r {
+            for i in refs {
+                referenced[*i] = true;
+                generate[*i] |= *gen_;
+            }
+        }
+        out.push(r.map(|(t, _, _)| t));
+    }
+    for (i, d) in detections.iter().enumerate() {
+        if referenced[i] && !generate[i] {
+            continue;
+        }
+        out.push(single(d));
+    }
+    out
+}
+
+/// The fields of a detection document.
+fn detection(
+    doc: &Yaml,
+    det: &Yaml,
+    title: String,
+    id: Option<String>,
+    mapping: &Mapping,
+) -> Detection {
+    let sigma_name = text(doc, "name");
+    let name = rule_name(sigma_name.as_deref(), &title, id.as_deref());
+    let ls = get(doc, "logsource");
+    let f = |k: &str| ls.and_then(|l| text(l, k));
+    let table = mapping.table(
+        f("product").as_deref(),
+        f("service").as_deref(),
+        f("category").as_deref(),
+    );
+    let mut expr = detection::compile(det, mapping);
+    if let Some(s) = text(doc, "status")
+        && s == "unsupported"
+    {
+        expr = Err("status: unsupported".into());
+    }
+    if let Ok(a) = &expr {
+        // The same check the rule's loading makes.
+        if let Err(e) = a.compile() {
+            expr = Err(e);
+        }
+    }
+    Detection {
+        title,
+        id,
+        sigma_name,
+        name,
+        severity: severity(text(doc, "level").as_deref()),
+        table,
+        expr,
+        description: text(doc, "description"),
+    }
+}
+
+/// A detection as a `single` rule.
+fn single(d: &Detection) -> Outcome {
+    let expr = d.expr.clone().map_err(|reason| Refused {
+        title: d.title.clone(),
+        id: d.id.clone(),
+        reason,
+    })?;
+    let mut t = toml::Table::new();
+    t.insert("name".into(), d.name.clone().into());
+    t.insert("type".into(), "single".into());
+    if let Some(table) = &d.table {
+        t.insert("table".into(), table.clone().into());
+    }
+    t.insert("severity".into(), d.severity.clone().into());
+    t.insert(
+        "description".into(),
+        describe(&d.title, d.id.as_deref(), d.description.as_deref()).into(),
+    );
+    t.insert("match".into(), where_table(&expr));
+    t.insert("key".into(), "{host}".into());
+    t.insert(
+        "message".into(),
+        format!("{} on {{host}}", template_text(&d.title)).into(),
+    );
+    Ok(Translated {
+        title: d.title.clone(),
+        id: d.id.clone(),
+        name: d.name.clone(),
+        toml: rule_toml(&d.title, d.id.as_deref(), t),
+    })
+}
+
+/// `{ where = "..." }`.
+fn where_table(a: &Ast) -> toml::Value {
+    let mut m = toml::Table::new();
+    m.insert("where".into(), a.to_string().into());
+    toml::Value::Table(m)
+}
+
+/// One `[[rule]]` table as TOML, with a comment naming the Sigma rule.
+fn rule_toml(title: &str, id: Option<&str>, t: toml::Table) -> String {
+    let mut doc = toml::Table::new();
+    doc.insert(
+        "rule".into(),
+        toml::Value::Array(vec![toml::Value::Table(t)]),
+    );
+    let body = toml::to_string(&doc).unwrap_or_default();
+    let title = title.replace(['\n', '\r'], " ");
+    match id {
+        Some(id) => format!(
+            "# Sigma: {title} ({})\n{body}",
+            id.replace(['\n', '\r'], " ")
+        ),
+        None => format!("# Sigma: {title}\n{body}"),
+    }
+}
+
+/// The rule's `description`.
+fn describe(title: &str, id: Option<&str>, desc: Option<&str>) -> String {
+    let mut s = format!("Sigma: {title}");
+    if let Some(id) = id {
+        s.push_str(&format!(" ({id})"));
+    }
+    if let Some(d) = desc {
+        s.push_str(&format!(". {}", d.trim()));
+    }
+    s
+}
+
+/// Text for a `{name}` template: braces doubled.
+fn template_text(s: &str) -> String {
+    s.replace('{', "{{").replace('}', "}}")
+}
+
+/// Sigma `level` to a severity.
+fn severity(level: Option<&str>) -> String {
+    match level {
+        Some("informational") => "info",
+        Some("low") => "low",
+        Some("high") => "high",
+        Some("critical") => "critical",
+        _ => "medium",
+    }
+    .into()
+}
+
+/// The rule's name: its Sigma `name` if it is a valid rule name, else its
+/// title in lower case with `-` for the rest.
+fn rule_name(name: Option<&str>, title: &str, id: Option<&str>) -> String {
+    let ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 128
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+    };
+    if let Some(n) = name
+        && ok(n)
+    {
+        return n.to_owned();
+    }
+    let mut slug = String::new();
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let mut slug = slug.trim_end_matches('-').to_owned();
+    slug.truncate(100);
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() {
+        return id.filter(|i| ok(i)).unwrap_or("sigma-rule").to_owned();
+    }
+    slug
+}
+
+/// A key template for group-by fields (mapped): `{user}`, `{source_host} {user}`.
+pub(crate) fn key_template(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{{{f}}}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every outcome of a set of files, in order, for `--import-sigma` and the loader.
+pub fn translate_file(path: &std::path::Path, mapping: &Mapping) -> Vec<Outcome> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => translate(&t, mapping),
+        Err(e) => vec![Err(Refused {
+            title: "(file)".into(),
+            id: None,
+            reason: format!("cannot read: {e}"),
+        })],
+    }
+}
+
+#[cfg(test)]
+mod tests;

