@@ -93,6 +93,12 @@ pub struct SigmaConfig {
 pub struct DatabaseConfig {
     pub url: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// TLS to MariaDB: `disabled`, `preferred` (the default), `required`,
+    /// `verify-ca` or `verify-identity`; `ssl-mode` in the URL wins.
+    pub ssl_mode: Option<String>,
+    /// The CA certificate (PEM) that verifies the server's; relative to the
+    /// config file's directory; `ssl-ca` in the URL wins.
+    pub ssl_ca: Option<PathBuf>,
 }
 
 /// `[decoders]`: decoder files added to (and overriding) the built-in ones.
@@ -320,12 +326,28 @@ impl Config {
             })
             .or_else(|| self.database.url.clone())
             .unwrap_or_else(|| "sqlite://siemstress.db".to_owned());
+        if crate::db::Backend::of(&url)? != crate::db::Backend::Mysql {
+            return Ok(url);
+        }
+        if let Some(mode) = &self.database.ssl_mode {
+            crate::db::options::check_ssl_mode(mode).map_err(|message| Error::ConfigValue {
+                key: "database.ssl_mode".into(),
+                message,
+            })?;
+        }
+        let ca = self
+            .database
+            .ssl_ca
+            .as_ref()
+            .map(|p| self.base_dir().join(p));
+        let url =
+            crate::db::options::with_tls(&url, self.database.ssl_mode.as_deref(), ca.as_deref())?;
         match &self.database.password_file {
-            Some(pf) if crate::db::Backend::of(&url)? == crate::db::Backend::Mysql => {
+            Some(pf) => {
                 let pw = crate::files::read_secret(pf, "database.password_file")?;
                 crate::db::with_password(&url, &pw)
             }
-            _ => Ok(url),
+            None => Ok(url),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod archive;
 mod builtin_rules;
 mod color;
+mod db_tls;
 mod decoders;
 mod defects;
 mod deploy;

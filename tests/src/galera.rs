@@ -327,7 +327,7 @@ impl Drop for Cluster {
 }
 
 /// uid and gid of user `mysql`.
-fn mysql_ids() -> Option<(u32, u32)> {
+pub(crate) fn mysql_ids() -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
@@ -336,7 +336,7 @@ fn mysql_ids() -> Option<(u32, u32)> {
     })
 }
 
-fn set_mode(p: &Path, mode: u32) {
+pub(crate) fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -10,6 +10,7 @@ Backends: SQLite always; MariaDB when `SIEMSTRESS_TEST_MYSQL_URL` is set
 
 pub mod certs;
 pub mod galera;
+pub mod mariadb;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

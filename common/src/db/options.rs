@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::Backend;
@@ -376,12 +376,95 @@ pub(crate) fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, Error> {
     Ok(conn)
 }
 
-/// The options of a one-node MariaDB URL (`mariadb://` is read as `mysql://`).
+/// The TLS modes of `ssl-mode` (in the URL or `[database] ssl_mode`), as
+/// the MariaDB and MySQL clients name them (`verify_ca` is read too).
+pub const SSL_MODES: &[&str] = &[
+    "disabled",
+    "preferred",
+    "required",
+    "verify-ca",
+    "verify-identity",
+];
+
+/// The sqlx mode of an `ssl-mode` value, any case, `-` or `_`.
+fn ssl_mode(value: &str) -> Option<MySqlSslMode> {
+    Some(
+        match value.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disabled" => MySqlSslMode::Disabled,
+            "preferred" => MySqlSslMode::Preferred,
+            "required" => MySqlSslMode::Required,
+            "verify-ca" => MySqlSslMode::VerifyCa,
+            "verify-identity" => MySqlSslMode::VerifyIdentity,
+            _ => return None,
+        },
+    )
+}
+
+/// Checks a `[database] ssl_mode` value.
+pub fn check_ssl_mode(value: &str) -> Result<(), String> {
+    match ssl_mode(value) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "unknown ssl-mode {value:?}: use one of {}",
+            SSL_MODES.join(", ")
+        )),
+    }
+}
+
+/// `url` with `ssl-mode` and `ssl-ca` added (from `[database]`), unless the
+/// URL sets them itself.
+pub fn with_tls(url: &str, mode: Option<&str>, ca: Option<&Path>) -> Result<String, Error> {
+    if mode.is_none() && ca.is_none() {
+        return Ok(url.to_owned());
+    }
+    if let Some(m) = MultiHost::split(url) {
+        return Ok(m.join(&with_tls(&m.placeholder(), mode, ca)?));
+    }
+    let mut u = url::Url::parse(url).map_err(|_| Error::BadUrl(redact(url)))?;
+    let has = |keys: [&str; 2]| u.query_pairs().any(|(k, _)| keys.contains(&k.as_ref()));
+    let (has_mode, has_ca) = (has(["ssl-mode", "sslmode"]), has(["ssl-ca", "sslca"]));
+    {
+        let mut q = u.query_pairs_mut();
+        if let Some(mode) = mode.filter(|_| !has_mode) {
+            q.append_pair("ssl-mode", mode);
+        }
+        if let Some(ca) = ca.filter(|_| !has_ca) {
+            q.append_pair("ssl-ca", &ca.to_string_lossy());
+        }
+    }
+    Ok(u.to_string())
+}
+
+/// The options of a one-node MariaDB URL (`mariadb://` is read as
+/// `mysql://`); `ssl-mode` takes the clients' names (`verify-ca`).
 fn mysql_options(url: &str) -> Result<MySqlConnectOptions, Error> {
     let url = url.replacen("mariadb://", "mysql://", 1);
-    Ok(MySqlConnectOptions::from_str(&url)
+    let bad = |e: &dyn std::fmt::Display| Error::db("use", &redact(&url), e.to_string());
+    let mut u = url::Url::parse(&url).map_err(|e| bad(&e))?;
+    let mut mode = None;
+    let mut rest = Vec::new();
+    for (k, v) in u.query_pairs() {
+        if k == "ssl-mode" || k == "sslmode" {
+            mode = Some(ssl_mode(&v).ok_or_else(|| bad(&check_ssl_mode(&v).unwrap_err()))?);
+        } else {
+            if (k == "ssl-ca" || k == "sslca") && !Path::new(v.as_ref()).is_file() {
+                return Err(bad(&format!("ssl-ca {v}: no such file")));
+            }
+            rest.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    if rest.is_empty() {
+        u.set_query(None);
+    } else {
+        u.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    let mut opts = MySqlConnectOptions::from_str(u.as_str())
         .map_err(|e| Error::db("open", &redact(&url), e))?
-        .charset("utf8mb4"))
+        .charset("utf8mb4");
+    if let Some(mode) = mode {
+        opts = opts.ssl_mode(mode);
+    }
+    Ok(opts)
 }
 
 /// A MariaDB pool, after one direct connection has shown that the server
@@ -446,6 +529,14 @@ fn sqlx_kind_connection(e: &sqlx::Error) -> bool {
     super::retry::sqlx_kind(e) == super::retry::Transient::Connection
 }
 
+/// A failed TLS handshake, with what is checked.
+fn tls_message(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "TLS: {e} (with ssl-mode=verify-ca the server's certificate must be signed by the \
+         ssl-ca certificate, and with verify-identity name the host of the URL too)"
+    )
+}
+
 /// A failed first connection, named plainly ("connection refused").
 fn connect_error(url: &str, e: sqlx::Error) -> Error {
     let message = match &e {
@@ -454,8 +545,17 @@ fn connect_error(url: &str, e: sqlx::Error) -> Error {
                 "connection refused (is the server running, and is that its port?)".to_owned()
             }
             std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
+            // rustls's handshake errors come as I/O errors.
+            _ if io.get_ref().is_some_and(|e| {
+                let m = e.to_string();
+                m.contains("certificate") || m.contains("TLS") || m.contains("handshake")
+            }) =>
+            {
+                tls_message(io)
+            }
             _ => io.to_string(),
         },
+        sqlx::Error::Tls(e) => tls_message(e),
         other => other.to_string(),
     };
     Error::db("connect to", &redact(url), message)
@@ -477,6 +577,34 @@ mod tests {
         );
         let u = with_password("mysql://u@h/db", "p@ss").unwrap();
         assert!(!redact(&u).contains("p@ss"), "{u}");
+    }
+
+    #[test]
+    fn tls_options() {
+        let ca = Path::new("/etc/ca.pem");
+        assert_eq!(
+            with_tls("mysql://u@h1,h2/db", Some("verify-ca"), Some(ca)).unwrap(),
+            "mysql://u@h1,h2/db?ssl-mode=verify-ca&ssl-ca=%2Fetc%2Fca.pem"
+        );
+        // The URL's own options win.
+        assert_eq!(
+            with_tls("mysql://u@h/db?ssl-mode=required", Some("verify-ca"), None).unwrap(),
+            "mysql://u@h/db?ssl-mode=required"
+        );
+        assert!(check_ssl_mode("VERIFY_IDENTITY").is_ok());
+        assert!(
+            check_ssl_mode("verify")
+                .unwrap_err()
+                .contains("verify-identity")
+        );
+        assert!(mysql_options("mysql://u@h/db?ssl-mode=verify-identity").is_ok());
+        let e = mysql_options("mysql://u:pw@h/db?ssl-mode=on")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown ssl-mode") && e.contains("u:***@h"),
+            "{e}"
+        );
     }
 
     #[test]
