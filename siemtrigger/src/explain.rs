@@ -105,13 +105,15 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
                 Some(r) => {
                     let cond = match &r.kind {
                         Kind::Threshold(t) => format!(
-                            "threshold {} {} within {}",
-                            t.threshold,
-                            match &t.distinct {
-                                Some(d) => format!("distinct values of {d}"),
-                                None => "events".to_owned(),
-                            },
-                            human(t.window_ms)
+                            "{} {} within {}{}",
+                            measure_name(t),
+                            t.bound,
+                            human(t.window_ms),
+                            if t.bound.at_end() {
+                                " (measured at the window's end)"
+                            } else {
+                                ""
+                            }
                         ),
                         Kind::Pair(p) => format!("second within {} of first", human(p.window_ms)),
                         Kind::Absence(p) => {
@@ -246,6 +248,49 @@ fn snapshot_alert(
     Ok(())
 }
 
+/// What a threshold rule measures, for people.
+fn measure_name(t: &crate::rules::Threshold) -> String {
+    use crate::rules::Metric;
+    let field = t.distinct.as_deref().unwrap_or("");
+    match &t.metric {
+        Metric::Count => "events".to_owned(),
+        Metric::Distinct => format!("distinct values of {field}"),
+        Metric::Sum => format!("sum of {field}"),
+        Metric::Avg => format!("average of {field}"),
+        Metric::Percentile(p) => format!("{p}th percentile of {field}"),
+        Metric::Steps { count, ordered } => format!(
+            "steps of {count}{}",
+            if *ordered { " in order" } else { "" }
+        ),
+    }
+}
+
+/// The matchers of `rule`: the SQL condition of the shared scan and the
+/// Rust-side checks (regexes on `raw`, the `where` expression, steps).
+fn matchers_text(db: &Database, rule: &Rule) -> Vec<String> {
+    let mut out = Vec::new();
+    for (role, m) in rule.matchers() {
+        out.push(format!("  {role}: SQL: {}", db.cond(&m.filter).text()));
+        for r in &m.regex {
+            let src = match r {
+                crate::rules::RuleRegex::Fixed(re) => re.as_str().to_owned(),
+                crate::rules::RuleRegex::BackRef { template, .. } => template.source.clone(),
+            };
+            out.push(format!("  {role}: regex on raw: {src}"));
+        }
+        for r in &m.rregex {
+            out.push(format!("  {role}: not regex on raw: {}", r.as_str()));
+        }
+        if let Some((src, _)) = &m.expr {
+            out.push(format!("  {role}: where: {src}"));
+        }
+        for (i, (src, _)) in m.steps.iter().enumerate() {
+            out.push(format!("  {role}: step {}: {src}", i + 1));
+        }
+    }
+    out
+}
+
 fn human(ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(ms as u64)).to_string()
 }
@@ -373,6 +418,12 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
                     o.windows, o.events
                 )?;
             }
+        }
+    }
+    if f == Format::Text {
+        writeln!(out, "matchers:")?;
+        for l in matchers_text(db, rule) {
+            writeln!(out, "{}", Escaped(&l))?;
         }
     }
     Ok(())

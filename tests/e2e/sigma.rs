@@ -298,6 +298,28 @@ fn shipped_sigma_rules_fire_exactly_where_intended() {
             out.contains("ssh-brute-force") && out.contains("10.0.0.9"),
             "{out}"
         );
+        // --explain-rule shows the SQL condition and the Rust-side matchers.
+        let (code, out, err) = env.run(
+            "siemtrigger",
+            &[
+                "--explain-rule",
+                "ssh-login-after-failures",
+                "--range",
+                "20240101000000-20240102000000",
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("match: SQL: 1"), "{out}");
+        assert!(
+            out.contains(
+                "match: step 2: process re '(?is)^sshd$' and message re '(?is)^Accepted '"
+            ),
+            "{out}"
+        );
+        // --list-rules names the Sigma file and the line of the rule's title.
+        let (_, out, _) = env.run("siemtrigger", &["--list-rules"], b"");
+        assert!(out.contains("sigma/ssh_password_spraying.yml:1"), "{out}");
     }
 }
 

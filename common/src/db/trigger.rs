@@ -81,6 +81,12 @@ impl Cond {
     pub fn is_true(&self) -> bool {
         self.0.text() == "1"
     }
+
+    /// The SQL text, with `?` placeholders for its bound values (for
+    /// `siemtrigger --explain-rule`).
+    pub fn text(&self) -> &str {
+        self.0.text()
+    }
 }
 
 /// One chunk to read: rows `(lo, hi]` of `table` (and in `range`, if given)

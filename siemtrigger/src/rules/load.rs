@@ -175,7 +175,9 @@ impl RuleSet {
                 self.skipped.push((path.to_owned(), r.to_string()));
                 continue;
             }
-            for rule in one.rules {
+            for mut rule in one.rules {
+                // The Sigma rule's line, not the generated TOML's.
+                rule.line = t.line;
                 let line = rule.line;
                 self.push(rule, line)?;
             }

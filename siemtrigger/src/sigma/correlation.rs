@@ -29,6 +29,7 @@ pub(crate) fn translate(
     doc: &Yaml,
     detections: &[Detection],
     mapping: &Mapping,
+    line: usize,
 ) -> Result<(Translated, Vec<usize>, bool), Refused> {
     let title = text(doc, "title").unwrap_or_else(|| "(no title)".into());
     let id = text(doc, "id");
@@ -307,6 +308,7 @@ pub(crate) fn translate(
             id: id.clone(),
             name,
             toml: rule_toml(&title, id.as_deref(), t),
+            line,
         },
         picked,
         generate,

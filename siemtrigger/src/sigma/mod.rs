@@ -34,6 +34,8 @@ pub struct Translated {
     pub name: String,
     /// The equivalent `[[rule]]` table.
     pub toml: String,
+    /// The line of its `title` (or its document's first line) in the file.
+    pub line: usize,
 }
 
 /// A Sigma rule that was not translated, and why.
@@ -69,6 +71,7 @@ pub(crate) struct Detection {
     pub table: Option<String>,
     pub expr: Result<Ast, String>,
     pub description: Option<String>,
+    pub line: usize,
 }
 
 /// Translates the documents of one Sigma file.
@@ -83,10 +86,12 @@ pub fn translate(text_: &str, mapping: &Mapping) -> Vec<Outcome> {
             })];
         }
     };
+    let lines = doc_lines(text_);
     let mut detections: Vec<Detection> = Vec::new();
-    let mut correlations: Vec<&Yaml> = Vec::new();
+    let mut correlations: Vec<(&Yaml, usize)> = Vec::new();
     let mut out: Vec<Outcome> = Vec::new();
-    for doc in &docs {
+    for (n, doc) in docs.iter().enumerate() {
+        let line = lines.get(n).copied().unwrap_or(1);
         if matches!(doc, Yaml::Null) {
             continue;
         }
@@ -108,17 +113,17 @@ pub fn translate(text_: &str, mapping: &Mapping) -> Vec<Outcome> {
                 "Sigma filters (meta filters) are not supported".into(),
             ));
         } else if get(doc, "correlation").is_some() {
-            correlations.push(doc);
+            correlations.push((doc, line));
         } else if let Some(det) = get(doc, "detection") {
-            detections.push(detection(doc, det, title, id, mapping));
+            detections.push(detection(doc, det, title, id, mapping, line));
         } else {
             out.push(refuse("neither a detection nor a correlation".into()));
         }
     }
     let mut referenced = vec![false; detections.len()];
     let mut generate = vec![false; detections.len()];
-    for doc in &correlations {
-        let r = correlation::translate(doc, &detections, mapping);
+    for (doc, line) in &correlations {
+        let r = correlation::translate(doc, &detections, mapping, *line);
         if let Ok((_, refs, gen_)) = &r {
             for i in refs {
                 referenced[*i] = true;
@@ -143,6 +148,7 @@ fn detection(
     title: String,
     id: Option<String>,
     mapping: &Mapping,
+    line: usize,
 ) -> Detection {
     let sigma_name = text(doc, "name");
     let name = rule_name(sigma_name.as_deref(), &title, id.as_deref());
@@ -174,6 +180,7 @@ fn detection(
         table,
         expr,
         description: text(doc, "description"),
+        line,
     }
 }
 
@@ -206,7 +213,38 @@ fn single(d: &Detection) -> Outcome {
         id: d.id.clone(),
         name: d.name.clone(),
         toml: rule_toml(&d.title, d.id.as_deref(), t),
+        line: d.line,
     })
+}
+
+/// The line of each document's `title` (else its first line), 1-based.
+fn doc_lines(text: &str) -> Vec<usize> {
+    let mut starts = vec![1];
+    let mut content = false;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_end();
+        if t == "---" || t.starts_with("--- ") {
+            if content {
+                starts.push(i + 2);
+            } else {
+                starts[0] = i + 2;
+            }
+            content = false;
+        } else if !t.is_empty() && !t.starts_with('#') {
+            content = true;
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| {
+            let end = starts.get(n + 1).copied().unwrap_or(lines.len() + 1);
+            (s..end)
+                .find(|&i| lines.get(i - 1).is_some_and(|l| l.starts_with("title:")))
+                .unwrap_or(s)
+        })
+        .collect()
 }
 
 /// `{ where = "..." }`.

@@ -373,3 +373,17 @@ fn rule_names_and_severities() {
     assert_eq!(severity(Some("informational")), "info");
     assert_eq!(severity(None), "medium");
 }
+
+#[test]
+fn rules_carry_the_line_of_their_title() {
+    assert_eq!(
+        doc_lines("# c\n---\nid: x\ntitle: a\n---\n\ntitle: b\n"),
+        [4, 7]
+    );
+    assert_eq!(doc_lines("title: a\n---\nid: b\n"), [1, 3]);
+    let out = corr(
+        "  type: event_count\n  rules: [failed]\n  group-by: [SourceIp]\n  timespan: 1m\n  condition:\n    gte: 2\ngenerate: true",
+    );
+    let lines: Vec<usize> = out.iter().map(|o| o.as_ref().unwrap().line).collect();
+    assert_eq!(lines, [1, 12]);
+}
