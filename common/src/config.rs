@@ -44,6 +44,8 @@ pub struct Config {
     pub listen: listen::ListenConfig,
     #[serde(default)]
     pub retention: retention::RetentionConfig,
+    #[serde(default)]
+    pub trigger: TriggerConfig,
     /// Where the config came from, for messages; not a key.
     #[serde(skip)]
     pub origin: Option<PathBuf>,
@@ -85,6 +87,41 @@ pub struct SigmaConfig {
     /// `extra` key (`extra.command`).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+}
+
+/// `[trigger]`: siemtrigger's watermark (issue 16). Rows are evaluated
+/// up to the slowest active ingest source's latest event time less
+/// `allowed_lateness`; a source that has committed nothing for
+/// `idle_timeout` stops holding it back.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Default 2s.
+    pub allowed_lateness: Option<String>,
+    /// Default 30s.
+    pub idle_timeout: Option<String>,
+}
+
+/// Default of `[trigger] allowed_lateness`.
+pub const ALLOWED_LATENESS: std::time::Duration = std::time::Duration::from_secs(2);
+/// Default of `[trigger] idle_timeout`.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl TriggerConfig {
+    /// (allowed lateness, idle timeout), with their defaults; an error names the key.
+    pub fn watermark(&self) -> Result<(std::time::Duration, std::time::Duration), Error> {
+        let get = |v: &Option<String>, key: &str, default| match v {
+            None => Ok(default),
+            Some(s) => crate::time::parse_duration(s).map_err(|e| Error::ConfigValue {
+                key: format!("trigger.{key}"),
+                message: e.to_string(),
+            }),
+        };
+        Ok((
+            get(&self.allowed_lateness, "allowed_lateness", ALLOWED_LATENESS)?,
+            get(&self.idle_timeout, "idle_timeout", IDLE_TIMEOUT)?,
+        ))
+    }
 }
 
 /// `[database]`.

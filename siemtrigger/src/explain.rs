@@ -318,6 +318,9 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
         settle: std::time::Duration::ZERO,
         print: None,
         chunk: crate::runner::CHUNK,
+        lateness_ms: 0,
+        idle_ms: 0,
+        verbose: false,
     };
     let mut stats: HashMap<String, KeyStats> = HashMap::new();
     let mut summary = Summary::default();

@@ -133,9 +133,9 @@ struct Args {
     #[arg(long, value_name = "DURATION")]
     lease_ttl: Option<String>,
 
-    /// Wait this long after reading the newest row id before evaluating, so that
-    /// concurrent MariaDB transactions with lower ids have committed (default: 1s on
-    /// MariaDB, 0 on SQLite)
+    /// Wait this long after reading the newest snapshot run before evaluating
+    /// snapshot_change rules (default: 1s on MariaDB, 0 on SQLite). Event rows no longer
+    /// need it: they are evaluated up to the sources' watermark ([trigger])
     #[arg(long, value_name = "DURATION")]
     settle: Option<String>,
 
@@ -431,6 +431,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         None if db.backend() == Backend::Mysql => Duration::from_secs(1),
         None => Duration::ZERO,
     };
+    let (lateness, idle) = config.trigger.watermark()?;
     let interval = args
         .interval
         .as_deref()
@@ -476,6 +477,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             settle,
             print: print.then_some(args.format),
             chunk: args.chunk,
+            lateness_ms: lateness.as_millis() as i64,
+            idle_ms: idle.as_millis() as i64,
+            verbose: args.verbose,
         };
         let code = match interval {
             None => match runner.once().await? {

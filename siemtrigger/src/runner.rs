@@ -1,12 +1,29 @@
-//! Runs the rules: per event table, the rows after the rules' stored progress
-//! are read once per id chunk for all the table's rules (each rule's filters
-//! become flags of one scan, each distinct regex runs once per row), evaluated
-//! in `(ts, id)` order, and the chunk's alerts, window changes and progress of
-//! every rule are committed in one transaction (fenced by the lease), so that
-//! a kill at any moment neither repeats nor loses an alert. Rules whose
-//! progress differs (a new rule starts at id 0) join the pass at their own
-//! progress: chunk boundaries fall on it. `snapshot_change` rules run after
-//! the event tables, over snapshot runs (`snapshot.rs`).
+//! Runs the rules on event time, up to a watermark (issue 16).
+//!
+//! Per event table, the rules evaluate the rows whose `ts` is below the
+//! table's watermark: the least latest event time of its active ingest
+//! sources (see `common/src/db/sources.rs`) less the allowed lateness, and
+//! never past the rows stored. A rule's position is `(last_id, wm, gaps)`:
+//! every row with id up to `last_id` and `ts` below `wm` has been evaluated,
+//! except the ids in `gaps`, which were not visible when the rule passed
+//! them (an insert still in flight on MariaDB, another Galera node's share).
+//! A cycle
+//! 1. reads the rows that committed into the gaps since (late rows if their
+//!    `ts` is below `wm`), then the ids that arrived after `last_id` (late
+//!    rows again if below `wm`; the missing ids become gaps), and evaluates
+//!    the late rows at once against the open windows (the documented rule:
+//!    they are counted and reported);
+//! 2. moves `wm` to the new watermark in chunks of event time, reading each
+//!    chunk through the `(ts)` index in `(ts, id)` order.
+//!
+//! So rows are taken in `(ts, id)` order across writers, whichever was
+//! faster. Every step's alerts, window changes and the new position of every
+//! rule are committed in one transaction (fenced by the lease), so that a
+//! kill at any moment neither repeats nor loses an alert. Rules at the same
+//! position share every read (each rule's filters become flags of one scan,
+//! each distinct regex runs once per row); a rule elsewhere (a new rule
+//! starts at id 0) makes its own pass. `snapshot_change` rules run after the
+//! event tables, over snapshot runs (`snapshot.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -16,21 +33,38 @@ use std::time::Duration;
 
 use crate::rules::{Matcher, Rule, RuleRegex};
 use anyhow::Context;
-use siemstress_common::db::Database;
 use siemstress_common::db::retry::Retry;
+use siemstress_common::db::sources::Watermark;
+use siemstress_common::db::trigger::{Gap, Reader, Sel, fill_gaps, find_gaps};
+use siemstress_common::db::{Backend, Database};
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{
-    Batch, Cand, Caps, Changes, EvFields, Evaluator, Hit, NewAlert, Overflow, Role, Win, rfc3339,
+    Batch, Cand, Caps, EvFields, Evaluator, Hit, NewAlert, Overflow, Role, Win, rfc3339,
 };
 use siemstress_common::db::lease::{LeaseInfo, LeaseKey};
-use siemstress_common::db::trigger::{Commit, Cond, Progress, RuleCommit, Scan, ScanTask};
+use siemstress_common::db::trigger::{Commit, Cond, Progress, RuleCommit, Scan};
 
-/// Event ids per chunk (one transaction each).
+/// Rows per chunk (one transaction each): ids of new rows, or rows of
+/// event time below the watermark.
 pub const CHUNK: i64 = 100_000;
+
+/// An id gap older than this is a rollback or another node's share, not an
+/// insert in flight: it is forgotten (a row committing into it later is
+/// not found). As the `--grep` index's grace.
+pub const GAP_GRACE_MS: i64 = 120_000;
+/// Overrides [`GAP_GRACE_MS`] (milliseconds), for tests.
+pub const GAP_GRACE_ENV: &str = "SIEMSTRESS_TRIGGER_GAP_GRACE_MS";
+
+fn gap_grace_ms() -> i64 {
+    std::env::var(GAP_GRACE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(GAP_GRACE_MS)
+}
 
 /// Why [`Runner::daemon`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +94,12 @@ pub struct Summary {
     pub alerts: u64,
     /// Rules whose `table` is not an event table (yet): (rule, table).
     pub missing: Vec<(String, String)>,
+    /// Rows evaluated late: stored after the watermark had passed their
+    /// event time (evaluated at once against the open windows).
+    pub late: u64,
+    /// Ingest sources silent for longer than the idle timeout, which no
+    /// longer hold their table's watermark: "table: host kind name".
+    pub idle: Vec<String>,
     /// Rules that dropped state over their cap: (rule, table, what, max_keys).
     pub overflow: Vec<(String, String, Overflow, usize)>,
 }
@@ -71,6 +111,17 @@ impl std::fmt::Display for Summary {
             "{} rules, {} matching events, {} alerts",
             self.rules, self.candidates, self.alerts
         )?;
+        if self.late > 0 {
+            write!(
+                f,
+                "; {} late rows (stored after the watermark passed their time; evaluated at \
+                 once against the open windows)",
+                self.late
+            )?;
+        }
+        if !self.idle.is_empty() {
+            write!(f, "; {}", idle_sources(&self.idle))?;
+        }
         if !self.missing.is_empty() {
             write!(f, "; {}", missing_tables(&self.missing))?;
         }
@@ -112,6 +163,15 @@ pub fn missing_tables(missing: &[(String, String)]) -> String {
         .join("; ")
 }
 
+/// "idle sources (...): a, b".
+pub fn idle_sources(idle: &[String]) -> String {
+    format!(
+        "idle sources (silent for longer than [trigger] idle_timeout; not holding the \
+         watermark): {}",
+        idle.join(", ")
+    )
+}
+
 /// Evaluates a set of rules.
 pub struct Runner<'a> {
     pub db: &'a Database,
@@ -119,11 +179,70 @@ pub struct Runner<'a> {
     pub actions: &'a Actions,
     pub mode: Mode,
     pub stop: Arc<AtomicBool>,
+    /// Wait before reading snapshot runs (MariaDB: a run whose transaction
+    /// took a lower id gets time to commit). Event rows need none: the
+    /// watermark and the gaps replace it.
     pub settle: Duration,
     /// Print alerts on stdout in this format.
     pub print: Option<Format>,
-    /// Event ids per transaction.
+    /// Rows per transaction.
     pub chunk: i64,
+    /// `[trigger] allowed_lateness`, ms.
+    pub lateness_ms: i64,
+    /// `[trigger] idle_timeout`, ms.
+    pub idle_ms: i64,
+    /// Report late rows and idle sources on stderr as they are met.
+    pub verbose: bool,
+}
+
+/// A rule's state over one table during a pass.
+struct Run<'r> {
+    rule: &'r Rule,
+    progress: Progress,
+    ev: Evaluator<'r>,
+}
+
+/// A position over a table: rows with id up to `h` and `ts` below `w` are
+/// evaluated, except the ids in `gaps`.
+#[derive(Debug, Clone, PartialEq)]
+struct Pos {
+    h: i64,
+    w: i64,
+    gaps: Vec<Gap>,
+}
+
+impl Pos {
+    fn of(p: &Progress) -> anyhow::Result<Self> {
+        let gaps = match &p.gaps {
+            Some(g) if !g.is_empty() => serde_json::from_str(g).context("stored gaps")?,
+            _ => Vec::new(),
+        };
+        Ok(Pos {
+            h: p.last_id,
+            // Before watermarks every row up to last_id was evaluated.
+            w: p.wm
+                .unwrap_or_else(|| p.max_ts.map_or(i64::MIN, |m| m.saturating_add(1))),
+            gaps,
+        })
+    }
+
+    /// The same position (the gaps' ages aside).
+    fn same(&self, o: &Pos) -> bool {
+        self.h == o.h
+            && self.w == o.w
+            && self.gaps.len() == o.gaps.len()
+            && self
+                .gaps
+                .iter()
+                .zip(&o.gaps)
+                .all(|(a, b)| (a.0, a.1, a.2) == (b.0, b.1, b.2))
+    }
+
+    fn in_gap(&self, id: i64) -> bool {
+        // Gaps are sorted by their first id; a gap may step over others' ids.
+        let end = self.gaps.partition_point(|g| g.lo() <= id);
+        self.gaps[..end].iter().any(|g| g.contains(id))
+    }
 }
 
 impl Runner<'_> {
@@ -187,10 +306,11 @@ impl Runner<'_> {
     ) -> anyhow::Result<DaemonEnd> {
         let mut standby = false;
         let mut missing: Vec<(String, String)> = Vec::new();
+        let mut idle: Vec<String> = Vec::new();
         // A transient database error (an outage, a Galera node outside the
         // primary component, a deadlock) is waited out with backoff. Each
-        // chunk's alerts commit with the rules' progress, and a cycle starts
-        // from the stored progress and windows: a chunk whose COMMIT was
+        // chunk's alerts commit with the rules' positions, and a cycle starts
+        // from the stored positions and windows: a chunk whose COMMIT was
         // lost is evaluated again only if it did not commit.
         let mut retry = Retry::new("siemtrigger", self.stop.clone()).with_db(self.db.clone());
         while !self.stop.load(Ordering::SeqCst) {
@@ -211,6 +331,18 @@ impl Runner<'_> {
                                 eprintln!("siemtrigger: warning: {}", overflow_text(&s.overflow));
                             }
                             missing = s.missing;
+                            if s.idle != idle && !s.idle.is_empty() && !quiet && !self.verbose {
+                                eprintln!("siemtrigger: {}", idle_sources(&s.idle));
+                            }
+                            idle = s.idle;
+                            if s.late > 0 && !quiet && !self.verbose {
+                                eprintln!(
+                                    "siemtrigger: {} late rows (stored after the watermark \
+                                     passed their time; evaluated at once against the open \
+                                     windows)",
+                                    s.late
+                                );
+                            }
                         }
                         Err(e) if retry.handles(&e) => match retry.after_any(e).await {
                             Ok(()) => continue,
@@ -269,6 +401,26 @@ impl Runner<'_> {
     /// Evaluates every rule over everything new.
     pub async fn cycle(&self) -> anyhow::Result<Summary> {
         let registry = self.db.event_tables().await?;
+        let replay = matches!(self.mode, Mode::Replay { .. });
+        // The sources first, then the ids: a source's time is committed with
+        // its rows, so every row a source had stored below it is read.
+        let mut marks: BTreeMap<String, Watermark> = BTreeMap::new();
+        if !replay {
+            let now = self.db.server_now().await?;
+            for t in &registry {
+                let w = self
+                    .db
+                    .watermark(t, now, self.lateness_ms, self.idle_ms)
+                    .await?;
+                marks.insert(t.clone(), w);
+            }
+            if matches!(self.mode, Mode::Live { .. }) {
+                // A listener makes a source per connection: forget those that
+                // ended a week ago (best effort: an account without the grant
+                // keeps them, which costs nothing but rows).
+                let _ = self.db.prune_finished_sources(now, 7 * 86_400_000).await;
+            }
+        }
         let mut hi: BTreeMap<String, i64> = BTreeMap::new();
         for t in &registry {
             let ident = Ident::new(t, "event table")?;
@@ -279,14 +431,14 @@ impl Runner<'_> {
             .iter()
             .filter(|r| r.snapshot().is_some())
             .collect();
-        // Read before the settle, as the event tables' ids: a run whose
-        // transaction took a lower id and is still open gets time to commit.
+        // Read before the settle: a run whose transaction took a lower id
+        // and is still open gets time to commit.
         let snapshot_hi = if snapshot_rules.is_empty() {
             0
         } else {
             self.db.max_snapshot_run().await?
         };
-        if !self.settle.is_zero() && !matches!(self.mode, Mode::Replay { .. }) {
+        if !self.settle.is_zero() && !replay && !snapshot_rules.is_empty() {
             tokio::time::sleep(self.settle).await;
         }
         let mut summary = Summary {
@@ -294,6 +446,14 @@ impl Runner<'_> {
             missing: self.missing_tables(&registry),
             ..Summary::default()
         };
+        for (t, w) in &marks {
+            summary
+                .idle
+                .extend(w.idle.iter().map(|s| format!("{t}: {}", s.describe())));
+        }
+        if self.verbose && !summary.idle.is_empty() {
+            eprintln!("siemtrigger: {}", idle_sources(&summary.idle));
+        }
         for t in &registry {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(summary);
@@ -307,7 +467,7 @@ impl Runner<'_> {
             if rules.is_empty() {
                 continue;
             }
-            self.table_pass(&rules, t, hi[t], &mut summary, None)
+            self.table_pass(&rules, t, hi[t], marks.get(t), &mut summary, None)
                 .await
                 .with_context(|| format!("rules over table {t}"))?;
         }
@@ -341,7 +501,8 @@ impl Runner<'_> {
         summary: &mut Summary,
         stats: Option<&mut HashMap<String, crate::engine::KeyStats>>,
     ) -> anyhow::Result<()> {
-        self.table_pass(&[rule], table, hi, summary, stats).await
+        self.table_pass(&[rule], table, hi, None, summary, stats)
+            .await
     }
 
     /// A rule's stored progress and windows (empty for `--replay`); an edited
@@ -377,200 +538,45 @@ impl Runner<'_> {
         Ok((progress, windows))
     }
 
-    /// Evaluates `rules` over `table` up to id `hi`, one scan per chunk.
+    /// Evaluates `rules` over `table` (ids up to `hi`, event time below the
+    /// watermark `wm`; `None` for `--replay`, whose range is the mode's).
     async fn table_pass(
         &self,
         rules: &[&Rule],
         table: &str,
         hi: i64,
+        wm: Option<&Watermark>,
         summary: &mut Summary,
         stats: Option<&mut HashMap<String, crate::engine::KeyStats>>,
     ) -> anyhow::Result<()> {
-        struct Run<'r> {
-            rule: &'r Rule,
-            progress: Progress,
-            ev: Evaluator<'r>,
-        }
         let ident = Ident::new(table, "event table")?;
         let mut runs: Vec<Run> = Vec::new();
         for rule in rules {
             let (mut progress, windows) = self.load(rule, table).await?;
             progress.fingerprint = rule.fingerprint.clone();
-            if progress.last_id >= hi {
-                continue;
-            }
             let mut ev = Evaluator::new(rule, table, windows);
             if stats.is_some() {
                 ev.stats = Some(HashMap::new());
             }
             runs.push(Run { rule, progress, ev });
         }
-        let Some(mut lo) = runs.iter().map(|r| r.progress.last_id).min() else {
-            return Ok(());
-        };
-        let range = match self.mode {
-            Mode::Replay { from, to } => Some((from, to)),
-            _ => None,
-        };
+        // Rules at the same position share every read.
+        let mut groups: Vec<(Pos, Vec<usize>)> = Vec::new();
+        for (i, r) in runs.iter().enumerate() {
+            let pos = Pos::of(&r.progress)
+                .with_context(|| format!("progress of rule {}", r.rule.name))?;
+            match groups.iter_mut().find(|(p, _)| p.same(&pos)) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((pos, vec![i])),
+            }
+        }
         let mut reader = Some(self.db.reader()?);
-        // The next chunk's scan, started before the current one is evaluated.
-        let mut ahead: Option<(Scan, ScanTask<Batch>)> = None;
-        while lo < hi {
+        for (pos, idx) in groups {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let last: Vec<i64> = runs.iter().map(|r| r.progress.last_id).collect();
-            let (c_hi, active) = chunk_at(&last, lo, hi, self.chunk);
-            let rules: Vec<&Rule> = active.iter().map(|i| runs[*i].rule).collect();
-            let Plan {
-                conds,
-                checks,
-                roles: plan,
-                cols,
-            } = self.plan(&rules);
-            let scan = Scan {
-                table: ident.clone(),
-                cols,
-                conds,
-                lo,
-                hi: c_hi,
-                range,
-            };
-            let task = match ahead.take() {
-                Some((s, task)) if s == scan => task,
-                Some((_, task)) => {
-                    let (r, _) = task.await.context("scan task")?;
-                    r.spawn(scan.clone(), Batch::of(&scan))
-                }
-                None => reader
-                    .take()
-                    .expect("reader")
-                    .spawn(scan.clone(), Batch::of(&scan)),
-            };
-            let (r, scanned) = task.await.context("scan task")?;
-            let (mut batch, chunk_max) = scanned?;
-            batch.sort();
-            // Read the next chunk while this one is evaluated and committed:
-            // after the commit, the active rules' progress is `c_hi`.
-            if c_hi < hi {
-                let mut next_last = last.clone();
-                for &i in &active {
-                    next_last[i] = c_hi;
-                }
-                let (n_hi, n_active) = chunk_at(&next_last, c_hi, hi, self.chunk);
-                let n_rules: Vec<&Rule> = n_active.iter().map(|i| runs[*i].rule).collect();
-                let p = self.plan(&n_rules);
-                let next = Scan {
-                    table: ident.clone(),
-                    cols: p.cols,
-                    conds: p.conds,
-                    lo: c_hi,
-                    hi: n_hi,
-                    range,
-                };
-                let sink = Batch::of(&next);
-                ahead = Some((next.clone(), r.spawn(next, sink)));
-            } else {
-                reader = Some(r);
-            }
-            let mut memo: Vec<Option<Option<Caps>>> = vec![None; checks.len()];
-            for i in 0..batch.rows.len() {
-                let ev = batch.ev(i);
-                let fields = EvFields::new(ev);
-                memo.iter_mut().for_each(|m| *m = None);
-                for roles in &plan {
-                    for &(_, ci, check) in roles {
-                        if let Some(k) = check
-                            && memo[k].is_none()
-                            && ev.flag(ci)
-                        {
-                            memo[k] = Some(checks[k].1.check_event(&fields));
-                        }
-                    }
-                }
-                for (ai, roles) in plan.iter().enumerate() {
-                    let mut c = Cand::new(ev);
-                    for &(role, ci, check) in roles {
-                        if !ev.flag(ci) {
-                            continue;
-                        }
-                        match check {
-                            None => c.roles[role as usize] = Some(Hit::Deferred),
-                            Some(k) => {
-                                if let Some(Some(caps)) = &memo[k] {
-                                    c.roles[role as usize] = Some(Hit::Caps(caps));
-                                }
-                            }
-                        }
-                    }
-                    if c.any() {
-                        summary.candidates += 1;
-                        let e = &mut runs[active[ai]].ev;
-                        e.advance(ev.ts);
-                        e.apply(&c);
-                    }
-                }
-            }
-
-            let mut alerts: Vec<(NewAlert, &[String])> = Vec::new();
-            let mut commits: Vec<(usize, Changes)> = Vec::new();
-            for &i in &active {
-                let r = &mut runs[i];
-                r.progress.max_ts = match (r.progress.max_ts, chunk_max) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
-                if let Some(m) = r.progress.max_ts {
-                    r.ev.advance(m);
-                    r.ev.collect_garbage(m);
-                }
-                r.progress.last_id = c_hi;
-                let actions: &[String] = &r.rule.actions;
-                alerts.extend(
-                    std::mem::take(&mut r.ev.alerts)
-                        .into_iter()
-                        .map(|a| (a, actions)),
-                );
-                commits.push((i, r.ev.take_dirty()));
-            }
-            summary.alerts += alerts.len() as u64;
-            let ids = match &self.mode {
-                Mode::Live { holder, ttl_ms } => {
-                    let mut rules = Vec::with_capacity(commits.len());
-                    for (i, dirty) in commits {
-                        let mut windows = Vec::with_capacity(dirty.len());
-                        for (k, w) in dirty {
-                            let json = w
-                                .map(|w| serde_json::to_string(&w))
-                                .transpose()
-                                .context("encode window state")?;
-                            windows.push((k, json));
-                        }
-                        rules.push(RuleCommit {
-                            rule: &runs[i].rule.name,
-                            progress: &runs[i].progress,
-                            windows,
-                        });
-                    }
-                    let ids = self
-                        .db
-                        .commit_trigger(&Commit {
-                            holder: Some(holder),
-                            lease_ttl_ms: *ttl_ms,
-                            table,
-                            rules,
-                            alerts: alerts.iter().map(|(a, acts)| (a, *acts)).collect(),
-                        })
-                        .await?;
-                    Some(ids)
-                }
-                _ => None,
-            };
-            if let Some(f) = self.print {
-                let list: Vec<&NewAlert> = alerts.iter().map(|(a, _)| a).collect();
-                print_alerts(&list, ids.as_deref(), f)?;
-            }
-            lo = c_hi;
+            self.group_pass(&ident, &mut runs, &idx, pos, hi, wm, &mut reader, summary)
+                .await?;
         }
         for r in &runs {
             if r.ev.overflow.any() {
@@ -591,16 +597,321 @@ impl Runner<'_> {
         }
         Ok(())
     }
+
+    /// One pass of the rules `idx` of `runs`, all at `pos`.
+    #[allow(clippy::too_many_arguments)]
+    async fn group_pass(
+        &self,
+        t: &Ident,
+        runs: &mut [Run<'_>],
+        idx: &[usize],
+        mut pos: Pos,
+        hi: i64,
+        wm: Option<&Watermark>,
+        reader: &mut Option<Reader>,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let rules: Vec<&Rule> = idx.iter().map(|&i| runs[i].rule).collect();
+        let plan = self.plan(&rules);
+        let scan = |sel: Sel| Scan {
+            table: t.clone(),
+            cols: plan.cols.clone(),
+            conds: plan.conds.clone(),
+            sel,
+        };
+        if let Mode::Replay { from, to } = self.mode {
+            let pos = Pos {
+                h: hi,
+                w: from,
+                gaps: Vec::new(),
+            };
+            return self
+                .on_time(t, runs, idx, pos, to, false, &plan, reader, summary)
+                .await;
+        }
+        // Ids are visible out of order only on MariaDB (SQLite serialises
+        // its writers): there, ids not visible yet are gaps.
+        let track_gaps = self.db.backend() == Backend::Mysql;
+
+        // 1. Rows that committed into the gaps since the last pass.
+        if !pos.gaps.is_empty() {
+            let now = siemstress_common::time::now_ms();
+            let found = self.db.rows_in_gaps(t, &pos.gaps).await?;
+            let ids: Vec<i64> = found.iter().map(|r| r.0).collect();
+            let late: Vec<i64> = found.iter().filter(|r| r.1 < pos.w).map(|r| r.0).collect();
+            let mut gaps = fill_gaps(&pos.gaps, &ids);
+            let grace = gap_grace_ms();
+            gaps.retain(|g| now.saturating_sub(g.since()) < grace);
+            gaps.sort_unstable();
+            let changed = gaps != pos.gaps;
+            pos.gaps = gaps;
+            if !late.is_empty() {
+                self.late(t, late.len(), summary);
+                for chunk in late.chunks(1000) {
+                    let mut batch = read(reader, scan(Sel::List(chunk.to_vec()))).await?.0;
+                    batch.sort();
+                    self.evaluate(&batch, &plan, runs, idx, summary);
+                }
+            }
+            if changed || !late.is_empty() {
+                self.commit(t, runs, idx, &pos, summary).await?;
+            }
+        }
+
+        // 2. The ids that arrived: those below the watermark reached are
+        // late rows, those not visible yet are gaps.
+        let mut unsaved = false;
+        if !track_gaps && pos.w == i64::MIN && pos.h < hi {
+            // Nothing evaluated yet and no gaps to find: no row can be late
+            // (stored with the first chunk of event time).
+            pos.h = hi;
+            unsaved = true;
+        }
+        let step = if track_gaps && pos.h < hi {
+            self.db.id_step().await?
+        } else {
+            1
+        };
+        while pos.h < hi {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let c_hi = hi.min(pos.h.saturating_add(self.chunk.max(1)));
+            let rows = self.db.ids_between(t, pos.h, c_hi).await?;
+            if track_gaps {
+                let present: Vec<i64> = rows.iter().map(|r| r.0).collect();
+                let now = siemstress_common::time::now_ms();
+                pos.gaps.extend(find_gaps(pos.h, c_hi, &present, step, now));
+                pos.gaps.sort_unstable();
+            }
+            let late: Vec<i64> = rows.iter().filter(|r| r.1 < pos.w).map(|r| r.0).collect();
+            if !late.is_empty() {
+                self.late(t, late.len(), summary);
+                for chunk in late.chunks(1000) {
+                    let mut batch = read(reader, scan(Sel::List(chunk.to_vec()))).await?.0;
+                    batch.sort();
+                    self.evaluate(&batch, &plan, runs, idx, summary);
+                }
+            }
+            pos.h = c_hi;
+            self.commit(t, runs, idx, &pos, summary).await?;
+        }
+
+        // 3. On time: event time from the watermark reached to the new one,
+        // never past the rows stored (a row stored later with an older time
+        // is late).
+        let target = wm.map_or(i64::MAX, |w| w.ts);
+        let stored = self
+            .db
+            .max_ts_upto(t, pos.h)
+            .await?
+            .map_or(i64::MIN, |m| m.saturating_add(1));
+        let to = pos.w.max(target.min(stored));
+        self.on_time(t, runs, idx, pos, to, unsaved, &plan, reader, summary)
+            .await
+    }
+
+    /// Counts (and with `--verbose` reports) `n` late rows of `t`.
+    fn late(&self, t: &Ident, n: usize, summary: &mut Summary) {
+        summary.late += n as u64;
+        if self.verbose {
+            eprintln!(
+                "siemtrigger: {t}: {n} late rows (stored after the watermark passed their \
+                 time); evaluated at once against the open windows"
+            );
+        }
+    }
+
+    /// Moves the position's watermark to `to` in chunks of event time
+    /// (`unsaved`: the position has moved since it was stored).
+    #[allow(clippy::too_many_arguments)]
+    async fn on_time(
+        &self,
+        t: &Ident,
+        runs: &mut [Run<'_>],
+        idx: &[usize],
+        mut pos: Pos,
+        to: i64,
+        mut unsaved: bool,
+        plan: &Plan<'_>,
+        reader: &mut Option<Reader>,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        while pos.w < to {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let end = self
+                .db
+                .ts_chunk_end(t, pos.w, to, pos.h, self.chunk)
+                .await?;
+            let scan = Scan {
+                table: t.clone(),
+                cols: plan.cols.clone(),
+                conds: plan.conds.clone(),
+                sel: Sel::Ts {
+                    from: pos.w,
+                    to: end,
+                    max_id: pos.h,
+                },
+            };
+            let (mut batch, chunk_max) = read(reader, scan).await?;
+            if !pos.gaps.is_empty() {
+                // Rows that committed into a gap are read with the gaps (late or not).
+                batch.rows.retain(|h| !pos.in_gap(h.id));
+            }
+            batch.sort();
+            self.evaluate(&batch, plan, runs, idx, summary);
+            for &i in idx {
+                let r = &mut runs[i];
+                r.progress.max_ts = match (r.progress.max_ts, chunk_max) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(m) = r.progress.max_ts {
+                    r.ev.advance(m);
+                    r.ev.collect_garbage(m);
+                }
+            }
+            pos.w = end;
+            self.commit(t, runs, idx, &pos, summary).await?;
+            unsaved = false;
+        }
+        if unsaved {
+            self.commit(t, runs, idx, &pos, summary).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the rows of `batch` (in its order) to the rules `idx`.
+    fn evaluate(
+        &self,
+        batch: &Batch,
+        plan: &Plan<'_>,
+        runs: &mut [Run<'_>],
+        idx: &[usize],
+        summary: &mut Summary,
+    ) {
+        let mut memo: Vec<Option<Option<Caps>>> = vec![None; plan.checks.len()];
+        for i in 0..batch.rows.len() {
+            let ev = batch.ev(i);
+            let fields = EvFields::new(ev);
+            memo.iter_mut().for_each(|m| *m = None);
+            for roles in &plan.roles {
+                for &(_, ci, check) in roles {
+                    if let Some(k) = check
+                        && memo[k].is_none()
+                        && ev.flag(ci)
+                    {
+                        memo[k] = Some(plan.checks[k].1.check_event(&fields));
+                    }
+                }
+            }
+            for (ai, roles) in plan.roles.iter().enumerate() {
+                let mut c = Cand::new(ev);
+                for &(role, ci, check) in roles {
+                    if !ev.flag(ci) {
+                        continue;
+                    }
+                    match check {
+                        None => c.roles[role as usize] = Some(Hit::Deferred),
+                        Some(k) => {
+                            if let Some(Some(caps)) = &memo[k] {
+                                c.roles[role as usize] = Some(Hit::Caps(caps));
+                            }
+                        }
+                    }
+                }
+                if c.any() {
+                    summary.candidates += 1;
+                    let e = &mut runs[idx[ai]].ev;
+                    e.advance(ev.ts);
+                    e.apply(&c);
+                }
+            }
+        }
+    }
+
+    /// Stores the alerts, window changes and position `pos` of the rules
+    /// `idx` in one transaction (live runs), and prints the alerts.
+    async fn commit(
+        &self,
+        t: &Ident,
+        runs: &mut [Run<'_>],
+        idx: &[usize],
+        pos: &Pos,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let table = t.as_str();
+        let gaps = if pos.gaps.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&pos.gaps).context("encode gaps")?)
+        };
+        let mut alerts: Vec<(NewAlert, &[String])> = Vec::new();
+        let mut commits = Vec::new();
+        for &i in idx {
+            let r = &mut runs[i];
+            r.progress.last_id = pos.h;
+            r.progress.wm = Some(pos.w);
+            r.progress.gaps = gaps.clone();
+            let actions: &[String] = &r.rule.actions;
+            alerts.extend(
+                std::mem::take(&mut r.ev.alerts)
+                    .into_iter()
+                    .map(|a| (a, actions)),
+            );
+            commits.push((i, r.ev.take_dirty()));
+        }
+        summary.alerts += alerts.len() as u64;
+        let ids = match &self.mode {
+            Mode::Live { holder, ttl_ms } => {
+                let mut rules = Vec::with_capacity(commits.len());
+                for (i, dirty) in commits {
+                    let mut windows = Vec::with_capacity(dirty.len());
+                    for (k, w) in dirty {
+                        let json = w
+                            .map(|w| serde_json::to_string(&w))
+                            .transpose()
+                            .context("encode window state")?;
+                        windows.push((k, json));
+                    }
+                    rules.push(RuleCommit {
+                        rule: &runs[i].rule.name,
+                        progress: &runs[i].progress,
+                        windows,
+                    });
+                }
+                let ids = self
+                    .db
+                    .commit_trigger(&Commit {
+                        holder: Some(holder),
+                        lease_ttl_ms: *ttl_ms,
+                        table,
+                        rules,
+                        alerts: alerts.iter().map(|(a, acts)| (a, *acts)).collect(),
+                    })
+                    .await?;
+                Some(ids)
+            }
+            _ => None,
+        };
+        if let Some(f) = self.print {
+            let list: Vec<&NewAlert> = alerts.iter().map(|(a, _)| a).collect();
+            print_alerts(&list, ids.as_deref(), f)?;
+        }
+        Ok(())
+    }
 }
 
-/// The chunk that starts at `lo`: its end and the rules evaluated over it
-/// (those whose progress `last` is at most `lo`; a rule further on joins at
-/// its own progress, so chunk boundaries fall on it).
-fn chunk_at(last: &[i64], lo: i64, hi: i64, chunk: i64) -> (i64, Vec<usize>) {
-    let next_start = last.iter().copied().filter(|l| *l > lo).min().unwrap_or(hi);
-    let c_hi = hi.min(lo.saturating_add(chunk.max(1))).min(next_start);
-    let active = (0..last.len()).filter(|i| last[*i] <= lo).collect();
-    (c_hi, active)
+/// Reads the rows of `scan` on the reader (in a task of its own) with the
+/// latest event time of the chunk.
+async fn read(reader: &mut Option<Reader>, scan: Scan) -> anyhow::Result<(Batch, Option<i64>)> {
+    let r = reader.take().expect("reader");
+    let sink = Batch::of(&scan);
+    let (r, scanned) = r.spawn(scan, sink).await.context("scan task")?;
+    *reader = Some(r);
+    Ok(scanned?)
 }
 
 /// How a chunk is read and matched: distinct SQL conditions (flags of the

@@ -792,10 +792,11 @@ fn sigkill_at_random_points_gives_the_same_alerts() {
 
         let env = setup(kind, &rules);
         ingest(&env, &lines);
-        let max_id = env.scalar("SELECT MAX(id) FROM auth");
+        // Done when every rule's watermark has passed the latest row.
+        let max_ts = env.scalar("SELECT MAX(ts) FROM auth");
         let done = || {
             env.scalar(&format!(
-                "SELECT COUNT(*) FROM trigger_progress WHERE last_id = {max_id}"
+                "SELECT COUNT(*) FROM trigger_progress WHERE wm > {max_ts}"
             )) == 3
         };
         let started = Instant::now();

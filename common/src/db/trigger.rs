@@ -7,6 +7,7 @@
 
 use sha2::Digest;
 
+use super::events::INDEX_TS;
 use super::lease::LeaseKey;
 use super::sql::Sql;
 use super::{Backend, Database};
@@ -22,12 +23,19 @@ const ROWS_PER_INSERT: usize = 500;
 /// Rows per multi-row INSERT of alert events and action runs (2-3 binds each).
 const EVENTS_PER_INSERT: usize = 3000;
 
-/// Stored progress of a rule over a table.
+/// Stored progress of a rule over a table: the rows with id up to
+/// `last_id` and `ts` below `wm` have been evaluated, except the ids in
+/// `gaps` (JSON of [`Gap`]s) that were not visible then.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct Progress {
     pub last_id: i64,
+    /// Latest event time evaluated.
     pub max_ts: Option<i64>,
     pub fingerprint: String,
+    /// The watermark reached (`None`: stored before watermarks, when every
+    /// row up to `last_id` was evaluated: read as `max_ts + 1`).
+    pub wm: Option<i64>,
+    pub gaps: Option<String>,
 }
 
 /// What one rule stores with a batch.
@@ -89,20 +97,70 @@ impl Cond {
     }
 }
 
-/// One chunk to read: rows `(lo, hi]` of `table` (and in `range`, if given)
-/// that pass at least one of `conds`, with a flag per cond and `cols`.
+/// Which rows of a table a [`Scan`] reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sel {
+    /// Ids `(lo, hi]` in id order (rows that arrived since the last
+    /// cycle), with `ts` below `ts_below` if given (late rows).
+    Ids {
+        lo: i64,
+        hi: i64,
+        ts_below: Option<i64>,
+    },
+    /// Event times `[from, to)` among ids up to `max_id`, through the
+    /// `(ts)` index (rows below the watermark, in chunks of event time).
+    Ts { from: i64, to: i64, max_id: i64 },
+    /// These ids (late rows found in gaps).
+    List(Vec<i64>),
+}
+
+/// One chunk to read: the rows of `sel` that pass at least one of
+/// `conds`, with a flag per cond and `cols`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scan {
     pub table: Ident,
     pub cols: Vec<&'static str>,
     pub conds: Vec<Cond>,
-    pub lo: i64,
-    pub hi: i64,
-    pub range: Option<(i64, i64)>,
+    pub sel: Sel,
 }
 
 impl Scan {
-    /// `SELECT id, ts, (cond) AS c0, ..., cols FROM table<hint> WHERE id > ? AND id <= ?`.
+    /// `FROM table<hint> WHERE <sel>`.
+    pub(crate) fn push_from_where(&self, q: &mut Sql<'static>) {
+        let b = q.backend();
+        q.push(" FROM ").table(&self.table, "");
+        match &self.sel {
+            Sel::Ids { lo, hi, ts_below } => {
+                q.push(match b {
+                    // Every row of the id range is read in rowid order, no index.
+                    Backend::Sqlite => " NOT INDEXED",
+                    Backend::Mysql => " FORCE INDEX (PRIMARY)",
+                });
+                q.push(" WHERE id > ").bind(*lo);
+                q.push(" AND id <= ").bind(*hi);
+                if let Some(t) = ts_below {
+                    q.push(" AND ts < ").bind(*t);
+                }
+            }
+            Sel::Ts { from, to, max_id } => {
+                match b {
+                    Backend::Sqlite => q.push(" INDEXED BY ").table(&self.table, INDEX_TS),
+                    Backend::Mysql => q
+                        .push(" FORCE INDEX (")
+                        .table(&self.table, INDEX_TS)
+                        .push(")"),
+                };
+                q.push(" WHERE ts >= ").bind(*from);
+                q.push(" AND ts < ").bind(*to);
+                q.push(" AND id <= ").bind(*max_id);
+            }
+            Sel::List(ids) => {
+                q.push(" WHERE id IN ").list(ids.iter().copied());
+            }
+        }
+    }
+
+    /// `SELECT id, ts, (cond) AS c0, ..., cols FROM table<hint> WHERE <sel>`.
     pub(crate) fn select(&self, backend: Backend) -> Sql<'static> {
         let mut q = Sql::with(backend, "SELECT id, ts");
         for (j, c) in self.conds.iter().enumerate() {
@@ -111,16 +169,97 @@ impl Scan {
         for c in &self.cols {
             q.push(", ").quoted(c);
         }
-        q.push(" FROM ").table(&self.table, "");
-        q.push(match backend {
-            // Every row of the id range is read in rowid order, no index.
-            Backend::Sqlite => " NOT INDEXED",
-            Backend::Mysql => " FORCE INDEX (PRIMARY)",
-        });
-        q.push(" WHERE id > ").bind(self.lo);
-        q.push(" AND id <= ").bind(self.hi);
+        self.push_from_where(&mut q);
         q
     }
+}
+
+/// Ids `lo, lo + step, ..., hi` that were not visible when siemtrigger
+/// passed them (an insert in flight, a rollback, another Galera node's
+/// share of the ids), since `since` (epoch ms): a row that commits into one
+/// later is a late row, found by [`Database::rows_in_gaps`]. Stored as JSON
+/// `[lo, hi, step, since]` in `trigger_progress.gaps`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Gap(pub i64, pub i64, pub i64, pub i64);
+
+impl Gap {
+    pub fn lo(&self) -> i64 {
+        self.0
+    }
+    pub fn hi(&self) -> i64 {
+        self.1
+    }
+    pub fn step(&self) -> i64 {
+        self.2.max(1)
+    }
+    pub fn since(&self) -> i64 {
+        self.3
+    }
+
+    /// True if `id` is one of the gap's ids.
+    pub fn contains(&self, id: i64) -> bool {
+        id >= self.0 && id <= self.1 && (id - self.0) % self.step() == 0
+    }
+}
+
+/// The gaps of `(lo, hi]` given the ids present there (sorted) and the
+/// server's id step (`auto_increment_increment`, Galera: the cluster size):
+/// per residue class of the step, the runs of missing ids.
+pub fn find_gaps(lo: i64, hi: i64, present: &[i64], step: i64, since: i64) -> Vec<Gap> {
+    let step = step.max(1);
+    let mut gaps = Vec::new();
+    // Per residue: the next id expected.
+    let mut next: Vec<i64> = (1..=step).map(|k| lo + k).collect();
+    let close = |gaps: &mut Vec<Gap>, from: i64, to: i64| {
+        if from <= to {
+            gaps.push(Gap(from, to, step, since));
+        }
+    };
+    for &id in present {
+        if id <= lo || id > hi {
+            continue;
+        }
+        let r = ((id - lo - 1) % step) as usize;
+        if id > next[r] {
+            close(&mut gaps, next[r], id - step);
+        }
+        next[r] = next[r].max(id + step);
+    }
+    for n in next {
+        if n <= hi {
+            // The last id of the class at or below hi.
+            close(&mut gaps, n, n + (hi - n) / step * step);
+        }
+    }
+    gaps.sort_unstable();
+    gaps
+}
+
+/// `gaps` without the ids in `found` (sorted): a gap is split around them.
+pub fn fill_gaps(gaps: &[Gap], found: &[i64]) -> Vec<Gap> {
+    let mut out = Vec::with_capacity(gaps.len());
+    for g in gaps {
+        let mut from = g.lo();
+        let start = found.partition_point(|&id| id < g.lo());
+        for &id in &found[start..] {
+            if id > g.hi() {
+                break;
+            }
+            if !g.contains(id) {
+                continue;
+            }
+            if id > from {
+                out.push(Gap(from, id - g.step(), g.step(), g.since()));
+            }
+            from = id + g.step();
+        }
+        if from <= g.hi() {
+            out.push(Gap(from, g.hi(), g.step(), g.since()));
+        }
+    }
+    out
 }
 
 /// Receives the rows of a [`Scan`]: per row `begin`, then one `flag` per
@@ -146,6 +285,20 @@ pub struct ActionRun {
     /// When it is due (epoch ms).
     pub next_try: i64,
 }
+
+#[derive(sqlx::FromRow)]
+struct IdTs {
+    id: i64,
+    ts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Step {
+    step: i64,
+}
+
+/// Most gap ranges per query of [`Database::rows_in_gaps`] (4 binds each).
+const GAPS_PER_QUERY: usize = 200;
 
 /// SHA-256 of a window key, its primary key column (keys can be long).
 pub fn key_hash(key: &str) -> String {
@@ -207,6 +360,96 @@ impl Database {
         Ok(m.max.unwrap_or(0))
     }
 
+    /// (id, ts) of the rows `(lo, hi]` of `t`, by id.
+    pub async fn ids_between(&self, t: &Ident, lo: i64, hi: i64) -> Result<Vec<(i64, i64)>, Error> {
+        let mut q = self.sql("SELECT id, ts FROM ");
+        q.table(t, "").push(" WHERE id > ").bind(lo);
+        q.push(" AND id <= ").bind(hi).push(" ORDER BY id");
+        let rows: Vec<IdTs> = self.fetch_all(&q).await.map_err(err("read", t.as_str()))?;
+        Ok(rows.into_iter().map(|r| (r.id, r.ts)).collect())
+    }
+
+    /// (id, ts) of the rows of `t` now in `gaps`, by id.
+    pub async fn rows_in_gaps(&self, t: &Ident, gaps: &[Gap]) -> Result<Vec<(i64, i64)>, Error> {
+        let mut out = Vec::new();
+        for chunk in gaps.chunks(GAPS_PER_QUERY) {
+            let mut q = self.sql("SELECT id, ts FROM ");
+            q.table(t, "").push(" WHERE ");
+            for (i, g) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { " OR (" });
+                q.push("id >= ")
+                    .bind(g.lo())
+                    .push(" AND id <= ")
+                    .bind(g.hi());
+                if g.step() > 1 {
+                    q.push(" AND (id - ")
+                        .bind(g.lo())
+                        .push(") % ")
+                        .bind(g.step());
+                    q.push(" = 0");
+                }
+                q.push(")");
+            }
+            let rows: Vec<IdTs> = self.fetch_all(&q).await.map_err(err("read", t.as_str()))?;
+            out.extend(rows.into_iter().map(|r| (r.id, r.ts)));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The step between the ids the server hands out
+    /// (`auto_increment_increment`: a Galera cluster's size; 1 on SQLite).
+    pub async fn id_step(&self) -> Result<i64, Error> {
+        match self.backend() {
+            Backend::Sqlite => Ok(1),
+            Backend::Mysql => {
+                let q = self.sql("SELECT CAST(@@auto_increment_increment AS SIGNED) AS step");
+                let s: Step = self
+                    .fetch_one(&q)
+                    .await
+                    .map_err(err("read", "auto_increment_increment"))?;
+                Ok(s.step.max(1))
+            }
+        }
+    }
+
+    /// The latest event time among the ids up to `max_id` of `t`.
+    pub async fn max_ts_upto(&self, t: &Ident, max_id: i64) -> Result<Option<i64>, Error> {
+        let mut q = self.sql("SELECT MAX(ts) AS max FROM ");
+        q.table(t, "").push(" WHERE id <= ").bind(max_id);
+        let m: Max = self.fetch_one(&q).await.map_err(err("read", t.as_str()))?;
+        Ok(m.max)
+    }
+
+    /// The end of the next chunk of event time from `from` (below `to`,
+    /// ids up to `max_id`): the time of the `n`-th row at or after `from`
+    /// (more than `from`, so that a chunk is never empty of time), or `to`.
+    pub async fn ts_chunk_end(
+        &self,
+        t: &Ident,
+        from: i64,
+        to: i64,
+        max_id: i64,
+        n: i64,
+    ) -> Result<i64, Error> {
+        let mut q = self.sql("SELECT ts AS max FROM ");
+        q.table(t, "").push(" WHERE ts >= ").bind(from);
+        q.push(" AND ts < ")
+            .bind(to)
+            .push(" AND id <= ")
+            .bind(max_id);
+        q.push(" ORDER BY ts LIMIT 1 OFFSET ").bind(n.max(1));
+        let m: Option<Max> = self
+            .fetch_optional(&q)
+            .await
+            .map_err(err("read", t.as_str()))?;
+        Ok(match m.and_then(|m| m.max) {
+            Some(ts) => ts.max(from.saturating_add(1)).min(to),
+            None => to,
+        })
+    }
+
     /// The SQL condition of `f` on this backend ("1" for no condition).
     pub fn cond(&self, f: &Filter) -> Cond {
         let mut q = Sql::condition(self.backend());
@@ -219,7 +462,7 @@ impl Database {
 
     /// The stored progress of `rule` over `table`.
     pub async fn progress(&self, rule: &str, table: &str) -> Result<Option<Progress>, Error> {
-        let mut q = self.sql("SELECT last_id, max_ts, fingerprint FROM trigger_progress");
+        let mut q = self.sql("SELECT last_id, max_ts, fingerprint, wm, gaps FROM trigger_progress");
         q.and().push("rule = ").bind(rule);
         q.and().push("event_table = ").bind(table);
         self.fetch_optional(&q)
@@ -427,7 +670,8 @@ impl Database {
         for chunk in c.rules.chunks(ROWS_PER_INSERT) {
             let mut q = Sql::with(
                 b,
-                "REPLACE INTO trigger_progress (rule, event_table, last_id, max_ts, fingerprint, updated) ",
+                "REPLACE INTO trigger_progress (rule, event_table, last_id, max_ts, fingerprint, \
+                 updated, wm, gaps) ",
             );
             q.values(chunk, |r| {
                 [
@@ -437,6 +681,8 @@ impl Database {
                     r.progress.max_ts.into(),
                     r.progress.fingerprint.as_str().into(),
                     t.into(),
+                    r.progress.wm.into(),
+                    r.progress.gaps.as_deref().into(),
                 ]
             });
             tx.execute(&q).await?;
@@ -586,4 +832,31 @@ impl Reader {
 /// True if event column `c` holds integers.
 pub(crate) fn is_int_column(c: &str) -> bool {
     crate::event::INT_COLUMNS.contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_per_residue_class_and_filled() {
+        let g = find_gaps(0, 10, &[1, 2, 5, 9], 1, 7);
+        assert_eq!(g, [Gap(3, 4, 1, 7), Gap(6, 8, 1, 7), Gap(10, 10, 1, 7)]);
+        // Galera, 3 nodes: node 1 wrote 1, 4, 7, 10; the other classes are one gap each.
+        let g = find_gaps(0, 12, &[1, 4, 7, 10], 3, 0);
+        assert_eq!(g, [Gap(2, 11, 3, 0), Gap(3, 12, 3, 0)]);
+        assert!(g[0].contains(8) && !g[0].contains(7) && !g[0].contains(14));
+        assert_eq!(find_gaps(0, 4, &[1, 2, 3, 4], 1, 0), []);
+        let f = fill_gaps(&g, &[5, 6, 12]);
+        assert_eq!(
+            f,
+            [
+                Gap(2, 2, 3, 0),
+                Gap(8, 11, 3, 0),
+                Gap(3, 3, 3, 0),
+                Gap(9, 9, 3, 0)
+            ]
+        );
+        assert_eq!(fill_gaps(&[Gap(3, 3, 1, 0)], &[3]), []);
+    }
 }

@@ -1,6 +1,6 @@
 //! siemtrigger's chunk scan on MariaDB: only rows that some cond wants
 //! cross the wire (the conds are repeated in the WHERE), so the latest
-//! event time of the id range is a query of its own. Columns are found by
+//! event time of the chunk is a query of its own. Columns are found by
 //! name once per statement.
 
 use futures_util::TryStreamExt;
@@ -10,15 +10,10 @@ use super::super::sql::{Sql, query};
 use crate::Error;
 use crate::db::Backend;
 use crate::db::trigger::{Scan, ScanSink, Scanned, is_int_column};
-use crate::filter::Filter;
-use crate::ident::Ident;
 
 pub(crate) async fn scan<S: ScanSink>(pool: &sqlx::MySqlPool, s: &Scan, mut sink: S) -> Scanned<S> {
     let err = |e: sqlx::Error| Error::db("read", s.table.as_str(), e);
     let mut q = s.select(Backend::Mysql);
-    if let Some((from, to)) = s.range {
-        q.push(" AND ts >= ").bind(from).push(" AND ts < ").bind(to);
-    }
     if !s.conds.iter().any(|c| c.is_true()) {
         q.push(" AND (");
         for (i, c) in s.conds.iter().enumerate() {
@@ -71,37 +66,17 @@ pub(crate) async fn scan<S: ScanSink>(pool: &sqlx::MySqlPool, s: &Scan, mut sink
         }
     }
     drop(rows);
-    let mut all = Filter::default();
-    if let Some((from, to)) = s.range {
-        all.since = Some(from);
-        all.until = Some(to);
-    }
-    let max_ts = max_ts(pool, &s.table, s.lo, s.hi, &all)
+    let mut q = Sql::with(Backend::Mysql, "SELECT MAX(ts) AS max");
+    s.push_from_where(&mut q);
+    let m: Max = super::super::sql::query_as::<MySql, Max>(&q)
+        .map_err(err)?
+        .fetch_one(pool)
         .await
         .map_err(err)?;
-    Ok((sink, max_ts))
+    Ok((sink, m.max))
 }
 
 #[derive(sqlx::FromRow)]
 struct Max {
     max: Option<i64>,
-}
-
-/// Latest event time among rows `(lo, hi]` passing `filter` (the time range).
-async fn max_ts(
-    pool: &sqlx::MySqlPool,
-    t: &Ident,
-    lo: i64,
-    hi: i64,
-    filter: &Filter,
-) -> Result<Option<i64>, sqlx::Error> {
-    let mut q = Sql::with(Backend::Mysql, "SELECT MAX(ts) AS max FROM ");
-    q.table(t, "").push(" FORCE INDEX (PRIMARY)");
-    q.and().push("id > ").bind(lo);
-    q.and().push("id <= ").bind(hi);
-    filter.write_where(&mut q);
-    let m: Max = super::super::sql::query_as::<MySql, Max>(&q)?
-        .fetch_one(pool)
-        .await?;
-    Ok(m.max)
 }

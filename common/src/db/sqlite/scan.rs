@@ -1,7 +1,7 @@
-//! siemtrigger's chunk scan on SQLite: every row of the id range is read on
-//! a rusqlite connection of the reader's own (rowid order, no index: the
-//! conds are flags, so the row count and the latest time come for free),
-//! values in place, columns found by name once per statement.
+//! siemtrigger's chunk scan on SQLite: every row of the chunk is read on a
+//! rusqlite connection of the reader's own (the conds are flags, so the
+//! latest time comes for free), values in place, columns found by name once
+//! per statement.
 
 use rusqlite::types::ValueRef;
 
@@ -38,11 +38,6 @@ pub(crate) fn scan<S: ScanSink>(conn: &rusqlite::Connection, s: &Scan, mut sink:
     while let Some(r) = rows.next().map_err(err)? {
         let id: i64 = r.get(id_at).map_err(err)?;
         let ts: i64 = r.get(ts_at).map_err(err)?;
-        if let Some((from, to)) = s.range
-            && (ts < from || ts >= to)
-        {
-            continue;
-        }
         max_ts = Some(max_ts.map_or(ts, |m| m.max(ts)));
         for (f, &at) in flags.iter_mut().zip(&flags_at) {
             *f = match r.get_ref(at).map_err(err)? {
