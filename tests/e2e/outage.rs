@@ -404,3 +404,116 @@ fn failover_to_the_next_node() {
     assert_eq!(alerts(), 3000);
     assert_eq!(count(&env, "SELECT COUNT(*) FROM alert_events"), 3000);
 }
+
+/// The connection is lost after COMMIT reached the server and before its
+/// answer came back (an ambiguous commit): siemparse looks for the batch
+/// before writing it again, and siemtrigger starts again from its stored
+/// progress, so nothing is stored twice.
+#[test]
+fn a_lost_commit_answer_stores_nothing_twice() {
+    if !kinds().contains(&Kind::Mysql) {
+        return;
+    }
+    let env = Env::new(Kind::Mysql);
+    env.config(RULES);
+    let real = server_of(&env.url);
+    // One proxy each: the cut catches the COMMIT of the tool under test.
+    let (pp, pt) = (Proxy::start(&real), Proxy::start(&real));
+    let purl = via(&env.url, &format!("127.0.0.1:{}", pp.port));
+    let turl = via(&env.url, &format!("127.0.0.1:{}", pt.port));
+    let log = env.path().join("auth.log");
+    append(&log, 0, 1000);
+    let log_arg = log.to_str().expect("path");
+    // The search index stays off: only the writer's COMMITs go through.
+    let err = std::fs::File::create(env.path().join("parse.err")).expect("stderr file");
+    let mut parse = env
+        .cmd_url("siemparse", &purl)
+        .args(["-s", "auth", "--follow", log_arg])
+        .env("SIEMSTRESS_GREP_INDEX", "never")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("siemparse");
+    let stored = || count(&env, "SELECT COUNT(*) FROM auth");
+    wait_for(Duration::from_secs(60), "the first lines", || {
+        env.rows("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'auth'")[0][0].as_deref() == Some("1")
+            && stored() == 1000
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // The server may not have run the COMMIT when the connection closed
+    // (then the batch is written again, rightly): up to 5 rounds, until one
+    // COMMIT did run and its batch was found.
+    let said = || stderr_of(&env, "parse.err");
+    let found = "had been stored; not writing it again";
+    let mut lines = 1000;
+    for _ in 0..5 {
+        pp.cut_after_commit();
+        append(&log, lines, lines + 500);
+        lines += 500;
+        wait_for(Duration::from_secs(30), "the cut", || pp.cut_done());
+        std::thread::sleep(Duration::from_secs(1));
+        pp.restore();
+        wait_for(Duration::from_secs(60), "the lines after the cut", || {
+            stored() >= lines as i64 || parse.try_wait().ok().flatten().is_some()
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(stored(), lines as i64, "{}", said());
+        if said().contains(found) {
+            break;
+        }
+    }
+    let perr = said();
+    assert!(perr.contains(found), "{perr}");
+    assert_eq!(
+        count(&env, "SELECT COUNT(DISTINCT message) FROM auth"),
+        lines as i64
+    );
+    // At least 2000 lines before the trigger's part.
+    append(&log, lines, 2000.max(lines));
+    lines = 2000.max(lines);
+    wait_for(Duration::from_secs(60), "the lines", || {
+        stored() == lines as i64
+    });
+
+    let mut trigger = spawn(
+        &env,
+        "siemtrigger",
+        &turl,
+        &["--interval", "1s", "--settle", "0s", "--chunk", "500"],
+        "trigger.err",
+    );
+    let alerts = || count(&env, "SELECT COUNT(*) FROM alerts");
+    wait_for(Duration::from_secs(60), "the first alerts", || {
+        alerts() == lines as i64
+    });
+    pt.cut_after_commit();
+    append(&log, lines, lines + 1000);
+    lines += 1000;
+    wait_for(Duration::from_secs(30), "the cut", || pt.cut_done());
+    std::thread::sleep(Duration::from_secs(1));
+    pt.restore();
+    wait_for(Duration::from_secs(60), "the lines", || {
+        stored() == lines as i64
+    });
+    wait_for(Duration::from_secs(60), "the alerts after the cut", || {
+        stderr_of(&env, "trigger.err").contains("available again") && alerts() >= lines as i64
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&parse);
+    sigterm(&trigger);
+    let (code_p, _) = wait_exit(&mut parse, Duration::from_secs(30));
+    let (code_t, _) = wait_exit(&mut trigger, Duration::from_secs(30));
+    let terr = stderr_of(&env, "trigger.err");
+    assert_eq!((code_p, code_t), (0, 0), "{terr}");
+    assert_eq!(stored(), lines as i64);
+    assert_eq!(alerts(), lines as i64, "{terr}");
+    assert_eq!(
+        count(&env, "SELECT COUNT(DISTINCT `key`) FROM alerts"),
+        lines as i64
+    );
+    assert_eq!(
+        count(&env, "SELECT COUNT(*) FROM alert_events"),
+        lines as i64
+    );
+}

@@ -21,6 +21,9 @@ pub struct Proxy {
     pub port: u16,
     state: Arc<Mutex<State>>,
     done: Arc<AtomicBool>,
+    /// Cut right after the next COMMIT reaches the server (see
+    /// [`Proxy::cut_after_commit`]).
+    armed: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -39,7 +42,8 @@ impl Proxy {
             conns: Vec::new(),
         }));
         let done = Arc::new(AtomicBool::new(false));
-        let (s, d) = (state.clone(), done.clone());
+        let armed = Arc::new(AtomicBool::new(false));
+        let (s, d, a) = (state.clone(), done.clone(), armed.clone());
         std::thread::spawn(move || {
             while !d.load(Ordering::Relaxed) {
                 let accepted = {
@@ -61,18 +65,40 @@ impl Proxy {
                 if st.listener.is_none() {
                     continue; // cut meanwhile
                 }
-                for (from, to) in [(&client, &server), (&server, &client)] {
+                // Set when a COMMIT is cut off: nothing goes back any more.
+                let hold = Arc::new(AtomicBool::new(false));
+                for (upstream, (from, to)) in
+                    [(true, (&client, &server)), (false, (&server, &client))]
+                {
                     let (mut from, mut to) = (
                         from.try_clone().expect("clone"),
                         to.try_clone().expect("clone"),
                     );
+                    let (armed, state, hold) = (a.clone(), s.clone(), hold.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
                         loop {
                             match from.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => {
+                                    // COM_QUERY "COMMIT": the server gets
+                                    // it, its answer is lost.
+                                    let commit = upstream
+                                        && armed.load(Ordering::SeqCst)
+                                        && buf[..n].windows(7).any(|w| w == b"\x03COMMIT")
+                                        && armed.swap(false, Ordering::SeqCst);
+                                    if commit {
+                                        hold.store(true, Ordering::SeqCst);
+                                    }
+                                    if !upstream && hold.load(Ordering::SeqCst) {
+                                        break;
+                                    }
                                     if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                    if commit {
+                                        std::thread::sleep(Duration::from_millis(300));
+                                        cut(&state);
                                         break;
                                     }
                                 }
@@ -86,16 +112,29 @@ impl Proxy {
                 st.conns.push(server);
             }
         });
-        Proxy { port, state, done }
+        Proxy {
+            port,
+            state,
+            done,
+            armed,
+        }
     }
 
     /// The outage: every connection closed, new ones refused.
     pub fn cut(&self) {
-        let mut st = self.state.lock().expect("proxy state");
-        st.listener = None;
-        for c in st.conns.drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        cut(&self.state);
+    }
+
+    /// The outage, right after the next COMMIT has reached the server and
+    /// before its answer reaches the client: the client cannot know
+    /// whether its transaction committed.
+    pub fn cut_after_commit(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// True once an armed cut has happened.
+    pub fn cut_done(&self) -> bool {
+        !self.armed.load(Ordering::SeqCst)
     }
 
     /// The end of the outage: the same port accepts again.
@@ -112,6 +151,15 @@ impl Proxy {
     /// were, at the last cut).
     pub fn connections(&self) -> usize {
         self.state.lock().expect("proxy state").conns.len() / 2
+    }
+}
+
+/// Closes every connection and the listening port.
+fn cut(state: &Mutex<State>) {
+    let mut st = state.lock().expect("proxy state");
+    st.listener = None;
+    for c in st.conns.drain(..) {
+        let _ = c.shutdown(Shutdown::Both);
     }
 }
 

@@ -690,7 +690,14 @@ impl MysqlWriter {
             found = Some(stored == Some((c.dev, c.inode, c.offset)));
         }
         let committed = match found {
-            Some(c) => c,
+            Some(true) => {
+                eprintln!(
+                    "siemstress: the batch into {table} whose COMMIT went unanswered had been \
+                     stored; not writing it again"
+                );
+                true
+            }
+            Some(false) => false,
             None => {
                 eprintln!(
                     "siemstress: warning: the connection was lost during the COMMIT of a batch \
