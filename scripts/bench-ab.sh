@@ -2,14 +2,15 @@
 # A/B of two builds of the three tools on the same work, in one run: for a
 # refactor, "speed unchanged" is measured here, not assumed.
 #
-#   scripts/bench-ab.sh OLD_BINDIR NEW_BINDIR [--lines N] [--runs R] [--callgrind N]
+#   scripts/bench-ab.sh OLD_BINDIR NEW_BINDIR [--lines N] [--runs R] [--callgrind N] [--rules DIR]
 #
 # BINDIR holds siemparse, siemquery and siemtrigger (e.g. a release target/
 # of a worktree at the older commit). Over one generated auth.log
 # (scripts/gen-authlog.py, N lines, default 200,000) each build, on SQLite:
 #   ingest   siemparse -s auth -z UTC --year 2025 < log   (fresh database)
 #   export   siemquery -s auth --range <all> --format ndjson > /dev/null
-#   trigger  siemtrigger --once with the rule pack of OLD's tree (fresh state)
+#   trigger  siemtrigger --once with the rule files DIR/*.toml (default config/rules:
+#            give the older tree's pack when the pack's format changed)
 # and the trigger again on MariaDB (SIEMSTRESS_BENCH_MYSQL_URL, default
 # mysql://root@127.0.0.1:3306/test; a fresh database per build, dropped).
 # Each figure is the lowest user+sys CPU of R runs (default 3), the two
@@ -22,12 +23,13 @@ cd "$(dirname "$0")/.."
 
 [[ $# -ge 2 ]] || { sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 2; }
 OLD=$(realpath "$1") NEW=$(realpath "$2"); shift 2
-LINES=200000 RUNS=3 CG=0
+LINES=200000 RUNS=3 CG=0 RULES=$(pwd)/config/rules
 while [[ $# -gt 0 ]]; do
     case $1 in
         --lines) LINES=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --callgrind) CG=$2; shift 2 ;;
+        --rules) RULES=$(realpath "$2"); shift 2 ;;
         *) echo "bench-ab: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -36,16 +38,14 @@ for b in "$OLD" "$NEW"; do
         [[ -x $b/$t ]] || { echo "bench-ab: $b/$t is missing" >&2; exit 2; }
     done
 done
-OLD_TREE=$(realpath "$OLD/../../..")
-RULES=$OLD_TREE/config/rules
-[[ -d $RULES ]] || RULES=$(pwd)/config/rules
+[[ -d $RULES ]] || { echo "bench-ab: no rules directory $RULES" >&2; exit 2; }
 URL=${SIEMSTRESS_BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 W=$(mktemp -d /tmp/bench-ab.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 LOG=bench-data/auth-$LINES.log
 mkdir -p bench-data benchsuite/runs
 [[ -s $LOG ]] || python3 scripts/gen-authlog.py -n "$LINES" -o "$LOG"
-printf '[rules]\npaths = ["%s"]\n' "$RULES" >"$W/rules.toml"
+printf '[rules]\npaths = ["%s/*.toml"]\n' "$RULES" >"$W/rules.toml"
 : >"$W/empty.toml"
 
 # cpu CMD...: user+sys seconds of one run (stdout discarded).

@@ -20,6 +20,13 @@ pub fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     found.retain(|p| !p.is_dir());
     found.sort();
     if found.is_empty() && !has_glob_chars(pattern) {
+        if full.is_dir() {
+            return Err(format!(
+                "{} is a directory: name its files, as in \"{}/*.toml\"",
+                full.display(),
+                pattern.trim_end_matches('/')
+            ));
+        }
         return Err(format!("{} does not exist", full.display()));
     }
     Ok(found)

@@ -149,3 +149,28 @@ fn issue17_13_rules_on_missing_tables_are_named() {
         assert!(err.is_empty(), "{kind:?}: {err}");
     }
 }
+
+/// `[rules] paths = ["DIR"]` named a directory: "does not exist" was wrong
+/// (an older build loaded no rules from it without a word); the error says
+/// it is a directory and how to name its files.
+#[test]
+fn a_rules_path_that_is_a_directory_is_named_as_one() {
+    let env = Env::new(siemstress_tests::Kind::Sqlite);
+    let dir = env.path().join("rules.d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("a.toml"),
+        "[[rule]]\nname = \"a\"\ntype = \"single\"\ntable = \"auth\"\nmatch = { process = \"sshd\" }\n",
+    )
+    .unwrap();
+    env.config("[rules]\npaths = [\"rules.d\"]\n");
+    let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("rules.d is a directory") && err.contains("\"rules.d/*.toml\""),
+        "{err}"
+    );
+    env.config("[rules]\npaths = [\"rules.d/*.toml\"]\n");
+    let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 0, "{err}");
+}
