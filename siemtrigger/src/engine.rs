@@ -585,8 +585,21 @@ impl<'r> Evaluator<'r> {
         let w = self.windows.remove(key);
         if let Some(w) = &w {
             self.touch(key);
-            if matches!(self.rule.kind, Kind::Threshold(_)) {
-                self.age.remove(&(w.start(), key.to_owned()));
+            match w {
+                Win::Open {
+                    start, first_id, ..
+                } => {
+                    // Closed by a second: its expiry entry goes too, so that
+                    // the index holds only open windows (within the cap).
+                    self.expiry.remove(&(
+                        start.saturating_add(self.window),
+                        *first_id,
+                        key.to_owned(),
+                    ));
+                }
+                _ => {
+                    self.age.remove(&(w.start(), key.to_owned()));
+                }
             }
         }
         w
@@ -1519,5 +1532,21 @@ mod tests {
         );
         assert_eq!(m(50.0, &["5", "1", "3"]), 3.0);
         assert_eq!(m(10.0, &["5", "1", "3"]), 1.0);
+    }
+
+    #[test]
+    fn closed_pair_windows_leave_no_state_behind() {
+        let p = "[[rule]]\nname = \"p\"\ntype = \"pair\"\nwindow = \"1d\"\n\
+                 first = { regex = 'open (?P<s>\\d+)' }\nsecond = { regex = 'close {s}$' }\nkey = \"{s}\"\n";
+        let r = rule(p);
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let lines: Vec<String> = (0..1000)
+            .flat_map(|i| [format!("open {i}"), format!("close {i}")])
+            .collect();
+        let evs: Vec<(i64, &str)> = lines.iter().map(|l| (0, l.as_str())).collect();
+        feed(&mut e, &evs);
+        assert_eq!(e.alerts.len(), 1000);
+        assert!(e.windows.is_empty());
+        assert_eq!((e.expiry.len(), e.compiled.len()), (0, 0));
     }
 }
