@@ -115,7 +115,7 @@ fn each_source_records_its_latest_time_and_a_clean_end() {
     }
 }
 
-const BRUTE: &str = r#"
+pub(crate) const BRUTE: &str = r#"
 [[rule]]
 name = "brute"
 type = "threshold"
@@ -147,7 +147,7 @@ fn fail(ms: i64, ip: &str) -> String {
 }
 
 /// (rule, key, ts, first_ts, count, message) of every alert, sorted.
-fn alerts(env: &Env) -> Vec<String> {
+pub(crate) fn alerts(env: &Env) -> Vec<String> {
     let k = if env.kind == Kind::Mysql {
         "`key`"
     } else {
@@ -172,7 +172,7 @@ fn trigger_once(env: &Env) -> String {
 
 /// A generated auth log over `hours` hours: failures from a few addresses
 /// (bursts that cross the writers), logins, noise; unique millisecond times.
-fn auth_log(n: usize, hours: i64) -> Vec<(i64, String)> {
+pub(crate) fn auth_log(n: usize, hours: i64) -> Vec<(i64, String)> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rnd = move || {
         x ^= x << 13;
@@ -201,7 +201,7 @@ fn auth_log(n: usize, hours: i64) -> Vec<(i64, String)> {
 }
 
 /// A child process killed if the test fails.
-struct Daemon(std::process::Child);
+pub(crate) struct Daemon(pub std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -211,7 +211,7 @@ impl Drop for Daemon {
 }
 
 /// Appends `lines` to `path`.
-fn append(path: &std::path::Path, lines: &[&String]) {
+pub(crate) fn append(path: &std::path::Path, lines: &[&String]) {
     let text: String = lines.iter().map(|l| l.as_str()).collect();
     std::fs::OpenOptions::new()
         .create(true)
