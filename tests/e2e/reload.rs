@@ -392,9 +392,12 @@ fn i18_sighup_reloads_siemtrigger() {
             &["--interval", "1s", "--settle", "0s"],
             Stdio::null(),
         );
+        // Rows up to id n evaluated: the position covers them and the
+        // watermark has passed their time.
         let consumed = |n: i64| {
             format!(
-                "SELECT COUNT(*) FROM trigger_progress WHERE event_table = 'auth' AND last_id >= {n}"
+                "SELECT COUNT(*) FROM trigger_progress WHERE event_table = 'auth' AND last_id >= {n} \
+                 AND wm > (SELECT MAX(ts) FROM auth WHERE id <= {n})"
             )
         };
         wait_count(&env, &consumed(4), 3);
