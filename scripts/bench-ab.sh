@@ -91,9 +91,9 @@ if [[ $CG -gt 0 ]]; then
         cg() {
             valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$@" >/dev/null 2>"$W/cg.err" || {
                 echo "bench-ab: callgrind failed: $*" >&2; tail "$W/cg.err" >&2; exit 1; }
-            grep -m1 '^summary:\|^totals:' "$W/cg.out" | awk '{print $2}'
+            awk '/^(summary|totals):/ {print $2; exit}' "$W/cg.out"
         }
-        I[ingest,$v]=$(cg sh -c "exec '$B/siemparse' -c '$W/empty.toml' --db 'sqlite://$W/cg-$v.db' -s auth -z UTC --year 2025 -q < '$W/cg.log'")
+        I[ingest,$v]=$(cg "$B/siemparse" -c "$W/empty.toml" --db "sqlite://$W/cg-$v.db" -s auth -z UTC --year 2025 -q <"$W/cg.log")
         I[export,$v]=$(cg "$B/siemquery" -c "$W/empty.toml" --db "sqlite://$W/cg-$v.db" -s auth --range 2024-01-01/2027-01-01 --limit 0 --format ndjson)
         I[trigger,$v]=$(cg "$B/siemtrigger" -c "$W/rules.toml" --db "sqlite://$W/cg-$v.db" --once --settle 0s)
     done
