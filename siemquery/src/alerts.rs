@@ -25,14 +25,7 @@ const TABLE_DEFAULT_LIMIT: u64 = 1000;
 
 /// Runs `--alerts`: exit 0, or 2 with a one-line message.
 pub fn main(args: &Args, rt: &tokio::runtime::Runtime) -> ExitCode {
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if siemstress_common::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("siemquery: {}", crate::one_line(&format!("{e:#}")));
-            ExitCode::from(2)
-        }
-    }
+    crate::exit_code(rt.block_on(run(args)))
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {

@@ -102,7 +102,13 @@ fn main() -> ExitCode {
     if args.stats_db {
         return dbstats::main(&args, &rt);
     }
-    match rt.block_on(run(args)) {
+    exit_code(rt.block_on(run(args)))
+}
+
+/// A mode's outcome as the exit status: 0, also when stdout's reader has
+/// gone (`| head`); otherwise 2 after a one-line message.
+pub(crate) fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
