@@ -597,6 +597,17 @@ impl<'r> Evaluator<'r> {
                         key.to_owned(),
                     ));
                 }
+                Win::Count { start, events, .. } if at_end(self.rule) => {
+                    // Reset or dropped over the cap before its end: as above.
+                    self.age.remove(&(*start, key.to_owned()));
+                    if let Some(first) = events.front() {
+                        self.expiry.remove(&(
+                            start.saturating_add(self.window),
+                            first.1,
+                            key.to_owned(),
+                        ));
+                    }
+                }
                 _ => {
                     self.age.remove(&(w.start(), key.to_owned()));
                 }
@@ -794,12 +805,22 @@ impl<'r> Evaluator<'r> {
         if th.bound.at_end() {
             // A fixed window from its first event, measured at its end
             // (`advance` closed the windows that ended before `t`).
-            if let Some(Win::Count { events, .. }) = self.windows.get_mut(&key) {
+            if let Some(Win::Count { start, events, .. }) = self.windows.get_mut(&key) {
                 events.push_back((t, ev.id, value));
+                let first = events.front().map(|e| e.1);
                 let mut dropped = 0;
                 while events.len() > self.max_events {
                     events.pop_front();
                     dropped += 1;
+                }
+                if dropped > 0 {
+                    // The expiry entry names the first event (as on load):
+                    // it follows the new first, so that `remove` finds it.
+                    let end = start.saturating_add(w);
+                    if let (Some(old), Some(new)) = (first, events.front().map(|e| e.1)) {
+                        self.expiry.remove(&(end, old, key.clone()));
+                        self.expiry.insert((end, new, key.clone()));
+                    }
                 }
                 self.overflow.events += dropped;
                 self.touch(&key);
@@ -1532,6 +1553,45 @@ mod tests {
         );
         assert_eq!(m(50.0, &["5", "1", "3"]), 3.0);
         assert_eq!(m(10.0, &["5", "1", "3"]), 1.0);
+    }
+
+    /// Windows measured at their end (an upper bound, as Sigma correlations
+    /// with `lt`/`lte` translate to) that are dropped over the cap, reset,
+    /// or trimmed over max_events leave no expiry entry behind: the index
+    /// holds exactly the open windows.
+    #[test]
+    fn at_end_windows_leave_no_expiry_entry_behind() {
+        let t = "[[rule]]\nname = \"t\"\ntype = \"threshold\"\nwindow = \"1d\"\n\
+                 threshold = \"< 4\"\nmax_keys = 3\nmatch = { regex = 'x (?P<k>\\w+)' }\n\
+                 reset = { regex = 'ok (?P<k>\\w+)' }\nkey = \"{k}\"\n";
+        let r = rule(t);
+        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        // Over the cap: 1000 keys, at most 3 windows open.
+        let lines: Vec<String> = (0..1000).map(|i| format!("x k{i}")).collect();
+        let evs: Vec<(i64, &str)> = lines.iter().map(|l| (0, l.as_str())).collect();
+        feed(&mut e, &evs);
+        assert_eq!(e.windows.len(), 3);
+        assert_eq!(e.expiry.len(), 3, "entries of dropped windows stay");
+        // Reset: the window and its entry go.
+        feed(&mut e, &[(1, "ok k999")]);
+        assert_eq!((e.windows.len(), e.expiry.len()), (2, 2));
+        // A full window (max_events = 4: the oldest events leave) keeps one
+        // entry, which still closes it at its end.
+        let full: Vec<(i64, &str)> = (0..10).map(|i| (2 + i, "x full")).collect();
+        feed(&mut e, &full);
+        assert_eq!((e.windows.len(), e.expiry.len()), (3, 3));
+        for (end, first_id, key) in &e.expiry {
+            let Some(Win::Count { start, events, .. }) = e.windows.get(key) else {
+                panic!("entry of a closed window {key}");
+            };
+            assert_eq!(
+                (*end, *first_id),
+                (start + 86_400_000, events[0].1),
+                "{key}"
+            );
+        }
+        e.advance(i64::MAX);
+        assert_eq!((e.windows.len(), e.expiry.len()), (0, 0));
     }
 
     #[test]
