@@ -30,8 +30,8 @@ use siemstress_common::db::trigger::{Scan, ScanSink};
 /// Named regex captures of one event.
 pub type Caps = BTreeMap<String, String>;
 
-/// Window changes by key: `Some` to store, `None` to delete.
-pub type Changes = Vec<(String, Option<Win>)>;
+/// Window changes by key: `Some` JSON state to store, `None` to delete.
+pub type Changes = Vec<(String, Option<String>)>;
 
 /// Rows of one chunk: ids, times, filter flags, and the column values in one
 /// text arena (no allocation per value).
@@ -517,7 +517,7 @@ impl<'r> Evaluator<'r> {
     /// Drops the window that started earliest (over the cap); false if none.
     fn drop_oldest(&mut self) -> bool {
         let key = if matches!(self.rule.kind, Kind::Threshold(_)) {
-            self.age.first().map(|(_, k)| k.clone())
+            self.age.pop_first().map(|(_, k)| k)
         } else {
             let mut found = None;
             while let Some((_, first_id, key)) = self.expiry.pop_first() {
@@ -537,16 +537,20 @@ impl<'r> Evaluator<'r> {
         true
     }
 
-    /// Keys changed since the last call: `Some(state)` to store, `None` to
-    /// delete (only keys that were stored). Marks the result as stored.
-    pub fn take_dirty(&mut self) -> Changes {
+    /// Keys changed since the last call: `Some(state)` (JSON) to store,
+    /// `None` to delete (only keys that were stored). Marks the result as
+    /// stored. Encoded from the window in place: under key churn every
+    /// event changes a window, and a copy of each doubled the work.
+    pub fn take_dirty(&mut self) -> serde_json::Result<Changes> {
         let mut v: Changes = Vec::with_capacity(self.dirty.len());
         for k in std::mem::take(&mut self.dirty) {
             match self.windows.get(&k) {
                 Some(w) => {
-                    let w = w.clone();
-                    self.persisted.insert(k.clone());
-                    v.push((k, Some(w)));
+                    let json = serde_json::to_string(w)?;
+                    if !self.persisted.contains(&k) {
+                        self.persisted.insert(k.clone());
+                    }
+                    v.push((k, Some(json)));
                 }
                 None => {
                     if self.persisted.remove(&k) {
@@ -556,7 +560,7 @@ impl<'r> Evaluator<'r> {
             }
         }
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        Ok(v)
     }
 
     fn touch(&mut self, key: &str) {
@@ -1352,11 +1356,9 @@ mod tests {
         feed(&mut e, &[(0, "hit a 1"), (1, "hit a 1"), (2, "hit a 2")]);
         let stored: HashMap<String, Win> = e
             .take_dirty()
+            .unwrap()
             .into_iter()
-            .map(|(k, w)| {
-                let json = serde_json::to_string(&w.unwrap()).unwrap();
-                (k, serde_json::from_str(&json).unwrap())
-            })
+            .map(|(k, json)| (k, serde_json::from_str(&json.unwrap()).unwrap()))
             .collect();
         let mut e = Evaluator::new(&r, "t", stored);
         // ids restart at 1 in `feed`; only counts matter here.
@@ -1403,7 +1405,7 @@ mod tests {
         let fired: Vec<&str> = e.alerts.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(fired, ["c"]);
         // Stored state: never more than the cap; dropped keys are deleted.
-        let changes = e.take_dirty();
+        let changes = e.take_dirty().unwrap();
         assert!(changes.iter().filter(|c| c.1.is_some()).count() <= 3);
         assert!(e.windows.len() <= 3);
     }
@@ -1427,7 +1429,12 @@ mod tests {
         assert_eq!(keys, ["k6", "k7", "k8", "k9"]);
         assert_eq!(e.overflow.windows, 6);
         // The six dropped windows are deleted from the store.
-        let deleted = e.take_dirty().into_iter().filter(|c| c.1.is_none()).count();
+        let deleted = e
+            .take_dirty()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.1.is_none())
+            .count();
         assert_eq!(deleted, 6);
     }
 

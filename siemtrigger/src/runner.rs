@@ -861,21 +861,13 @@ impl Runner<'_> {
                     .into_iter()
                     .map(|a| (a, actions)),
             );
-            commits.push((i, r.ev.take_dirty()));
+            commits.push((i, r.ev.take_dirty().context("encode window state")?));
         }
         summary.alerts += alerts.len() as u64;
         let ids = match &self.mode {
             Mode::Live { holder, ttl_ms } => {
                 let mut rules = Vec::with_capacity(commits.len());
-                for (i, dirty) in commits {
-                    let mut windows = Vec::with_capacity(dirty.len());
-                    for (k, w) in dirty {
-                        let json = w
-                            .map(|w| serde_json::to_string(&w))
-                            .transpose()
-                            .context("encode window state")?;
-                        windows.push((k, json));
-                    }
+                for (i, windows) in commits {
                     rules.push(RuleCommit {
                         rule: &runs[i].rule.name,
                         progress: &runs[i].progress,
