@@ -51,6 +51,19 @@ pub fn decode(data: &[u8]) {
         let _ = d.fields.pairs();
     }
     let _ = set.decode(None, message);
+    // The split search of a forgery-safe regex gives the whole regex's captures.
+    let mut spans = Vec::new();
+    for r in set.list().iter().flat_map(|d| &d.regexes) {
+        let mut scratch = crate::decode::RegexScratch::default();
+        let got = r.captures(&mut scratch, message.as_bytes(), &mut spans);
+        let whole = r.captures_whole(message.as_bytes());
+        assert_eq!(
+            got.then_some(&spans),
+            whole.as_ref(),
+            "regex {}",
+            r.regex.as_str()
+        );
+    }
 }
 
 /// `timerange`: durations (`parse_duration`), time points and ranges

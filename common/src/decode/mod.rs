@@ -22,16 +22,16 @@ captures a user carries forged examples.
 pub mod builtin;
 pub mod check;
 pub mod model;
+mod split;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use foldhash::HashMap;
-use regex::bytes::CaptureLocations;
 
 pub use crate::event::Column;
-pub use model::{Decoder, Example, ExampleInput};
+pub use model::{Decoder, Example, ExampleInput, RegexScratch};
 
 /// The columns decoders (and input formats) fill; every other name goes to `extra`.
 pub const DECODED_COLUMNS: [Column; 6] = [
@@ -182,14 +182,19 @@ struct Group {
 /// allocates nothing.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// The set the buffers belong to (its address); another set starts afresh.
-    set: usize,
-    locs: Vec<Option<CaptureLocations>>,
+    /// The set the buffers belong to ([`Decoders`]' id); another set starts afresh.
+    set: u64,
+    regexes: Vec<RegexScratch>,
+    /// The capture spans of the last match.
+    spans: Vec<Option<(usize, usize)>>,
 }
 
 /// A compiled set of decoders, ready to decode lines.
 #[derive(Debug, Default)]
 pub struct Decoders {
+    /// Unique per set built (not an address, which a later set may reuse):
+    /// the buffers of a [`Scratch`] belong to one set's regexes.
+    id: u64,
     list: Vec<Decoder>,
     /// Per decoder: the number of its first regex among all regexes (for [`Scratch`]).
     first_regex: Vec<usize>,
@@ -304,7 +309,9 @@ impl Decoders {
             first_regex.push(regexes);
             regexes += d.regexes.len();
         }
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Decoders {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             list,
             first_regex,
             regexes,
@@ -331,10 +338,9 @@ impl Decoders {
         process: Option<&str>,
         message: &str,
     ) -> Option<Decoded<'d>> {
-        let set = std::ptr::from_ref(self) as usize;
-        if scratch.set != set || scratch.locs.len() != self.regexes {
-            scratch.set = set;
-            scratch.locs = (0..self.regexes).map(|_| None).collect();
+        if scratch.set != self.id || scratch.regexes.len() != self.regexes {
+            scratch.set = self.id;
+            scratch.regexes = (0..self.regexes).map(|_| RegexScratch::default()).collect();
         }
         // A Cisco device's mnemonic read as the tag ("asa1 %ASA-4-106023: Deny ...")
         // is decoded with the text, as the device wrote them.
@@ -376,20 +382,17 @@ impl Decoders {
             }
             let d = &self.list[i];
             for (n, r) in d.regexes.iter().enumerate() {
-                let locs = scratch.locs[self.first_regex[i] + n]
-                    .get_or_insert_with(|| r.regex.capture_locations());
-                if locs.len() != r.regex.captures_len() {
-                    // Buffers of another set that had this address: made anew.
-                    *locs = r.regex.capture_locations();
-                }
-                if r.regex.captures_read(locs, message.as_bytes()).is_none() {
+                let regex_scratch = &mut scratch.regexes[self.first_regex[i] + n];
+                if !r.captures(regex_scratch, message.as_bytes(), &mut scratch.spans) {
                     continue;
                 }
                 let mut fields = Fields::default();
                 for (g, target) in r.targets.iter().enumerate() {
-                    let (Some(target), Some((start, end))) = (target, locs.get(g)) else {
+                    let (Some(target), Some(Some((start, end)))) = (target, scratch.spans.get(g))
+                    else {
                         continue;
                     };
+                    let (start, end) = (*start, *end);
                     // A capture is text of the message, unless a byte class
                     // cut a character (then lossily, as documented).
                     let text = match message.get(start..end) {
@@ -499,5 +502,67 @@ mod tests {
             "Failed password for root from 5.6.7.8 port 1 ssh2"
         );
         assert_eq!(unwrap_repeated("message repeated x"), "message repeated x");
+    }
+
+    /// Texts around every built-in example that probe the split search's
+    /// edges: the example cut at each character, glued to other examples,
+    /// its fixed text repeated (forged), a line feed inside.
+    fn probes() -> Vec<String> {
+        let mut messages: Vec<String> = Vec::new();
+        for d in builtin::decoders().unwrap() {
+            for x in d.examples {
+                if let ExampleInput::Message { message, .. } = x.input {
+                    messages.push(message);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let next = &messages[(i + 1) % messages.len()];
+            for (at, _) in m.char_indices() {
+                out.push(m[..at].to_owned());
+                out.push(m[at..].to_owned());
+                // The tail repeated: the real suffix follows a forged one.
+                out.push(format!("{}{}", m, &m[at..]));
+                out.push(format!("{}{}", &m[..at], m));
+            }
+            out.push(format!("{m} {next}"));
+            out.push(format!("{m}\n{m}"));
+            out.push(format!("{m}\n"));
+            out.push(format!("{m} "));
+            out.push(format!(" {m}"));
+        }
+        out
+    }
+
+    #[test]
+    fn split_search_gives_the_whole_regex_captures() {
+        let set = Decoders::builtin().unwrap();
+        let split: Vec<&model::CompiledRegex> = set
+            .list()
+            .iter()
+            .flat_map(|d| &d.regexes)
+            .filter(|r| r.is_split())
+            .collect();
+        // The forgery-safe `(?P<user>.*)` regexes of sshd, dropbear, PAM, FTP, mail...
+        assert!(split.len() >= 20, "only {} regexes split", split.len());
+        let probes = probes();
+        let mut matched = 0;
+        for r in &split {
+            let mut scratch = RegexScratch::default();
+            let mut spans = Vec::new();
+            for p in &probes {
+                let whole = r.captures_whole(p.as_bytes());
+                let got = r.captures(&mut scratch, p.as_bytes(), &mut spans);
+                assert_eq!(
+                    got.then(|| spans.clone()),
+                    whole,
+                    "regex {:?} on {p:?}",
+                    r.regex.as_str()
+                );
+                matched += usize::from(got);
+            }
+        }
+        assert!(matched > 1000, "only {matched} probes matched");
     }
 }

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use serde::Deserialize;
 
+use super::split::{Outcome, Split, SplitCache};
 use super::{Column, DECODED_COLUMNS, DecodeError, Target};
 
 /// One decoder file: only `[[decoder]]` tables.
@@ -110,6 +111,69 @@ pub struct CompiledRegex {
     pub regex: Regex,
     /// Per capture group index: where its text goes (`None`: unnamed group).
     pub targets: Vec<Option<Target>>,
+    /// The same regex searched in parts, when it has the forgery-safe shape
+    /// `A(?P<user>.*)B$` (see [`Split`]).
+    split: Option<Split>,
+}
+
+/// One thread's search buffers for one [`CompiledRegex`], made on first use.
+#[derive(Debug, Default)]
+pub struct RegexScratch {
+    locs: Option<CaptureLocations>,
+    split: Option<SplitCache>,
+}
+
+impl CompiledRegex {
+    fn new(regex: Regex, targets: Vec<Option<Target>>, src: &str) -> CompiledRegex {
+        CompiledRegex {
+            split: Split::new(src),
+            regex,
+            targets,
+        }
+    }
+
+    /// Searches `hay`; on a match, `spans` holds the span of every capture
+    /// group by index (as `Regex::captures_read` gives them).
+    pub fn captures(
+        &self,
+        scratch: &mut RegexScratch,
+        hay: &[u8],
+        spans: &mut Vec<Option<(usize, usize)>>,
+    ) -> bool {
+        spans.clear();
+        if let Some(split) = &self.split {
+            let cache = scratch.split.get_or_insert_with(|| split.cache());
+            match split.search(cache, hay) {
+                Outcome::NoMatch => return false,
+                Outcome::Match => {
+                    spans.extend((0..self.targets.len()).map(|g| split.group(cache, g)));
+                    return true;
+                }
+                Outcome::Fallback => {}
+            }
+        }
+        let locs = scratch
+            .locs
+            .get_or_insert_with(|| self.regex.capture_locations());
+        if self.regex.captures_read(locs, hay).is_none() {
+            return false;
+        }
+        spans.extend((0..locs.len()).map(|g| locs.get(g)));
+        true
+    }
+
+    /// [`CompiledRegex::captures`] with the whole regex only (the reference
+    /// the split search is checked against, in tests and fuzzing).
+    pub fn captures_whole(&self, hay: &[u8]) -> Option<Vec<Option<(usize, usize)>>> {
+        let mut locs = self.regex.capture_locations();
+        self.regex.captures_read(&mut locs, hay)?;
+        Some((0..locs.len()).map(|g| locs.get(g)).collect())
+    }
+
+    /// True when the regex is searched in parts.
+    pub fn is_split(&self) -> bool {
+        self.split.is_some()
+    }
 }
 
 /// An example with its expectation.
@@ -237,7 +301,7 @@ fn compile(raw: RawDecoder, origin: &str) -> Result<Decoder, DecodeError> {
                 ),
             ));
         }
-        regexes.push(CompiledRegex { regex, targets });
+        regexes.push(CompiledRegex::new(regex, targets, src));
     }
     let mut set = Vec::new();
     for (k, v) in raw.set {
