@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::rules::prefilter::{Prefilter, Scratch};
 use crate::rules::{Matcher, Rule, RuleRegex};
 use anyhow::Context;
 use siemstress_common::db::retry::Retry;
@@ -783,7 +784,9 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Applies the rows of `batch` (in its order) to the rules `idx`.
+    /// Applies the rows of `batch` (in its order) to the rules `idx`. Per
+    /// row, only the checks the prefilter lets through are run, and only the
+    /// rules those checks (or a back-reference) concern are visited.
     fn evaluate(
         &self,
         batch: &Batch,
@@ -792,31 +795,40 @@ impl Runner<'_> {
         idx: &[usize],
         summary: &mut Summary,
     ) {
-        let mut memo: Vec<Option<Option<Caps>>> = vec![None; plan.checks.len()];
+        let mut scratch = Scratch::default();
+        let mut candidates: Vec<usize> = Vec::new();
+        let mut matched: Vec<(usize, Caps)> = Vec::new();
+        let mut visit: Vec<usize> = Vec::new();
         for i in 0..batch.rows.len() {
             let ev = batch.ev(i);
             let fields = EvFields::new(ev);
-            memo.iter_mut().for_each(|m| *m = None);
-            for roles in &plan.roles {
-                for &(_, ci, check) in roles {
-                    if let Some(k) = check
-                        && memo[k].is_none()
-                        && ev.flag(ci)
-                    {
-                        memo[k] = Some(plan.checks[k].1.check_event(&fields));
-                    }
+            plan.prefilter
+                .candidates(&fields, &mut scratch, &mut candidates);
+            matched.clear();
+            for &k in &candidates {
+                if plan.check_conds[k].iter().any(|&ci| ev.flag(ci))
+                    && let Some(caps) = plan.checks[k].1.check_event(&fields)
+                {
+                    matched.push((k, caps));
                 }
             }
-            for (ai, roles) in plan.roles.iter().enumerate() {
+            visit.clear();
+            visit.extend_from_slice(&plan.always_rules);
+            for (k, _) in &matched {
+                visit.extend_from_slice(&plan.check_rules[*k]);
+            }
+            visit.sort_unstable();
+            visit.dedup();
+            for &ai in &visit {
                 let mut c = Cand::new(ev);
-                for &(role, ci, check) in roles {
+                for &(role, ci, check) in &plan.roles[ai] {
                     if !ev.flag(ci) {
                         continue;
                     }
                     match check {
                         None => c.roles[role as usize] = Some(Hit::Deferred),
                         Some(k) => {
-                            if let Some(Some(caps)) = &memo[k] {
+                            if let Some((_, caps)) = matched.iter().find(|m| m.0 == k) {
                                 c.roles[role as usize] = Some(Hit::Caps(caps));
                             }
                         }
@@ -913,15 +925,27 @@ struct Plan<'r> {
     checks: Vec<(String, &'r Matcher)>,
     roles: Vec<Vec<(Role, usize, Option<usize>)>>,
     cols: Vec<&'static str>,
+    /// Which checks a row may pass (see `rules::prefilter`).
+    prefilter: Prefilter,
+    /// Per check, the conds of the roles that use it: it is run on a row
+    /// with one of those flags.
+    check_conds: Vec<Vec<usize>>,
+    /// Per check, the rules (indexes of `roles`) that use it.
+    check_rules: Vec<Vec<usize>>,
+    /// Rules with a role checked later (back-references): visited on every row.
+    always_rules: Vec<usize>,
 }
 
 impl Runner<'_> {
     fn plan<'r>(&self, rules: &[&'r Rule]) -> Plan<'r> {
         let mut conds: Vec<Cond> = Vec::new();
         let mut checks: Vec<(String, &'r Matcher)> = Vec::new();
+        let mut check_conds: Vec<Vec<usize>> = Vec::new();
+        let mut check_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always_rules = Vec::new();
         let mut plan = Vec::new();
         let mut cols: BTreeSet<&'static str> = BTreeSet::new();
-        for rule in rules {
+        for (ai, rule) in rules.iter().enumerate() {
             cols.extend(rule.needed_columns());
             let mut roles = Vec::new();
             for (name, m) in rule.matchers() {
@@ -935,23 +959,40 @@ impl Runner<'_> {
                 };
                 let check = (!m.has_backrefs()).then(|| {
                     let id = check_identity(m);
-                    match checks.iter().position(|c| c.0 == id) {
+                    let k = match checks.iter().position(|c| c.0 == id) {
                         Some(k) => k,
                         None => {
                             checks.push((id, m));
+                            check_conds.push(Vec::new());
+                            check_rules.push(Vec::new());
                             checks.len() - 1
                         }
+                    };
+                    if !check_conds[k].contains(&ci) {
+                        check_conds[k].push(ci);
                     }
+                    if !check_rules[k].contains(&ai) {
+                        check_rules[k].push(ai);
+                    }
+                    k
                 });
+                if check.is_none() && always_rules.last() != Some(&ai) {
+                    always_rules.push(ai);
+                }
                 roles.push((Role::from_name(name), ci, check));
             }
             plan.push(roles);
         }
+        let matchers: Vec<&Matcher> = checks.iter().map(|c| c.1).collect();
         Plan {
             conds,
+            prefilter: Prefilter::new(&matchers),
             checks,
             roles: plan,
             cols: cols.into_iter().collect(),
+            check_conds,
+            check_rules,
+            always_rules,
         }
     }
 }

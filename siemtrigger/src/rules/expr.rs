@@ -446,10 +446,11 @@ impl Expr {
             Expr::Or(v) => v.iter().any(|e| e.eval(ev)),
             Expr::Not(e) => !e.eval(ev),
             Expr::Pred(f, p) => {
-                let v = f.get(ev);
-                match p {
-                    Pred::Exists => v.is_some(),
-                    _ => v.is_some_and(|v| p.holds(&v, ev)),
+                let holds = |v: &str| matches!(p, Pred::Exists) || p.holds(v, ev);
+                // A column is read in place (no copy per predicate).
+                match f {
+                    FieldRef::Column(c) => ev.column(c).is_some_and(holds),
+                    FieldRef::Extra(k) => ev.extra(k).is_some_and(|v| holds(&v)),
                 }
             }
         }

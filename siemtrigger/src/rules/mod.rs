@@ -8,6 +8,7 @@
 //!              the fingerprint of a definition
 //! validate.rs  written → Rule: the common checks, then each type's own
 //! matcher.rs   match/reset/first/second: a shared Filter + the regexes
+//! prefilter.rs which of many matchers an event may match (one pass per field)
 //! template.rs  {name} templates and the names they may use
 //! load.rs      RuleSet: files, globs, inline rules, duplicate names
 //! builtin.rs   the shipped pack (config/rules/), compiled in
@@ -36,6 +37,7 @@ pub mod expr;
 pub mod fuzzing;
 mod load;
 mod matcher;
+pub mod prefilter;
 mod template;
 mod validate;
 
