@@ -30,6 +30,7 @@ use crate::engine::rfc3339;
 use siemstress_common::db::Database;
 use siemstress_common::db::alerts::AlertRow;
 use siemstress_common::db::lease::LeaseKey;
+use siemstress_common::db::retry::Retry;
 use siemstress_common::db::trigger::{ActionRun, Claim};
 
 /// How long a `--once` run keeps retrying failed actions before leaving
@@ -115,7 +116,7 @@ impl Actions {
     pub async fn dispatch(
         &self,
         db: &Database,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
         once: bool,
         lease: Lease<'_>,
     ) -> anyhow::Result<()> {
@@ -135,7 +136,7 @@ impl Actions {
     async fn dispatch_claimed(
         &self,
         db: &Database,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
         once: bool,
         lease: &Lease<'_>,
         lost: &AtomicBool,
@@ -171,8 +172,17 @@ impl Actions {
                 let Some(action) = self.by_name.get(&run.action) else {
                     if let Some(deadline) = claim(run.id, Duration::ZERO).await? {
                         let why = "action is no longer configured";
-                        db.action_done(run.id, deadline, "failed", run.attempts, now, Some(why))
-                            .await?;
+                        done(
+                            db,
+                            stop,
+                            run.id,
+                            deadline,
+                            "failed",
+                            run.attempts,
+                            now,
+                            Some(why),
+                        )
+                        .await?;
                     }
                     continue;
                 };
@@ -189,19 +199,22 @@ impl Actions {
                     continue;
                 };
                 let Some(alert) = db.alert(run.alert_id).await? else {
-                    db.action_done(
+                    let gone = Some("alert is gone");
+                    done(
+                        db,
+                        stop,
                         run.id,
                         deadline,
                         "failed",
                         run.attempts,
                         now,
-                        Some("alert is gone"),
+                        gone,
                     )
                     .await?;
                     continue;
                 };
                 let result = action.run(std::slice::from_ref(&alert)).await;
-                record(db, action, &run, deadline, result).await?;
+                record(db, stop, action, &run, deadline, result).await?;
             }
             for (name, runs) in digests {
                 let action = &self.by_name[&name];
@@ -213,13 +226,16 @@ impl Actions {
                     match db.alert(run.alert_id).await? {
                         Some(alert) => claimed.push((run, deadline, alert)),
                         None => {
-                            db.action_done(
+                            let gone = Some("alert is gone");
+                            done(
+                                db,
+                                stop,
                                 run.id,
                                 deadline,
                                 "failed",
                                 run.attempts,
                                 now,
-                                Some("alert is gone"),
+                                gone,
                             )
                             .await?
                         }
@@ -233,6 +249,7 @@ impl Actions {
                 for (run, deadline, _) in &claimed {
                     record(
                         db,
+                        stop,
                         action,
                         run,
                         *deadline,
@@ -296,8 +313,30 @@ fn keep_lease(
     })
 }
 
+/// Records the outcome of a claimed run, waiting out a database outage
+/// (as the cycle does, [`Retry`]): the action has run, and an outcome lost
+/// would leave the run claimed until its deadline, when it would run again.
+#[allow(clippy::too_many_arguments)]
+async fn done(
+    db: &Database,
+    stop: &Arc<AtomicBool>,
+    id: i64,
+    deadline: i64,
+    status: &str,
+    attempts: i64,
+    next_try: i64,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut retry = Retry::new("siemtrigger", stop.clone()).with_db(db.clone());
+    retry
+        .run(|| db.action_done(id, deadline, status, attempts, next_try, error))
+        .await?;
+    Ok(())
+}
+
 async fn record(
     db: &Database,
+    stop: &Arc<AtomicBool>,
     action: &Action,
     run: &ActionRun,
     deadline: i64,
@@ -306,10 +345,7 @@ async fn record(
     let attempts = run.attempts + 1;
     let now = siemstress_common::time::now_ms();
     match result {
-        Ok(()) => {
-            db.action_done(run.id, deadline, "ok", attempts, now, None)
-                .await?
-        }
+        Ok(()) => done(db, stop, run.id, deadline, "ok", attempts, now, None).await?,
         Err(e) => {
             let msg = format!("{e:#}");
             let unpassable = e.chain().any(|c| c.is::<Unpassable>());
@@ -327,8 +363,18 @@ async fn record(
                 "pending"
             };
             let delay = action.backoff.as_millis() as i64 * (1i64 << (attempts - 1).clamp(0, 20));
-            db.action_done(run.id, deadline, status, attempts, now + delay, Some(&msg))
-                .await?;
+            let next_try = now + delay;
+            done(
+                db,
+                stop,
+                run.id,
+                deadline,
+                status,
+                attempts,
+                next_try,
+                Some(&msg),
+            )
+            .await?;
         }
     }
     Ok(())

@@ -205,6 +205,86 @@ fn follow_and_trigger_ride_out_an_outage() {
     assert_eq!(count(&env, "SELECT COUNT(*) FROM alert_events"), n);
 }
 
+/// An outage while an action runs: the outcome is recorded once the
+/// database is back (the wait of the cycle, with its message), so the
+/// action does not run again when its claim runs out (it stayed `running`
+/// until its deadline, timeout + 60 s, and then ran a second time).
+#[test]
+fn an_outage_while_an_action_runs_records_its_outcome_once_back() {
+    if !kinds().contains(&Kind::Mysql) {
+        return;
+    }
+    let env = Env::new(Kind::Mysql);
+    let ran = env.path().join("ran");
+    let act = env.path().join("act.sh");
+    // Long enough for the proxy to be cut while it runs.
+    std::fs::write(
+        &act,
+        format!(
+            "#!/bin/sh\necho \"$SIEM_KEY\" >> '{}'\nsleep 3\n",
+            ran.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&act, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    env.config(&format!(
+        "[section.auth]\ntable = \"auth\"\n\n[actions.act]\ntype = \"exec\"\nprogram = \"{}\"\n\
+         timeout = \"10s\"\n\n[[rule]]\nname = \"failed\"\ntype = \"single\"\ntable = \"auth\"\n\
+         match = {{ process = [\"sshd\"], regex = 'Failed password for \\S+ from (?P<ip>\\S+)' }}\n\
+         key = \"{{ip}}\"\nactions = [\"act\"]\n",
+        act.display()
+    ));
+    let proxy = Proxy::start(&server_of(&env.url));
+    let url = via(&env.url, &format!("127.0.0.1:{}", proxy.port));
+    env.ingest(&["-s", "auth"], line(0).as_bytes());
+    let mut trigger = spawn(
+        &env,
+        "siemtrigger",
+        &url,
+        &["--interval", "1s", "--settle", "0s"],
+        "trigger.err",
+    );
+    wait_for(Duration::from_secs(60), "the action to start", || {
+        ran.exists()
+    });
+    proxy.cut();
+    wait_for(Duration::from_secs(30), "the outage message", || {
+        stderr_of(&env, "trigger.err").contains("database unavailable")
+    });
+    // The action has ended by now, its outcome not recorded.
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.restore();
+    let status = || {
+        env.rows("SELECT status, attempts FROM action_runs")
+            .into_iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r[0].as_deref().unwrap_or("-"),
+                    r[1].as_deref().unwrap_or("-")
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    wait_for(Duration::from_secs(45), "the outcome recorded", || {
+        status() == ["ok/1"]
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    sigterm(&trigger);
+    let (code, _) = wait_exit(&mut trigger, Duration::from_secs(30));
+    let err = stderr_of(&env, "trigger.err");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status(), ["ok/1"], "{err}");
+    let runs = std::fs::read_to_string(&ran).expect("ran");
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "the action ran once: {runs}\n{err}"
+    );
+    assert!(err.contains("database available again"), "{err}");
+}
+
 /// SIGTERM while siemparse waits for the database: it ends promptly, and
 /// what it had committed stays; the next run stores the rest.
 #[test]
