@@ -77,6 +77,7 @@ EOF
 LOG=$W/auth.log
 : >"$LOG"
 
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 # The writer: RATE lines/s in 20 slices a second, a marker each second.
 python3 - "$LOG" "$RATE" "$DUR_S" >"$W/writer.out" <<'PY' &
 import sys, time, datetime
@@ -148,12 +149,20 @@ STORED=$(mariadb -h 127.0.0.1 -u root -N siemsoak -e "SELECT COUNT(*) FROM auth"
 ALERTS=$(mariadb -h 127.0.0.1 -u root -N siemsoak -e "SELECT COUNT(*) FROM alerts")
 mariadb -h 127.0.0.1 -u root -N siemsoak -e \
     "SELECT created - CAST(message AS SIGNED) FROM alerts WHERE rule = 'soak-mark' ORDER BY 1" >"$W/lat.txt"
+# Latency over the run (kept up: flat; fell behind: growing), by marker
+# (one a second) in 10 slices: seconds.
+mariadb -h 127.0.0.1 -u root -N siemsoak -e \
+    "SELECT CAST(\`key\` AS SIGNED) AS seq, created - CAST(message AS SIGNED) FROM alerts WHERE rule = 'soak-mark' ORDER BY 1" \
+    | awk -v n="$MARKS" 'BEGIN {s = int((n + 9) / 10); if (s < 1) s = 1}
+        {b = int($1 / s); c[b]++; t[b] += $2; if ($2 > m[b]) m[b] = $2}
+        END {print "markers_s count mean_s max_s"; for (i = 0; i * s < n; i++) if (c[i])
+            printf "%d-%d %d %.2f %.2f\n", i * s, (i + 1) * s - 1, c[i], t[i] / c[i] / 1000, m[i] / 1000}' >"$W/latt.txt"
 MARKED=$(wc -l <"$W/lat.txt")
 pct() { awk -v p="$1" '{a[NR] = $1} END {if (NR == 0) {print "-"; exit} i = int(p * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; printf "%.2f", a[i] / 1000}' "$W/lat.txt"; }
 
 OUT=benchsuite/runs/soak-$(date -u +%F-%H%M).md
 {
-    echo "# Soak, $(date -u +%FT%TZ): $DURATION at $RATE lines/s, siemtrigger --interval $INTERVAL, MariaDB, $(nproc) cores, load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# Soak, $(date -u +%FT%TZ): $DURATION at $RATE lines/s, siemtrigger --interval $INTERVAL, MariaDB, $(nproc) cores, load at the start $LOAD0, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     echo "tree $(git rev-parse --short HEAD); binaries: $BIN; rules: the built-in pack + a single rule on one marker line a second."
     echo
@@ -167,6 +176,12 @@ OUT=benchsuite/runs/soak-$(date -u +%F-%H%M).md
     echo '```'
     step=$(( $(wc -l <"$W/rss.txt") / 30 + 1 ))
     awk -v s="$step" 'NR == 1 || NR % s == 0 || /end/' "$W/rss.txt" | column -t
+    echo '```'
+    echo
+    echo "Alert latency over the run (markers by the second they were written):"
+    echo
+    echo '```'
+    column -t "$W/latt.txt"
     echo '```'
     echo
 } >"$OUT"
