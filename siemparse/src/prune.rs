@@ -12,7 +12,7 @@ use anyhow::Context;
 use siemstress_common::archive::Archive;
 use siemstress_common::config::retention::{Keep, Policy};
 use siemstress_common::db::Database;
-use siemstress_common::db::retention::StopFlag;
+use siemstress_common::db::retention::{Pruned, StopFlag};
 use siemstress_common::display::human_bytes;
 use siemstress_common::ident::Ident;
 use siemstress_common::time::{now_ms, rfc3339_utc};
@@ -90,7 +90,7 @@ pub async fn run(
                 p.rows,
                 rfc3339_utc(before),
                 r.alerts,
-                batches(p.batches, p.longest)
+                batches(&p)
             )?;
         }
         if !r.snapshots.keeps_all() {
@@ -157,22 +157,27 @@ async fn prune_tables(
             human_bytes(p.bytes),
             rfc3339_utc(before),
             keep,
-            batches(p.batches, p.longest)
+            batches(&p)
         )?;
     }
     Ok(freed)
 }
 
-fn batches(n: u64, longest: Duration) -> String {
+fn batches(p: &Pruned) -> String {
+    let n = p.batches;
     if n == 0 {
-        String::new()
-    } else {
-        format!(
-            " in {n} batch{}, the longest {} ms",
-            if n == 1 { "" } else { "es" },
-            longest.as_millis()
-        )
+        return String::new();
     }
+    let steps = match p.merge_steps {
+        0 => String::new(),
+        1 => " and 1 index merge step".to_owned(),
+        m => format!(" and {m} index merge steps"),
+    };
+    format!(
+        " in {n} batch{}{steps}, the longest {} ms",
+        if n == 1 { "" } else { "es" },
+        p.longest.as_millis()
+    )
 }
 
 /// The prune of a following or listening siemparse: at start and then at

@@ -174,6 +174,43 @@ fn sqlite_file_reuses_pruned_pages() {
     );
 }
 
+/// A prune on SQLite runs its batches with the `--grep` index's FTS5
+/// `automerge` off and merges in bounded steps after them: the table's own
+/// `automerge` is what it was afterwards (set back inside each batch's
+/// transaction), the report counts the merge steps, and the index stays
+/// exact and sound.
+#[test]
+fn sqlite_prune_keeps_the_index_settings() {
+    let env = Env::new(Kind::Sqlite);
+    let text: String = (1..=5)
+        .rev()
+        .map(|d| lines_days_ago(3 * d, 1_000))
+        .collect();
+    env.ingest(&["-s", "t", "-q"], text.as_bytes());
+    env.ingest(&["-s", "t", "--index", "-q"], b"");
+    env.rows("INSERT INTO \"t$grep\" (\"t$grep\", rank) VALUES ('automerge', 8)");
+    // The oldest fifth (day 15) goes.
+    env.config("[section.t]\nretention = \"13d\"\n");
+    let out = prune(&env, &[]);
+    assert!(out.contains("table t: 1000 rows"), "{out}");
+    assert!(out.contains("(retention 13d)"), "{out}");
+    assert!(out.contains("index merge step"), "{out}");
+    assert_eq!(
+        env.scalar("SELECT v FROM \"t$grep_config\" WHERE k = 'automerge'"),
+        8,
+        "the table's automerge is kept"
+    );
+    for pattern in ["day15-1", "day12-", "password", "day3-19"] {
+        assert_eq!(
+            grep_count(&env, "t", pattern, "always"),
+            grep_count(&env, "t", pattern, "never"),
+            "--grep {pattern}"
+        );
+    }
+    assert_eq!(grep_count(&env, "t", "day15-", "always"), "0");
+    env.rows("INSERT INTO \"t$grep\" (\"t$grep\", rank) VALUES ('integrity-check', 1)");
+}
+
 /// A running follower, killed if the test fails before stopping it.
 struct Follower(Option<Child>);
 

@@ -92,6 +92,11 @@ impl std::fmt::Display for Keep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Keep::Forever => f.write_str("forever"),
+            // Whole days as days: humantime would show 60d in its
+            // 30.44-day months (`1month 29days 13h 26m 24s`).
+            Keep::For(d) if d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
+                write!(f, "{}d", d.as_secs() / 86_400)
+            }
             Keep::For(d) => write!(f, "{}", humantime::format_duration(*d)),
         }
     }
@@ -201,5 +206,18 @@ mod tests {
             Some(90_000)
         );
         assert_eq!(Keep::Forever.cutoff(1), None);
+    }
+
+    #[test]
+    fn periods_print_as_written() {
+        for (text, shown) in [
+            ("60d", "60d"),
+            ("12w", "84d"),
+            ("1y", "1year"),
+            ("36h", "1day 12h"),
+            ("forever", "forever"),
+        ] {
+            assert_eq!(Keep::parse(text, "k").unwrap().to_string(), shown, "{text}");
+        }
     }
 }

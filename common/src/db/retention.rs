@@ -73,7 +73,10 @@ pub struct Pruned {
     /// Bytes of the deleted rows' values.
     pub bytes: u64,
     pub batches: u64,
-    /// The longest batch (transaction) took this long.
+    /// SQLite: steps of merging the `--grep` index's segments (each a
+    /// transaction of its own, like a batch).
+    pub merge_steps: u64,
+    /// The longest write transaction (a batch or a merge step) took this long.
     pub longest: Duration,
 }
 
@@ -82,6 +85,11 @@ impl Pruned {
         self.rows += rows;
         self.bytes += bytes;
         self.batches += 1;
+        self.longest = self.longest.max(took);
+    }
+
+    fn add_merge_step(&mut self, took: Duration) {
+        self.merge_steps += 1;
         self.longest = self.longest.max(took);
     }
 }
@@ -111,9 +119,16 @@ impl StopFlag {
 
 /// The next batch size, from the last one's size and time.
 fn next_batch(rows: i64, took: Duration) -> i64 {
+    scaled_to(TARGET_BATCH, rows, took, MIN_BATCH, MAX_BATCH)
+}
+
+/// `size` scaled so that the next step takes about `target`, given that
+/// this one took `took`: between `min` and `max`, and at most four times
+/// `size` (a step that was fast by chance does not make a huge one).
+fn scaled_to(target: Duration, size: i64, took: Duration, min: i64, max: i64) -> i64 {
     let ms = took.as_millis().max(1) as i64;
-    let target = TARGET_BATCH.as_millis() as i64;
-    (rows.saturating_mul(target) / ms).clamp(MIN_BATCH, MAX_BATCH.min(rows.saturating_mul(4)))
+    let target = target.as_millis() as i64;
+    (size.saturating_mul(target) / ms).clamp(min, max.min(size.saturating_mul(4)).max(min))
 }
 
 #[derive(sqlx::FromRow)]
@@ -578,6 +593,7 @@ fn sqlite_prune_events(
         > 0;
     let mut done = Pruned::default();
     let mut size = FIRST_BATCH;
+    let mut merge = FtsMerge::new(&fts);
     while !stop.raised() {
         // Archived first, outside the write transaction (a read of its own):
         // the ingest does not wait for the archive's writes and syncs.
@@ -630,6 +646,13 @@ fn sqlite_prune_events(
         if victims.is_empty() {
             break;
         }
+        // No automerge inside the batch: the merge work its deletions would
+        // set off (seconds at 1M rows) goes to the bounded steps after it.
+        let automerge = if has_fts {
+            Some(automerge_off(&tx, &fts).map_err(err)?)
+        } else {
+            None
+        };
         {
             // A contentless FTS5 table deletes a row by the text it indexed.
             let mut unindex = if has_fts {
@@ -667,20 +690,64 @@ fn sqlite_prune_events(
             )
             .map_err(err)?;
         }
+        if let Some(n) = automerge {
+            // Writes the batch's deletions as one segment (FTS5 flushes
+            // before it changes a setting) with automerge still 0, and
+            // gives the indexer its setting back before anyone sees it.
+            set_fts(&tx, &fts, "automerge", n).map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         let took = started.elapsed();
         let bytes = victims.iter().map(|v| v.1.max(0) as u64).sum();
         done.add_batch(victims.len() as u64, bytes, took);
-        if (victims.len() as i64) < size {
-            break;
-        }
+        let last = (victims.len() as i64) < size;
         size = next_batch(size, took);
         std::thread::sleep(SQLITE_PAUSE);
+        if has_fts && !last {
+            // As much merge work as the batch took: the segments of the
+            // deletions are merged as fast as they come.
+            merge.run(&mut conn, took, stop, &mut done).map_err(err)?;
+        }
+        if last {
+            break;
+        }
     }
     if has_fts && done.rows > 0 {
-        merge_fts(&mut conn, &fts, stop).map_err(err)?;
+        merge
+            .run(&mut conn, MERGE_BUDGET, stop, &mut done)
+            .map_err(err)?;
     }
     Ok(done)
+}
+
+/// Turns FTS5 `automerge` off for table `fts` in transaction `tx`, and
+/// returns its value to set back before the commit (FTS5's default 4 when
+/// the table has none of its own).
+fn automerge_off(tx: &rusqlite::Transaction<'_>, fts: &str) -> Result<i64, rusqlite::Error> {
+    let n: Option<i64> = tx
+        .query_row(
+            &format!(r#"SELECT v FROM "{fts}_config" WHERE k = 'automerge'"#),
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    set_fts(tx, fts, "automerge", 0)?;
+    Ok(n.unwrap_or(FTS5_DEFAULT_AUTOMERGE))
+}
+
+/// Sets the FTS5 option `key` of table `fts` (persistent: stored in the
+/// table's `_config`).
+fn set_fts(
+    tx: &rusqlite::Transaction<'_>,
+    fts: &str,
+    key: &str,
+    value: i64,
+) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        &format!(r#"INSERT INTO "{fts}" ("{fts}", rank) VALUES (?1, ?2)"#),
+        rusqlite::params![key, value],
+    )
+    .map(|_| ())
 }
 
 /// The next batch of rows of `t` to prune, every column (for the archive),
@@ -711,38 +778,80 @@ fn sqlite_whole_rows(
     Ok(out)
 }
 
-/// Pages of FTS5 merge work per transaction after a prune.
-const MERGE_PAGES: i64 = 500;
-/// Most merge steps after one prune (the next prune goes on).
-const MAX_MERGE_STEPS: usize = 2_000;
+/// FTS5's `automerge` when a table has not set its own.
+const FTS5_DEFAULT_AUTOMERGE: i64 = 4;
+/// What one merge step should take (a writer waits for it like for a batch).
+const MERGE_STEP: Duration = Duration::from_millis(100);
+/// Pages of the first merge step; later steps are sized by the time taken.
+const FIRST_MERGE_PAGES: i64 = 100;
+const MIN_MERGE_PAGES: i64 = 16;
+const MAX_MERGE_PAGES: i64 = 4_000;
+/// Merge work after the last batch, at most (the steps' own time, pauses
+/// not counted); what is left goes on with the indexer's automerge and the
+/// next prune.
+const MERGE_BUDGET: Duration = Duration::from_secs(60);
 
-/// Merges the segments of FTS5 table `fts` in small steps of their own
-/// transactions (with the pause of a batch), so that the deletions of a
-/// prune free their pages now: FTS5 records a deletion as an entry of a
-/// new segment, and the deleted rows' entries go only when segments merge
-/// (without this, an index whose table was pruned empty kept its size).
-fn merge_fts(
-    conn: &mut rusqlite::Connection,
-    fts: &str,
-    stop: &StopFlag,
-) -> Result<(), rusqlite::Error> {
-    let sql = format!(r#"INSERT INTO "{fts}" ("{fts}", rank) VALUES ('merge', ?)"#);
-    for _ in 0..MAX_MERGE_STEPS {
-        if stop.raised() {
-            break;
+/// Merging the segments of FTS5 table `fts` in steps of their own
+/// transactions, each followed by the pause of a batch. A prune's batches
+/// run with `automerge = 0`, so each leaves a segment of deletions; these
+/// steps do the merging instead, bounded by time.
+///
+/// A step is `'merge'` with a positive page count: it continues a merge
+/// under way or merges a level that holds `usermerge` (4) segments, and
+/// does nothing once every level holds fewer, so it stops even while an
+/// indexer adds segments. (A negative count, which puts every segment on
+/// one level to merge them all, restarts that whole-index merge whenever
+/// an indexer adds a segment: at 1M rows it rewrote the index for 27
+/// minutes and left the file with 3.85 GB of free pages.) Deleted entries
+/// are dropped when a merge writes the oldest segment of the index.
+struct FtsMerge {
+    sql: String,
+    pages: i64,
+}
+
+impl FtsMerge {
+    fn new(fts: &str) -> Self {
+        FtsMerge {
+            sql: format!(r#"INSERT INTO "{fts}" ("{fts}", rank) VALUES ('merge', ?)"#),
+            pages: FIRST_MERGE_PAGES,
         }
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let before = tx.total_changes();
-        // Negative: merge even fewer segments than `usermerge`.
-        tx.execute(&sql, [-MERGE_PAGES])?;
-        let changed = tx.total_changes() - before > 1;
-        tx.commit()?;
-        if !changed {
-            break;
-        }
-        std::thread::sleep(SQLITE_PAUSE);
     }
-    Ok(())
+
+    /// Merge steps until one finds no work, their time reaches `budget`,
+    /// or `stop` is raised.
+    fn run(
+        &mut self,
+        conn: &mut rusqlite::Connection,
+        budget: Duration,
+        stop: &StopFlag,
+        done: &mut Pruned,
+    ) -> Result<(), rusqlite::Error> {
+        let mut spent = Duration::ZERO;
+        while spent < budget && !stop.raised() {
+            let started = Instant::now();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let before = tx.total_changes();
+            tx.execute(&self.sql, [self.pages])?;
+            // Documented: a difference under 2 means the step did nothing.
+            let worked = tx.total_changes() - before > 1;
+            tx.commit()?;
+            let took = started.elapsed();
+            spent += took;
+            if !worked {
+                break;
+            }
+            done.add_merge_step(took);
+            self.pages = scaled_to(
+                MERGE_STEP,
+                self.pages,
+                took,
+                MIN_MERGE_PAGES,
+                MAX_MERGE_PAGES,
+            );
+            std::thread::sleep(SQLITE_PAUSE);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
