@@ -388,7 +388,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return prune(&args, &config).await;
     }
     if !args.restore.is_empty() {
+        let stop = Stop::new();
+        let signals = stop_on_signal(&stop);
         let db = args.connect.connect(&config).await?;
+        let mut retry = Retry::new("siemparse", stop.flag.clone()).with_db(db.clone());
         let mut out: Box<dyn std::io::Write + Send> = if args.quiet {
             Box::new(std::io::sink())
         } else {
@@ -399,9 +402,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &config,
             args.section.as_deref(),
             &args.restore,
+            &mut retry,
             &mut out,
         )
         .await;
+        signals.abort();
         db.close().await;
         return done;
     }

@@ -18,6 +18,14 @@
 //! raw, everything) archived by two different prune runs and restored by
 //! two separate `--restore` runs count as one; restore a day's files in one
 //! run.
+//!
+//! **Outages.** Every database step (the table, the comparison, the insert
+//! transaction, the index steps) goes through the [`Retry`] wrapper of
+//! ingest: a lost or refused connection, a Galera node outside the primary
+//! component or a busy SQLite is waited out with backoff, then the step is
+//! repeated. A chunk's comparison is read again before its insert, and the
+//! writer settles a COMMIT whose answer was lost, so a retried step stores
+//! nothing twice. SIGTERM ends a wait.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -27,7 +35,8 @@ use anyhow::Context;
 use siemstress_common::archive::{ArchivedRow, ContentKey, Rows, content_key, read_file};
 use siemstress_common::config::Config;
 use siemstress_common::db::Database;
-use siemstress_common::db::events::check_event_table;
+use siemstress_common::db::events::{EventWriter, check_event_table};
+use siemstress_common::db::retry::Retry;
 use siemstress_common::db::search::SectionTable;
 use siemstress_common::filter::Filter;
 use siemstress_common::ident::Ident;
@@ -55,11 +64,13 @@ struct Seen {
 }
 
 /// Restores `files`; `section`: `-s`, the section whose table takes every row.
+/// Database steps are retried through `retry` during an outage.
 pub async fn run(
     db: &Database,
     config: &Config,
     section: Option<&str>,
     files: &[PathBuf],
+    retry: &mut Retry,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let target = match section {
@@ -121,12 +132,15 @@ pub async fn run(
             let at = rows.at();
             for (name, (t, rows)) in chunk {
                 if !writers.contains_key(&name) {
-                    db.ensure_event_table(&t).await?;
-                    writers.insert(name.clone(), db.event_writer(&t).await?);
+                    retry.run(|| db.ensure_event_table(&t)).await?;
+                    writers.insert(name.clone(), retry.run(|| db.event_writer(&t)).await?);
                 }
                 let next = targets.len() as u32;
                 let target = *targets.entry(name.clone()).or_insert(next);
-                let in_table = contents(db, &t, &rows).await?;
+                let in_table = retry
+                    .run(|| contents(db, &t, &rows))
+                    .await
+                    .with_context(|| format!("{at}: comparing with table {t}"))?;
                 let stats = done.entry(name.clone()).or_default();
                 let mut events = Vec::with_capacity(rows.len());
                 for (r, key) in &rows {
@@ -143,8 +157,7 @@ pub async fn run(
                     events.push(r.to_event().map_err(anyhow::Error::msg)?);
                 }
                 if let Some(w) = writers.get_mut(&name) {
-                    // Not a source of new events: no watermark mark (the rows are old).
-                    w.write(&events, &[], &[])
+                    write(w, &events, retry)
                         .await
                         .with_context(|| format!("{at}: storing into table {t}"))?;
                 }
@@ -152,10 +165,20 @@ pub async fn run(
         }
     }
     // The search index takes the new rows now.
-    for w in writers.values_mut() {
+    for (t, w) in writers.iter_mut() {
         let mut retried = false;
         loop {
-            if w.index_step(2 * 65_536).await? == 0 {
+            let n = loop {
+                match retry.guard(w.index_step(2 * 65_536)).await {
+                    Ok(n) => break n,
+                    Err(e) => retry
+                        .after(e)
+                        .await
+                        .with_context(|| format!("indexing table {t}"))?,
+                }
+            };
+            retry.succeeded();
+            if n == 0 {
                 if w.index_at_gap() && !retried {
                     retried = true;
                     continue;
@@ -189,13 +212,32 @@ pub async fn run(
     Ok(())
 }
 
+/// Stores `events` in one transaction of `w`, retried through `retry`
+/// (the writer settles a COMMIT whose answer was lost before it writes
+/// again).
+async fn write(
+    w: &mut EventWriter,
+    events: &[siemstress_common::event::Event],
+    retry: &mut Retry,
+) -> Result<(), siemstress_common::Error> {
+    loop {
+        // Not a source of new events: no watermark mark (the rows are old).
+        match retry.guard(w.write(events, &[], &[])).await {
+            Ok(()) => break,
+            Err(e) => retry.after(e).await?,
+        }
+    }
+    retry.succeeded();
+    Ok(())
+}
+
 /// How often each content of `rows` occurs in table `t` (rows in their
 /// range of `ts`).
 async fn contents(
     db: &Database,
     t: &Ident,
     rows: &[(ArchivedRow, ContentKey)],
-) -> anyhow::Result<HashMap<ContentKey, u64>> {
+) -> Result<HashMap<ContentKey, u64>, siemstress_common::Error> {
     let mut counts = HashMap::new();
     let (Some(lo), Some(hi)) = (
         rows.iter().map(|r| r.0.ts).min(),
