@@ -321,6 +321,7 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
         lateness_ms: 0,
         idle_ms: 0,
         verbose: false,
+        collected: None,
     };
     let mut stats: HashMap<String, KeyStats> = HashMap::new();
     let mut summary = Summary::default();

@@ -11,6 +11,7 @@ mod rules;
 mod runner;
 mod sigma;
 mod snapshot;
+mod test_sigma;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -112,6 +113,17 @@ struct Args {
     /// with the reason (exit status 1 if any)
     #[arg(long, value_name = "FILE|DIR", group = "mode")]
     import_sigma: Option<std::path::PathBuf>,
+
+    /// Run the rules of a Sigma file over LOG (default: stdin) and print what
+    /// each rule (and each detection a correlation refers to) raised, with the
+    /// lines; the lines are stored by siemparse in a temporary SQLite file, not
+    /// in the configured database
+    #[arg(long, value_name = "FILE", group = "mode")]
+    test_sigma: Option<std::path::PathBuf>,
+
+    /// With --test-sigma: the log file (default: stdin)
+    #[arg(value_name = "LOG")]
+    log: Option<std::path::PathBuf>,
 
     /// Only these rules (repeatable)
     #[arg(long = "rule", value_name = "NAME")]
@@ -331,6 +343,21 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(path) = &args.import_sigma {
         return import_sigma(path, &config);
     }
+    if let (Some(log), None) = (&args.log, &args.test_sigma) {
+        bail!(
+            "{}: a log file argument is only read with --test-sigma FILE",
+            log.display()
+        );
+    }
+    if let Some(path) = &args.test_sigma {
+        return test_sigma::run(
+            path,
+            args.log.as_deref(),
+            &config,
+            args.connect.config.as_deref(),
+        )
+        .await;
+    }
     let (mut rules, mut action_cfg) = load_rules(&args, &config)?;
 
     if args.list_rules {
@@ -480,6 +507,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             lateness_ms: lateness.as_millis() as i64,
             idle_ms: idle.as_millis() as i64,
             verbose: args.verbose,
+            collected: None,
         };
         let code = match interval {
             None => match runner.once().await? {

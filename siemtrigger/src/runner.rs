@@ -194,6 +194,8 @@ pub struct Runner<'a> {
     pub idle_ms: i64,
     /// Report late rows and idle sources on stderr as they are met.
     pub verbose: bool,
+    /// Keep a copy of every alert here (`--test-sigma`).
+    pub collected: Option<std::sync::Mutex<Vec<NewAlert>>>,
 }
 
 /// A rule's state over one table during a pass.
@@ -876,6 +878,10 @@ impl Runner<'_> {
             commits.push((i, r.ev.take_dirty().context("encode window state")?));
         }
         summary.alerts += alerts.len() as u64;
+        if let Some(c) = &self.collected {
+            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+            c.extend(alerts.iter().map(|(a, _)| a.clone()));
+        }
         let ids = match &self.mode {
             Mode::Live { holder, ttl_ms } => {
                 let mut rules = Vec::with_capacity(commits.len());

@@ -610,3 +610,78 @@ fn the_prefilter_of_many_rules_loses_no_match() {
         );
     }
 }
+
+/// `--test-sigma FILE [LOG]`: a rule file over given lines, for rule
+/// authors: what each rule (and each detection a correlation refers to)
+/// raised, with its lines, escaped; the configured database is not touched.
+#[test]
+fn test_sigma_runs_a_rule_file_over_given_lines() {
+    let env = setup(Kind::Sqlite, &[shipped("ssh_bruteforce.yml")], "");
+    let rule = env.path().join("sigma/ssh_bruteforce.yml");
+    let rule = rule.to_str().unwrap();
+    let mut lines: Vec<String> = (0..5)
+        .map(|i| fail(i * 10, "root", "203.0.113.7"))
+        .collect();
+    lines.push(fail(100, "\u{1b}]0;pwned\u{7}root", "198.51.100.9"));
+    lines.push(accept(110, "bob", "10.0.0.1"));
+    let input = lines.concat();
+    let log = env.path().join("auth.log");
+    std::fs::write(&log, &input).unwrap();
+    let from_stdin = env.run("siemtrigger", &["--test-sigma", rule], input.as_bytes());
+    let from_file = env.run(
+        "siemtrigger",
+        &["--test-sigma", rule, log.to_str().unwrap()],
+        b"",
+    );
+    for (code, out, err) in [&from_stdin, &from_file] {
+        assert_eq!(*code, 0, "{out}{err}");
+        assert!(
+            out.starts_with("7 lines into section auth (table auth); 2 rules from "),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nssh-brute-force (correlation): 1 alert\n"),
+            "{out}"
+        );
+        assert!(out.contains("[203.0.113.7]"), "{out}");
+        assert!(
+            out.contains("\nssh_failed_login (detection): 6 alerts\n"),
+            "{out}"
+        );
+        // The five failures under the correlation's alert, then one line per detection alert.
+        assert_eq!(
+            out.matches("from 203.0.113.7 port 4242").count(),
+            10,
+            "{out}"
+        );
+        assert!(!out.contains("Accepted"), "{out}");
+        // Text of the log reaches the terminal escaped.
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
+        assert!(out.contains(r"\x1b]0;pwned\x07root"), "{out}");
+    }
+    assert_eq!(from_stdin.1, from_file.1);
+    assert!(
+        !env.path().join("test.db").exists(),
+        "the configured database was written"
+    );
+    // A file that does not translate: named, with the reason, exit status 2.
+    let bad = env.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "title: Bad\ndetection:\n  sel:\n    Nope: x\n  condition: sel\n",
+    )
+    .unwrap();
+    let (code, out, err) = env.run("siemtrigger", &["--test-sigma", bad.to_str().unwrap()], b"");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("bad.yml") && err.contains("field Nope is not mapped"),
+        "{err}"
+    );
+    // LOG without --test-sigma is a usage error.
+    let (code, _, err) = env.run("siemtrigger", &["--once", "x.log"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("x.log: a log file argument is only read with --test-sigma"),
+        "{err}"
+    );
+}

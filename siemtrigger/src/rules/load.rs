@@ -153,8 +153,18 @@ impl RuleSet {
         mapping: &crate::sigma::Mapping,
         actions: &[String],
     ) -> Result<(), RuleError> {
+        self.add_sigma_outcomes(path, crate::sigma::translate_file(path, mapping), actions)
+    }
+
+    /// The translated rules of the Sigma file `path` (refusals: skipped).
+    pub fn add_sigma_outcomes(
+        &mut self,
+        path: &std::path::Path,
+        outcomes: Vec<crate::sigma::Outcome>,
+        actions: &[String],
+    ) -> Result<(), RuleError> {
         let origin = path.display().to_string();
-        for outcome in crate::sigma::translate_file(path, mapping) {
+        for outcome in outcomes {
             let t = match outcome {
                 Ok(t) => t,
                 Err(r) => {

@@ -76,6 +76,12 @@ pub(crate) struct Detection {
 
 /// Translates the documents of one Sigma file.
 pub fn translate(text_: &str, mapping: &Mapping) -> Vec<Outcome> {
+    translate_with(text_, mapping, false)
+}
+
+/// As [`translate`]; with `every_detection`, the detections a correlation
+/// refers to also become rules of their own (`--test-sigma`).
+fn translate_with(text_: &str, mapping: &Mapping, every_detection: bool) -> Vec<Outcome> {
     let docs = match parse::documents(text_) {
         Ok(d) => d,
         Err(reason) => {
@@ -133,7 +139,7 @@ pub fn translate(text_: &str, mapping: &Mapping) -> Vec<Outcome> {
         out.push(r.map(|(t, _, _)| t));
     }
     for (i, d) in detections.iter().enumerate() {
-        if referenced[i] && !generate[i] {
+        if referenced[i] && !generate[i] && !every_detection {
             continue;
         }
         out.push(single(d));
@@ -343,8 +349,18 @@ pub(crate) fn key_template(fields: &[String]) -> String {
 
 /// Every outcome of a set of files, in order, for `--import-sigma` and the loader.
 pub fn translate_file(path: &std::path::Path, mapping: &Mapping) -> Vec<Outcome> {
+    read_and(path, |t| translate(t, mapping))
+}
+
+/// As [`translate_file`], with the detections correlations refer to as
+/// rules of their own too (`--test-sigma`).
+pub fn translate_file_every_detection(path: &std::path::Path, mapping: &Mapping) -> Vec<Outcome> {
+    read_and(path, |t| translate_with(t, mapping, true))
+}
+
+fn read_and(path: &std::path::Path, f: impl FnOnce(&str) -> Vec<Outcome>) -> Vec<Outcome> {
     match std::fs::read_to_string(path) {
-        Ok(t) => translate(&t, mapping),
+        Ok(t) => f(&t),
         Err(e) => vec![Err(Refused {
             title: "(file)".into(),
             id: None,
