@@ -172,17 +172,7 @@ impl Actions {
                 let Some(action) = self.by_name.get(&run.action) else {
                     if let Some(deadline) = claim(run.id, Duration::ZERO).await? {
                         let why = "action is no longer configured";
-                        done(
-                            db,
-                            stop,
-                            run.id,
-                            deadline,
-                            "failed",
-                            run.attempts,
-                            now,
-                            Some(why),
-                        )
-                        .await?;
+                        fail_unrun(db, stop, &run, deadline, now, why).await?;
                     }
                     continue;
                 };
@@ -199,18 +189,7 @@ impl Actions {
                     continue;
                 };
                 let Some(alert) = db.alert(run.alert_id).await? else {
-                    let gone = Some("alert is gone");
-                    done(
-                        db,
-                        stop,
-                        run.id,
-                        deadline,
-                        "failed",
-                        run.attempts,
-                        now,
-                        gone,
-                    )
-                    .await?;
+                    fail_unrun(db, stop, &run, deadline, now, "alert is gone").await?;
                     continue;
                 };
                 let result = action.run(std::slice::from_ref(&alert)).await;
@@ -225,20 +204,7 @@ impl Actions {
                     };
                     match db.alert(run.alert_id).await? {
                         Some(alert) => claimed.push((run, deadline, alert)),
-                        None => {
-                            let gone = Some("alert is gone");
-                            done(
-                                db,
-                                stop,
-                                run.id,
-                                deadline,
-                                "failed",
-                                run.attempts,
-                                now,
-                                gone,
-                            )
-                            .await?
-                        }
+                        None => fail_unrun(db, stop, &run, deadline, now, "alert is gone").await?,
                     }
                 }
                 if claimed.is_empty() {
@@ -311,6 +277,28 @@ fn keep_lease(
             }
         }
     })
+}
+
+/// Marks a claimed run failed for good without running it (`why`).
+async fn fail_unrun(
+    db: &Database,
+    stop: &Arc<AtomicBool>,
+    run: &ActionRun,
+    deadline: i64,
+    now: i64,
+    why: &str,
+) -> anyhow::Result<()> {
+    done(
+        db,
+        stop,
+        run.id,
+        deadline,
+        "failed",
+        run.attempts,
+        now,
+        Some(why),
+    )
+    .await
 }
 
 /// Records the outcome of a claimed run, waiting out a database outage
