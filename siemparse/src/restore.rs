@@ -23,9 +23,11 @@
 //! transaction, the index steps) goes through the [`Retry`] wrapper of
 //! ingest: a lost or refused connection, a Galera node outside the primary
 //! component or a busy SQLite is waited out with backoff, then the step is
-//! repeated. A chunk's comparison is read again before its insert, and the
-//! writer settles a COMMIT whose answer was lost, so a retried step stores
-//! nothing twice. SIGTERM ends a wait.
+//! repeated. A retried insert stores nothing twice: the writer settles a
+//! COMMIT whose answer was lost (on MariaDB; SQLite cannot lose it) before
+//! it writes again. SIGTERM or SIGINT ends a wait, and stops the restore
+//! between two chunks (or index steps) with exit 2: the rows stored so far
+//! stay, and the same `--restore` run again stores the rest.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -106,6 +108,9 @@ pub async fn run(
     for f in files {
         let mut rows = Rows::open(f)?;
         loop {
+            if retry.stopping() {
+                return Err(stopped(&done, &rows.at()));
+            }
             let mut chunk: BTreeMap<String, (Ident, Vec<(ArchivedRow, ContentKey)>)> =
                 BTreeMap::new();
             let mut n = 0;
@@ -168,6 +173,9 @@ pub async fn run(
     for (t, w) in writers.iter_mut() {
         let mut retried = false;
         loop {
+            if retry.stopping() {
+                return Err(stopped(&done, &format!("indexing table {t}")));
+            }
             let n = loop {
                 match retry.guard(w.index_step(2 * 65_536)).await {
                     Ok(n) => break n,
@@ -210,6 +218,15 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The error of a restore stopped by a signal at `at`.
+fn stopped(done: &BTreeMap<String, Restored>, at: &str) -> anyhow::Error {
+    let inserted: u64 = done.values().map(|r| r.inserted).sum();
+    anyhow::anyhow!(
+        "restore stopped by a signal ({at}): {inserted} rows stored so far; run the same \
+         --restore again to store the rest (rows already there are not stored twice)"
+    )
 }
 
 /// Stores `events` in one transaction of `w`, retried through `retry`

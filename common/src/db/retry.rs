@@ -220,6 +220,12 @@ impl Retry {
         self.since.is_some()
     }
 
+    /// True once the stop flag is raised (SIGTERM/SIGINT): a long job that
+    /// runs through this wrapper ends between its steps.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// After a failed attempt: waits and returns `Ok` when `e` is transient
     /// (the caller tries again), announcing the outage on its first wait;
     /// returns `e` when it is permanent, and [`Error::StoppedWaiting`] when

@@ -48,11 +48,15 @@ pub struct Refused {
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The id and the reason quote the rule file's text: escaped, so that
+        // a hostile file cannot write to the terminal (the title's Debug
+        // form escapes already).
+        use siemstress_common::display::escape;
         write!(f, "rule {:?}", self.title)?;
         if let Some(id) = &self.id {
-            write!(f, " ({id})")?;
+            write!(f, " ({})", escape(id))?;
         }
-        write!(f, ": {}", self.reason)
+        write!(f, ": {}", escape(&self.reason))
     }
 }
 

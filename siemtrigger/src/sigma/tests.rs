@@ -387,3 +387,17 @@ fn rules_carry_the_line_of_their_title() {
     let lines: Vec<usize> = out.iter().map(|o| o.as_ref().unwrap().line).collect();
     assert_eq!(lines, [1, 12]);
 }
+
+/// A refusal quotes the rule file's id and text: control characters in
+/// them reach the terminal escaped.
+#[test]
+fn a_refusal_escapes_the_files_text() {
+    let r = Refused {
+        title: "t\u{1b}[2J".into(),
+        id: Some("id\u{1b}]2;owned\u{7}".into()),
+        reason: "unsupported modifier 'x\u{1b}[31m'".into(),
+    };
+    let shown = r.to_string();
+    assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+    assert!(shown.contains("owned"), "{shown}");
+}
