@@ -17,16 +17,23 @@
 #
 #   scripts/bench-prune.sh [--rows N] [--days 90] [--prune 30] [--rate 1000]
 #                          [--backend sqlite|mysql|both] [--bin DIR] [--out FILE]
+#                          [--prepare | --reuse] [--data DIR] [--no-partitions]
 #
 # --rows: 10000000 by default (the issue's figure). --bin: where siemparse is
-# (default: target/release, built here). Data in bench-data/prune/ (made anew
-# each run); MariaDB database siemprune (dropped and made anew).
+# (default: target/release, built here). Data in --data DIR (default
+# bench-data/prune-ROWS, made anew each run); MariaDB database siemprune
+# (dropped and made anew). --prepare only generates the rows and builds the
+# index (slow at 10M: run it at nice 19, outside the benchmark lock) and
+# keeps a copy of the SQLite file; --reuse then runs the timed part on them
+# (SQLite: from that copy, so again and again, e.g. for two builds; MariaDB:
+# the prepared database once, as the run changes it). --no-partitions skips
+# MariaDB's partitioned and plain copies (two copies of every row).
 # Env: SIEMSTRESS_BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/test).
 # Needs: sqlite3, mariadb (client), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROWS=10000000 DAYS=90 PRUNE=30 RATE=1000 BACKENDS="sqlite mysql" BIN= OUT=
+ROWS=10000000 DAYS=90 PRUNE=30 RATE=1000 BACKENDS="sqlite mysql" BIN= OUT= MODE=all W= PARTITIONS=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --rows) ROWS=$2; shift 2 ;;
@@ -37,15 +44,19 @@ while [[ $# -gt 0 ]]; do
                    *) echo "bench-prune: --backend sqlite|mysql|both" >&2; exit 2 ;; esac; shift 2 ;;
         --bin) BIN=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --prepare) MODE=prepare; shift ;;
+        --reuse) MODE=reuse; shift ;;
+        --data) W=$2; shift 2 ;;
+        --no-partitions) PARTITIONS=; shift ;;
+        -h|--help) sed -n '2,35s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench-prune: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 URL=${SIEMSTRESS_BENCH_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}
 MYDB=siemprune
 MY_URL="${URL%/*}/$MYDB"
-W=bench-data/prune
-rm -rf "$W"
+W=${W:-bench-data/prune-$ROWS}
+if [[ $MODE == all ]]; then rm -rf "$W"; fi
 mkdir -p "$W" benchsuite/runs
 if [[ -z $BIN ]]; then
     cargo build --release -q -p siemparse
@@ -59,33 +70,45 @@ now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 ms_since() { echo $(( ($(now_ms) - $1) )); }
 say() { echo "$*" | tee -a "$W/report.txt"; }
 
-NOW=$(now_ms)
 DAY=86400000
-# Rows from DAYS days ago up to one day ago, oldest first (ids in ts order).
-START=$((NOW - DAYS * DAY))
-STEP=$(( (DAYS - 1) * DAY / ROWS ))
+# Rows from DAYS days ago up to one day ago, oldest first (ids in ts order),
+# relative to NOW: when they were generated (kept per backend for --reuse).
+set_now() { # NOW
+    NOW=$1
+    START=$((NOW - DAYS * DAY))
+    STEP=$(( (DAYS - 1) * DAY / ROWS ))
+}
+set_now "$(now_ms)"
 
 # Generated rows: auth.log-like (about 100 bytes of raw line), row i at
 # FROM + i * STEP ms, addresses and users cycling.
 INSERT_COLS="ts, received, host, process, pid, facility, severity, user, source_host, source_port, dest_host, dest_port, protocol, message, raw, parsed, source, extra"
-sqlite_gen() { # N FROM STEP
+sqlite_gen() { # N FROM STEP [FIRST]: rows FIRST.. FIRST+N-1
     local ip="'10.' || (i % 200) || '.' || (i / 200 % 250) || '.' || (i % 7)"
     local msg="'Failed password for user' || (i % 1000) || ' from ' || $ip || ' port ' || (40000 + i % 20000) || ' ssh2'"
     sqlite3 -cmd '.timeout 60000' "$W/s.db" "INSERT INTO b ($INSERT_COLS)
-        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $1 - 1)
+        WITH RECURSIVE n(i) AS (SELECT ${4:-0} UNION ALL SELECT i + 1 FROM n WHERE i < ${4:-0} + $1 - 1)
         SELECT $2 + i * $3, $2 + i * $3 + 500, 'host' || (i % 50), 'sshd', 1000 + i % 30000,
         'auth', 'info', 'user' || (i % 1000), $ip, 40000 + i % 20000, NULL, 22, 'ssh2', $msg,
         'Dec  6 10:00:00 host' || (i % 50) || ' sshd[' || (1000 + i % 30000) || ']: ' || $msg, 1,
         '/var/log/auth.log', NULL FROM n"
 }
-mysql_gen() { # N FROM STEP
+mysql_gen() { # N FROM STEP [FIRST]
     local ip="concat('10.', i % 200, '.', i DIV 200 % 250, '.', i % 7)"
     local msg="concat('Failed password for user', i % 1000, ' from ', $ip, ' port ', 40000 + i % 20000, ' ssh2')"
     my "$MYDB" -e "INSERT INTO b ($INSERT_COLS)
         SELECT $2 + i * $3, $2 + i * $3 + 500, concat('host', i % 50), 'sshd', 1000 + i % 30000,
         'auth', 'info', concat('user', i % 1000), $ip, 40000 + i % 20000, NULL, 22, 'ssh2', $msg,
         concat('Dec  6 10:00:00 host', i % 50, ' sshd[', 1000 + i % 30000, ']: ', $msg), 1,
-        '/var/log/auth.log', NULL FROM (SELECT seq AS i FROM seq_0_to_$(($1 - 1))) AS q"
+        '/var/log/auth.log', NULL FROM (SELECT seq AS i FROM seq_${4:-0}_to_$((${4:-0} + $1 - 1))) AS q"
+}
+# gen BACKEND N FROM STEP: in transactions of at most 1M rows (one of 10M
+# rows outgrows MariaDB's default buffer pool many times over).
+gen() {
+    local first
+    for ((first = 0; first < $2; first += 1000000)); do
+        "${1}_gen" "$(($2 - first < 1000000 ? $2 - first : 1000000))" "$3" "$4" "$first"
+    done
 }
 
 size_of() { # backend -> bytes of the database file / the tablespaces of b
@@ -235,8 +258,9 @@ partition_experiment() {
     my "$MYDB" -e "DROP TABLE bp, bd"
 }
 
+if [[ $MODE == reuse ]]; then : > "$W/report.txt"; fi
 {
-    say "# bench-prune $(date -u +%FT%TZ): $ROWS rows over $DAYS days, prune $PRUNE days (keep ${KEEP}d) while following at $RATE lines/s"
+    say "# bench-prune $(date -u +%FT%TZ): $ROWS rows over $DAYS days, prune $PRUNE days (keep ${KEEP}d) while following at $RATE lines/s$([[ $MODE == all ]] || echo " ($MODE)")"
     say "host: $(nproc) cores, load average at start: $(cut -d' ' -f1-3 /proc/loadavg); siemparse: $SP"
 } >&2
 
@@ -244,23 +268,59 @@ for be in $BACKENDS; do
     if [[ $be == sqlite ]]; then
         DB="sqlite://$PWD/$W/s.db"
     else
-        my -e "DROP DATABASE IF EXISTS $MYDB; CREATE DATABASE $MYDB CHARACTER SET utf8mb4"
         DB=$MY_URL
     fi
     say ""
     say "## $be ($(if [[ $be == mysql ]]; then my -e 'SELECT VERSION()'; else echo "siemparse's bundled SQLite; rows generated with the sqlite3 CLI $(sqlite3 --version | cut -d' ' -f1)"; fi))"
-    # The table (and its --grep index) as siemparse makes it.
-    echo "<38>1 $(date -u +%FT%TZ) h sshd 1 - - created" | "$SP" -c "$W/empty.toml" --db "$DB" -s b -q
-    t0=$(now_ms)
-    if [[ $be == sqlite ]]; then sqlite_gen "$ROWS" "$START" "$STEP"; else mysql_gen "$ROWS" "$START" "$STEP"; fi
-    say "generated $ROWS rows in $(ms_since "$t0") ms"
-    t0=$(now_ms)
-    "$SP" -c "$W/empty.toml" --db "$DB" -s b --index -q
-    say "--grep index built in $(ms_since "$t0") ms"
-    if [[ $be == mysql ]]; then my "$MYDB" -e 'ANALYZE TABLE b' > /dev/null; fi
+    if [[ $MODE == reuse ]]; then
+        [[ -s $W/prepared-$be ]] || { echo "bench-prune: --reuse: nothing prepared for $be in $W (run --prepare)" >&2; exit 2; }
+        read -r p_now p_rows p_days < "$W/prepared-$be"
+        [[ $p_rows == "$ROWS" && $p_days == "$DAYS" ]] ||
+            { echo "bench-prune: --reuse: $W holds $p_rows rows over $p_days days for $be, not $ROWS over $DAYS" >&2; exit 2; }
+        set_now "$p_now"
+        sed -n "s/^$be: //p" "$W/prepared.txt" | while read -r line; do say "$line"; done
+        if [[ $be == sqlite ]]; then
+            [[ -f $W/s.db.prepared ]] || { echo "bench-prune: --reuse: no $W/s.db.prepared" >&2; exit 2; }
+            rm -f "$W/s.db-wal" "$W/s.db-shm"
+            cp "$W/s.db.prepared" "$W/s.db"
+        else
+            [[ $(my -e "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$MYDB' AND TABLE_NAME = 'b'") == 1 ]] ||
+                { echo "bench-prune: --reuse: no prepared table $MYDB.b (a run uses it up: --prepare again)" >&2; exit 2; }
+        fi
+    else
+        if [[ $be == mysql ]]; then
+            my -e "DROP DATABASE IF EXISTS $MYDB; CREATE DATABASE $MYDB CHARACTER SET utf8mb4"
+        else
+            rm -f "$W"/s.db*
+        fi
+        rm -f "$W/prepared-$be"
+        if [[ -f $W/prepared.txt ]]; then sed -i "/^$be: /d" "$W/prepared.txt"; fi
+        # The table (and its --grep index) as siemparse makes it.
+        echo "<38>1 $(date -u +%FT%TZ) h sshd 1 - - created" | "$SP" -c "$W/empty.toml" --db "$DB" -s b -q
+        t0=$(now_ms)
+        gen "$be" "$ROWS" "$START" "$STEP"
+        gen="generated $ROWS rows in $(ms_since "$t0") ms"
+        say "$gen"
+        t0=$(now_ms)
+        "$SP" -c "$W/empty.toml" --db "$DB" -s b --index -q
+        idx="--grep index built in $(ms_since "$t0") ms"
+        say "$idx"
+        if [[ $be == mysql ]]; then my "$MYDB" -e 'ANALYZE TABLE b' > /dev/null; fi
+        if [[ $MODE == prepare ]]; then
+            if [[ $be == sqlite ]]; then
+                size_of sqlite > /dev/null # checkpointed: the file holds everything
+                cp "$W/s.db" "$W/s.db.prepared"
+            fi
+            load="(--prepare, done $(date -u +%TZ), load average $(cut -d' ' -f1 /proc/loadavg))"
+            printf '%s: %s\n' "$be" "$gen" "$be" "$idx $load" "$be" "size: $(size_of "$be")" >> "$W/prepared.txt"
+            echo "$NOW $ROWS $DAYS" > "$W/prepared-$be"
+            continue
+        fi
+    fi
     say "size before the prune: $(size_of "$be")"
 
-    if [[ $be == mysql ]]; then partition_experiment; fi
+    if [[ $be == mysql && -n $PARTITIONS ]]; then partition_experiment; fi
+    if [[ $be == mysql && -z $PARTITIONS ]]; then say "(partitioned and plain copies skipped: --no-partitions)"; fi
     read -r n base <<< "$(follow_while "$DB" 20)"
     say "baseline (no prune, 20 s): follower stored $n lines, longest commit $base ms"
 
@@ -279,7 +339,7 @@ for be in $BACKENDS; do
         fi
         t0=$(now_ms)
         from=$((NOW - DAY + (k - 1) * DAY / 4))
-        if [[ $be == sqlite ]]; then sqlite_gen "$per_day" "$from" 1; else mysql_gen "$per_day" "$from" 1; fi
+        gen "$be" "$per_day" "$from" 1
         "$SP" -c "$W/empty.toml" --db "$DB" -s b --index -q
         say "day $k: ingested and indexed the next day's $per_day rows in $(ms_since "$t0") ms; size: $(size_of "$be")"
     done

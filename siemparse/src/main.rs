@@ -679,7 +679,6 @@ async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyho
         &db,
         &policy,
         only.as_ref(),
-        prune::IfBusy::Wait,
         &siemstress_common::db::retention::StopFlag(stop.flag.clone()),
         &mut out,
     )

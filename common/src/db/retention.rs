@@ -45,6 +45,12 @@ use crate::snapshot::{STATUS_FAILED, STATUS_OK, STATUS_PRUNED};
 /// What one batch should take: short enough that an ingest commit waiting
 /// behind it stays well under a second.
 pub const TARGET_BATCH: Duration = Duration::from_millis(200);
+/// SQLite: a batch stops deleting (and commits what it deleted) once its
+/// transaction has taken this long: the size is only a guess from the last
+/// batch, and a batch four times the last one's size on a machine that just
+/// got busy took 1.9 s at 1M rows. Not with `--archive`: the rows it wrote
+/// there must all go.
+const SQLITE_BATCH_CUT: Duration = Duration::from_millis(400);
 /// Pause after each SQLite batch: longer than the 100 ms between the busy
 /// handler's tries, so a waiting writer gets the lock before the next batch.
 const SQLITE_PAUSE: Duration = Duration::from_millis(110);
@@ -76,8 +82,11 @@ pub struct Pruned {
     /// SQLite: steps of merging the `--grep` index's segments (each a
     /// transaction of its own, like a batch).
     pub merge_steps: u64,
-    /// The longest write transaction (a batch or a merge step) took this long.
-    pub longest: Duration,
+    /// The longest batch's write transaction took this long.
+    pub longest_batch: Duration,
+    /// The longest merge step's write transaction took this long (a writer
+    /// waits for either kind: the report names both).
+    pub longest_merge: Duration,
 }
 
 impl Pruned {
@@ -85,12 +94,12 @@ impl Pruned {
         self.rows += rows;
         self.bytes += bytes;
         self.batches += 1;
-        self.longest = self.longest.max(took);
+        self.longest_batch = self.longest_batch.max(took);
     }
 
     fn add_merge_step(&mut self, took: Duration) {
         self.merge_steps += 1;
-        self.longest = self.longest.max(took);
+        self.longest_merge = self.longest_merge.max(took);
     }
 }
 
@@ -628,7 +637,7 @@ fn sqlite_prune_events(
             .optional()
             .map_err(err)?
             .unwrap_or(0);
-        let victims: Vec<(i64, i64)> = if let Some(rows) = &archived {
+        let mut victims: Vec<(i64, i64)> = if let Some(rows) = &archived {
             rows.iter().map(|r| (r.id, r.bytes() as i64)).collect()
         } else {
             let mut st = tx
@@ -646,6 +655,7 @@ fn sqlite_prune_events(
         if victims.is_empty() {
             break;
         }
+        let mut cut = false;
         // No automerge inside the batch: the merge work its deletions would
         // set off (seconds at 1M rows) goes to the bounded steps after it.
         let automerge = if has_fts {
@@ -668,7 +678,12 @@ fn sqlite_prune_events(
             let mut delete = tx
                 .prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE id = ?"#))
                 .map_err(err)?;
-            for (id, _) in &victims {
+            for (i, (id, _)) in victims.iter().enumerate() {
+                if i > 0 && archived.is_none() && started.elapsed() >= SQLITE_BATCH_CUT {
+                    victims.truncate(i);
+                    cut = true;
+                    break;
+                }
                 if *id <= mark
                     && let Some(u) = unindex.as_mut()
                 {
@@ -700,8 +715,8 @@ fn sqlite_prune_events(
         let took = started.elapsed();
         let bytes = victims.iter().map(|v| v.1.max(0) as u64).sum();
         done.add_batch(victims.len() as u64, bytes, took);
-        let last = (victims.len() as i64) < size;
-        size = next_batch(size, took);
+        let last = !cut && (victims.len() as i64) < size;
+        size = next_batch(victims.len() as i64, took);
         std::thread::sleep(SQLITE_PAUSE);
         if has_fts && !last {
             // As much merge work as the batch took: the segments of the
@@ -785,7 +800,10 @@ const MERGE_STEP: Duration = Duration::from_millis(100);
 /// Pages of the first merge step; later steps are sized by the time taken.
 const FIRST_MERGE_PAGES: i64 = 100;
 const MIN_MERGE_PAGES: i64 = 16;
-const MAX_MERGE_PAGES: i64 = 4_000;
+/// A step of 4,000 pages (the bound before) took 1.9 s at 1M rows on a busy
+/// machine; 500 keep a step near `MERGE_STEP` even when the last one was
+/// fast by chance.
+const MAX_MERGE_PAGES: i64 = 500;
 /// Merge work after the last batch, at most (the steps' own time, pauses
 /// not counted); what is left goes on with the indexer's automerge and the
 /// next prune.
