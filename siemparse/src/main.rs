@@ -679,6 +679,7 @@ async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyho
         &db,
         &policy,
         only.as_ref(),
+        prune::IfBusy::Wait,
         &siemstress_common::db::retention::StopFlag(stop.flag.clone()),
         &mut out,
     )

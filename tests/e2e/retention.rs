@@ -596,6 +596,75 @@ fn follower_prunes_once_an_hour() {
     }
 }
 
+/// One prune at a time on a database: `--prune` waits while another holds
+/// the prune lease (two would pick the same rows: each reported bytes the
+/// other freed, and archived rows twice), and takes it over at once when
+/// that process of this host is gone; the lease is given up at the end.
+#[test]
+fn prune_waits_for_another_prune() {
+    use std::io::{BufRead, BufReader};
+    for kind in kinds() {
+        let env = Env::new(kind);
+        env.config("[retention]\ndefault = \"10d\"\n");
+        env.ingest(&["-s", "t", "-q"], lines_days_ago(30, 100).as_bytes());
+        env.ingest(&["-s", "t", "-q"], line_at(now(), "recent").as_bytes());
+        // The other prune: a live process of this host holds the lease.
+        let mut other = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        env.rows(&format!(
+            "INSERT INTO trigger_lease (name, holder, expires, beats) \
+             VALUES ('siemparse-prune-running', '{}:{}:x', {}, 0)",
+            host.trim(),
+            other.id(),
+            (now() + 600) * 1000
+        ));
+        let mut prune = env
+            .cmd("siemparse")
+            .arg("--prune")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(prune.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        assert!(
+            first.starts_with("another prune is running (host ")
+                && first.contains(&format!("pid {})", other.id())),
+            "{kind:?}: {first}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            count(&env, "t", "day30-"),
+            100,
+            "{kind:?}: nothing pruned while the other prune holds the lease"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let done = prune.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "{kind:?}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert!(rest.contains("table t: 100 rows"), "{kind:?}: {rest}");
+        assert_eq!(count(&env, "t", "day30-"), 0, "{kind:?}");
+        let holder =
+            env.rows("SELECT holder FROM trigger_lease WHERE name = 'siemparse-prune-running'");
+        assert_eq!(
+            holder[0][0].as_deref(),
+            Some(""),
+            "{kind:?}: the lease is given up"
+        );
+    }
+}
+
 fn stats_db(env: &Env) -> Vec<Value> {
     let (code, out, err) = env.run("siemquery", &["--stats-db", "--format", "ndjson"], b"");
     assert_eq!(code, 0, "siemquery --stats-db: {err}");

@@ -6,7 +6,9 @@
 //!
 //! - [`LeaseKey::Trigger`]: the one evaluating siemtrigger (`trigger_lease`);
 //! - [`LeaseKey::Follow`]: the one `siemparse --follow` of a (section,
-//!   path) (`follow_lease`, migration 9).
+//!   path) (`follow_lease`, migration 9);
+//! - [`LeaseKey::Prune`]: the one prune running on the database (a row of
+//!   `trigger_lease`), so that two prunes never pick the same rows.
 //!
 //! A write that must not happen after the lease is lost is *fenced*: the
 //! same transaction first renews the lease where it is still ours
@@ -17,8 +19,11 @@ use super::sql::Sql;
 use super::{Backend, Database};
 use crate::Error;
 
-/// Name of the one `trigger_lease` row.
+/// Name of siemtrigger's `trigger_lease` row.
 pub const TRIGGER: &str = "siemtrigger";
+/// Name of the running prune's `trigger_lease` row (not the hourly claim's,
+/// which only spaces the automatic prunes).
+pub const PRUNE: &str = "siemparse-prune-running";
 
 /// What a lease guards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +32,8 @@ pub enum LeaseKey<'a> {
     Trigger,
     /// `siemparse --follow` of `path` (the offset's key) in `section`.
     Follow { section: &'a str, path: &'a str },
+    /// A running `siemparse --prune` (or a follower's hourly prune).
+    Prune,
 }
 
 /// Who holds a lease, and until when (epoch ms).
@@ -37,13 +44,22 @@ pub struct LeaseInfo {
 }
 
 impl<'a> LeaseKey<'a> {
+    /// The name of its `trigger_lease` row (`None`: a `follow_lease` row).
+    fn named(self) -> Option<&'static str> {
+        match self {
+            LeaseKey::Trigger => Some(TRIGGER),
+            LeaseKey::Prune => Some(PRUNE),
+            LeaseKey::Follow { .. } => None,
+        }
+    }
+
     /// `UPDATE <table> SET `, the start of every update of the lease row.
     fn update(self, b: Backend) -> Sql<'a> {
         Sql::with(
             b,
-            match self {
-                LeaseKey::Trigger => "UPDATE trigger_lease SET ",
-                LeaseKey::Follow { .. } => "UPDATE follow_lease SET ",
+            match self.named() {
+                Some(_) => "UPDATE trigger_lease SET ",
+                None => "UPDATE follow_lease SET ",
             },
         )
     }
@@ -51,8 +67,10 @@ impl<'a> LeaseKey<'a> {
     /// ` WHERE <the row's key>` (appended with `and`).
     fn key(self, q: &mut Sql<'a>) {
         match self {
-            LeaseKey::Trigger => {
-                q.and().push("name = ").bind(TRIGGER);
+            LeaseKey::Trigger | LeaseKey::Prune => {
+                q.and()
+                    .push("name = ")
+                    .bind(self.named().unwrap_or_default());
             }
             LeaseKey::Follow { section, path } => {
                 q.and().push("section = ").bind(section);
@@ -109,9 +127,9 @@ impl Database {
             Backend::Mysql => "INSERT IGNORE",
         });
         match key {
-            LeaseKey::Trigger => {
+            LeaseKey::Trigger | LeaseKey::Prune => {
                 q.push(" INTO trigger_lease (name, holder, expires, beats) VALUES (")
-                    .bind(TRIGGER);
+                    .bind(key.named().unwrap_or_default());
             }
             LeaseKey::Follow { section, path } => {
                 q.push(" INTO follow_lease (section, path, holder, expires, beats) VALUES (")
@@ -143,9 +161,9 @@ impl Database {
 
     /// Who holds the lease now (`None`: no row yet).
     pub async fn lease_holder(&self, key: LeaseKey<'_>) -> Result<Option<LeaseInfo>, Error> {
-        let mut q = self.sql(match key {
-            LeaseKey::Trigger => "SELECT holder, expires FROM trigger_lease",
-            LeaseKey::Follow { .. } => "SELECT holder, expires FROM follow_lease",
+        let mut q = self.sql(match key.named() {
+            Some(_) => "SELECT holder, expires FROM trigger_lease",
+            None => "SELECT holder, expires FROM follow_lease",
         });
         key.key(&mut q);
         self.fetch_optional(&q)
