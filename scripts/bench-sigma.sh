@@ -2,7 +2,7 @@
 # Sigma benchmark (issue 13): lines/s and peak RSS of `siemtrigger --once`
 # over N generated auth.log lines (scripts/gen-authlog.py) with
 #   pack      the shipped pack: config/rules/*.toml (the example Sigma rules of
-#             config/sigma/rules/ are left out: ssh-password-spraying is in both)
+#             config/sigma/rules/ are left out, so that runs compare)
 #   pack+55   the pack and 50 generated Sigma detections and 5 correlations
 #   pack+220  the pack and 200 generated Sigma detections and 20 correlations
 #             (scripts/gen-sigma-rules.py: rules in the style of the public

@@ -266,7 +266,8 @@ fn measure_name(t: &crate::rules::Threshold) -> String {
 }
 
 /// The matchers of `rule`: the SQL condition of the shared scan and the
-/// Rust-side checks (regexes on `raw`, the `where` expression, steps).
+/// Rust-side checks (regexes on `raw`, the `where` expression, steps), and
+/// the literals the matcher gives the prefilter.
 fn matchers_text(db: &Database, rule: &Rule) -> Vec<String> {
     let mut out = Vec::new();
     for (role, m) in rule.matchers() {
@@ -287,6 +288,19 @@ fn matchers_text(db: &Database, rule: &Rule) -> Vec<String> {
         for (i, (src, _)) in m.steps.iter().enumerate() {
             out.push(format!("  {role}: step {}: {src}", i + 1));
         }
+        // The literals this matcher adds to the shared scan's prefilter: rows
+        // without any of them skip its Rust-side check.
+        out.push(match crate::rules::prefilter::matcher_requirement(m) {
+            None => format!("  {role}: prefilter: none (every row the SQL returns is checked)"),
+            Some(req) if req.is_empty() => format!("  {role}: prefilter: never matches"),
+            Some(req) => format!(
+                "  {role}: prefilter: {} (ASCII case-insensitive)",
+                req.iter()
+                    .map(|(col, lit)| format!("{col} contains '{}'", lit.replace('\'', "''")))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        });
     }
     out
 }

@@ -2,14 +2,15 @@
 //! lines, for rule authors, without the user's database. The lines go
 //! through `siemparse` (the one next to this binary) into a SQLite file in a
 //! temporary directory, with the config's sections and decoders, into the
-//! section of the rule's table; then every rule of the file is replayed over
-//! them from empty state, including the detections a correlation refers to
-//! (which otherwise run only inside it), and each alert is printed with the
-//! lines it covers.
+//! section of each table the file's rules read; then every rule of the file
+//! is replayed over them from empty state, including the detections a
+//! correlation refers to (which otherwise run only inside it), and each
+//! alert is printed with the lines it covers. SIGINT and SIGTERM stop it
+//! with the temporary directory removed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -17,8 +18,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use siemstress_common::config::Config;
 use siemstress_common::db::Database;
+use siemstress_common::db::options::sqlite_url_of;
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::engine::{NewAlert, rfc3339};
 use crate::rules::RuleSet;
@@ -51,16 +54,59 @@ pub async fn run(
             rule_file.display()
         );
     }
-    // Every rule of one file reads one table (a correlation's rules must).
-    let table = set.rules[0].table().map(|t| t.as_str().to_owned());
-    let section = section_of(config, table.as_deref());
+    // The lines go into every table a rule of the file reads (rules of one
+    // file may have different logsources); a rule of every table sees them
+    // there, or in the default section if no rule names a table.
+    let mut targets: Vec<(String, Option<String>)> = Vec::new();
+    for rule in &set.rules {
+        if let Some(t) = rule.table().map(|t| t.as_str().to_owned())
+            && !targets.iter().any(|(_, have)| have.as_deref() == Some(&t))
+        {
+            targets.push((section_of(config, Some(&t)), Some(t)));
+        }
+    }
+    if targets.is_empty() {
+        targets.push((section_of(config, None), None));
+    }
 
     let dir = tempfile::Builder::new()
         .prefix("siemtrigger-test-sigma")
         .tempdir()
-        .context("a temporary directory")?;
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    ingest(&url, &section, log, config_path)?;
+        .context("--test-sigma: a temporary directory")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    // On a signal the test's future is dropped (its siemparse killed, its
+    // database closed) and the directory removed below: an exit by the
+    // signal itself would leave it behind.
+    let outcome = tokio::select! {
+        r = test(&set, &targets, dir.path(), log, config_path, rule_file) => r,
+        _ = term.recv() => Err(anyhow::anyhow!("--test-sigma: stopped by SIGTERM")),
+        _ = int.recv() => Err(anyhow::anyhow!("--test-sigma: stopped by SIGINT")),
+    };
+    let removed = dir.close();
+    outcome?;
+    removed.context("--test-sigma: removing the temporary directory")?;
+    Ok(if set.skipped.is_empty() { 0 } else { 1 })
+}
+
+/// Stores the lines into `targets` (section, table) of a database in `dir`,
+/// replays the rules over them and prints the alerts.
+async fn test(
+    set: &RuleSet,
+    targets: &[(String, Option<String>)],
+    dir: &Path,
+    log: Option<&Path>,
+    config_path: Option<&Path>,
+    rule_file: &Path,
+) -> anyhow::Result<()> {
+    let url = sqlite_url_of(&dir.join("test.db"))?;
+    let lines = match log {
+        Some(p) => p.to_owned(),
+        None => stdin_to_file(dir.join("lines.log")).await?,
+    };
+    for (section, _) in targets {
+        ingest(&url, section, &lines, config_path).await?;
+    }
 
     let db = Database::connect(&url).await?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -90,15 +136,24 @@ pub async fn run(
         .unwrap_or_default();
 
     let mut out = std::io::stdout().lock();
-    let rows = match &table {
+    // The same lines went into each table: the first one's count says it.
+    let rows = match &targets[0].1 {
         Some(t) => db.max_id(&Ident::new(t, "event table")?).await?,
         None => 0,
     };
+    let stored: Vec<String> = targets
+        .iter()
+        .map(|(section, table)| {
+            format!(
+                "section {section} (table {})",
+                table.as_deref().unwrap_or(section)
+            )
+        })
+        .collect();
     writeln!(
         out,
-        "{} lines into section {section} (table {}); {} rules from {}",
-        rows,
-        table.as_deref().unwrap_or(&section),
+        "{rows} lines into {}; {} rules from {}",
+        stored.join(", "),
         set.rules.len(),
         rule_file.display()
     )?;
@@ -140,7 +195,7 @@ pub async fn run(
         );
     }
     db.close().await;
-    Ok(if set.skipped.is_empty() { 0 } else { 1 })
+    Ok(())
 }
 
 /// The section whose table is `table` (the first such in the config; else
@@ -170,29 +225,46 @@ fn siemparse() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("siemparse"))
 }
 
-/// Stores the lines of `log` (stdin if `None`) into `url`'s section `section`.
-fn ingest(
+/// Copies stdin into `to` (once: each section's siemparse reads the file).
+/// A thread of its own reads it: a blocking read in the runtime's pool would
+/// hold up the exit on a signal until the writer closes the pipe.
+async fn stdin_to_file(to: PathBuf) -> anyhow::Result<PathBuf> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = to.clone();
+    std::thread::spawn(move || {
+        let copied = std::fs::File::create(&path)
+            .and_then(|mut f| std::io::copy(&mut std::io::stdin().lock(), &mut f));
+        let _ = tx.send(copied);
+    });
+    rx.await
+        .context("--test-sigma: reading the lines from stdin")?
+        .context("--test-sigma: reading the lines from stdin")?;
+    Ok(to)
+}
+
+/// Stores the lines of the file `lines` into `url`'s section `section`.
+async fn ingest(
     url: &str,
     section: &str,
-    log: Option<&Path>,
+    lines: &Path,
     config_path: Option<&Path>,
 ) -> anyhow::Result<()> {
     let exe = siemparse();
-    let mut cmd = Command::new(&exe);
+    let mut cmd = tokio::process::Command::new(&exe);
     if let Some(c) = config_path {
         cmd.arg("-c").arg(c);
     }
     cmd.args(["--db", url, "-q", "-s", section]);
-    cmd.stdin(match log {
-        Some(p) => Stdio::from(
-            std::fs::File::open(p).with_context(|| format!("--test-sigma: {}", p.display()))?,
-        ),
-        None => Stdio::inherit(),
-    });
+    cmd.stdin(Stdio::from(
+        std::fs::File::open(lines).with_context(|| format!("--test-sigma: {}", lines.display()))?,
+    ));
     // Its messages (a bad line, an unknown section) go to our stderr.
     cmd.stdout(Stdio::null());
+    // Stopped by a signal: the child goes with us.
+    cmd.kill_on_drop(true);
     let status = cmd
         .status()
+        .await
         .with_context(|| format!("--test-sigma: running {}", exe.display()))?;
     if !status.success() {
         bail!(

@@ -133,21 +133,21 @@ fn a(rule: &str, key: &str, ts: i64, first: i64, count: i64) -> (String, String,
     (rule.into(), key.into(), ts, first, count)
 }
 
+/// The example rules of `config/sigma/rules/`.
+const SHIPPED: &[&str] = &[
+    "ssh_bruteforce.yml",
+    "ssh_password_spraying.yml",
+    "ssh_fail_then_success.yml",
+    "sudo_to_root.yml",
+    "user_added.yml",
+    "cron_suspicious.yml",
+    "reverse_shell.yml",
+    "firewall_bytes_sum.yml",
+];
+
 #[test]
 fn shipped_sigma_rules_fire_exactly_where_intended() {
-    let files: Vec<(&str, String)> = [
-        "ssh_bruteforce.yml",
-        "ssh_password_spraying.yml",
-        "ssh_fail_then_success.yml",
-        "sudo_to_root.yml",
-        "user_added.yml",
-        "cron_suspicious.yml",
-        "reverse_shell.yml",
-        "firewall_bytes_sum.yml",
-    ]
-    .iter()
-    .map(|n| shipped(n))
-    .collect();
+    let files: Vec<(&str, String)> = SHIPPED.iter().map(|n| shipped(n)).collect();
     let mut auth = Vec::new();
     // Brute force: 6 failures of root from .9 in 25 s (fires at the 5th);
     // 4 from .7 in a minute (one short).
@@ -266,7 +266,13 @@ fn shipped_sigma_rules_fire_exactly_where_intended() {
         got.sort();
         let mut want = vec![
             a("ssh-brute-force", "10.0.0.9", 20, 0, 5),
-            a("ssh-password-spraying", "10.0.0.8", 103, 100, 4),
+            a(
+                "ssh-password-spraying-across-users",
+                "10.0.0.8",
+                103,
+                100,
+                4,
+            ),
             a("ssh-login-after-failures", "10.0.0.8 d", 200, 103, 2),
             a("command-run-as-root-through-sudo", "web01", 500, 500, 1),
             a("reverse-shell-command-line", "web01", 600, 600, 1),
@@ -298,7 +304,8 @@ fn shipped_sigma_rules_fire_exactly_where_intended() {
             out.contains("ssh-brute-force") && out.contains("10.0.0.9"),
             "{out}"
         );
-        // --explain-rule shows the SQL condition and the Rust-side matchers.
+        // --explain-rule shows the SQL condition, the Rust-side matchers
+        // and the prefilter's literals.
         let (code, out, err) = env.run(
             "siemtrigger",
             &[
@@ -314,6 +321,14 @@ fn shipped_sigma_rules_fire_exactly_where_intended() {
         assert!(
             out.contains(
                 "match: step 2: process re '(?is)^sshd$' and message re '(?is)^Accepted '"
+            ),
+            "{out}"
+        );
+        // ... and the literals the matcher gives the shared prefilter.
+        assert!(
+            out.contains(
+                "match: prefilter: message contains 'accepted ' or message contains 'word for ' \
+                 (ASCII case-insensitive)"
             ),
             "{out}"
         );
@@ -378,7 +393,7 @@ fn sigma_correlations_equal_their_toml_rules_across_runs() {
         once(&env);
         for (sigma, toml) in [
             ("ssh-brute-force", "toml-brute"),
-            ("ssh-password-spraying", "toml-spray"),
+            ("ssh-password-spraying-across-users", "toml-spray"),
         ] {
             let of = |rule: &str| -> Vec<(String, i64, i64, i64)> {
                 alerts(&env)
@@ -684,4 +699,131 @@ fn test_sigma_runs_a_rule_file_over_given_lines() {
         err.contains("x.log: a log file argument is only read with --test-sigma"),
         "{err}"
     );
+}
+
+/// `--test-sigma` with a file whose rules read different tables (sshd's
+/// `auth`, cron's `default`): the lines reach each table, so each rule sees
+/// them (before, only the first rule's table got them). The temporary
+/// directory's path holds `?`, `#` and `%` (a URL built by hand broke there).
+#[test]
+fn test_sigma_stores_the_lines_for_every_rule_of_the_file() {
+    let env = setup(Kind::Sqlite, &[], "");
+    let cron = shipped("cron_suspicious.yml").1;
+    let text = format!(
+        "{cron}---\ntitle: SSH Failure\nlogsource:\n    product: linux\n    service: sshd\n\
+         detection:\n    sel:\n        ProcessName: sshd\n        Message|startswith: 'Failed password'\n\
+         \x20   condition: sel\nlevel: low\n"
+    );
+    let rule = env.path().join("mixed.yml");
+    std::fs::write(&rule, text).unwrap();
+    let tmp = env.path().join("t?m#p%41");
+    std::fs::create_dir(&tmp).unwrap();
+    let input = [
+        fail(0, "root", "203.0.113.7"),
+        line(5, "web01", "cron", "(root) CMD (/tmp/.x/run.sh)"),
+    ]
+    .concat();
+    let out = env
+        .cmd("siemtrigger")
+        .env("TMPDIR", &tmp)
+        .args(["--test-sigma", rule.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(input.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{o}{e}");
+    assert!(
+        o.starts_with(
+            "2 lines into section default (table default), section auth (table auth); 2 rules"
+        ),
+        "{o}"
+    );
+    assert!(
+        o.contains("\nsuspicious-cron-job-command (detection): 1 alert\n"),
+        "{o}"
+    );
+    assert!(o.contains("\nssh-failure (detection): 1 alert\n"), "{o}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "left behind");
+}
+
+/// SIGTERM or SIGINT while `--test-sigma` waits for its lines: exit 2 with a
+/// message, and its temporary directory removed (a signal's default action
+/// left it behind).
+#[test]
+fn test_sigma_removes_its_directory_when_stopped() {
+    let env = setup(Kind::Sqlite, &[shipped("ssh_bruteforce.yml")], "");
+    let rule = env.path().join("sigma/ssh_bruteforce.yml");
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let tmp = env.path().join(format!("tmp-{name}"));
+        std::fs::create_dir(&tmp).unwrap();
+        // stdin stays open: the run waits for lines.
+        let mut child = env
+            .cmd("siemtrigger")
+            .env("TMPDIR", &tmp)
+            .args(["--test-sigma", rule.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::fs::read_dir(&tmp).unwrap().count() == 0 {
+            assert!(start.elapsed().as_secs() < 30, "no temporary directory");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Time to set up its signal handlers after making the directory.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let stdin = child.stdin.take();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(&format!("stopped by {name}")), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "{name}: left behind"
+        );
+    }
+}
+
+/// The shipped Sigma examples load next to the built-in pack (`[rules]
+/// builtin = true`); a rule of yours named as a built-in one is an error
+/// naming your file and the way out.
+#[test]
+fn sigma_rules_next_to_the_built_in_pack() {
+    let files: Vec<(&str, String)> = SHIPPED.iter().map(|n| shipped(n)).collect();
+    let env = setup(Kind::Sqlite, &files, "builtin = true\n");
+    let (code, out, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 0, "{out}{err}");
+    let mine = "title: SSH Password Spraying\nlogsource:\n    product: linux\n    service: sshd\n\
+                detection:\n    sel:\n        ProcessName: sshd\n    condition: sel\n";
+    std::fs::write(env.path().join("sigma/mine.yml"), mine).unwrap();
+    let (code, out, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("sigma/mine.yml, line 1: rule \"ssh-password-spraying\"")
+            && err.contains("the built-in rule config/rules/ssh.toml:21 has that name")
+            && err.contains("[rules] disable = [\"ssh-password-spraying\"]"),
+        "{err}"
+    );
+    let env2 = setup(
+        Kind::Sqlite,
+        &[("mine.yml", mine.to_owned())],
+        "builtin = true\ndisable = [\"ssh-password-spraying\"]\n",
+    );
+    let (code, out, err) = env2.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -279,6 +279,27 @@ pub(crate) fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, Error> {
         .busy_timeout(BUSY_TIMEOUT))
 }
 
+/// The SQLite URL of the file `path` (made absolute), for sqlx and `--db`:
+/// sqlx decodes `%XX` in the file name, so `?`, `#` and `%` (which would end
+/// the name or start an escape) are encoded, and the URL names `path` itself.
+/// A path that is not UTF-8 is refused (sqlx decodes the name as UTF-8).
+pub fn sqlite_url_of(path: &Path) -> Result<String, Error> {
+    let abs = std::path::absolute(path).map_err(|e| Error::Io {
+        what: format!("database path {}", path.display()),
+        source: e,
+    })?;
+    match (abs.to_str(), url::Url::from_file_path(&abs)) {
+        (Some(_), Ok(u)) => Ok(format!("sqlite://{}", u.path())),
+        _ => Err(Error::Io {
+            what: format!("database path {}", abs.display()),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not UTF-8: SQLite URLs name UTF-8 paths",
+            ),
+        }),
+    }
+}
+
 /// The file a SQLite URL names (`None` for an in-memory database).
 pub fn sqlite_file(url: &str) -> Result<Option<PathBuf>, Error> {
     if url.contains(":memory:") {
@@ -564,6 +585,15 @@ fn connect_error(url: &str, e: sqlx::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_url_of_a_path_names_that_path() {
+        for name in ["plain.db", "a?b#c%41 d.db", "ü%.db"] {
+            let p = Path::new("/tmp/x?y#z%20").join(name);
+            let url = sqlite_url_of(&p).unwrap();
+            assert_eq!(sqlite_file(&url).unwrap(), Some(p.clone()), "{url}");
+        }
+    }
 
     #[test]
     fn backends_and_redaction() {

@@ -114,6 +114,24 @@ impl RuleSet {
             }
             rule.builtin = true;
             let line = rule.line;
+            // Your rule of a built-in's name (a Sigma example next to the pack,
+            // say): the error is yours to fix, so it names your rule, and the
+            // two ways out.
+            if let Some(mine) = self.rules.iter().find(|r| r.name == rule.name) {
+                return Err(RuleError {
+                    line: Some(mine.line),
+                    rule: Some(mine.name.clone()),
+                    key: Some("name".into()),
+                    ..RuleError::file(
+                        &mine.origin,
+                        format!(
+                            "the built-in rule {}:{line} has that name: rename this rule, or \
+                             leave the built-in out with [rules] disable = [{:?}]",
+                            rule.origin, rule.name
+                        ),
+                    )
+                });
+            }
             self.push(rule, line)?;
             self.builtin += 1;
         }

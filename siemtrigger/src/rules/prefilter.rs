@@ -30,7 +30,7 @@ const MAX_ALTERNATIVES: usize = 64;
 
 /// One of these (column, literal) pairs occurs in every event that matches:
 /// the literal, in ASCII lower case, within the column's text.
-type Requirement = Vec<(&'static str, String)>;
+pub type Requirement = Vec<(&'static str, String)>;
 
 /// The matchers' literals by column, and the matchers that have none.
 #[derive(Debug, Default)]
@@ -165,8 +165,9 @@ impl Prefilter {
 /// What every event matching `m`'s Rust-side check contains (`None`: no
 /// literal known). The include regexes (one must match `raw`), the `where`
 /// expression and the steps (one must hold) must all hold: any one of their
-/// requirements will do, the most selective is kept.
-fn matcher_requirement(m: &Matcher) -> Option<Requirement> {
+/// requirements will do, the most selective is kept. `--explain-rule`
+/// shows it.
+pub fn matcher_requirement(m: &Matcher) -> Option<Requirement> {
     let mut options: Vec<Requirement> = Vec::new();
     if !m.regex.is_empty() {
         let each: Option<Vec<Requirement>> = m
