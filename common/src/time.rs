@@ -221,19 +221,35 @@ fn nearest_year<const N: usize>(
     allowed: impl Fn(NaiveDateTime) -> bool,
 ) -> i32 {
     let base = reference.year();
+    let date_in = |y: i32| {
+        // Feb 29 of a common year: measured as Feb 28 (the parse decides).
+        let date = chrono::NaiveDate::from_ymd_opt(y, month, day)
+            .or_else(|| chrono::NaiveDate::from_ymd_opt(y, month, 28))?;
+        date.and_hms_opt(hms.0, hms.1, hms.2)
+    };
+    // Nearly every line (this runs for each): the date in the reference's
+    // own year, allowed and within 150 days of it, is the nearest, as the
+    // same date in another year is at least 364 days from it.
+    if let Some(t) = date_in(base)
+        && allowed(t)
+        && (t - reference).num_days().abs() < NEAR_DAYS
+    {
+        return base;
+    }
     offsets
         .iter()
         .map(|off| base + off)
         .filter_map(|y| {
-            // Feb 29 of a common year: measured as Feb 28 (the parse decides).
-            let date = chrono::NaiveDate::from_ymd_opt(y, month, day)
-                .or_else(|| chrono::NaiveDate::from_ymd_opt(y, month, 28))?;
-            let t = date.and_hms_opt(hms.0, hms.1, hms.2)?;
+            let t = date_in(y)?;
             allowed(t).then(|| (y, (t - reference).num_seconds().abs()))
         })
         .min_by_key(|&(_, distance)| distance)
         .map_or(base, |(y, _)| y)
 }
+
+/// Days within which the date in the reference's year is surely the nearest
+/// (less than half the 364 days between the same date in two years).
+const NEAR_DAYS: i64 = 150;
 
 /// Parses a duration such as `5m`, `6h`, `2d`, `1w`, `90s`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, Error> {
@@ -273,6 +289,64 @@ pub fn serialize_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, 
 mod tests {
     use super::*;
     use chrono::NaiveDate;
+
+    /// The years around the reference compared one by one, as before the
+    /// shortcut for dates near it.
+    fn nearest_year_of_three(
+        reference: NaiveDateTime,
+        month: u32,
+        day: u32,
+        hms: (u32, u32, u32),
+        allowed: impl Fn(NaiveDateTime) -> bool,
+    ) -> i32 {
+        let base = reference.year();
+        [-1, 0, 1]
+            .iter()
+            .map(|off| base + off)
+            .filter_map(|y| {
+                let date = NaiveDate::from_ymd_opt(y, month, day)
+                    .or_else(|| NaiveDate::from_ymd_opt(y, month, 28))?;
+                let t = date.and_hms_opt(hms.0, hms.1, hms.2)?;
+                allowed(t).then(|| (y, (t - reference).num_seconds().abs()))
+            })
+            .min_by_key(|&(_, distance)| distance)
+            .map_or(base, |(y, _)| y)
+    }
+
+    #[test]
+    fn nearby_dates_give_the_year_of_the_three_compared() {
+        // References every 7 days and 5 hours over a leap year and its
+        // neighbours, against every day of the year and odd times.
+        let mut reference = at(2023, 1, 1, 0, 0);
+        let mut checked = 0;
+        while reference < at(2026, 1, 1, 0, 0) {
+            for month in 1..=12 {
+                for day in 1..=31 {
+                    for hms in [(0, 0, 0), (23, 59, 59), (24, 0, 0)] {
+                        let latest = reference + chrono::Duration::days(31);
+                        assert_eq!(
+                            infer_year(reference, month, day, hms),
+                            nearest_year_of_three(reference, month, day, hms, |t| t <= latest),
+                            "infer_year {reference} {month}-{day} {hms:?}"
+                        );
+                        let back = reference - chrono::Duration::days(31);
+                        for first in [2022, 2024, 2026] {
+                            assert_eq!(
+                                next_year(reference, first, month, day, hms),
+                                nearest_year_of_three(reference, month, day, hms, |t| {
+                                    t.year() >= first && t >= back
+                                }),
+                                "next_year {reference} {first} {month}-{day} {hms:?}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+            reference += chrono::Duration::hours(7 * 24 + 5);
+        }
+        assert!(checked > 100_000, "{checked}");
+    }
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> NaiveDateTime {
         NaiveDate::from_ymd_opt(y, mo, d)
