@@ -535,6 +535,82 @@ mod tests {
         out
     }
 
+    /// Built-in decoders whose regexes were rewritten for speed, with the
+    /// regexes they had before.
+    const REWRITTEN: &[(&str, &[&str])] = &[(
+        "sshd-connection-by",
+        &[
+            r"^(?:fatal: |error: )?(?:Connection closed by|Connection reset by|Disconnected from|Connection from) (?:(?:authenticating |invalid )?user (?P<user>.*) )?(?P<source_host>\S+) port (?P<source_port>\d+)(?: timed out)?(?: \[preauth\])?$",
+            r"^(?:fatal: |error: )?(?:Connection closed by|Connection reset by) (?P<source_host>[0-9A-Fa-f.:]+)(?: \[preauth\])?$",
+        ],
+    )];
+
+    /// The named captures that took part in the match of the first of
+    /// `regexes` that matches.
+    fn named_captures<'r>(
+        regexes: impl Iterator<Item = (&'r regex::bytes::Regex, Option<Vec<Option<(usize, usize)>>>)>,
+    ) -> Option<Vec<(String, (usize, usize))>> {
+        regexes
+            .filter_map(|(r, spans)| Some((r, spans?)))
+            .map(|(r, spans)| {
+                let mut named: Vec<(String, (usize, usize))> = r
+                    .capture_names()
+                    .zip(spans)
+                    .filter_map(|(n, s)| Some((n?.to_owned(), s?)))
+                    .collect();
+                named.sort();
+                named
+            })
+            .next()
+    }
+
+    #[test]
+    fn rewritten_regexes_give_the_old_captures() {
+        let set = Decoders::builtin().unwrap();
+        let mut probes = probes();
+        // Real sshd messages: every line of the fixtures after its tag.
+        let fixture = include_str!("../../../tests/fixtures/sample-auth.log");
+        probes.extend(
+            fixture
+                .lines()
+                .filter_map(|l| Some(l.split_once("]: ")?.1.to_owned())),
+        );
+        let mut matched = 0;
+        for (name, old) in REWRITTEN {
+            let d = set.list().iter().find(|d| d.name == *name).unwrap();
+            let old: Vec<regex::bytes::Regex> = old
+                .iter()
+                .map(|s| {
+                    regex::bytes::RegexBuilder::new(s)
+                        .unicode(false)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let mut scratch: Vec<RegexScratch> =
+                d.regexes.iter().map(|_| RegexScratch::default()).collect();
+            let mut spans = Vec::new();
+            for p in &probes {
+                let hay = p.as_bytes();
+                let want = named_captures(old.iter().map(|r| {
+                    let mut locs = r.capture_locations();
+                    let found = r.captures_read(&mut locs, hay).is_some();
+                    (
+                        r,
+                        found.then(|| (0..locs.len()).map(|g| locs.get(g)).collect()),
+                    )
+                }));
+                let got = named_captures(d.regexes.iter().zip(&mut scratch).map(|(r, s)| {
+                    let found = r.captures(s, hay, &mut spans);
+                    (&r.regex, found.then(|| spans.clone()))
+                }));
+                assert_eq!(got, want, "{name} on {p:?}");
+                matched += usize::from(want.is_some());
+            }
+        }
+        assert!(matched > 100, "only {matched} probes matched");
+    }
+
     #[test]
     fn split_search_gives_the_whole_regex_captures() {
         let set = Decoders::builtin().unwrap();
