@@ -172,22 +172,32 @@ pub fn channel(batches: usize) -> (BatchSender, mpsc::Receiver<Batch>) {
     (BatchSender(tx, None), rx)
 }
 
+/// Rows in a reader's first batch; each batch after doubles, up to `--batch`.
+const FIRST_BATCH_ROWS: usize = 1_000;
+
 /// Rows a reader has parsed but not sent yet, per table, with their size.
 pub struct Pending {
     by_target: Vec<Vec<Event>>,
     rows: usize,
     bytes: usize,
+    /// Full at this many rows: small at first, so that the writer starts
+    /// after a few rows (with whole batches from the start, a bulk import's
+    /// writer idled while the reader parsed `--batch` lines); doubles with
+    /// each batch taken, up to `max_rows`.
+    limit: usize,
     max_rows: usize,
     max_bytes: usize,
 }
 
 impl Pending {
-    /// Room for `targets` tables; full at `max_rows` rows or `max_bytes`.
+    /// Room for `targets` tables; full at `max_rows` rows or `max_bytes`
+    /// (the first batches at fewer rows).
     pub fn new(targets: usize, max_rows: usize, max_bytes: usize) -> Self {
         Self {
             by_target: (0..targets).map(|_| Vec::new()).collect(),
             rows: 0,
             bytes: 0,
+            limit: max_rows.min(FIRST_BATCH_ROWS),
             max_rows,
             max_bytes,
         }
@@ -205,13 +215,19 @@ impl Pending {
 
     /// Time to send: at the row or the byte limit.
     pub fn is_full(&self) -> bool {
-        self.rows >= self.max_rows || self.bytes >= self.max_bytes
+        self.rows >= self.limit || self.bytes >= self.max_bytes
+    }
+
+    /// Empties the counts after a take; the next batch may be larger.
+    fn taken(&mut self) {
+        self.rows = 0;
+        self.bytes = 0;
+        self.limit = self.limit.saturating_mul(2).min(self.max_rows);
     }
 
     /// Everything held, one batch per table that has rows.
     pub fn take(&mut self) -> Vec<Batch> {
-        self.rows = 0;
-        self.bytes = 0;
+        self.taken();
         self.by_target
             .iter_mut()
             .enumerate()
@@ -228,8 +244,7 @@ impl Pending {
 
     /// The rows of table 0 (readers with one table).
     pub fn take_single(&mut self) -> Vec<Event> {
-        self.rows = 0;
-        self.bytes = 0;
+        self.taken();
         std::mem::take(&mut self.by_target[0])
     }
 }
@@ -467,5 +482,36 @@ impl Round {
                 finished: m.finished,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows pushed until the batch is full, for each of `n` batches.
+    fn sizes(p: &mut Pending, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                let mut rows = 0;
+                while !p.is_full() {
+                    p.push(0, Event::default());
+                    rows += 1;
+                }
+                assert_eq!(p.take_single().len(), rows);
+                rows
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_batches_are_small_and_double_up_to_the_limit() {
+        let mut p = Pending::new(1, 10_000, MAX_BATCH_BYTES);
+        assert_eq!(
+            sizes(&mut p, 7),
+            [1_000, 2_000, 4_000, 8_000, 10_000, 10_000, 10_000]
+        );
+        let mut small = Pending::new(1, 10, MAX_BATCH_BYTES);
+        assert_eq!(sizes(&mut small, 3), [10, 10, 10]);
     }
 }
