@@ -162,6 +162,11 @@ impl ArchivedRow {
                 .map(Some)
                 .ok_or_else(|| format!("{what} {v:?} is not a syslog {what} name")),
         };
+        for (what, ms) in [("ts", self.ts), ("received", self.received)] {
+            if chrono::DateTime::from_timestamp_millis(ms).is_none() {
+                return Err(format!("{what} {ms} is not a time (epoch milliseconds)"));
+            }
+        }
         Ok(Event {
             ts: self.ts,
             received: self.received,
@@ -394,6 +399,14 @@ impl Archive {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         for (_, f) in inner.files.drain() {
+            // A file whose first member failed (a full disk) was cut back
+            // to nothing: no archive, and a restore of the directory would
+            // stop at it.
+            if f.len == 0 {
+                std::fs::remove_file(&f.part)
+                    .map_err(|e| io(format!("archive file {}", f.part.display()), e))?;
+                continue;
+            }
             let done = strip_part(&f.part);
             std::fs::rename(&f.part, &done)
                 .map_err(|e| io(format!("archive file {}", f.part.display()), e))?;
@@ -550,9 +563,16 @@ fn whole_members(p: &Path) -> std::io::Result<u64> {
 /// number; errors name the file and line.
 pub struct Rows {
     name: String,
-    lines: std::io::Split<Box<dyn BufRead + Send>>,
+    reader: Box<dyn BufRead + Send>,
     line: u64,
+    buf: Vec<u8>,
 }
+
+/// The longest line a row can be: `raw` and `message` of an 8 MiB line
+/// (ingest's limit) stored lossily and JSON-escaped are at most 48 MiB
+/// each. Longer is not an archived row (a gzip bomb of one endless line
+/// would otherwise be read whole).
+const MAX_LINE: u64 = 128 << 20;
 
 impl Rows {
     /// Opens archive file `path`.
@@ -577,8 +597,9 @@ impl Rows {
         };
         Ok(Rows {
             name,
-            lines: reader.split(b'\n'),
+            reader,
             line: 0,
+            buf: Vec::new(),
         })
     }
 
@@ -593,25 +614,40 @@ impl Iterator for Rows {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let text = self.lines.next()?;
+            self.buf.clear();
+            let read = self
+                .reader
+                .by_ref()
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut self.buf);
             self.line += 1;
             let (name, line) = (&self.name, self.line);
-            let text = match text {
-                Ok(t) => t,
+            match read {
+                Ok(0) => return None,
+                Ok(_) => {}
                 Err(e) => {
                     return Some(Err(anyhow::anyhow!(
                         "{name}:{line}: the archive is truncated or corrupt ({e}); the rows \
                          before line {line} can be read with zcat"
                     )));
                 }
-            };
-            if text.iter().all(u8::is_ascii_whitespace) {
+            }
+            if self.buf.len() as u64 > MAX_LINE {
+                return Some(Err(anyhow::anyhow!(
+                    "{name}:{line}: not an archived row: the line is longer than {} MiB",
+                    MAX_LINE >> 20
+                )));
+            }
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(
-                serde_json::from_slice(&text)
-                    .map_err(|e| anyhow::anyhow!("{name}:{line}: not an archived row: {e}")),
-            );
+            // serde's message quotes the file's text (an unknown key as is).
+            return Some(serde_json::from_slice(&self.buf).map_err(|e| {
+                anyhow::anyhow!(
+                    "{name}:{line}: not an archived row: {}",
+                    crate::display::escape(&e.to_string())
+                )
+            }));
         }
     }
 }

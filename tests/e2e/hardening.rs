@@ -673,11 +673,11 @@ fn i18_smtp_auth_over_plain_smtp_is_refused_unless_allowed() {
 }
 
 /// A small tmpfs mounted for a test, unmounted when dropped.
-struct SmallFs(std::path::PathBuf);
+pub(crate) struct SmallFs(std::path::PathBuf);
 
 impl SmallFs {
     /// Mounts `size` of tmpfs on `dir`; `None` when this user cannot mount.
-    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+    pub(crate) fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

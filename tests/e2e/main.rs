@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binaries against SQLite and (when configured) MariaDB.
 
+mod admin_pass;
 mod archive;
 mod builtin_rules;
 mod color;

@@ -261,7 +261,15 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
 struct Parser {
     toks: Vec<Tok>,
     at: usize,
+    /// Parentheses and `not`s open around the current token.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and `not`s in an expression: parsing,
+/// compiling, evaluating and printing recurse once per level, so a deeper
+/// one would overflow the stack. A Sigma condition (at most 64 levels)
+/// translates within it.
+pub const MAX_DEPTH: usize = 100;
 
 impl Parser {
     fn peek_word(&self, w: &str) -> bool {
@@ -300,16 +308,29 @@ impl Parser {
         })
     }
 
+    /// `f` one level deeper, refused past [`MAX_DEPTH`].
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Ast, String>) -> Result<Ast, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "nested deeper than {MAX_DEPTH} parentheses and nots"
+            ));
+        }
+        self.depth += 1;
+        let e = f(self);
+        self.depth -= 1;
+        e
+    }
+
     fn factor(&mut self) -> Result<Ast, String> {
         match self.next() {
             Some(Tok::Open) => {
-                let e = self.expr()?;
+                let e = self.nested(Self::expr)?;
                 match self.next() {
                     Some(Tok::Close) => Ok(e),
                     _ => Err("missing )".into()),
                 }
             }
-            Some(Tok::Word(w)) if w == "not" => Ok(Ast::Not(Box::new(self.factor()?))),
+            Some(Tok::Word(w)) if w == "not" => Ok(Ast::Not(Box::new(self.nested(Self::factor)?))),
             Some(Tok::Word(w)) if w == "true" => Ok(Ast::Bool(true)),
             Some(Tok::Word(w)) if w == "false" => Ok(Ast::Bool(false)),
             Some(Tok::Word(field)) => {
@@ -374,6 +395,7 @@ impl Ast {
         let mut p = Parser {
             toks: tokenize(s)?,
             at: 0,
+            depth: 0,
         };
         let e = p.expr()?;
         if p.at < p.toks.len() {

@@ -388,7 +388,14 @@ struct Cond<'a> {
     toks: Vec<Tok>,
     at: usize,
     searches: &'a [(String, Ast)],
+    /// Parentheses and `not`s open around the current token.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and `not`s in a condition: the parser and
+/// the expression it gives recurse once per level (the `where` text of the
+/// translation has a few levels more, within its own limit).
+const MAX_CONDITION_DEPTH: usize = 64;
 
 impl Cond<'_> {
     fn peek(&self, w: &str) -> bool {
@@ -416,9 +423,23 @@ impl Cond<'_> {
     fn not(&mut self) -> Result<Ast, String> {
         if self.peek("not") {
             self.at += 1;
-            return Ok(Ast::Not(Box::new(self.not()?)));
+            let e = self.nested(Self::not)?;
+            return Ok(Ast::Not(Box::new(e)));
         }
         self.atom()
+    }
+
+    /// `f` one level deeper, refused past [`MAX_CONDITION_DEPTH`].
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Ast, String>) -> Result<Ast, String> {
+        if self.depth >= MAX_CONDITION_DEPTH {
+            return Err(format!(
+                "nested deeper than {MAX_CONDITION_DEPTH} parentheses and nots"
+            ));
+        }
+        self.depth += 1;
+        let e = f(self);
+        self.depth -= 1;
+        e
     }
 
     fn atom(&mut self) -> Result<Ast, String> {
@@ -426,7 +447,7 @@ impl Cond<'_> {
         self.at += 1;
         match t {
             Some(Tok::Open) => {
-                let e = self.or()?;
+                let e = self.nested(Self::or)?;
                 match self.toks.get(self.at) {
                     Some(Tok::Close) => {
                         self.at += 1;
@@ -493,6 +514,7 @@ fn condition_expr(c: &str, searches: &[(String, Ast)]) -> Result<Ast, String> {
         toks: tokens(c),
         at: 0,
         searches,
+        depth: 0,
     };
     let e = p.or()?;
     if p.at < p.toks.len() {

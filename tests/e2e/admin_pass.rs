@@ -1,0 +1,216 @@
+//! Defects found by the admin pass over issues 10, 13 and 15 (hostile rule
+//! files and archives, run through the real binaries on both backends).
+
+use siemstress_tests::{Env, kinds};
+
+/// A Sigma rule that translates (the control next to the hostile files).
+const GOOD: &str = "title: Root Login\nname: root_login\nlogsource: {product: linux, service: sshd}\n\
+                    detection:\n  sel:\n    User: root\n  condition: sel\n";
+
+/// Nine levels of ten aliases: 10^10 nodes once yaml-rust2 copies them.
+fn yaml_bomb() -> String {
+    let mut s = String::from("title: bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    s + "logsource: {product: linux}\ndetection:\n  sel: {User: root}\n  condition: sel\n"
+}
+
+#[test]
+fn hostile_sigma_files_are_refused_without_a_crash() {
+    let deep_yaml = format!("{}x\n", "- ".repeat(100_000));
+    let deep_condition = format!(
+        "title: parens\nlogsource: {{product: linux}}\ndetection:\n  sel: {{User: root}}\n  \
+         condition: {}sel{}\n",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let nots = format!(
+        "title: nots\nlogsource: {{product: linux}}\ndetection:\n  sel: {{User: root}}\n  \
+         condition: {}sel\n",
+        "not ".repeat(100_000)
+    );
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let dir = env.path().join("sigma");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("good.yml", GOOD.to_owned()),
+            ("bomb.yml", yaml_bomb()),
+            ("deep.yml", deep_yaml.clone()),
+            ("parens.yml", deep_condition.clone()),
+            ("nots.yml", nots.clone()),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        env.config("[section.auth]\ntimezone = \"UTC\"\n\n[rules]\npaths = [\"sigma/*.yml\"]\n");
+        let (code, out, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 0, "{kind:?}: {out}{err}");
+        assert!(out.contains("root_login"), "{kind:?}: {out}");
+        for (file, why) in [
+            ("bomb.yml", "more than 50000 YAML nodes"),
+            ("deep.yml", "nested deeper than 64 levels"),
+            ("parens.yml", "nested deeper than 64 parentheses and nots"),
+            ("nots.yml", "nested deeper than 64 parentheses and nots"),
+        ] {
+            assert!(
+                err.lines().any(|l| l.contains(file) && l.contains(why)),
+                "{kind:?} {file}: {err}"
+            );
+        }
+        assert!(
+            err.contains("4 rules not loaded, from 4 files"),
+            "{kind:?}: {err}"
+        );
+        let (code, _, err) = env.run(
+            "siemtrigger",
+            &["--import-sigma", dir.join("bomb.yml").to_str().unwrap()],
+            b"",
+        );
+        assert_eq!(code, 1, "{kind:?}: {err}");
+        // The same limit in a TOML rule's `where`.
+        let deep_where = format!("{}user exists{}", "(".repeat(100_000), ")".repeat(100_000));
+        env.config(&format!(
+            "[section.auth]\ntimezone = \"UTC\"\n\n[[rule]]\nname = \"w\"\ntype = \"single\"\n\
+             match = {{ where = \"{deep_where}\" }}\nkey = \"k\"\nmessage = \"m\"\n"
+        ));
+        let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 2, "{kind:?}: {err}");
+        assert!(err.contains("nested deeper than 100"), "{kind:?}: {err}");
+    }
+}
+
+/// An archived row (`siemparse --prune --archive` writes these), as JSON.
+fn archived(id: i64, ts: i64) -> serde_json::Value {
+    serde_json::json!({
+        "table": "auth", "id": id, "ts": ts, "received": ts, "host": "h1",
+        "process": "sshd", "pid": 42, "facility": "auth", "severity": "info",
+        "user": null, "source_host": null, "source_port": null, "dest_host": null,
+        "dest_port": null, "protocol": null, "message": format!("msg {id}"),
+        "raw": format!("Dec  6 10:00:00 h1 sshd[42]: msg {id}"), "parsed": 1,
+        "source": "stdin", "extra": null
+    })
+}
+
+/// True if `s` holds a character that drives a terminal.
+fn raw_controls(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+}
+
+#[test]
+fn hostile_archives_are_refused_naming_file_and_line() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let mut unknown_key = archived(1, 1_733_500_000_000);
+        unknown_key["\u{1b}[31mEVIL\u{1b}[0m"] = 1.into();
+        let mut far_ts = archived(2, i64::MAX);
+        far_ts["received"] = i64::MIN.into();
+        for (file, row, why) in [
+            (
+                "key.ndjson",
+                unknown_key,
+                r"unknown field `\x1b[31mEVIL\x1b[0m`",
+            ),
+            ("ts.ndjson", far_ts, "ts 9223372036854775807 is not a time"),
+        ] {
+            let ok = archived(3, 1_733_500_000_000);
+            std::fs::write(env.path().join(file), format!("{ok}\n{row}\n")).unwrap();
+            let (code, out, err) = env.run("siemparse", &["--restore", file], b"");
+            assert_eq!(code, 2, "{kind:?} {file}: {out}{err}");
+            assert!(!raw_controls(&err), "{kind:?} {file}: {err:?}");
+            assert!(
+                err.contains(&format!("{file}:2: ")) && err.contains(why),
+                "{kind:?}: {err}"
+            );
+        }
+        // Nothing was stored (every file is checked before any row goes in).
+        let (code, _, err) = env.run(
+            "siemquery",
+            &["-s", "auth", "--last", "1000d", "--count"],
+            b"",
+        );
+        assert_ne!(code, 0, "{kind:?}: the table should not exist: {err}");
+    }
+}
+
+#[test]
+fn an_endless_archive_line_is_refused_in_bounded_memory() {
+    use std::os::unix::process::CommandExt;
+    for kind in kinds() {
+        let env = Env::new(kind);
+        // 2 GiB of NUL bytes and no line feed (sparse: no disk used); a
+        // gzip bomb decompresses to the same.
+        let f = std::fs::File::create(env.path().join("endless.ndjson")).unwrap();
+        f.set_len(2 << 30).unwrap();
+        let mut cmd = env.cmd("siemparse");
+        cmd.args(["--restore", "endless.ndjson"]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 1_500_000_000,
+                    rlim_max: 1_500_000_000,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{kind:?}: {err}");
+        assert!(
+            err.contains("endless.ndjson:1: not an archived row: the line is longer than 128 MiB"),
+            "{kind:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_full_archive_disk_leaves_no_empty_archive_file() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let Some(_fs) = crate::hardening::SmallFs::mount(&env.path().join("small"), "16k") else {
+            eprintln!("a_full_archive_disk_leaves_no_empty_archive_file: cannot mount; skipped");
+            return;
+        };
+        // Rows of ten old days whose first batch compresses to more than 16k.
+        let mut x: u64 = 1;
+        let mut lines = String::new();
+        for i in 0..2_000 {
+            let noise: String = (0..100)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    format!("{:x}", x >> 60)
+                })
+                .collect();
+            let day = 1 + i / 200;
+            lines.push_str(&format!(
+                "<38>1 2025-01-{day:02}T00:00:00Z h app 1 - - {i} {noise}\n"
+            ));
+        }
+        env.config("[section.auth]\ntimezone = \"UTC\"\nretention = \"1d\"\n");
+        env.ingest(&["-s", "auth"], lines.as_bytes());
+        let (code, out, err) = env.run("siemparse", &["--prune", "--archive", "small/arch"], b"");
+        assert_eq!(code, 2, "{kind:?}: {out}{err}");
+        assert!(err.contains("No space left on device"), "{kind:?}: {err}");
+        let files: Vec<_> = std::fs::read_dir(env.path().join("small/arch/auth"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        for f in &files {
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len > 0, "{kind:?}: {f:?} is empty");
+        }
+        if !files.is_empty() {
+            let mut args = vec!["--restore".to_owned()];
+            args.extend(files.iter().map(|f| f.display().to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, out, err) = env.run("siemparse", &args, b"");
+            assert_eq!(code, 0, "{kind:?}: {out}{err}");
+        }
+    }
+}
