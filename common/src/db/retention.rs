@@ -45,12 +45,6 @@ use crate::snapshot::{STATUS_FAILED, STATUS_OK, STATUS_PRUNED};
 /// What one batch should take: short enough that an ingest commit waiting
 /// behind it stays well under a second.
 pub const TARGET_BATCH: Duration = Duration::from_millis(200);
-/// SQLite: a batch stops deleting (and commits what it deleted) once its
-/// transaction has taken this long: the size is only a guess from the last
-/// batch, and a batch four times the last one's size on a machine that just
-/// got busy took 1.9 s at 1M rows. Not with `--archive`: the rows it wrote
-/// there must all go.
-const SQLITE_BATCH_CUT: Duration = Duration::from_millis(400);
 /// Pause after each SQLite batch: longer than the 100 ms between the busy
 /// handler's tries, so a waiting writer gets the lock before the next batch.
 const SQLITE_PAUSE: Duration = Duration::from_millis(110);
@@ -637,7 +631,7 @@ fn sqlite_prune_events(
             .optional()
             .map_err(err)?
             .unwrap_or(0);
-        let mut victims: Vec<(i64, i64)> = if let Some(rows) = &archived {
+        let victims: Vec<(i64, i64)> = if let Some(rows) = &archived {
             rows.iter().map(|r| (r.id, r.bytes() as i64)).collect()
         } else {
             let mut st = tx
@@ -655,7 +649,6 @@ fn sqlite_prune_events(
         if victims.is_empty() {
             break;
         }
-        let mut cut = false;
         // No automerge inside the batch: the merge work its deletions would
         // set off (seconds at 1M rows) goes to the bounded steps after it.
         let automerge = if has_fts {
@@ -678,12 +671,7 @@ fn sqlite_prune_events(
             let mut delete = tx
                 .prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE id = ?"#))
                 .map_err(err)?;
-            for (i, (id, _)) in victims.iter().enumerate() {
-                if i > 0 && archived.is_none() && started.elapsed() >= SQLITE_BATCH_CUT {
-                    victims.truncate(i);
-                    cut = true;
-                    break;
-                }
+            for (id, _) in &victims {
                 if *id <= mark
                     && let Some(u) = unindex.as_mut()
                 {
@@ -715,8 +703,8 @@ fn sqlite_prune_events(
         let took = started.elapsed();
         let bytes = victims.iter().map(|v| v.1.max(0) as u64).sum();
         done.add_batch(victims.len() as u64, bytes, took);
-        let last = !cut && (victims.len() as i64) < size;
-        size = next_batch(victims.len() as i64, took);
+        let last = (victims.len() as i64) < size;
+        size = next_batch(size, took);
         std::thread::sleep(SQLITE_PAUSE);
         if has_fts && !last {
             // As much merge work as the batch took: the segments of the
@@ -800,10 +788,10 @@ const MERGE_STEP: Duration = Duration::from_millis(100);
 /// Pages of the first merge step; later steps are sized by the time taken.
 const FIRST_MERGE_PAGES: i64 = 100;
 const MIN_MERGE_PAGES: i64 = 16;
-/// A step of 4,000 pages (the bound before) took 1.9 s at 1M rows on a busy
-/// machine; 500 keep a step near `MERGE_STEP` even when the last one was
-/// fast by chance.
-const MAX_MERGE_PAGES: i64 = 500;
+/// (A bound of 500 pages with 400 ms cut batches, tried on 2026-12-07, did
+/// not shorten the longest transaction at 1M or 10M rows, and left the
+/// file growing between prunes under load: see docs/performance.md.)
+const MAX_MERGE_PAGES: i64 = 4_000;
 /// Merge work after the last batch, at most (the steps' own time, pauses
 /// not counted); what is left goes on with the indexer's automerge and the
 /// next prune.
