@@ -155,28 +155,42 @@ fn retention_per_section_and_default() {
 
 /// A SQLite file stops growing at steady state: the pages of pruned rows
 /// are reused by the next rows (no auto_vacuum, see docs/siemparse.md). Each round
-/// prunes the previous round's rows and stores as many new ones; after a
-/// round or two (the FTS5 index merges its segments) the size stays.
+/// prunes the previous round's rows and stores as many new ones.
+///
+/// The first round prunes nothing and grows the file by one round's rows.
+/// The second grows it once more (the index holds the pruned rows' delete
+/// markers until its segments merge), and from then on the size holds. It
+/// may still step up by a fraction of a round now and then: the file is
+/// the high-water mark of its pages, an FTS5 merge briefly holds a segment
+/// twice, and where the ingest's index steps fall depends on timing (5.7,
+/// 8.6, 9.1, 9.5 MB in one loaded CI run; 9.3 to 9.4 MB flat over twelve
+/// rounds on a quiet machine). Without reuse, the four rounds after the
+/// second would add four rounds' rows; the test asserts less than one.
 #[test]
 fn sqlite_file_reuses_pruned_pages() {
     let env = Env::new(Kind::Sqlite);
     env.config("[section.t]\nretention = \"10d\"\n");
     let db = env.path().join("test.db");
+    let size = || std::fs::metadata(&db).unwrap().len();
     env.ingest(&["-s", "t", "-q"], lines_days_ago(2, 5_000).as_bytes());
+    env.ingest(&["-s", "t", "--index", "-q"], b"");
+    let start = size();
     let mut sizes = Vec::new();
-    for days in [20, 15, 13, 12] {
+    for days in [20, 18, 16, 14, 12, 11] {
         prune(&env, &[]);
         env.ingest(&["-s", "t", "-q"], lines_days_ago(days, 10_000).as_bytes());
         env.ingest(&["-s", "t", "--index", "-q"], b"");
-        sizes.push(std::fs::metadata(&db).unwrap().len());
+        sizes.push(size());
     }
-    // The day-2 rows, the last round's, and the newest row of each round
-    // before (never pruned: ids only grow).
+    // The day-2 rows, the last round's, and the round before's newest row
+    // (the row with the highest id is never pruned: ids only grow).
     assert_eq!(env.scalar("SELECT COUNT(*) FROM t"), 15_001);
-    let (last, before) = (sizes[3], sizes[2]);
+    let round = sizes[0] - start;
+    let later = sizes[5].saturating_sub(sizes[1]);
     assert!(
-        last <= before + before / 50,
-        "the file still grows at steady state: {sizes:?}"
+        later < round,
+        "the file still grows at steady state: {start} then {sizes:?} \
+         (+{later} bytes in the last four rounds, one round's rows take {round})"
     );
 }
 
