@@ -237,10 +237,10 @@ pub fn content_key(r: &EventRef<'_>) -> ContentKey {
     k
 }
 
-fn io(what: impl std::fmt::Display, source: std::io::Error) -> Error {
+fn io(what: impl std::fmt::Display, err: std::io::Error) -> Error {
     Error::Io {
         what: what.to_string(),
-        source,
+        err,
     }
 }
 

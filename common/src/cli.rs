@@ -50,9 +50,10 @@ impl ConnectArgs {
 /// Whether an error comes from writing to a pipe whose reader has gone
 /// (`| head`): the tools then exit 0 quietly, as `cat` does.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || matches!(c.downcast_ref::<Error>(), Some(Error::Io { err, .. }) if broken(err))
     })
 }
 

@@ -216,9 +216,9 @@ impl Config {
 
     /// Loads one file; errors name the file, and toml names key and line.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+        let text = std::fs::read_to_string(path).map_err(|err| Error::ConfigRead {
             path: path.to_owned(),
-            source,
+            err,
         })?;
         let mut cfg = Self::parse_str(&text).map_err(|e| match e {
             Error::ConfigParse { message, .. } => Error::ConfigParse {

@@ -48,11 +48,10 @@ use std::path::PathBuf;
 /// Errors of the shared library; binaries add context with `anyhow`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read config {path}: {source}")]
-    ConfigRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    // The I/O errors are part of the message and not a `source`: anyhow's
+    // `{:#}` would print them twice.
+    #[error("cannot read config {path}: {err}")]
+    ConfigRead { path: PathBuf, err: std::io::Error },
     #[error("config {path}: {message}")]
     ConfigParse { path: PathBuf, message: String },
     #[error("config key {key}: {message}")]
@@ -107,11 +106,8 @@ pub enum Error {
          lease in time: stalled, or cut off from the database); nothing of this batch was stored"
     )]
     LostFollowLease { path: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
 }
 
 impl Error {

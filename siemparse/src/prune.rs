@@ -141,8 +141,9 @@ pub async fn run(
     if !policy.prunes_anything() {
         writeln!(
             out,
-            "nothing to prune: no retention is configured ([section.NAME] retention, \
-             [retention] default, alerts, snapshots)"
+            "nothing to prune: event rows, alerts and snapshot runs are all kept forever \
+             (set [section.NAME] retention, [retention] default, alerts or snapshots; \
+             sections that share a table keep its rows for the longest of their periods)"
         )?;
         return Ok(());
     }

@@ -214,3 +214,44 @@ fn a_full_archive_disk_leaves_no_empty_archive_file() {
         }
     }
 }
+
+/// An I/O error's cause is printed once (it was both in the message and
+/// in anyhow's chain: "No such file or directory (os error 2): No such
+/// file or directory (os error 2)").
+#[test]
+fn an_os_error_is_printed_once() {
+    let env = Env::new(siemstress_tests::Kind::Sqlite);
+    let missing = env.path().join("missing");
+    let once = |what: &str, out: std::process::Output, cause: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert_eq!(err.matches(cause).count(), 1, "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+    };
+    // The config file (-c) is not there.
+    let _ = std::fs::remove_file(env.path().join("siemstress.toml"));
+    let out = env
+        .cmd("siemparse")
+        .args(["-s", "t"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    once("config", out, "No such file or directory");
+    env.config("");
+    let archive = missing.join("x.ndjson.gz");
+    let out = env
+        .cmd("siemparse")
+        .arg("--restore")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    once("--restore", out, "No such file or directory");
+    let db = format!("sqlite://{}", missing.join("x.db").display());
+    let out = env
+        .cmd_url("siemparse", &db)
+        .args(["-s", "t"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    once("--db", out, "no such directory");
+}

@@ -286,13 +286,13 @@ pub(crate) fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, Error> {
 pub fn sqlite_url_of(path: &Path) -> Result<String, Error> {
     let abs = std::path::absolute(path).map_err(|e| Error::Io {
         what: format!("database path {}", path.display()),
-        source: e,
+        err: e,
     })?;
     match (abs.to_str(), url::Url::from_file_path(&abs)) {
         (Some(_), Ok(u)) => Ok(format!("sqlite://{}", u.path())),
         _ => Err(Error::Io {
             what: format!("database path {}", abs.display()),
-            source: std::io::Error::new(
+            err: std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "not UTF-8: SQLite URLs name UTF-8 paths",
             ),
@@ -317,7 +317,7 @@ pub(crate) async fn sqlite_pool(url: &str) -> Result<(sqlx::SqlitePool, PathBuf)
     {
         return Err(Error::Io {
             what: format!("database directory {}", parent.display()),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            err: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
         });
     }
     // A new database is created 0600 here (SQLite would follow the umask,
@@ -328,7 +328,7 @@ pub(crate) async fn sqlite_pool(url: &str) -> Result<(sqlx::SqlitePool, PathBuf)
     {
         return Err(Error::Io {
             what: format!("create database {}", path.display()),
-            source: e,
+            err: e,
         });
     }
     let pool = SqlitePoolOptions::new()

@@ -222,9 +222,9 @@ impl Database {
             if filter.has_residual() && !filter.matches_residual(row.raw) {
                 return Ok(true);
             }
-            sink(row).map_err(|source| Error::Io {
+            sink(row).map_err(|err| Error::Io {
                 what: "output".into(),
-                source,
+                err,
             })?;
             sent += 1;
             Ok(limit.is_none_or(|n| sent < n))
