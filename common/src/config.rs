@@ -147,6 +147,51 @@ pub struct DecodersConfig {
     pub paths: Vec<String>,
 }
 
+/// `e` with the file and line of its key if it is an [`Error::ConfigValue`]
+/// whose key is in `text` (the line of its deepest part that is there).
+fn locate(path: &Path, text: &str, e: Error) -> Error {
+    match e {
+        Error::ConfigValue { key, message } => match key_line(text, &key) {
+            Some(line) => Error::ConfigParse {
+                path: path.to_owned(),
+                message: format!("line {line}: key {key}: {message}"),
+            },
+            None => Error::ConfigValue { key, message },
+        },
+        other => other,
+    }
+}
+
+/// The line of dotted `key` (`section.auth.retention`) in TOML `text`: of
+/// its deepest part that is there; `None` if not even the first is.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut line = None;
+    for part in key.split('.') {
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == part) else {
+            break;
+        };
+        line = Some(line_of(text, k.span().start));
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    line
+}
+
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
 /// `[section.NAME]`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,10 +270,19 @@ impl Config {
                 path: path.to_owned(),
                 message,
             },
-            other => other,
+            other => locate(path, &text, other),
         })?;
         cfg.origin = Some(path.to_owned());
         Ok(cfg)
+    }
+
+    /// A [`Error::ConfigValue`] found after loading (an action's settings),
+    /// with this config's file and the key's line; other errors as they are.
+    pub fn locate(&self, e: Error) -> Error {
+        match &self.origin {
+            Some(path) => locate(path, &self.text, e),
+            None => e,
+        }
     }
 
     /// Parses config text (the path in errors is `<string>`).
@@ -392,6 +446,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_errors_name_the_line_of_their_key() {
+        let text = "[database]\nurl = \"sqlite://x\"\n\n[section.auth]\ntable = \"a\"\n\
+                    retention = \"9 dayz\"\n[section.b]\nretention = \"1d\"\n\
+                    [retention]\nsnapshots = { keep_runs = 0 }\n";
+        assert_eq!(key_line(text, "section.auth.retention"), Some(6));
+        assert_eq!(key_line(text, "section.b.retention"), Some(8));
+        // A key that is not there: its table's line; an inline table's key.
+        assert_eq!(key_line(text, "section.b.timezone"), Some(7));
+        assert_eq!(key_line(text, "retention.snapshots.keep_runs"), Some(10));
+        assert_eq!(key_line(text, "listen"), None);
+        let dir = std::env::temp_dir().join(format!("siemstress-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::from_file(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            e.starts_with(&format!(
+                "config {}: line 6: key section.auth.retention: ",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
 
     #[test]
     fn typo_names_key_and_line() {

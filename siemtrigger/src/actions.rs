@@ -77,7 +77,7 @@ impl Actions {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let mut by_name = BTreeMap::new();
         for (name, a) in &config.actions {
-            let a = a.resolve(name)?;
+            let a = a.resolve(name).map_err(|e| config.locate(e))?;
             let kind = match a.kind {
                 ActionKind::Mail(mail) => Kind::Mail {
                     subject: Template::parse(&mail.subject),

@@ -255,3 +255,31 @@ fn an_os_error_is_printed_once() {
         .unwrap();
     once("--db", out, "no such directory");
 }
+
+/// A bad value in the config names the config file and the key's line,
+/// whether it is checked while loading (a retention) or later (an action).
+#[test]
+fn config_value_errors_name_the_file_and_line() {
+    let env = Env::new(siemstress_tests::Kind::Sqlite);
+    let config = env.config(
+        "[section.auth]\nretention = \"90 dayz\"\n\n[actions.page]\ntype = \"mail\"\n\
+         smtp = \"smtp://127.0.0.1:25\"\nto = \"root@example.org\"\n",
+    );
+    let (code, _, err) = env.run("siemparse", &["--prune"], b"");
+    assert_eq!(code, 2, "{err}");
+    let at = format!(
+        "config {}: line 2: key section.auth.retention:",
+        config.display()
+    );
+    assert!(err.contains(&at), "{err}");
+    env.config(
+        "[actions.page]\ntype = \"mail\"\nsmtp = \"smtp://127.0.0.1:25\"\nto = \"root@example.org\"\n",
+    );
+    let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 2, "{err}");
+    let at = format!(
+        "config {}: line 1: key actions.page.from:",
+        config.display()
+    );
+    assert!(err.contains(&at), "{err}");
+}

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::error::{Lines, RuleError, line_of};
+use super::error::{Lines, RuleError};
 use super::matcher::RawMatch;
+use siemstress_common::config::line_of;
 
 /// Rule types as written in `type`.
 pub const TYPES: [&str; 5] = ["single", "threshold", "pair", "absence", "snapshot_change"];
