@@ -54,6 +54,9 @@ struct Follower {
     splitter: LineSplitter,
     batch: Pending,
     buf: Vec<u8>,
+    /// (dev, inode, offset) of the last checkpoint sent: an idle file sends
+    /// nothing (it sent an empty transaction every poll, 10 a second).
+    sent: Option<(u64, u64, u64)>,
 }
 
 /// The `--follow` paths as the keys of their offsets, each with the path as
@@ -105,6 +108,7 @@ pub fn follow(job: FollowJob, parser: LineParser, tx: BatchSender) -> anyhow::Re
         splitter: LineSplitter::default(),
         batch: Pending::new(1, job.batch_rows, MAX_BATCH_BYTES),
         buf: vec![0u8; 256 * 1024],
+        sent: None,
         job,
     };
     let path = f.job.path.clone();
@@ -273,8 +277,14 @@ impl Follower {
         }
     }
 
-    /// Sends the batch with the file's current offset.
+    /// Sends the batch with the file's current offset, unless there is
+    /// nothing new since the last one.
     fn flush(&mut self, cur: &Current) -> anyhow::Result<()> {
+        let at = (cur.dev, cur.ino, cur.offset);
+        if self.batch.is_empty() && self.sent == Some(at) {
+            return Ok(());
+        }
+        self.sent = Some(at);
         let cp = Checkpoint {
             section: self.job.section.clone(),
             path: self.job.path.to_string_lossy().into_owned(),

@@ -337,3 +337,45 @@ fn sigterm_on_a_pipe_without_writer_exits_promptly() {
     assert!(status.success(), "{status}");
     assert!(sent.elapsed() < Duration::from_secs(10));
 }
+
+/// A follower of a file that does not change writes nothing: it committed
+/// its unchanged offset every poll, ten empty transactions a second (SQLite:
+/// the WAL grew by a page each time). The file's lease is renewed every
+/// third of `--lease-ttl`: long here, so that only the offsets could write.
+#[test]
+fn an_idle_follower_commits_nothing() {
+    let env = Env::new(Kind::Sqlite);
+    let log = env.path().join("idle.log");
+    append(&log, 0, 3);
+    let mut follower = crate::watermark::Daemon(
+        env.cmd("siemparse")
+            .args(["-s", "t", "-q", "--lease-ttl", "1h", "--follow"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn siemparse"),
+    );
+    wait_for_rows(&env, 3);
+    let wal = env.path().join("test.db-wal");
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    // The rows' transaction, then the idle indexer's: then nothing more.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut len, mut since) = (wal_len(), Instant::now());
+    while since.elapsed() < Duration::from_secs(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the idle follower still writes: the WAL grew to {len} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        if wal_len() != len {
+            (len, since) = (wal_len(), Instant::now());
+        }
+    }
+    append(&log, 3, 5);
+    wait_for_rows(&env, 5);
+    assert_eq!(stored(&env), (0..5).collect::<Vec<_>>());
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(follower.0.id() as i32, libc::SIGTERM) };
+    let status = follower.0.wait().unwrap();
+    assert!(status.success(), "siemparse exited with {status}");
+}
