@@ -308,7 +308,8 @@ fn import_sigma(
             eprintln!("siemtrigger: {}: {why}", f.display());
             refused += 1;
         }
-        for outcome in sigma::translate_file(f, &mapping) {
+        // Read once more: add_sigma has just read it.
+        for outcome in sigma::translate_file(f, &mapping)? {
             if let Ok(t) = outcome
                 && set.get(&t.name).is_some()
             {

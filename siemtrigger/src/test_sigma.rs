@@ -39,12 +39,10 @@ pub async fn run(
     let mapping = sigma::Mapping::load(config).map_err(anyhow::Error::msg)?;
     let actions: Vec<String> = config.actions.keys().cloned().collect();
     let mut set = RuleSet::default();
-    set.add_sigma_outcomes(
-        rule_file,
-        sigma::translate_file_every_detection(rule_file, &mapping),
-        &actions,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outcomes = sigma::translate_file_every_detection(rule_file, &mapping)
+        .with_context(|| format!("--test-sigma: cannot read {}", rule_file.display()))?;
+    set.add_sigma_outcomes(rule_file, outcomes, &actions)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for (_, why) in &set.skipped {
         eprintln!("siemtrigger: {}: {why}", rule_file.display());
     }

@@ -461,6 +461,29 @@ fn untranslatable_rules_are_refused_loudly() {
     }
 }
 
+/// A Sigma file that cannot be read is an error with exit 2, as a TOML
+/// rule file's is (it was a refused "rule" with exit 0: its rules missing
+/// from a daemon that seemed fine). Not UTF-8 here: root reads a 000 file.
+#[test]
+fn an_unreadable_sigma_file_is_an_error() {
+    let env = setup(Kind::Sqlite, &[shipped("user_added.yml")], "");
+    let latin1 = env.path().join("sigma/latin1.yml");
+    std::fs::write(&latin1, b"title: Anmeldung f\xfcr root\n").unwrap();
+    for args in [
+        vec!["--check"],
+        vec!["--import-sigma", latin1.to_str().unwrap()],
+        vec!["--test-sigma", latin1.to_str().unwrap()],
+    ] {
+        let (code, out, err) = env.run("siemtrigger", &args, b"");
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        let l = err.lines().find(|l| l.contains("latin1.yml"));
+        assert!(
+            l.is_some_and(|l| l.contains("cannot read") && l.contains("UTF-8")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn imported_toml_loads_and_gives_the_same_alerts() {
     for kind in kinds() {

@@ -171,7 +171,10 @@ impl RuleSet {
         mapping: &crate::sigma::Mapping,
         actions: &[String],
     ) -> Result<(), RuleError> {
-        self.add_sigma_outcomes(path, crate::sigma::translate_file(path, mapping), actions)
+        let origin = path.display().to_string();
+        let outcomes = crate::sigma::translate_file(path, mapping)
+            .map_err(|e| RuleError::file(&origin, format!("cannot read rule file: {e}")))?;
+        self.add_sigma_outcomes(path, outcomes, actions)
     }
 
     /// The translated rules of the Sigma file `path` (refusals: skipped).

@@ -351,26 +351,24 @@ pub(crate) fn key_template(fields: &[String]) -> String {
         .join(" ")
 }
 
-/// Every outcome of a set of files, in order, for `--import-sigma` and the loader.
-pub fn translate_file(path: &std::path::Path, mapping: &Mapping) -> Vec<Outcome> {
-    read_and(path, |t| translate(t, mapping))
+/// Every outcome of a set of files, in order, for `--import-sigma` and the
+/// loader. A file that cannot be read is an error, as a TOML rule file's
+/// is, not a refused rule: its rules would be missing with exit 0.
+pub fn translate_file(path: &std::path::Path, mapping: &Mapping) -> std::io::Result<Vec<Outcome>> {
+    Ok(translate(&std::fs::read_to_string(path)?, mapping))
 }
 
 /// As [`translate_file`], with the detections correlations refer to as
 /// rules of their own too (`--test-sigma`).
-pub fn translate_file_every_detection(path: &std::path::Path, mapping: &Mapping) -> Vec<Outcome> {
-    read_and(path, |t| translate_with(t, mapping, true))
-}
-
-fn read_and(path: &std::path::Path, f: impl FnOnce(&str) -> Vec<Outcome>) -> Vec<Outcome> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => f(&t),
-        Err(e) => vec![Err(Refused {
-            title: "(file)".into(),
-            id: None,
-            reason: format!("cannot read: {e}"),
-        })],
-    }
+pub fn translate_file_every_detection(
+    path: &std::path::Path,
+    mapping: &Mapping,
+) -> std::io::Result<Vec<Outcome>> {
+    Ok(translate_with(
+        &std::fs::read_to_string(path)?,
+        mapping,
+        true,
+    ))
 }
 
 #[cfg(test)]
