@@ -69,9 +69,33 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
+/// A text quoted (`{:?}`) in a message, cut to its first 200 characters:
+/// `"first..."... (204800 bytes)`. For a value of any length that a message
+/// names (a SQL value in `--verbose`, a refused Sigma condition).
+pub struct Excerpt<'a>(pub &'a str);
+
+impl std::fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 200;
+        match self.0.char_indices().nth(SHOWN) {
+            Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..cut], self.0.len()),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_is_quoted_and_cut() {
+        assert_eq!(Excerpt("a\x1bb").to_string(), "\"a\\u{1b}b\"");
+        let long = "x".repeat(300);
+        let shown = Excerpt(&long).to_string();
+        assert_eq!(shown, format!("\"{}\"... (300 bytes)", "x".repeat(200)));
+        assert_eq!(Excerpt(&"é".repeat(200)).to_string().chars().count(), 202);
+    }
 
     #[test]
     fn terminal_controls_are_escaped_and_the_escape_cannot_be_forged() {

@@ -37,14 +37,10 @@ impl Value<'_> {
 impl std::fmt::Display for Value<'_> {
     /// As `--verbose` shows it: long texts cut to their first 200 characters.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const SHOWN: usize = 200;
         match self {
             Value::Null => f.write_str("NULL"),
             Value::Int(i) => write!(f, "{i}"),
-            Value::Text(s) => match s.char_indices().nth(SHOWN) {
-                Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &s[..cut], s.len()),
-                None => write!(f, "{s:?}"),
-            },
+            Value::Text(s) => write!(f, "{}", crate::display::Excerpt(s)),
         }
     }
 }

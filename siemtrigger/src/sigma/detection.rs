@@ -4,6 +4,7 @@
 //! `all of x*`, `1 of them`, `all of them`). Anything else is refused.
 
 use base64::Engine;
+use siemstress_common::display::Excerpt;
 use yaml_rust2::Yaml;
 
 use super::mapping::Mapping;
@@ -49,10 +50,13 @@ pub fn compile(detection: &Yaml, mapping: &Mapping) -> Result<Ast, String> {
     for c in &conds {
         if c.contains('|') {
             return Err(format!(
-                "condition {c:?}: a pipe aggregation (Sigma 1: count() by ...) is not supported: use a correlation rule"
+                "condition {}: a pipe aggregation (Sigma 1: count() by ...) is not supported: use a correlation rule",
+                Excerpt(c)
             ));
         }
-        out.push(condition_expr(c, &searches).map_err(|e| format!("condition {c:?}: {e}"))?);
+        out.push(
+            condition_expr(c, &searches).map_err(|e| format!("condition {}: {e}", Excerpt(c)))?,
+        );
     }
     Ok(if out.len() == 1 {
         out.remove(0)
