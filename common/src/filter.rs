@@ -95,6 +95,22 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// True if anything but the time bounds narrows the rows.
+    pub fn has_conditions(&self) -> bool {
+        !self.id.is_empty()
+            || !self.host.is_empty()
+            || !self.process.is_empty()
+            || !self.user.is_empty()
+            || !self.source_host.is_empty()
+            || !self.dest_host.is_empty()
+            || !self.protocol.is_empty()
+            || !self.pid.is_empty()
+            || !self.source_port.is_empty()
+            || !self.dest_port.is_empty()
+            || !self.grep.is_empty()
+            || !self.regex.is_empty()
+    }
+
     /// True if rows must still pass [`Filter::matches_residual`] after the SQL.
     pub fn has_residual(&self) -> bool {
         !self.regex.is_empty()

@@ -40,8 +40,23 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let config = args.connect.load_config()?;
     let zone = config.section(args.zone_section(), None)?.zone;
+    if args.last.is_some() || args.range.is_some() || args.filter(&zone)?.has_conditions() {
+        bail!(
+            "row filters (--last, --range, --id, --grep, --shost, ...) do not apply to --stats-db: \
+             it measures whole tables (-s or --table: only that section's table)"
+        );
+    }
     let db = args.connect.connect_existing(&config).await?;
-    let stats = db.db_stats().await.context("read table statistics")?;
+    let only = if args.section.is_some() || args.table.is_some() {
+        let tables = crate::search_tables(args, &config, &db).await?;
+        Some(tables.into_iter().map(|t| t.table).collect::<Vec<_>>())
+    } else {
+        None
+    };
+    let stats = db
+        .db_stats(only.as_deref())
+        .await
+        .context("read table statistics")?;
     db.close().await;
 
     let tty = io::stdout().is_terminal();

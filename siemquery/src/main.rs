@@ -419,7 +419,7 @@ fn section_context(t: &SectionTable) -> String {
 /// its section (the first config section that names the table, else the
 /// table's name). A table that is missing is an error that says what
 /// exists.
-async fn search_tables(
+pub(crate) async fn search_tables(
     args: &Args,
     config: &siemstress_common::config::Config,
     db: &Database,

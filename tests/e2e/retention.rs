@@ -762,5 +762,34 @@ fn stats_db_per_table() {
         let (code, out, _) = env.run("siemquery", &["--stats-db", "--format", "table"], b"");
         assert_eq!(code, 0);
         assert!(out.contains("KiB") || out.contains("MiB"), "{out}");
+        // Every table of siemstress's own is listed, the sources' too.
+        assert_eq!(stats_of(&rows, "ingest_sources")["rows"], 2, "{kind:?}");
+        stats_of(&rows, "follow_lease");
+        // -s: that section's table and the database's total; row filters
+        // do not apply (they were ignored).
+        let (code, out, err) = env.run(
+            "siemquery",
+            &["--stats-db", "-s", "other", "--format", "ndjson"],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        let tables: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["table"].to_string())
+            .collect();
+        assert_eq!(
+            tables,
+            ["\"other\"", "\"(database)\"", "\"(free)\""],
+            "{kind:?}"
+        );
+        for filter in [
+            &["--grep", "x"][..],
+            &["--last", "1h"],
+            &["--shost", "10.0.0.1"],
+        ] {
+            let (code, _, err) = env.run("siemquery", &[&["--stats-db"][..], filter].concat(), b"");
+            assert_eq!(code, 2, "{filter:?}: {err}");
+            assert!(err.contains("do not apply to --stats-db"), "{err}");
+        }
     }
 }

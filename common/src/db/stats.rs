@@ -68,6 +68,8 @@ const OWN_TABLES: &[(&str, Option<&str>)] = &[
     ("snapshot_runs", Some("taken")),
     ("snapshot_rows", None),
     ("follow_state", None),
+    ("follow_lease", None),
+    ("ingest_sources", None),
     ("grep_index", None),
     ("event_tables", None),
 ];
@@ -103,18 +105,27 @@ struct Pages {
 
 impl Database {
     /// Rows, time span and bytes of every event table and of siemstress's
-    /// own tables.
-    pub async fn db_stats(&self) -> Result<DbStats, Error> {
+    /// own tables; with `only`, of those event tables alone.
+    pub async fn db_stats(&self, only: Option<&[Ident]>) -> Result<DbStats, Error> {
         let e = |x| Error::db("read", "table statistics", x);
         let mut tables = Vec::new();
-        for name in self.event_tables().await? {
-            let t = Ident::new(&name, "event table")?;
-            if !self.event_table_exists(&t).await? {
-                continue;
+        let events = match only {
+            Some(only) => only.to_vec(),
+            None => {
+                let mut all = Vec::new();
+                for name in self.event_tables().await? {
+                    let t = Ident::new(&name, "event table")?;
+                    if self.event_table_exists(&t).await? {
+                        all.push(t);
+                    }
+                }
+                all
             }
-            tables.push(self.span(&t, "events", Some("ts")).await?);
+        };
+        for t in &events {
+            tables.push(self.span(t, "events", Some("ts")).await?);
         }
-        for (name, time) in OWN_TABLES {
+        for (name, time) in OWN_TABLES.iter().filter(|_| only.is_none()) {
             let t = Ident::new(name, "table")?;
             tables.push(self.span(&t, "siemstress", *time).await?);
         }
