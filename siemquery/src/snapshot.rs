@@ -37,7 +37,7 @@ async fn run(args: &Args) -> anyhow::Result<u8> {
     let name = args.snapshot.as_deref().unwrap_or_default();
     validate_name(name)?;
     let excludes = Excludes::new(&args.exclude)?;
-    let opened = args.open(|_| Ok(())).await?;
+    let opened = args.open(|zone| refuse_row_filters(args, zone)).await?;
     let (db, zone) = (opened.db, opened.zone);
     let result = show(args, &db, name, &excludes, &zone).await;
     db.close().await;
@@ -137,6 +137,25 @@ async fn show(
 }
 
 /// A closed stdout (`| head`) does not change the exit status.
+/// The flags of event searches do not apply to a snapshot (they were
+/// ignored): refused, naming them. `--host` picks the host.
+fn refuse_row_filters(args: &Args, zone: &Zone) -> anyhow::Result<()> {
+    let mut filter = args.filter(zone)?;
+    filter.host = Default::default();
+    if filter.has_conditions()
+        || args.last.is_some()
+        || args.range.is_some()
+        || args.limit.is_some()
+    {
+        bail!(
+            "--limit, --last, --range and row filters (--grep, --shost, ...) do not apply to \
+             --snapshot: it shows a whole run or diff (--host picks the host, --exclude \
+             leaves changes out of a diff)"
+        );
+    }
+    Ok(())
+}
+
 fn ignore_broken_pipe(r: io::Result<()>) -> anyhow::Result<()> {
     match r {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

@@ -827,6 +827,10 @@ fn siemquery_snapshot_outputs_runs_hosts_and_errors() {
             &["--snapshot", "people", "--diff", "--exclude", "a[b"],
             &["--snapshot", "people", "--diff", "--run", "999999"],
             &["--snapshot", "a.b"],
+            // Flags of event searches were ignored; now refused.
+            &["--snapshot", "people", "--diff", "--limit", "1"],
+            &["--snapshot", "people", "--grep", "alice"],
+            &["--snapshot", "people", "--last", "1h"],
         ] {
             let (code, _, err) = env.run("siemquery", args, b"");
             assert_eq!(code, 16, "{args:?}: {err}");
