@@ -9,9 +9,10 @@
 //!   gives (siemquery: the section's; siemtrigger: `[section.default]`'s,
 //!   else the local zone);
 //! - a range is `START-END` (the `-` where both sides read as points) or the
-//!   ISO 8601 interval `START/END`; the start is inclusive, the end
-//!   exclusive; a date alone is its midnight, so `2026-10-25/2026-10-26` is
-//!   that whole day;
+//!   ISO 8601 interval `START/END`, `START/DURATION` or `DURATION/END`
+//!   (`2026-10-25/P1D`, `P1W/2026-11-01`, see [`Duration`]); the start is
+//!   inclusive, the end exclusive; a date alone is its midnight, so
+//!   `2026-10-25/2026-10-26` is that whole day;
 //! - a wall-clock time that does not exist (the hour skipped when DST
 //!   starts) is read as the end of the gap, for start and end alike: the
 //!   first instant the clock shows a later time. So `02:00-03:00` on that
@@ -42,9 +43,26 @@ pub fn parse_range(spec: &str, zone: &Zone) -> Result<(i64, i64), RangeError> {
     let s = spec.trim();
     let (start, end) = match s.split_once('/') {
         Some((a, b)) => {
-            let start = parse(a, zone).map_err(|e| RangeError(format!("{spec:?}: start: {e}")))?;
-            let end = parse(b, zone).map_err(|e| RangeError(format!("{spec:?}: end: {e}")))?;
-            (start, end)
+            let side = |what: &str, e: RangeError| RangeError(format!("{spec:?}: {what}: {e}"));
+            match (Duration::read(a), Duration::read(b)) {
+                (Some(_), Some(_)) => {
+                    return fail(format!("{spec:?}: a duration on both sides (P.../P...)"));
+                }
+                (None, Some(d)) => {
+                    let start = parse(a, zone).map_err(|e| side("start", e))?;
+                    let d = d.map_err(|e| side("duration", e))?;
+                    (start, d.add_to(start, 1, zone).map_err(|e| side("end", e))?)
+                }
+                (Some(d), None) => {
+                    let end = parse(b, zone).map_err(|e| side("end", e))?;
+                    let d = d.map_err(|e| side("duration", e))?;
+                    (d.add_to(end, -1, zone).map_err(|e| side("start", e))?, end)
+                }
+                (None, None) => (
+                    parse(a, zone).map_err(|e| side("start", e))?,
+                    parse(b, zone).map_err(|e| side("end", e))?,
+                ),
+            }
         }
         None => split_dash(spec, s, zone)?,
     };
@@ -85,6 +103,146 @@ fn split_dash(spec: &str, s: &str, zone: &Zone) -> Result<(Point, Point), RangeE
         "{spec:?}: expected START-END or START/END, each YYmmddHHMMSS, YYYYmmddHHMMSS or \
          ISO 8601 (2024-03-01T12:00:00, optional Z or +01:00)"
     ))
+}
+
+/// An ISO 8601 duration of a `START/DURATION` or `DURATION/END` range:
+/// `P1D`, `PT6H`, `P1Y2M10DT2H30M`, `P2W`, `PT0.5S`. As in JavaScript's
+/// Temporal, the calendar part (years, months, weeks, days) moves the wall
+/// clock of the zone (`2026-10-25/P1D` is that whole day, 25 hours where
+/// DST ends that day) and the time part (hours, minutes, seconds) is
+/// elapsed time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Duration {
+    months: u32,
+    days: u32,
+    ms: i64,
+}
+
+impl Duration {
+    /// `None` if `s` is not written as a duration (it does not start with
+    /// `P`); otherwise the duration or why it is not one.
+    fn read(s: &str) -> Option<Result<Self, RangeError>> {
+        let body = s.trim().strip_prefix(['P', 'p'])?;
+        let bad = |why: &str| {
+            Some(fail(format!(
+                "{s:?}: {why} (ISO 8601 durations: P1D, PT6H, P1Y2M10DT2H30M, P2W)"
+            )))
+        };
+        let (date, time) = match body.split_once(['T', 't']) {
+            Some((_, "")) => return bad("nothing after T"),
+            Some((d, t)) => (d, Some(t)),
+            None => (body, None),
+        };
+        if date.is_empty() && time.is_none() {
+            return bad("no number");
+        }
+        let mut d = Self {
+            months: 0,
+            days: 0,
+            ms: 0,
+        };
+        let date_parts = match duration_parts(date, &['Y', 'M', 'W', 'D']) {
+            Ok(p) => p,
+            Err(e) => return bad(&e),
+        };
+        for (unit, value, num) in date_parts {
+            if num.contains(['.', ',']) {
+                return bad("a fraction is allowed only in the seconds");
+            }
+            let n = value as u64;
+            let (months, days) = match unit {
+                'Y' => (n.saturating_mul(12), 0),
+                'M' => (n, 0),
+                'W' => (0, n.saturating_mul(7)),
+                _ => (0, n),
+            };
+            match (
+                u32::try_from(u64::from(d.months) + months),
+                u32::try_from(u64::from(d.days) + days),
+            ) {
+                (Ok(m), Ok(dd)) if m <= 12 * 10_000 && dd <= 3_660_000 => {
+                    (d.months, d.days) = (m, dd)
+                }
+                _ => return bad("too long"),
+            }
+        }
+        if let Some(time) = time {
+            let time_parts = match duration_parts(time, &['H', 'M', 'S']) {
+                Ok(p) => p,
+                Err(e) => return bad(&e),
+            };
+            for (unit, value, num) in time_parts {
+                if unit != 'S' && num.contains(['.', ',']) {
+                    return bad("a fraction is allowed only in the seconds");
+                }
+                let per = match unit {
+                    'H' => 3_600_000.0,
+                    'M' => 60_000.0,
+                    _ => 1_000.0,
+                };
+                let ms = (value * per).round();
+                if !(0.0..=1e14).contains(&(d.ms as f64 + ms)) {
+                    return bad("too long");
+                }
+                d.ms += ms as i64;
+            }
+        }
+        Some(Ok(d))
+    }
+
+    /// `p` moved by this duration (`sign` 1) or back by it (-1).
+    fn add_to(self, p: Point, sign: i64, zone: &Zone) -> Result<Point, RangeError> {
+        let mut q = p;
+        if self.months > 0 || self.days > 0 {
+            let wall = zone.local_at(p.ms);
+            let months = chrono::Months::new(self.months);
+            let days = chrono::Days::new(u64::from(self.days));
+            let moved = if sign > 0 {
+                wall.checked_add_months(months)
+                    .and_then(|t| t.checked_add_days(days))
+            } else {
+                wall.checked_sub_months(months)
+                    .and_then(|t| t.checked_sub_days(days))
+            };
+            q = local(
+                moved.ok_or_else(|| RangeError("out of the range of dates".into()))?,
+                zone,
+            );
+        }
+        q.ms += sign * self.ms;
+        Ok(q)
+    }
+}
+
+/// The `NUMBER UNIT` parts of one half of an ISO 8601 duration, each unit
+/// at most once and in the order of `units`.
+fn duration_parts<'a>(text: &'a str, units: &[char]) -> Result<Vec<(char, f64, &'a str)>, String> {
+    let mut out = Vec::new();
+    let (mut rest, mut next) = (text, 0);
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+            .ok_or("a number without its unit")?;
+        if end == 0 {
+            return Err(format!("a unit without its number in {text:?}"));
+        }
+        let (num, unit) = (&rest[..end], rest[end..].chars().next().unwrap_or(' '));
+        let upper = unit.to_ascii_uppercase();
+        let at = units
+            .get(next..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&u| u == upper)
+            .ok_or(format!("unit {unit:?} out of place"))?;
+        next += at + 1;
+        let value: f64 = num
+            .replace(',', ".")
+            .parse()
+            .map_err(|_| format!("{num:?} is not a number"))?;
+        out.push((upper, value, num));
+        rest = &rest[end + unit.len_utf8()..];
+    }
+    Ok(out)
 }
 
 /// A point read: its instant, and whether it was a wall-clock time in a gap.
@@ -266,6 +424,53 @@ mod tests {
         assert_eq!(b - a, 3_600_000);
         let e = parse_range("2026-10-25/yesterday", &utc()).unwrap_err();
         assert!(e.to_string().contains("end"), "{e}");
+    }
+
+    #[test]
+    fn iso_intervals_with_a_duration() {
+        // The calendar part moves the wall clock: the whole day, 25 hours.
+        let day = parse_range("2026-10-25/P1D", &berlin()).unwrap();
+        assert_eq!(
+            day,
+            parse_range("2026-10-25/2026-10-26", &berlin()).unwrap()
+        );
+        assert_eq!(day, parse_range("P1D/2026-10-26", &berlin()).unwrap());
+        // The time part is elapsed time: 24 hours, not to the next midnight.
+        let (a, b) = parse_range("2026-10-25/PT24H", &berlin()).unwrap();
+        assert_eq!((a, b), (day.0, day.0 + 24 * 3_600_000));
+        for (spec, end) in [
+            ("2024-01-31T10:00Z/P1M", "2024-02-29T10:00:00Z"),
+            ("2024-02-29/P1Y", "2025-02-28T00:00:00Z"),
+            ("2024-03-01T10:00Z/P1Y2M10DT2H30M", "2025-05-11T12:30:00Z"),
+            ("2024-03-01T10:00Z/P2W", "2024-03-15T10:00:00Z"),
+            ("2024-03-01T10:00Z/PT0.5S", "2024-03-01T10:00:00.500Z"),
+            ("2024-03-01T10:00Z/pt1,5s", "2024-03-01T10:00:01.500Z"),
+        ] {
+            assert_eq!(parse_range(spec, &utc()).unwrap().1, ms(end), "{spec}");
+        }
+        let (a, b) = parse_range("PT90M/2024-03-01T10:00Z", &utc()).unwrap();
+        assert_eq!(
+            (a, b),
+            (ms("2024-03-01T08:30:00Z"), ms("2024-03-01T10:00:00Z"))
+        );
+        for (bad, why) in [
+            ("2024-03-01/P", "no number"),
+            ("2024-03-01/PT", "nothing after T"),
+            ("2024-03-01/P1H", "out of place"),
+            ("2024-03-01/PT1D", "out of place"),
+            ("2024-03-01/P1D1M", "out of place"),
+            ("2024-03-01/P1.5D", "fraction"),
+            ("2024-03-01/PT1.5M", "fraction"),
+            ("2024-03-01/P1", "without its unit"),
+            ("2024-03-01/PD", "without its number"),
+            ("P1D/P2D", "both sides"),
+            ("2024-03-01/P99999999Y", "too long"),
+            ("2024-03-01/PT0S", "not before"),
+            ("yesterday/P1D", "start"),
+        ] {
+            let e = parse_range(bad, &utc()).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -70,8 +70,9 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", conflicts_with = "range")]
     pub last: Option<String>,
 
-    /// Events from START (inclusive) to END (exclusive), as START-END or START/END:
-    /// YYmmddHHMMSS, YYYYmmddHHMMSS or ISO 8601, in the section's zone unless an offset is given
+    /// Events from START (inclusive) to END (exclusive), as START-END, START/END, START/DURATION
+    /// or DURATION/END: YYmmddHHMMSS, YYYYmmddHHMMSS or ISO 8601 (2025-11-24/P1D), in the
+    /// section's zone unless an offset is given
     #[arg(long, value_name = "START-END")]
     pub range: Option<String>,
 
