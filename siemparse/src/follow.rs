@@ -16,7 +16,7 @@ use siemstress_common::parse::LineParser;
 use siemstress_common::time::now_ms;
 
 use crate::lines::LineSplitter;
-use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending};
+use crate::pipeline::{BatchSender, Flow, MAX_BATCH_BYTES, Pending};
 use crate::reload::{Current as Settings, ParserSpec};
 
 /// How often a file at EOF is checked for new lines and rotation.
@@ -57,6 +57,8 @@ struct Follower {
     /// (dev, inode, offset) of the last checkpoint sent: an idle file sends
     /// nothing (it sent an empty transaction every poll, 10 a second).
     sent: Option<(u64, u64, u64)>,
+    /// The last batch sent was full ([`Flow::More`]): the writer expects another.
+    promised: bool,
 }
 
 /// The `--follow` paths as the keys of their offsets, each with the path as
@@ -109,6 +111,7 @@ pub fn follow(job: FollowJob, parser: LineParser, tx: BatchSender) -> anyhow::Re
         batch: Pending::new(1, job.batch_rows, MAX_BATCH_BYTES),
         buf: vec![0u8; 256 * 1024],
         sent: None,
+        promised: false,
         job,
     };
     let path = f.job.path.clone();
@@ -260,7 +263,7 @@ impl Follower {
             // Offset after the last whole line: all bytes read minus the unfinished rest.
             cur.offset = cur.offset + before + n as u64 - self.splitter.pending_len() as u64;
             if self.batch.is_full() {
-                self.flush(cur)?;
+                self.flush_with(cur, Flow::More)?;
             }
             if self.stopping() {
                 return Ok(());
@@ -277,14 +280,23 @@ impl Follower {
         }
     }
 
-    /// Sends the batch with the file's current offset, unless there is
-    /// nothing new since the last one.
+    /// Sends the batch with the file's current offset, all input at hand read.
     fn flush(&mut self, cur: &Current) -> anyhow::Result<()> {
+        self.flush_with(cur, Flow::CaughtUp)
+    }
+
+    /// Sends the batch with the file's current offset, unless there is
+    /// nothing new since the last one. With [`Flow::More`], a full one with
+    /// the file not read to its end: the next flush follows without waiting
+    /// for the file to grow, and is sent even with nothing new (the writer
+    /// waits for it before it indexes).
+    fn flush_with(&mut self, cur: &Current, flow: Flow) -> anyhow::Result<()> {
         let at = (cur.dev, cur.ino, cur.offset);
-        if self.batch.is_empty() && self.sent == Some(at) {
+        if self.batch.is_empty() && self.sent == Some(at) && !self.promised {
             return Ok(());
         }
         self.sent = Some(at);
+        self.promised = flow == Flow::More;
         let cp = Checkpoint {
             section: self.job.section.clone(),
             path: self.job.path.to_string_lossy().into_owned(),
@@ -293,7 +305,7 @@ impl Follower {
             offset: cur.offset as i64,
         };
         self.tx
-            .send(self.batch.take_single(), Some(cp))
+            .send(self.batch.take_single(), Some(cp), flow)
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
 
@@ -356,7 +368,7 @@ impl Follower {
 
     fn send_plain(&mut self) -> anyhow::Result<()> {
         self.tx
-            .send(self.batch.take_single(), None)
+            .send(self.batch.take_single(), None, Flow::CaughtUp)
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
 }

@@ -32,6 +32,19 @@ pub struct Batch {
     pub source: Option<Arc<SourceId>>,
     /// The source ended cleanly: the last batch it sends.
     pub finished: bool,
+    /// Sent because it was full, with more input at hand: the reader sends
+    /// again without waiting for new input (a bulk import, a follower
+    /// catching up). The writer then leaves the search index alone.
+    pub more: bool,
+}
+
+/// What a reader's batch says about the input behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The reader has read all the input at hand; it waits for more.
+    CaughtUp,
+    /// The batch is full and more input is at hand ([`Batch::more`]).
+    More,
 }
 
 /// Where a reader's rows come from: a followed file, stdin, a listener's
@@ -63,13 +76,20 @@ impl BatchSender {
         )
     }
 
-    fn batch(&self, target: usize, events: Vec<Event>, checkpoint: Option<Checkpoint>) -> Batch {
+    fn batch(
+        &self,
+        target: usize,
+        events: Vec<Event>,
+        checkpoint: Option<Checkpoint>,
+        flow: Flow,
+    ) -> Batch {
         Batch {
             target,
             events,
             checkpoint,
             source: self.1.clone(),
             finished: false,
+            more: flow == Flow::More,
         }
     }
 
@@ -92,7 +112,7 @@ impl BatchSender {
 
     fn finished_batch(&self) -> Option<Batch> {
         self.1.as_ref()?;
-        let mut b = self.batch(0, Vec::new(), None);
+        let mut b = self.batch(0, Vec::new(), None, Flow::CaughtUp);
         b.finished = true;
         Some(b)
     }
@@ -102,12 +122,13 @@ impl BatchSender {
         &self,
         events: Vec<Event>,
         checkpoint: Option<Checkpoint>,
+        flow: Flow,
     ) -> Result<(), WriterGone> {
         if events.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
         self.0
-            .blocking_send(self.batch(0, events, checkpoint))
+            .blocking_send(self.batch(0, events, checkpoint, flow))
             .map_err(|_| WriterGone)
     }
 
@@ -115,19 +136,21 @@ impl BatchSender {
     /// elsewhere (stdin): if the writer has taken nothing for `after`,
     /// `stalled` is called once, and `resumed` with the wait when it takes
     /// the batch after all. The reader stops reading meanwhile: memory stays
-    /// bounded and nothing is dropped.
+    /// bounded and nothing is dropped. An empty batch is sent too (it tells
+    /// the writer that the reader caught up); with `last`, the batch is the
+    /// source's last ([`BatchSender::finish`] in one batch with its rows).
     pub fn send_or_warn(
         &self,
         events: Vec<Event>,
+        flow: Flow,
+        last: bool,
         after: Duration,
         stalled: impl FnOnce(),
         resumed: impl FnOnce(Duration),
     ) -> Result<(), WriterGone> {
         use tokio::sync::mpsc::error::TrySendError;
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut batch = self.batch(0, events, None);
+        let mut batch = self.batch(0, events, None, flow);
+        batch.finished = last && self.1.is_some();
         let started = std::time::Instant::now();
         let mut stalled = Some(stalled);
         loop {
@@ -238,6 +261,8 @@ impl Pending {
                 checkpoint: None,
                 source: None,
                 finished: false,
+                // Network peers: no promise of more (a peer may stop at any time).
+                more: false,
             })
             .collect()
     }
@@ -260,12 +285,53 @@ const INDEX_AFTER_OUTAGE: Duration = Duration::from_secs(10);
 /// With this many rows unindexed, the indexer also runs whenever no batch
 /// is queued, so a steady stream cannot starve it.
 const INDEX_BACKLOG: u64 = 50_000;
+/// With this many rows unindexed, it runs whenever no batch is queued even
+/// while the readers have more input at hand (a bulk import, a follower
+/// catching up): `--grep` scans at most about this many rows past the
+/// index. Below it, a bulk import leaves the index to the idle time after
+/// it or to `siemparse --index`: one step costs more than parsing and
+/// storing its rows.
+const INDEX_BACKLOG_AHEAD: u64 = 500_000;
+
+/// What the writer does when no batch is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenEmpty {
+    /// Wait for the next batch (the readers have more input at hand, or
+    /// nothing is left to index).
+    Wait,
+    /// Wait for the next batch for [`IDLE`] at most, then index a step.
+    WaitIdle,
+    /// Index a step now.
+    Step,
+}
+
+/// The writer's choice with `backlog` rows unindexed (0: nothing to index),
+/// `ahead` when the last batch received was sent full with more input at
+/// hand ([`Batch::more`]) or ended its source. Timing plays no part in
+/// `Wait`: a reader that sent `more` sends again without waiting for input
+/// (a follower's next batch, stdin's next or last one).
+fn when_empty(backlog: u64, ahead: bool) -> WhenEmpty {
+    if backlog == 0 {
+        WhenEmpty::Wait
+    } else if backlog >= INDEX_BACKLOG_AHEAD {
+        WhenEmpty::Step
+    } else if ahead {
+        WhenEmpty::Wait
+    } else if backlog >= INDEX_BACKLOG {
+        WhenEmpty::Step
+    } else {
+        WhenEmpty::WaitIdle
+    }
+}
 
 /// The writers of one ingest run, one per event table.
 struct Writers {
     writers: Vec<EventWriter>,
     /// The search index of writer i may be behind (false: off, or it failed).
     index_behind: Vec<bool>,
+    /// The last batch received was sent with more input at hand, or ended
+    /// its source (see [`when_empty`]).
+    ahead: bool,
 }
 
 impl Writers {
@@ -276,6 +342,11 @@ impl Writers {
             .map(|i| (i, self.writers[i].index_backlog()))
             .filter(|&(_, n)| n > 0)
             .max_by_key(|&(_, n)| n)
+    }
+
+    /// Notes what batch `b` says about the input behind it.
+    fn received(&mut self, b: &Batch) {
+        self.ahead = b.more || b.finished;
     }
 }
 
@@ -295,14 +366,15 @@ async fn next_batch(
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {}
         }
-        let Some((i, backlog)) = w.most_behind() else {
-            return Ok(rx.recv().await);
-        };
-        // Below the backlog limit, index only after IDLE without input.
-        if backlog < INDEX_BACKLOG
-            && let Ok(b) = tokio::time::timeout(IDLE, rx.recv()).await
-        {
-            return Ok(b);
+        let (i, backlog) = w.most_behind().unwrap_or((0, 0));
+        match when_empty(backlog, w.ahead) {
+            WhenEmpty::Wait => return Ok(rx.recv().await),
+            WhenEmpty::WaitIdle => {
+                if let Ok(b) = tokio::time::timeout(IDLE, rx.recv()).await {
+                    return Ok(b);
+                }
+            }
+            WhenEmpty::Step => {}
         }
         match w.writers[i].index_step(INDEX_STEP_ROWS).await {
             Ok(_) => {}
@@ -348,15 +420,18 @@ pub async fn write_all(
     let mut w = Writers {
         index_behind: vec![indexing; n],
         writers,
+        ahead: false,
     };
     let mut p = Round::new(n);
     while let Some(first) = next_batch(&mut w, &mut rx).await? {
         let mut rows = first.events.len();
         let mut bytes = batch_bytes(&first);
+        w.received(&first);
         p.absorb(first);
         while rows < batch_rows && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(b) => {
+                    w.received(&b);
                     rows += b.events.len();
                     bytes += batch_bytes(&b);
                     p.absorb(b);
@@ -502,6 +577,50 @@ mod tests {
                 rows
             })
             .collect()
+    }
+
+    #[test]
+    fn the_index_waits_while_the_readers_have_more_at_hand() {
+        use WhenEmpty::*;
+        for ahead in [false, true] {
+            assert_eq!(when_empty(0, ahead), Wait, "nothing to index");
+            assert_eq!(when_empty(INDEX_BACKLOG_AHEAD, ahead), Step, "the bound");
+        }
+        // A bulk import or a follower catching up: no step below the bound.
+        for backlog in [1, INDEX_BACKLOG, INDEX_BACKLOG_AHEAD - 1] {
+            assert_eq!(when_empty(backlog, true), Wait, "{backlog}");
+        }
+        // Caught up: a step after IDLE without input, at once over INDEX_BACKLOG.
+        assert_eq!(when_empty(INDEX_BACKLOG - 1, false), WaitIdle);
+        assert_eq!(when_empty(INDEX_BACKLOG, false), Step);
+    }
+
+    /// The writer is told whether more input is at hand by each batch it
+    /// takes: a full one of a bulk reader, the end of a source.
+    #[test]
+    fn batches_say_whether_more_is_coming() {
+        let (tx, _rx) = channel(1);
+        let tx = tx.with_source("stdin", "x");
+        let mut w = Writers {
+            writers: Vec::new(),
+            index_behind: Vec::new(),
+            ahead: false,
+        };
+        for (flow, ahead) in [(Flow::More, true), (Flow::CaughtUp, false)] {
+            w.received(&tx.batch(0, Vec::new(), None, flow));
+            assert_eq!(w.ahead, ahead);
+        }
+        w.received(&tx.finished_batch().unwrap());
+        assert!(
+            w.ahead,
+            "the end of a source is followed by the channel's end"
+        );
+        let mut p = Pending::new(1, 10, MAX_BATCH_BYTES);
+        p.push(0, Event::default());
+        assert!(
+            p.take().iter().all(|b| !b.more),
+            "network peers promise nothing"
+        );
     }
 
     #[test]

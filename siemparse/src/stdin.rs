@@ -6,7 +6,7 @@ use siemstress_common::parse::LineParser;
 use siemstress_common::time::now_ms;
 
 use crate::lines::LineSplitter;
-use crate::pipeline::{BatchSender, MAX_BATCH_BYTES, Pending, WriterGone};
+use crate::pipeline::{BatchSender, Flow, MAX_BATCH_BYTES, Pending, WriterGone};
 use crate::reload::{Current, ParserSpec};
 
 /// How long the database may take no rows before siemparse warns.
@@ -14,7 +14,10 @@ const STALL_WARNING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads stdin to EOF, sending batches of at most about `batch_rows`; a
 /// partial batch is sent as soon as no more input is waiting, so a line
-/// piped in from `tail -f` is stored at once. Settings reloaded by SIGHUP
+/// piped in from `tail -f` is stored at once. A full batch is sent as
+/// [`Flow::More`]; after one, an empty batch tells the writer when no more
+/// input is waiting, and the last rows go with the end of the source, so
+/// that the writer never waits in vain for more. Settings reloaded by SIGHUP
 /// apply from the next read on.
 pub fn read_stdin(
     mut parser: LineParser,
@@ -30,9 +33,11 @@ pub fn read_stdin(
     // The only buffer is the writer's queue: when the database takes
     // nothing, stdin is not read (the program writing into it waits) and
     // siemparse says so; nothing is ever dropped.
-    let send = |events: Vec<_>| {
+    let send = |events: Vec<_>, flow: Flow, last: bool| {
         tx.send_or_warn(
             events,
+            flow,
+            last,
             STALL_WARNING,
             || {
                 eprintln!(
@@ -50,9 +55,12 @@ pub fn read_stdin(
         )
         .map_err(gone)
     };
+    // The last batch sent was full (Flow::More): the writer expects another.
+    let mut promised = false;
     loop {
-        if !batch.is_empty() && !input_waiting() {
-            send(batch.take_single())?;
+        if (!batch.is_empty() || promised) && !input_waiting() {
+            send(batch.take_single(), Flow::CaughtUp, false)?;
+            promised = false;
         }
         let n = match stdin.read(&mut buf) {
             Ok(0) => break,
@@ -68,15 +76,15 @@ pub fn read_stdin(
             batch.push(0, parser.parse(line, received))
         });
         if batch.is_full() {
-            send(batch.take_single())?;
+            send(batch.take_single(), Flow::More, false)?;
+            promised = true;
         }
     }
     if let Some(last) = splitter.take_pending() {
         batch.push(0, parser.parse(&last, now_ms()));
     }
-    send(batch.take_single())?;
-    // EOF: stdin no longer holds siemtrigger's watermark.
-    tx.finish().map_err(gone)
+    // EOF: the last rows, and stdin no longer holds siemtrigger's watermark.
+    send(batch.take_single(), Flow::CaughtUp, true)
 }
 
 /// True if a read of stdin would not block (data or EOF is ready).

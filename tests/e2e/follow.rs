@@ -379,3 +379,40 @@ fn an_idle_follower_commits_nothing() {
     let status = follower.0.wait().unwrap();
     assert!(status.success(), "siemparse exited with {status}");
 }
+
+/// A follower whose catch-up ends on a full batch (the whole file read in
+/// one batch of at least `--batch` rows) still tells the writer that it
+/// caught up, though its offset did not move since: the writer, which
+/// leaves the `--grep` index alone while a reader has more input at hand,
+/// then indexes the rows in the idle time. Without that last batch it would
+/// wait for one until the file grew.
+#[test]
+fn a_follower_caught_up_on_a_full_batch_lets_the_index_run() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        let log = env.path().join("full.log");
+        append(&log, 0, 3000);
+        let mut follower = crate::watermark::Daemon(
+            env.cmd("siemparse")
+                .args(["-s", "t", "-q", "--batch", "1000", "--follow"])
+                .arg(&log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn siemparse"),
+        );
+        wait_for_rows(&env, 3000);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while crate::query::index_mark(&env) < 3000 {
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: not indexed after 60 s: {}",
+                crate::query::index_mark(&env)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(follower.0.id() as i32, libc::SIGTERM) };
+        let status = follower.0.wait().unwrap();
+        assert!(status.success(), "{kind:?}: siemparse exited with {status}");
+    }
+}
