@@ -51,7 +51,8 @@ pub fn decode(data: &[u8]) {
         let _ = d.fields.pairs();
     }
     let _ = set.decode(None, message);
-    // The split search of a forgery-safe regex gives the whole regex's captures.
+    // The split search of a forgery-safe regex, and the hand search of the
+    // netfilter regex, give the whole regex's captures.
     let mut spans = Vec::new();
     for r in set.list().iter().flat_map(|d| &d.regexes) {
         let mut scratch = crate::decode::RegexScratch::default();

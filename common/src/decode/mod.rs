@@ -22,6 +22,7 @@ captures a user carries forged examples.
 pub mod builtin;
 pub mod check;
 pub mod model;
+mod netfilter;
 mod split;
 
 use std::borrow::Cow;
@@ -609,6 +610,21 @@ mod tests {
             }
         }
         assert!(matched > 100, "only {matched} probes matched");
+    }
+
+    /// The netfilter decoder's regex is the one its hand search stands for:
+    /// an edit of the regex in `config/decoders/netfilter.toml` must come
+    /// with one of `netfilter.rs` (or the slower regex engine decodes the
+    /// lines).
+    #[test]
+    fn netfilter_regex_is_hand_matched() {
+        let set = Decoders::builtin().unwrap();
+        let d = set
+            .list()
+            .iter()
+            .find(|d| d.name == "netfilter-log")
+            .unwrap();
+        assert!(d.regexes.iter().all(model::CompiledRegex::is_hand_matched));
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct CompiledRegex {
     /// The same regex searched in parts, when it has the forgery-safe shape
     /// `A(?P<user>.*)B$` (see [`Split`]).
     split: Option<Split>,
+    /// The regex is the kernel's netfilter log regex, matched by hand
+    /// (see [`super::netfilter`]).
+    netfilter: bool,
 }
 
 /// One thread's search buffers for one [`CompiledRegex`], made on first use.
@@ -127,6 +130,7 @@ impl CompiledRegex {
     fn new(regex: Regex, targets: Vec<Option<Target>>, src: &str) -> CompiledRegex {
         CompiledRegex {
             split: Split::new(src),
+            netfilter: src == super::netfilter::REGEX,
             regex,
             targets,
         }
@@ -141,6 +145,13 @@ impl CompiledRegex {
         spans: &mut Vec<Option<(usize, usize)>>,
     ) -> bool {
         spans.clear();
+        if self.netfilter {
+            match super::netfilter::search(hay, spans) {
+                Outcome::NoMatch => return false,
+                Outcome::Match => return true,
+                Outcome::Fallback => spans.clear(),
+            }
+        }
         if let Some(split) = &self.split {
             let cache = scratch.split.get_or_insert_with(|| split.cache());
             match split.search(cache, hay) {
@@ -173,6 +184,11 @@ impl CompiledRegex {
     /// True when the regex is searched in parts.
     pub fn is_split(&self) -> bool {
         self.split.is_some()
+    }
+
+    /// True when the regex is searched by hand (the netfilter log regex).
+    pub fn is_hand_matched(&self) -> bool {
+        self.netfilter
     }
 }
 
