@@ -4,8 +4,9 @@
 //! index is brought up to date afterwards, as `--index` does.
 //!
 //! Every file is read whole and checked first: a truncated or corrupt file,
-//! or a line that is not an archived row, stops the restore before any row
-//! is stored, with the file and line.
+//! a line that is not an archived row, or a row the database would not
+//! store whole (on MariaDB, one over the server's `max_allowed_packet`)
+//! stops the restore before any row is stored, with the file and line.
 //!
 //! **No duplicates.** A row counts as already present when its table holds
 //! a row equal in every column but `id`. Rows are compared as multisets:
@@ -89,11 +90,20 @@ pub async fn run(
             }
         }
     };
-    // Every file checked whole before anything is stored.
+    // Every file checked whole before anything is stored, each row also
+    // against what the database stores whole (MariaDB would cut a row over
+    // its max_allowed_packet, and every later restore would store it again).
     for f in files {
         read_file(f, |r| {
-            table_of(&r)?;
-            r.to_event().map_err(anyhow::Error::msg)?;
+            let t = table_of(&r)?;
+            let e = r.to_event().map_err(anyhow::Error::msg)?;
+            if let Some(why) = db.cut_on_store(&e) {
+                anyhow::bail!(
+                    "row {} ({}) cannot be restored exactly into table {t}: {why}",
+                    r.id,
+                    rfc3339_utc(r.ts)
+                );
+            }
             Ok(())
         })?;
     }

@@ -1,7 +1,7 @@
 //! Defects found by the admin pass over issues 10, 13 and 15 (hostile rule
 //! files and archives, run through the real binaries on both backends).
 
-use siemstress_tests::{Env, kinds};
+use siemstress_tests::{Env, Kind, kinds};
 
 /// A Sigma rule that translates (the control next to the hostile files).
 const GOOD: &str = "title: Root Login\nname: root_login\nlogsource: {product: linux, service: sshd}\n\
@@ -135,6 +135,63 @@ fn hostile_archives_are_refused_naming_file_and_line() {
             b"",
         );
         assert_ne!(code, 0, "{kind:?}: the table should not exist: {err}");
+    }
+}
+
+#[test]
+fn an_archived_row_over_max_allowed_packet_is_refused_not_cut() {
+    for kind in kinds() {
+        let env = Env::new(kind);
+        // A row 1 MiB over the server's max_allowed_packet (SQLite: the
+        // size of MariaDB's default, stored whole).
+        let packet = match kind {
+            Kind::Mysql => env.scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)") as usize,
+            Kind::Sqlite => 16 << 20,
+        };
+        let len = packet + (1 << 20);
+        if len > 100 << 20 {
+            eprintln!("max_allowed_packet {packet}: no archive line can exceed it; skipped");
+            continue;
+        }
+        let mut big = archived(2, 1_733_500_000_000);
+        big["raw"] = "x".repeat(len).into();
+        let ok = archived(1, 1_733_500_000_000);
+        std::fs::write(env.path().join("big.ndjson"), format!("{ok}\n{big}\n")).unwrap();
+        let (code, out, err) = env.run("siemparse", &["--restore", "big.ndjson"], b"");
+        match kind {
+            Kind::Sqlite => {
+                assert_eq!(code, 0, "{out}{err}");
+                let stored = env.scalar("SELECT max(length(raw)) FROM auth");
+                assert_eq!(stored as usize, len);
+                // Restored again: both rows found, nothing stored twice.
+                let (code, out, err) = env.run("siemparse", &["--restore", "big.ndjson"], b"");
+                assert_eq!(code, 0, "{out}{err}");
+                assert!(
+                    out.contains("0 rows restored (new ids), 2 already there"),
+                    "{out}"
+                );
+            }
+            Kind::Mysql => {
+                // Before: stored cut to fit, said nowhere, and stored again
+                // by every later restore (the cut row never matched).
+                assert_eq!(code, 2, "{out}{err}");
+                assert!(!raw_controls(&err), "{err:?}");
+                for part in [
+                    "big.ndjson:2: row 2 (2024-12-06T15:46:40",
+                    &format!("max_allowed_packet of {packet} bytes"),
+                    "raise max_allowed_packet to at least",
+                ] {
+                    assert!(err.contains(part), "{part:?} not in {err}");
+                }
+                // Nothing was stored.
+                let (code, _, err) = env.run(
+                    "siemquery",
+                    &["-s", "auth", "--last", "1000d", "--count"],
+                    b"",
+                );
+                assert_ne!(code, 0, "the table should not exist: {err}");
+            }
+        }
     }
 }
 

@@ -91,6 +91,17 @@ impl Database {
         }
     }
 
+    /// `None` if `e` is stored exactly as it is; else why not. MariaDB cuts
+    /// a row over its `max_allowed_packet` to fit (ingest keeps such a line,
+    /// marked in `extra.truncated`); SQLite stores every row whole. For
+    /// `siemparse --restore`, which must store rows exactly.
+    pub fn cut_on_store(&self, e: &crate::event::Event) -> Option<String> {
+        match self {
+            Database::Sqlite(_) => None,
+            Database::Mysql(d) => d.cut_reason(e),
+        }
+    }
+
     /// Told by [`retry::Retry`] that a connection failed: with several
     /// MariaDB nodes in the URL, the next connection goes to the next node.
     pub async fn connection_failed(&self) {

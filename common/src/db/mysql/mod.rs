@@ -156,6 +156,12 @@ impl MysqlDb {
         tx.commit().await.map_err(e)
     }
 
+    /// `None` if `e` is stored as it is; else why it would be cut to fit
+    /// the server's `max_allowed_packet`.
+    pub(crate) fn cut_reason(&self, e: &Event) -> Option<String> {
+        self.packet.cut_reason(e)
+    }
+
     pub(crate) async fn event_writer(&self, t: &Ident) -> Result<MysqlWriter, Error> {
         let marks: Result<(i64, i64), _> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE((SELECT MAX(id) FROM `{t}`), 0), \
@@ -415,6 +421,8 @@ pub(crate) async fn search(
 /// is 24 MiB stored lossily), so such a row is cut to fit.
 #[derive(Debug, Clone, Copy)]
 struct PacketLimit {
+    /// The server's `max_allowed_packet`.
+    server: usize,
     /// Most bytes of `raw` + `message` + `extra` in one row.
     row: usize,
     /// Most bytes of rows in one multi-row statement (one row may use all of `row`).
@@ -425,9 +433,58 @@ impl PacketLimit {
     fn new(max_allowed_packet: usize) -> Self {
         let row = max_allowed_packet.max(MIN_PACKET) - ROW_OVERHEAD;
         Self {
+            server: max_allowed_packet,
             row,
             statement: BYTES_PER_STATEMENT.min(row),
         }
+    }
+
+    /// Longest `message` stored whole.
+    fn message_max(&self) -> usize {
+        MESSAGE_MAX_BYTES.min(self.row / 3)
+    }
+
+    /// True if [`PacketLimit::fit`] keeps `e` as it is.
+    fn fits(&self, e: &Event) -> bool {
+        let extra_len = e.extra.as_ref().map_or(0, String::len);
+        e.message.len() <= self.message_max()
+            && e.raw.len() + e.message.len() + extra_len <= self.row
+    }
+
+    /// `None` if `e` is stored as it is; else why it would be cut (for a
+    /// caller that must store rows exactly: `siemparse --restore`).
+    fn cut_reason(&self, e: &Event) -> Option<String> {
+        if self.fits(e) {
+            return None;
+        }
+        let extra_len = e.extra.as_ref().map_or(0, String::len);
+        let total = e.raw.len() + e.message.len() + extra_len;
+        let mut why = format!(
+            "raw, message and extra take {total} bytes; under the server's max_allowed_packet \
+             of {} bytes a row holds at most {} (message at most {})",
+            self.server,
+            self.row,
+            self.message_max()
+        );
+        if e.message.len() > MESSAGE_MAX_BYTES {
+            why.push_str(&format!(
+                ": its message of {} bytes is over MariaDB's {MESSAGE_MAX_BYTES}-byte limit of \
+                 siemstress and cannot be stored whole; restore it into a SQLite database",
+                e.message.len()
+            ));
+        } else {
+            // The packet that holds it whole, rounded up to a MiB (MariaDB
+            // takes multiples of 1 KiB, at most 1 GiB).
+            let need = total.max(e.message.len() * 3) + ROW_OVERHEAD;
+            let mib = need.div_ceil(1 << 20);
+            why.push_str(&format!(
+                ": it would be stored cut; raise max_allowed_packet to at least {mib}M on the \
+                 server (SET GLOBAL max_allowed_packet = {}, and in its configuration) and \
+                 restore again",
+                mib << 20
+            ));
+        }
+        Some(why)
     }
 
     /// `e` as stored: unchanged if it fits, else with `message` cut to
@@ -437,11 +494,11 @@ impl PacketLimit {
     /// was: `{"truncated": {"raw": 25165824, "message": ...}}`.
     fn fit<'a>(&self, e: &'a Event) -> std::borrow::Cow<'a, Event> {
         use std::borrow::Cow;
-        let extra_len = e.extra.as_ref().map_or(0, String::len);
-        let message_max = MESSAGE_MAX_BYTES.min(self.row / 3);
-        if e.message.len() <= message_max && e.raw.len() + e.message.len() + extra_len <= self.row {
+        if self.fits(e) {
             return Cow::Borrowed(e);
         }
+        let extra_len = e.extra.as_ref().map_or(0, String::len);
+        let message_max = self.message_max();
         let mut truncated = serde_json::Map::new();
         let mut extra = serde_json::Map::new();
         if extra_len > self.row / 4 {
@@ -773,6 +830,25 @@ mod tests {
         assert_eq!(extra["truncated"]["raw"], raw.len());
         assert_eq!(extra["truncated"]["message"], raw.len() - 3);
         assert_eq!(p.statement, BYTES_PER_STATEMENT.min(p.row));
+    }
+
+    #[test]
+    fn the_reason_a_row_is_cut_names_the_packet_it_needs() {
+        let p = PacketLimit::new(16 << 20);
+        assert_eq!(p.cut_reason(&event("a", "a", None)), None);
+        let raw = "x".repeat(17 << 20);
+        let why = p.cut_reason(&event(&raw, "m", None)).unwrap();
+        assert!(
+            why.contains("max_allowed_packet of 16777216 bytes"),
+            "{why}"
+        );
+        assert!(why.contains("at least 18M"), "{why}");
+        // A message over siemstress's own limit: no packet helps.
+        let message = "y".repeat(MESSAGE_MAX_BYTES + 1);
+        let why = PacketLimit::new(1 << 30)
+            .cut_reason(&event(&message, &message, None))
+            .unwrap();
+        assert!(why.contains("cannot be stored whole"), "{why}");
     }
 
     #[test]
