@@ -261,7 +261,7 @@ impl Config {
 
     /// Loads one file; errors name the file, and toml names key and line.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|err| Error::ConfigRead {
+        let text = crate::files::read_text(path).map_err(|err| Error::ConfigRead {
             path: path.to_owned(),
             err,
         })?;

@@ -50,6 +50,55 @@ pub fn create_empty(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Largest config, rule, decoder or mapping file read: far above any real
+/// one, and a bound on what a file swapped into a rule directory can cost.
+pub const TEXT_MAX: u64 = 16 << 20;
+
+/// Reads a config, rule, decoder or mapping file: only a regular file (a
+/// FIFO would hang the open and the read, `/dev/zero` would never end; the
+/// open is non-blocking and the type checked on the open file), of at most
+/// [`TEXT_MAX`] bytes, in UTF-8.
+pub fn read_text(path: &Path) -> io::Result<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let kind = match meta.file_type() {
+            t if t.is_dir() => "a directory",
+            t if std::os::unix::fs::FileTypeExt::is_fifo(&t) => "a FIFO",
+            t if std::os::unix::fs::FileTypeExt::is_char_device(&t) => "a device",
+            _ => "not a regular file",
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{kind}: only regular files are read"),
+        ));
+    }
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("over {} MiB: refused", TEXT_MAX >> 20),
+        )
+    };
+    if meta.len() > TEXT_MAX {
+        return Err(too_big());
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // One byte more than the cap tells a file that grew past it.
+    io::Read::read_to_end(&mut io::Read::take(file, TEXT_MAX + 1), &mut buf)?;
+    if buf.len() as u64 > TEXT_MAX {
+        return Err(too_big());
+    }
+    String::from_utf8(buf).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 /// Reads a password file (`what` names its key), without its trailing line
 /// ends. A file that others may read is refused: the secret in it
 /// is not one any more.

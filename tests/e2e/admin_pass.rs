@@ -343,3 +343,54 @@ fn config_value_errors_name_the_file_and_line() {
     );
     assert!(err.contains(&at), "{err}");
 }
+
+/// Config, rule and decoder files are read only if they are regular files
+/// of at most 16 MiB: a FIFO among them hung the tools in open() (SIGTERM
+/// did not end them, nor a SIGHUP reload), `/dev/zero` was read until
+/// memory ran out.
+#[test]
+fn only_regular_files_are_read_as_config_rules_or_decoders() {
+    use crate::defects::run_with_timeout;
+    let env = Env::new(siemstress_tests::Kind::Sqlite);
+    let fifo = |p: &std::path::Path| {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{p:?}");
+    };
+    for dir in ["r", "d"] {
+        std::fs::create_dir_all(env.path().join(dir)).unwrap();
+    }
+    env.config(
+        "[rules]\npaths = [\"r/*.yml\", \"r/*.toml\"]\n[decoders]\npaths = [\"d/*.toml\"]\n",
+    );
+    let expect = |tool: &str, args: &[&str], file: &str, why: &str| {
+        let (code, err) = run_with_timeout(&env, tool, args, 60)
+            .unwrap_or_else(|| panic!("{tool} {args:?} still runs after 60 s ({file})"));
+        assert_eq!(code, 2, "{tool} {args:?}: {err}");
+        assert!(
+            err.contains(file) && err.contains(why),
+            "{tool} {args:?}: {err}"
+        );
+    };
+    fifo(&env.path().join("r/f.yml"));
+    expect("siemtrigger", &["--check"], "f.yml", "a FIFO");
+    std::fs::remove_file(env.path().join("r/f.yml")).unwrap();
+    fifo(&env.path().join("r/f.toml"));
+    expect("siemtrigger", &["--check"], "f.toml", "a FIFO");
+    std::fs::remove_file(env.path().join("r/f.toml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", env.path().join("r/z.yml")).unwrap();
+    expect("siemtrigger", &["--check"], "z.yml", "a device");
+    std::fs::remove_file(env.path().join("r/z.yml")).unwrap();
+    let big = format!("# {}\n", "x".repeat(17 << 20));
+    std::fs::write(env.path().join("r/big.toml"), big).unwrap();
+    expect("siemtrigger", &["--check"], "big.toml", "over 16 MiB");
+    std::fs::remove_file(env.path().join("r/big.toml")).unwrap();
+    fifo(&env.path().join("d/f.toml"));
+    expect("siemparse", &["--check-decoders"], "f.toml", "a FIFO");
+    std::fs::remove_file(env.path().join("d/f.toml")).unwrap();
+    // The config file itself.
+    let config = env.path().join("siemstress.toml");
+    std::fs::remove_file(&config).unwrap();
+    fifo(&config);
+    expect("siemparse", &["-s", "t"], "siemstress.toml", "a FIFO");
+}

@@ -327,7 +327,12 @@ fn i17_08_json_dash_writes_to_stdout() {
 
 /// Runs `name args` and waits at most `secs` seconds: `None` if it was still
 /// running (then killed), else (exit code, stderr).
-fn run_with_timeout(env: &Env, name: &str, args: &[&str], secs: u64) -> Option<(i32, String)> {
+pub(crate) fn run_with_timeout(
+    env: &Env,
+    name: &str,
+    args: &[&str],
+    secs: u64,
+) -> Option<(i32, String)> {
     use std::io::Read;
     let mut child = env
         .cmd(name)

@@ -234,7 +234,7 @@ impl Decoders {
             })?;
             for path in files {
                 let file = path.display().to_string();
-                let text = std::fs::read_to_string(&path).map_err(|e| DecodeError {
+                let text = crate::files::read_text(&path).map_err(|e| DecodeError {
                     origin: file.clone(),
                     decoder: None,
                     key: None,

@@ -45,7 +45,7 @@ impl RuleSet {
                     continue;
                 }
                 let origin = path.display().to_string();
-                let text = std::fs::read_to_string(&path)
+                let text = siemstress_common::files::read_text(&path)
                     .map_err(|e| RuleError::file(&origin, format!("cannot read rule file: {e}")))?;
                 set.add_text(&text, &origin, true, &actions)?;
             }

@@ -40,7 +40,7 @@ impl Mapping {
         let sc = &config.sigma;
         if let Some(path) = &sc.mapping {
             let p = config.base_dir().join(path);
-            let text = std::fs::read_to_string(&p)
+            let text = siemstress_common::files::read_text(&p)
                 .map_err(|e| format!("[sigma] mapping {}: {e}", p.display()))?;
             let f: MappingFile = toml::from_str(&text)
                 .map_err(|e| format!("[sigma] mapping {}: {e}", p.display()))?;

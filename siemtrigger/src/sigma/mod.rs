@@ -355,7 +355,10 @@ pub(crate) fn key_template(fields: &[String]) -> String {
 /// loader. A file that cannot be read is an error, as a TOML rule file's
 /// is, not a refused rule: its rules would be missing with exit 0.
 pub fn translate_file(path: &std::path::Path, mapping: &Mapping) -> std::io::Result<Vec<Outcome>> {
-    Ok(translate(&std::fs::read_to_string(path)?, mapping))
+    Ok(translate(
+        &siemstress_common::files::read_text(path)?,
+        mapping,
+    ))
 }
 
 /// As [`translate_file`], with the detections correlations refer to as
@@ -365,7 +368,7 @@ pub fn translate_file_every_detection(
     mapping: &Mapping,
 ) -> std::io::Result<Vec<Outcome>> {
     Ok(translate_with(
-        &std::fs::read_to_string(path)?,
+        &siemstress_common::files::read_text(path)?,
         mapping,
         true,
     ))
