@@ -374,6 +374,34 @@ impl LineParser {
 }
 
 /// Syslog facility names, as `syslog_loose` writes them.
+/// The keys of `extra` that siemparse writes itself: how the line's time
+/// was read, the header's fields without a column, the RFC 5424 structured
+/// data, and what the MariaDB writer cut. A decoder capture or a format's
+/// mapping may not use them: the log's text would replace the record of
+/// what siemparse did (and the JSON would hold the key twice).
+pub const OWN_EXTRA_KEYS: [&str; 10] = [
+    "ts_source",
+    "tz",
+    "tz_fold",
+    "year_flag",
+    "year_inferred",
+    "facility",
+    "severity",
+    "msgid",
+    "sd",
+    "truncated",
+];
+
+/// Why `name` cannot be an `extra` key of a decoder or a format, if it cannot.
+pub fn own_extra_key(name: &str) -> Option<String> {
+    OWN_EXTRA_KEYS.contains(&name).then(|| {
+        format!(
+            "{name:?} is a key of extra that siemparse writes itself ({}): choose another name",
+            OWN_EXTRA_KEYS.join(", ")
+        )
+    })
+}
+
 pub const FACILITIES: [&str; 24] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
     "ftp", "ntp", "audit", "alert", "clockd", "local0", "local1", "local2", "local3", "local4",

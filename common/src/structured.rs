@@ -53,7 +53,10 @@ impl Slot {
                 None if crate::event::ROW_COLUMNS.contains(&n) => {
                     return Err(format!("{n:?} is not a column a format can fill"));
                 }
-                None => Slot::Extra(n.to_owned()),
+                None => match crate::parse::own_extra_key(n) {
+                    Some(why) => return Err(why),
+                    None => Slot::Extra(n.to_owned()),
+                },
             },
         })
     }

@@ -438,6 +438,18 @@ fn a_bad_decoder_file_names_file_decoder_and_key() {
             "[[decoder]]\nname = \"typo\"\nprogramz = [\"x\"]\nregex = 'a'\n",
             "programz",
         ),
+        // siemparse's own keys of extra (the log's text would replace how
+        // the time was read).
+        (
+            "[[decoder]]\nname = \"owntz\"\nprograms = [\"x\"]\nregex = '^z (?P<tz>\\S+)$'\n\
+             [[decoder.example]]\nmessage = \"z a\"\nfields = { tz = \"a\" }\n",
+            "\"tz\" is a key of extra that siemparse writes itself",
+        ),
+        (
+            "[[decoder]]\nname = \"ownsd\"\nprograms = [\"x\"]\nregex = '^z (?P<user>\\S+)$'\n\
+             set = { sd = \"forged\" }\n[[decoder.example]]\nmessage = \"z a\"\n",
+            "\"sd\" is a key of extra",
+        ),
     ] {
         std::fs::write(&path, body).unwrap();
         for args in [&["-s", "t"][..], &["--check-decoders"][..]] {

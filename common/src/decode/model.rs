@@ -402,6 +402,9 @@ fn target(name: &str) -> Result<Target, String> {
             "{name:?} is a column that decoders do not fill; use user, source_host, \
              source_port, dest_host, dest_port, protocol, or another name for extra"
         )),
-        None => Ok(Target::Extra(name.into())),
+        None => match crate::parse::own_extra_key(name) {
+            Some(why) => Err(why),
+            None => Ok(Target::Extra(name.into())),
+        },
     }
 }
