@@ -13,18 +13,18 @@
 # With --base-bin DIR, the same runs with the binaries in DIR (e.g. a build
 # of the commit before the prefilter), for an A/B in the same run.
 #
-#   scripts/bench-sigma.sh [--lines N] [--runs R] [--bin DIR] [--base-bin DIR] [--mysql]
+#   scripts/bench-sigma.sh [--lines N] [--runs R] [--bin DIR] [--base-bin DIR] [--mysql] [--out FILE]
 #
 # Each run starts from fresh trigger state on a copy of the ingested
 # database; the best wall clock of R runs is reported, with its CPU time
 # (user+sys) and peak RSS. The host is shared: compare the ratios.
 # Env: SIEMSTRESS_BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/test);
 # MariaDB works in a fresh database `sigma_bench` and drops it.
-# Results: benchsuite/runs/sigma-DATE.md (appended).
+# Results: benchsuite/runs/sigma-DATE.md (appended), or FILE with --out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LINES=1000000 RUNS=1 BIN=target/release BASE_BIN= MYSQL=
+LINES=1000000 RUNS=1 BIN=target/release BASE_BIN= MYSQL= OUT=benchsuite/runs/sigma-$(date +%F).md
 while [[ $# -gt 0 ]]; do
     case $1 in
         --lines) LINES=$2; shift 2 ;;
@@ -32,6 +32,7 @@ while [[ $# -gt 0 ]]; do
         --bin) BIN=$2; shift 2 ;;
         --base-bin) BASE_BIN=$2; shift 2 ;;
         --mysql) MYSQL=1; shift ;;
+        --out) OUT=$2; shift 2 ;;
         -h|--help) sed -n '2,22s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bench-sigma: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -85,7 +86,6 @@ run() {
 rate() { echo "$LINES / $1" | bc; }
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 
-OUT=benchsuite/runs/sigma-$(date +%F).md
 {
     echo "# Sigma benchmark, $(date -u +%FT%TZ), $LINES lines, $(nproc) cores, load at start $(cut -d' ' -f1-3 /proc/loadavg)"
     echo

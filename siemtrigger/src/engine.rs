@@ -16,7 +16,8 @@
 //! counts its values in a map of value to events in the window, kept as
 //! events enter and leave it: O(1) per event.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use regex::Regex;
@@ -33,12 +34,24 @@ pub type Caps = BTreeMap<String, String>;
 /// Window changes by key: `Some` JSON state to store, `None` to delete.
 pub type Changes = Vec<(String, Option<String>)>;
 
+/// The engine's maps and sets by key: foldhash (seeded per process) hashes
+/// a key several times faster than SipHash, and every event hashes its key
+/// a few times (issue 13).
+pub type Map<K, V> = foldhash::HashMap<K, V>;
+type Set<K> = foldhash::HashSet<K>;
+
+/// A rule's windows by key.
+pub type Windows = Map<String, Win>;
+
 /// Rows of one chunk: ids, times, filter flags, and the column values in one
 /// text arena (no allocation per value).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     /// Columns of every row (without `id` and `ts`), in value order.
-    pub names: Vec<&'static str>,
+    names: Vec<&'static str>,
+    /// Per [`slot`] of a name: 1 + its index in `names`, 0 if no name has
+    /// that slot, [`SHARED`] if several have (then they are compared).
+    slots: [u8; SLOTS],
     /// Flags per row (one per filter of the scan).
     pub nflags: usize,
     text: String,
@@ -47,6 +60,20 @@ pub struct Batch {
     flags: Vec<bool>,
     /// Rows in `(ts, id)` order after [`Batch::sort`].
     pub rows: Vec<Head>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            names: Vec::new(),
+            slots: [0; SLOTS],
+            nflags: 0,
+            text: String::new(),
+            spans: Vec::new(),
+            flags: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
 }
 
 /// A row of a [`Batch`]: id, time, and where its values are.
@@ -59,13 +86,48 @@ pub struct Head {
 
 const NULL: (usize, usize) = (usize::MAX, 0);
 
+/// Slots of the column index of a [`Batch`].
+const SLOTS: usize = 64;
+const SHARED: u8 = u8::MAX;
+
+/// A column name's slot: from its length, its first and last bytes and the
+/// fourth from last (`_host`, `_port`); the event columns' names
+/// (`ROW_COLUMNS`) have distinct slots.
+fn slot(name: &str) -> usize {
+    let b = name.as_bytes();
+    let at = |i: usize| b.get(i).map_or(0, |&c| usize::from(c));
+    let n = b.len();
+    (n + at(0) + 2 * at(n.wrapping_sub(1)) + at(n.wrapping_sub(4))) % SLOTS
+}
+
 impl Batch {
     /// An empty batch of rows with columns `names` and `nflags` flags.
     pub fn new(names: Vec<&'static str>, nflags: usize) -> Self {
+        let mut slots = [0u8; SLOTS];
+        for (i, n) in names.iter().enumerate() {
+            let s = &mut slots[slot(n)];
+            *s = match (*s, u8::try_from(i + 1)) {
+                (0, Ok(at)) if at != SHARED => at,
+                _ => SHARED,
+            };
+        }
         Self {
             names,
+            slots,
             nflags,
             ..Self::default()
+        }
+    }
+
+    /// The index of column `name` in a row's values.
+    fn index(&self, name: &str) -> Option<usize> {
+        match self.slots[slot(name)] {
+            0 => None,
+            SHARED => self.names.iter().position(|n| *n == name),
+            at => {
+                let i = usize::from(at) - 1;
+                (self.names[i] == name).then_some(i)
+            }
         }
     }
 
@@ -139,7 +201,9 @@ impl<'a> Ev<'a> {
     /// A stored column by canonical name (NULL or not read: `None`).
     pub fn col(&self, name: &str) -> Option<&'a str> {
         let b = self.batch;
-        let i = b.names.iter().position(|n| *n == name)?;
+        // A row's checks look columns up a hundred times: by slot, one
+        // comparison of names.
+        let i = b.index(name)?;
         let (s, e) = b.spans[self.at * b.names.len() + i];
         (s != usize::MAX).then(|| &b.text[s..e])
     }
@@ -151,16 +215,21 @@ impl<'a> Ev<'a> {
 
     /// A column by name or alias; `ts` and `id` too.
     pub fn get(&self, name: &str) -> Option<String> {
+        self.get_borrowed(name).map(Cow::into_owned)
+    }
+
+    /// As [`Ev::get`], a stored column's value borrowed from the batch.
+    pub fn get_borrowed(&self, name: &str) -> Option<Cow<'a, str>> {
         match column_alias(name) {
-            "id" => Some(self.id.to_string()),
-            "ts" => Some(rfc3339(self.ts)),
+            "id" => Some(Cow::Owned(self.id.to_string())),
+            "ts" => Some(Cow::Owned(rfc3339(self.ts))),
             "received" => self
                 .col("received")
                 .and_then(|v| v.parse().ok())
-                .map(rfc3339),
+                .map(|t| Cow::Owned(rfc3339(t))),
             c => match c.strip_prefix("extra.") {
-                Some(k) => extra_map(self.col("extra")).remove(k),
-                None => self.col(c).map(str::to_owned),
+                Some(k) => extra_map(self.col("extra")).remove(k).map(Cow::Owned),
+                None => self.col(c).map(Cow::Borrowed),
             },
         }
     }
@@ -271,7 +340,7 @@ pub enum Win {
         /// `distinct`: events in the window by value (rebuilt from
         /// `events` when the state is loaded, not stored).
         #[serde(skip)]
-        values: HashMap<Option<String>, u32>,
+        values: Map<Option<String>, u32>,
     },
     /// threshold: fired; events are absorbed until `end`.
     Absorb { start: i64, end: i64, absorbed: u64 },
@@ -410,11 +479,11 @@ pub struct Evaluator<'r> {
     cols: Vec<&'static str>,
     /// The message uses `{raw}`: keep it in the window variables.
     keep_raw: bool,
-    pub windows: HashMap<String, Win>,
+    pub windows: Windows,
     /// Keys whose window changed or was removed since the last [`Evaluator::take_dirty`].
-    dirty: HashSet<String>,
+    dirty: Set<String>,
     /// Keys with a row in the store (so that only those are deleted).
-    persisted: HashSet<String>,
+    persisted: Set<String>,
     /// Open pair/absence windows by (end, first id); entries of windows
     /// since closed are skipped when met.
     expiry: BTreeSet<(i64, i64, String)>,
@@ -428,14 +497,14 @@ pub struct Evaluator<'r> {
     pub overflow: Overflow,
     lookup: SecondLookup,
     /// `second` regexes compiled for an open window (key -> first id, regexes).
-    compiled: HashMap<String, (i64, Arc<Vec<Regex>>)>,
+    compiled: Map<String, (i64, Arc<Vec<Regex>>)>,
     pub alerts: Vec<NewAlert>,
     pub stats: Option<HashMap<String, KeyStats>>,
 }
 
 impl<'r> Evaluator<'r> {
     /// An evaluator with the stored windows `windows`.
-    pub fn new(rule: &'r Rule, table: &str, windows: HashMap<String, Win>) -> Self {
+    pub fn new(rule: &'r Rule, table: &str, windows: Windows) -> Self {
         let window = rule.window_ms().unwrap_or(0);
         let expiry = windows
             .iter()
@@ -493,14 +562,14 @@ impl<'r> Evaluator<'r> {
             keep_raw: rule.message.names().any(|n| n == "raw"),
             persisted: windows.keys().cloned().collect(),
             windows,
-            dirty: HashSet::new(),
+            dirty: Set::default(),
             expiry,
             age,
             max_keys,
             max_events,
             overflow: Overflow::default(),
             lookup,
-            compiled: HashMap::new(),
+            compiled: Map::default(),
             alerts: Vec::new(),
             stats: None,
         };
@@ -621,9 +690,11 @@ impl<'r> Evaluator<'r> {
     }
 
     fn render_key(&self, caps: &Caps, ev: &Ev) -> String {
-        self.rule
-            .key
-            .render(|n| caps.get(n).cloned().or_else(|| ev.get(n)))
+        self.rule.key.render_borrowed(|n| {
+            caps.get(n)
+                .map(|v| Cow::Borrowed(v.as_str()))
+                .or_else(|| ev.get_borrowed(n))
+        })
     }
 
     fn message(
@@ -635,28 +706,33 @@ impl<'r> Evaluator<'r> {
         count: i64,
         first_ts: i64,
     ) -> String {
-        self.rule.message.render(|n| {
+        self.rule.message.render_borrowed(|n| {
             if let Some(v) = caps.get(n) {
-                return Some(v.clone());
+                return Some(Cow::Borrowed(v.as_str()));
             }
             match n {
-                "count" => return Some(count.to_string()),
-                "key" => return Some(key.to_owned()),
-                "rule" => return Some(self.rule.name.clone()),
-                "first_ts" => return Some(rfc3339(first_ts)),
+                "count" => return Some(Cow::Owned(count.to_string())),
+                "key" => return Some(Cow::Borrowed(key)),
+                "rule" => return Some(Cow::Borrowed(self.rule.name.as_str())),
+                "first_ts" => return Some(Cow::Owned(rfc3339(first_ts))),
                 "window" => {
-                    return Some(
+                    return Some(Cow::Owned(
                         humantime::format_duration(std::time::Duration::from_millis(
                             self.window as u64,
                         ))
                         .to_string(),
-                    );
+                    ));
                 }
                 _ => {}
             }
-            ev.and_then(|e| e.get(n))
-                .or_else(|| fallback.get(n).cloned())
-                .or_else(|| fallback.get(column_alias(n)).cloned())
+            ev.and_then(|e| e.get_borrowed(n))
+                .or_else(|| fallback.get(n).map(String::as_str).map(Cow::Borrowed))
+                .or_else(|| {
+                    fallback
+                        .get(column_alias(n))
+                        .map(String::as_str)
+                        .map(Cow::Borrowed)
+                })
         })
     }
 
@@ -701,15 +777,21 @@ impl<'r> Evaluator<'r> {
             return;
         }
         let w = self.window;
+        // Only a window that started before `t - w` can be stale: a count's
+        // events are at or after its start, an absorbing window ends at
+        // start + w. The age index orders the windows by start, so the
+        // windows visited are about those removed, not all of them.
+        let cut = t.saturating_sub(w);
         let stale: Vec<String> = self
-            .windows
+            .age
             .iter()
-            .filter(|(_, win)| match win {
-                Win::Count { events, .. } => events.back().is_none_or(|e| e.0 < t - w),
-                Win::Absorb { end, .. } => *end < t,
-                Win::Open { .. } => false,
+            .take_while(|(start, _)| *start < cut)
+            .filter(|(_, k)| match self.windows.get(k) {
+                Some(Win::Count { events, .. }) => events.back().is_none_or(|e| e.0 < t - w),
+                Some(Win::Absorb { end, .. }) => *end < t,
+                Some(Win::Open { .. }) | None => false,
             })
-            .map(|(k, _)| k.clone())
+            .map(|(_, k)| k.clone())
             .collect();
         for k in stale {
             self.remove(&k);
@@ -834,7 +916,7 @@ impl<'r> Evaluator<'r> {
                     Win::Count {
                         start: t,
                         events: VecDeque::from([(t, ev.id, value)]),
-                        values: HashMap::new(),
+                        values: Map::default(),
                     },
                 );
                 self.expiry.insert((t.saturating_add(w), ev.id, key));
@@ -850,7 +932,7 @@ impl<'r> Evaluator<'r> {
             Some(Win::Count { events, values, .. }) => {
                 (std::mem::take(events), std::mem::take(values))
             }
-            _ => (VecDeque::new(), HashMap::new()),
+            _ => (VecDeque::new(), Map::default()),
         };
         // The window ran out: slide to the oldest event still within it.
         let oldest = t.saturating_sub(w);
@@ -1095,8 +1177,8 @@ impl<'r> Evaluator<'r> {
 }
 
 /// Events of a window by distinct value.
-fn count_values(events: &VecDeque<(i64, i64, Option<String>)>) -> HashMap<Option<String>, u32> {
-    let mut m: HashMap<Option<String>, u32> = HashMap::new();
+fn count_values(events: &VecDeque<(i64, i64, Option<String>)>) -> Map<Option<String>, u32> {
+    let mut m: Map<Option<String>, u32> = Map::default();
     for e in events {
         *m.entry(e.2.clone()).or_default() += 1;
     }
@@ -1104,10 +1186,7 @@ fn count_values(events: &VecDeque<(i64, i64, Option<String>)>) -> HashMap<Option
 }
 
 /// The oldest event leaves a threshold window (and its distinct value's count).
-fn leave(
-    events: &mut VecDeque<(i64, i64, Option<String>)>,
-    values: &mut HashMap<Option<String>, u32>,
-) {
+fn leave(events: &mut VecDeque<(i64, i64, Option<String>)>, values: &mut Map<Option<String>, u32>) {
     let Some((_, _, v)) = events.pop_front() else {
         return;
     };
@@ -1133,7 +1212,7 @@ mod tests {
 
     /// Runs `events` (ts seconds, raw line) through the rule; roles from each matcher.
     fn run(r: &Rule, events: &[(i64, &str)]) -> Vec<NewAlert> {
-        let mut e = Evaluator::new(r, "t", HashMap::new());
+        let mut e = Evaluator::new(r, "t", Windows::default());
         feed(&mut e, events);
         e.advance(i64::MAX);
         e.alerts
@@ -1349,12 +1428,80 @@ mod tests {
     }
 
     #[test]
+    fn columns_are_found_by_slot() {
+        use siemstress_common::event::ROW_COLUMNS;
+        let slots: BTreeSet<usize> = ROW_COLUMNS.iter().map(|c| slot(c)).collect();
+        assert_eq!(slots.len(), ROW_COLUMNS.len(), "one comparison per lookup");
+        // Names that share a slot are compared (`ab`, `ba`: same length,
+        // bytes in other places).
+        for names in [ROW_COLUMNS.to_vec(), vec!["raw", "ab", "xb", "ba", "user"]] {
+            let b = Batch::new(names.clone(), 0);
+            for (i, n) in names.iter().enumerate() {
+                assert_eq!(b.index(n), Some(i), "{n}");
+                assert_eq!(b.index(&n.to_uppercase()), None, "{n}");
+            }
+            assert_eq!(b.index("nosuch"), None);
+            assert_eq!(b.index(""), None);
+        }
+        assert_eq!(Batch::default().index("raw"), None);
+    }
+
+    #[test]
+    fn garbage_collection_removes_exactly_the_stale_windows() {
+        // The age index finds the same windows as visiting every one.
+        let stale = |e: &Evaluator, t: i64| -> BTreeSet<String> {
+            let w = e.window;
+            e.windows
+                .iter()
+                .filter(|(_, win)| match win {
+                    Win::Count { events, .. } => events.back().is_none_or(|x| x.0 < t - w),
+                    Win::Absorb { end, .. } => *end < t,
+                    Win::Open { .. } => false,
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for src in [TH, SCAN] {
+            let r = rule(src);
+            for round in 0..100u64 {
+                let mut seed = round + 7;
+                let mut e = Evaluator::new(&r, "t", Windows::default());
+                let mut t = 0;
+                for _ in 0..20 {
+                    let mut lines = Vec::new();
+                    for _ in 0..(lcg(&mut seed) % 30) {
+                        t += (lcg(&mut seed) % 9) as i64;
+                        let ip = lcg(&mut seed) % 12;
+                        let line = match lcg(&mut seed) % 20 {
+                            0 => format!("ok 10.0.0.{ip}"),
+                            _ => {
+                                format!("fail 10.0.0.{ip}\nhit 10.0.0.{ip} {}", lcg(&mut seed) % 5)
+                            }
+                        };
+                        lines.push((t, line));
+                    }
+                    let evs: Vec<(i64, &str)> =
+                        lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
+                    feed(&mut e, &evs);
+                    let at = (t + (lcg(&mut seed) % 80) as i64) * 1000;
+                    let gone = stale(&e, at);
+                    let before: BTreeSet<String> = e.windows.keys().cloned().collect();
+                    e.collect_garbage(at);
+                    let after: BTreeSet<String> = e.windows.keys().cloned().collect();
+                    let expect: BTreeSet<String> = before.difference(&gone).cloned().collect();
+                    assert_eq!(after, expect, "round {round} at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn distinct_state_survives_a_store_and_load() {
         // The value map is not stored: rebuilt from the events on load.
         let r = rule(SCAN);
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         feed(&mut e, &[(0, "hit a 1"), (1, "hit a 1"), (2, "hit a 2")]);
-        let stored: HashMap<String, Win> = e
+        let stored: Windows = e
             .take_dirty()
             .unwrap()
             .into_iter()
@@ -1374,7 +1521,7 @@ mod tests {
         let text = TH.replace("threshold = 3\n", "threshold = 3\nmax_keys = 3\n");
         let r = rule(&text);
         assert_eq!(r.max_keys, Some(3));
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         // a (0), b (1), c (2), d (3): a, the oldest, goes; then e: b goes.
         feed(
             &mut e,
@@ -1413,7 +1560,7 @@ mod tests {
     #[test]
     fn stored_windows_over_the_cap_are_trimmed_on_load_oldest_first() {
         let r = rule(TH);
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         let lines: Vec<String> = (0..10).map(|i| format!("fail k{i}")).collect();
         let evs: Vec<(i64, &str)> = lines
             .iter()
@@ -1421,7 +1568,7 @@ mod tests {
             .map(|(i, l)| (i as i64, l.as_str()))
             .collect();
         feed(&mut e, &evs);
-        let stored: HashMap<String, Win> = e.windows.clone();
+        let stored: Windows = e.windows.clone();
         let capped = rule(&TH.replace("threshold = 3\n", "threshold = 3\nmax_keys = 4\n"));
         let mut e = Evaluator::new(&capped, "t", stored);
         let mut keys: Vec<&String> = e.windows.keys().collect();
@@ -1441,7 +1588,7 @@ mod tests {
     #[test]
     fn a_distinct_window_of_repeated_values_keeps_at_most_max_keys_events() {
         let r = rule(&SCAN.replace("threshold = 4\n", "threshold = 4\nmax_keys = 5\n"));
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         let evs: Vec<(i64, &str)> = (0..100).map(|_| (0, "hit a 22")).collect();
         feed(&mut e, &evs);
         let Some(Win::Count { events, values, .. }) = e.windows.get("a") else {
@@ -1473,7 +1620,7 @@ mod tests {
         // 1 was dropped for 3; 2 closed; 3 fires at its end.
         let got: Vec<(&str, i64)> = a.iter().map(|a| (a.key.as_str(), a.ts)).collect();
         assert_eq!(got, [("3", 12_000)]);
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         feed(&mut e, &[(0, "open 1"), (1, "open 2"), (2, "open 3")]);
         assert_eq!(e.overflow.windows, 1);
     }
@@ -1572,7 +1719,7 @@ mod tests {
                  threshold = \"< 4\"\nmax_keys = 3\nmatch = { regex = 'x (?P<k>\\w+)' }\n\
                  reset = { regex = 'ok (?P<k>\\w+)' }\nkey = \"{k}\"\n";
         let r = rule(t);
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         // Over the cap: 1000 keys, at most 3 windows open.
         let lines: Vec<String> = (0..1000).map(|i| format!("x k{i}")).collect();
         let evs: Vec<(i64, &str)> = lines.iter().map(|l| (0, l.as_str())).collect();
@@ -1606,7 +1753,7 @@ mod tests {
         let p = "[[rule]]\nname = \"p\"\ntype = \"pair\"\nwindow = \"1d\"\n\
                  first = { regex = 'open (?P<s>\\d+)' }\nsecond = { regex = 'close {s}$' }\nkey = \"{s}\"\n";
         let r = rule(p);
-        let mut e = Evaluator::new(&r, "t", HashMap::new());
+        let mut e = Evaluator::new(&r, "t", Windows::default());
         let lines: Vec<String> = (0..1000)
             .flat_map(|i| [format!("open {i}"), format!("close {i}")])
             .collect();

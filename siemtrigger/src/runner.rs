@@ -44,7 +44,7 @@ use siemstress_common::ident::Ident;
 use crate::Format;
 use crate::actions::Actions;
 use crate::engine::{
-    Batch, Cand, Caps, EvFields, Evaluator, Hit, NewAlert, Overflow, Role, Win, rfc3339,
+    Batch, Cand, Caps, EvFields, Evaluator, Hit, NewAlert, Overflow, Role, Win, Windows, rfc3339,
 };
 use siemstress_common::db::lease::{LeaseInfo, LeaseKey};
 use siemstress_common::db::trigger::{Commit, Cond, Progress, RuleCommit, Scan};
@@ -510,11 +510,7 @@ impl Runner<'_> {
 
     /// A rule's stored progress and windows (empty for `--replay`); an edited
     /// rule keeps its progress but drops its windows.
-    async fn load(
-        &self,
-        rule: &Rule,
-        table: &str,
-    ) -> anyhow::Result<(Progress, HashMap<String, Win>)> {
+    async fn load(&self, rule: &Rule, table: &str) -> anyhow::Result<(Progress, Windows)> {
         let (progress, stored) = match &self.mode {
             Mode::Replay { .. } => (Progress::default(), Vec::new()),
             _ => match self.db.progress(&rule.name, table).await? {
@@ -532,7 +528,7 @@ impl Runner<'_> {
                 None => (Progress::default(), Vec::new()),
             },
         };
-        let mut windows = HashMap::with_capacity(stored.len());
+        let mut windows = Windows::with_capacity_and_hasher(stored.len(), Default::default());
         for (k, s) in stored {
             let w: Win = serde_json::from_str(&s)
                 .with_context(|| format!("stored window state of rule {}", rule.name))?;

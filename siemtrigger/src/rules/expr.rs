@@ -27,8 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use regex::Regex;
-
+use super::literal::TextRegex;
 use super::template::template_column;
 
 /// An event's values, as the expression reads them.
@@ -417,9 +416,9 @@ impl Ast {
             Ast::Pred { field, op } => {
                 let f = FieldRef::parse(field)?;
                 let op = match op {
-                    Op::Re(r) => Pred::Re(
-                        Regex::new(r).map_err(|e| format!("{field} re {}: {e}", quote(r)))?,
-                    ),
+                    Op::Re(r) => Pred::Re(Box::new(
+                        TextRegex::new(r).map_err(|e| format!("{field} re {}: {e}", quote(r)))?,
+                    )),
                     Op::Cidr(c) => Pred::Cidr(
                         c.trim()
                             .parse::<ipnet::IpNet>()
@@ -442,11 +441,15 @@ impl Ast {
 /// A compiled predicate.
 #[derive(Debug, Clone)]
 pub enum Pred {
-    Re(Regex),
+    /// A regex (one that is a literal text is matched as one: `rules::literal`).
+    Re(Box<TextRegex>),
     Cidr(ipnet::IpNet),
     Exists,
     Num(Cmp, f64),
-    Same { other: FieldRef, cased: bool },
+    Same {
+        other: FieldRef,
+        cased: bool,
+    },
 }
 
 /// A compiled expression.

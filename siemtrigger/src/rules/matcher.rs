@@ -292,6 +292,10 @@ impl Matcher {
 
 /// The named captures of `re`'s first match in `raw`, if it matches.
 fn captures_of(re: &Regex, raw: &str) -> Option<BTreeMap<String, String>> {
+    if re.capture_names().all(|n| n.is_none()) {
+        // Nothing to capture: whether it matches is all (a cheaper search).
+        return re.is_match(raw).then(BTreeMap::new);
+    }
     let c = re.captures(raw)?;
     let mut out = BTreeMap::new();
     for name in re.capture_names().flatten() {

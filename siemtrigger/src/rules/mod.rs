@@ -35,6 +35,7 @@ mod error;
 pub mod expr;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
+pub mod literal;
 mod load;
 mod matcher;
 pub mod prefilter;

@@ -1,6 +1,8 @@
 //! `{name}` templates (`key`, `message`, back-references in `second`, the
 //! actions' subjects and arguments) and the names they may use.
 
+use std::borrow::Cow;
+
 use siemstress_common::event::ROW_COLUMNS;
 
 /// The event column `name` (or its alias) names, if it may be used as
@@ -119,11 +121,24 @@ impl Template {
 
     /// Renders with `lookup`; a name it does not know renders empty.
     pub fn render(&self, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
+        self.render_borrowed(|n| lookup(n).map(Cow::Owned))
+    }
+
+    /// As [`Template::render`], with values that may be borrowed (a key
+    /// is rendered per event: no copy of each column it names).
+    pub fn render_borrowed<'v>(
+        &self,
+        mut lookup: impl FnMut(&str) -> Option<Cow<'v, str>>,
+    ) -> String {
         let mut out = String::new();
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => out.push_str(s),
-                Piece::Var(n) => out.push_str(&lookup(n).unwrap_or_default()),
+                Piece::Var(n) => {
+                    if let Some(v) = lookup(n) {
+                        out.push_str(&v);
+                    }
+                }
             }
         }
         out
