@@ -40,10 +40,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let config = args.connect.load_config()?;
     let zone = config.section(args.zone_section(), None)?.zone;
-    if args.last.is_some() || args.range.is_some() || args.filter(&zone)?.has_conditions() {
+    if args.last.is_some()
+        || args.range.is_some()
+        || args.limit.is_some()
+        || args.filter(&zone)?.has_conditions()
+    {
         bail!(
-            "row filters (--last, --range, --id, --grep, --shost, ...) do not apply to --stats-db: \
-             it measures whole tables (-s or --table: only that section's table)"
+            "--limit and row filters (--last, --range, --id, --grep, --shost, ...) do not apply \
+             to --stats-db: it measures whole tables (-s or --table: only that section's table)"
         );
     }
     let db = args.connect.connect_existing(&config).await?;

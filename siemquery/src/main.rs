@@ -425,10 +425,12 @@ pub(crate) async fn search_tables(
     db: &Database,
 ) -> anyhow::Result<Vec<SectionTable>> {
     let one = match (&args.table, &args.section) {
-        (Some(t), s) => Some((
-            s.clone().unwrap_or_else(|| t.clone()),
-            Ident::new(t, "--table")?,
-        )),
+        (Some(t), s) => {
+            let table = Ident::new(t, "--table")?;
+            // siemstress's own tables (alerts, ...) have other columns.
+            siemstress_common::db::events::check_event_table(&table, "--table")?;
+            Some((s.clone().unwrap_or_else(|| t.clone()), table))
+        }
         (None, Some(s)) => Some((s.clone(), config.section(s, None)?.table)),
         (None, None) => None,
     };

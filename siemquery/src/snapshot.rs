@@ -146,11 +146,14 @@ fn refuse_row_filters(args: &Args, zone: &Zone) -> anyhow::Result<()> {
         || args.last.is_some()
         || args.range.is_some()
         || args.limit.is_some()
+        || args.count
+        || args.stats.is_some()
+        || args.table.is_some()
     {
         bail!(
-            "--limit, --last, --range and row filters (--grep, --shost, ...) do not apply to \
-             --snapshot: it shows a whole run or diff (--host picks the host, --exclude \
-             leaves changes out of a diff)"
+            "--limit, --count, --stats, --table, --last, --range and row filters (--grep, \
+             --shost, ...) do not apply to --snapshot: it shows a whole run or diff (--host \
+             picks the host, --exclude leaves changes out of a diff, -s only the time zone)"
         );
     }
     Ok(())

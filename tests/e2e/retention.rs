@@ -786,10 +786,15 @@ fn stats_db_per_table() {
             &["--grep", "x"][..],
             &["--last", "1h"],
             &["--shost", "10.0.0.1"],
+            &["--limit", "1"],
         ] {
             let (code, _, err) = env.run("siemquery", &[&["--stats-db"][..], filter].concat(), b"");
             assert_eq!(code, 2, "{filter:?}: {err}");
             assert!(err.contains("do not apply to --stats-db"), "{err}");
         }
+        // siemstress's own tables are not event tables (a SQL error before).
+        let (code, _, err) = env.run("siemquery", &["--stats-db", "--table", "alerts"], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("siemstress's own tables"), "{err}");
     }
 }

@@ -831,6 +831,9 @@ fn siemquery_snapshot_outputs_runs_hosts_and_errors() {
             &["--snapshot", "people", "--diff", "--limit", "1"],
             &["--snapshot", "people", "--grep", "alice"],
             &["--snapshot", "people", "--last", "1h"],
+            &["--snapshot", "people", "--count"],
+            &["--snapshot", "people", "--diff", "--stats", "user"],
+            &["--snapshot", "people", "--table", "t"],
         ] {
             let (code, _, err) = env.run("siemquery", args, b"");
             assert_eq!(code, 16, "{args:?}: {err}");
