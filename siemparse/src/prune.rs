@@ -15,7 +15,7 @@ use siemstress_common::archive::Archive;
 use siemstress_common::config::retention::{Keep, Policy};
 use siemstress_common::db::Database;
 use siemstress_common::db::lease::LeaseKey;
-use siemstress_common::db::retention::{Pruned, StopFlag};
+use siemstress_common::db::retention::{BatchParts, HOLD_LIMIT, Pruned, StopFlag};
 use siemstress_common::display::human_bytes;
 use siemstress_common::ident::Ident;
 use siemstress_common::time::{now_ms, rfc3339_utc};
@@ -302,6 +302,20 @@ fn batches(p: &Pruned) -> String {
         }
     };
     let mut s = format!(" in {}", count(n, "batch", "batches", p.longest_batch));
+    let parts = p.longest_batch_parts;
+    if parts != BatchParts::default() {
+        // SQLite: what the longest batch held the write lock for.
+        let ms = |d: std::time::Duration| d.as_millis();
+        s.pop();
+        s += &format!(
+            ": reading {}, rows {}, index {}, index segment {}, commit {} ms)",
+            ms(parts.read),
+            ms(parts.rows),
+            ms(parts.index),
+            ms(parts.segment),
+            ms(parts.commit)
+        );
+    }
     if p.merge_steps > 0 {
         s += " and ";
         s += &count(
@@ -309,6 +323,19 @@ fn batches(p: &Pruned) -> String {
             "index merge step",
             "index merge steps",
             p.longest_merge,
+        );
+    }
+    if p.interrupted > 0 {
+        s += &format!(
+            "; {} stopped at the {} ms lock limit and done again smaller",
+            p.interrupted,
+            HOLD_LIMIT.as_millis()
+        );
+    }
+    if !p.longest_checkpoint.is_zero() {
+        s += &format!(
+            "; checkpoints after them up to {} ms (no lock held)",
+            p.longest_checkpoint.as_millis()
         );
     }
     s

@@ -45,9 +45,20 @@ use crate::snapshot::{STATUS_FAILED, STATUS_OK, STATUS_PRUNED};
 /// What one batch should take: short enough that an ingest commit waiting
 /// behind it stays well under a second.
 pub const TARGET_BATCH: Duration = Duration::from_millis(200);
-/// Pause after each SQLite batch: longer than the 100 ms between the busy
-/// handler's tries, so a waiting writer gets the lock before the next batch.
+/// Pause after each SQLite transaction of a prune (batch or merge step):
+/// many times the busy handler's interval between tries
+/// ([`super::options::BUSY_POLL`]), so a waiting writer gets the lock
+/// before the next one even when its thread wakes late on a loaded machine.
 const SQLITE_PAUSE: Duration = Duration::from_millis(110);
+/// The longest a SQLite prune transaction holds the write lock before its
+/// statement is interrupted: it is rolled back and done again at half the
+/// size. A writer waiting for the lock thus waits at most about this,
+/// plus the COMMIT's write of the pages (not interrupted), whatever part
+/// of the transaction is slow on a loaded machine (the batch sizes aim at
+/// [`TARGET_BATCH`] from the last one's time, and one may take several
+/// times as long as the last). At the smallest size an interrupted
+/// transaction runs once more without the limit, so a prune always ends.
+pub const HOLD_LIMIT: Duration = Duration::from_millis(400);
 /// Pause after each MariaDB batch (row locks: inserts do not wait for it;
 /// the pause keeps replication and the purge thread in step).
 const MYSQL_PAUSE: Duration = Duration::from_millis(20);
@@ -76,11 +87,43 @@ pub struct Pruned {
     /// SQLite: steps of merging the `--grep` index's segments (each a
     /// transaction of its own, like a batch).
     pub merge_steps: u64,
-    /// The longest batch's write transaction took this long.
+    /// The longest batch's write transaction took this long (SQLite: from
+    /// the moment it had the write lock to its commit, the time a
+    /// concurrent writer waits for it; MariaDB: the whole transaction).
     pub longest_batch: Duration,
+    /// SQLite: where the longest batch spent its time.
+    pub longest_batch_parts: BatchParts,
     /// The longest merge step's write transaction took this long (a writer
     /// waits for either kind: the report names both).
     pub longest_merge: Duration,
+    /// SQLite: transactions stopped at [`HOLD_LIMIT`] (rolled back, then
+    /// done again at half the size).
+    pub interrupted: u64,
+    /// SQLite: the longest checkpoint after a transaction (the prune's own
+    /// pages copied into the database file; no lock that a writer waits for).
+    pub longest_checkpoint: Duration,
+}
+
+/// Where a SQLite batch's transaction spent its time, the write lock held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchParts {
+    /// Reading the victims (and the table's marks).
+    pub read: Duration,
+    /// Deleting the rows.
+    pub rows: Duration,
+    /// Deleting them from the `--grep` index (in FTS5's memory).
+    pub index: Duration,
+    /// Writing those deletions as an index segment (and any merge FTS5
+    /// does then).
+    pub segment: Duration,
+    /// COMMIT: the transaction's pages written to the WAL.
+    pub commit: Duration,
+}
+
+impl BatchParts {
+    fn held(&self) -> Duration {
+        self.read + self.rows + self.index + self.segment + self.commit
+    }
 }
 
 impl Pruned {
@@ -89,6 +132,14 @@ impl Pruned {
         self.bytes += bytes;
         self.batches += 1;
         self.longest_batch = self.longest_batch.max(took);
+    }
+
+    fn add_sqlite_batch(&mut self, rows: u64, bytes: u64, parts: BatchParts) {
+        let held = parts.held();
+        if held > self.longest_batch {
+            self.longest_batch_parts = parts;
+        }
+        self.add_batch(rows, bytes, held);
     }
 
     fn add_merge_step(&mut self, took: Duration) {
@@ -185,7 +236,7 @@ impl Database {
                 let (path, t, stop) = (d.path().to_owned(), t.clone(), stop.clone());
                 let archive = archive.cloned();
                 tokio::task::spawn_blocking(move || {
-                    sqlite_prune_events(&path, &t, before, &stop, archive.as_ref())
+                    sqlite_prune_events(&path, &t, before, &stop, archive.as_ref(), HOLD_LIMIT)
                 })
                 .await
                 .map_err(|e| Error::db("prune", "an event table", e))?
@@ -575,16 +626,23 @@ fn oldest_kept(ok: &[OkRun], keep_runs: Option<u32>, cutoff: Option<i64>) -> Opt
 }
 
 /// The SQLite batches of [`Database::prune_events`], on a connection of
-/// their own.
+/// their own. Each transaction's statements are interrupted once it has
+/// held the write lock for `hold` ([`HOLD_LIMIT`], see [`Deadline`]); after each one the
+/// prune checkpoints its own pages, the lock free (its connection has no
+/// automatic checkpoint, so none falls into a commit's time).
 fn sqlite_prune_events(
     path: &std::path::Path,
     t: &Ident,
     before: i64,
     stop: &StopFlag,
     archive: Option<&Archive>,
+    hold: Duration,
 ) -> Result<Pruned, Error> {
     let mut conn = super::options::open_sqlite(path)?;
     let err = |x: rusqlite::Error| Error::db("prune", t.as_str(), x);
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(err)?;
+    let deadline = Deadline::install(&conn, hold).map_err(err)?;
     let fts = super::grep_index::fts_table(t);
     let has_fts: bool = conn
         .query_row(
@@ -594,92 +652,250 @@ fn sqlite_prune_events(
         )
         .map_err(err)?
         > 0;
+    let batch = SqliteBatch {
+        t,
+        fts: &fts,
+        has_fts,
+        before,
+    };
     let mut done = Pruned::default();
     let mut size = FIRST_BATCH;
     let mut merge = FtsMerge::new(&fts);
+    // Rows archived but not deleted yet (a transaction interrupted after
+    // the archive took them): deleted before any more are read.
+    let mut archived: Vec<ArchivedRow> = Vec::new();
+    let mut read_all = false;
+    let mut unlimited = false;
     while !stop.raised() {
         // Archived first, outside the write transaction (a read of its own):
         // the ingest does not wait for the archive's writes and syncs.
-        let archived = match archive {
-            None => None,
-            Some(a) => {
-                let rows = sqlite_whole_rows(&conn, t, before, size)?;
-                if rows.is_empty() {
-                    break;
-                }
-                a.write(&rows)?;
-                Some(rows)
+        if let Some(a) = archive
+            && archived.is_empty()
+        {
+            if read_all {
+                break;
             }
-        };
-        let started = Instant::now();
+            archived = sqlite_whole_rows(&conn, t, before, size)?;
+            read_all = (archived.len() as i64) < size;
+            if archived.is_empty() {
+                break;
+            }
+            a.write(&archived)?;
+        }
+        let take = archive.map(|_| archived.len().min(size as usize));
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let newest: i64 = tx
-            .query_row(
-                &format!(r#"SELECT coalesce(max(id), 0) FROM "{t}""#),
-                [],
-                |r| r.get(0),
-            )
+        let locked = Instant::now();
+        if !unlimited {
+            deadline.arm(locked);
+        }
+        let worked = batch.run(&tx, take.map(|n| &archived[..n]), size);
+        deadline.disarm();
+        let (victims, mut parts) = match worked {
+            Ok(v) => v,
+            Err(_) if deadline.fired() => {
+                // Rolled back (by SQLite or here); again at half the size.
+                drop(tx);
+                done.interrupted += 1;
+                unlimited = size <= MIN_BATCH;
+                size = (size / 2).max(MIN_BATCH);
+                std::thread::sleep(SQLITE_PAUSE);
+                continue;
+            }
+            Err(e) => return Err(err(e)),
+        };
+        unlimited = false;
+        if victims.is_empty() {
+            break;
+        }
+        let committing = Instant::now();
+        tx.commit().map_err(err)?;
+        parts.commit = committing.elapsed();
+        let bytes = victims.iter().map(|v| v.1.max(0) as u64).sum();
+        done.add_sqlite_batch(victims.len() as u64, bytes, parts);
+        checkpoint(&conn, &mut done).map_err(err)?;
+        let last = match take {
+            Some(n) => {
+                archived.drain(..n);
+                read_all && archived.is_empty()
+            }
+            None => (victims.len() as i64) < size,
+        };
+        size = next_batch(size, parts.held());
+        std::thread::sleep(SQLITE_PAUSE);
+        if has_fts && !last {
+            // As much merge work as the batch took: the segments of the
+            // deletions are merged as fast as they come.
+            merge
+                .run(&mut conn, &deadline, parts.held(), stop, &mut done)
+                .map_err(err)?;
+        }
+        if last {
+            break;
+        }
+    }
+    if has_fts && done.rows > 0 {
+        merge
+            .run(&mut conn, &deadline, MERGE_BUDGET, stop, &mut done)
             .map_err(err)?;
+    }
+    Ok(done)
+}
+
+/// A PASSIVE checkpoint of what the prune wrote (no lock a writer waits
+/// for; readers are not waited for either), its time kept in `done`.
+fn checkpoint(conn: &rusqlite::Connection, done: &mut Pruned) -> Result<(), rusqlite::Error> {
+    let started = Instant::now();
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    done.longest_checkpoint = done.longest_checkpoint.max(started.elapsed());
+    Ok(())
+}
+
+/// Interrupts the statements of a connection once the deadline armed for
+/// the current transaction has passed (SQLite's progress handler, called
+/// every [`PROGRESS_OPS`] virtual machine steps, FTS5's statements on its
+/// shadow tables included). A transaction whose statement is interrupted
+/// is rolled back whole.
+struct Deadline {
+    /// How long a transaction may hold the lock.
+    limit: Duration,
+    /// Nanoseconds after `base` (0: not armed).
+    at: Arc<std::sync::atomic::AtomicU64>,
+    fired: Arc<AtomicBool>,
+    base: Instant,
+}
+
+/// Virtual machine steps between two looks at the clock (each well under
+/// a millisecond).
+const PROGRESS_OPS: std::ffi::c_int = 1_000;
+
+impl Deadline {
+    fn install(conn: &rusqlite::Connection, limit: Duration) -> Result<Self, rusqlite::Error> {
+        let d = Deadline {
+            limit,
+            at: Arc::default(),
+            fired: Arc::default(),
+            base: Instant::now(),
+        };
+        let (at, fired, base) = (d.at.clone(), d.fired.clone(), d.base);
+        conn.progress_handler(
+            PROGRESS_OPS,
+            Some(move || {
+                let due = at.load(Ordering::Relaxed);
+                if due != 0 && base.elapsed().as_nanos() as u64 >= due {
+                    fired.store(true, Ordering::Relaxed);
+                    return true;
+                }
+                false
+            }),
+        )?;
+        Ok(d)
+    }
+
+    /// Armed for a transaction that got the lock at `locked`.
+    fn arm(&self, locked: Instant) {
+        self.fired.store(false, Ordering::Relaxed);
+        let ns = (locked + self.limit)
+            .saturating_duration_since(self.base)
+            .as_nanos();
+        self.at.store(
+            u64::try_from(ns).unwrap_or(u64::MAX).max(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn disarm(&self) {
+        self.at.store(0, Ordering::Relaxed);
+    }
+
+    /// True if the deadline interrupted a statement since it was armed.
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::Relaxed)
+    }
+}
+
+/// What one SQLite batch deletes from.
+struct SqliteBatch<'a> {
+    t: &'a Ident,
+    fts: &'a str,
+    has_fts: bool,
+    before: i64,
+}
+
+impl SqliteBatch<'_> {
+    /// Deletes, in transaction `tx`, the rows `archived` (already in the
+    /// archive) or else the next `size` rows past retention, from the table
+    /// and from its search index; moves the index's mark if its row goes.
+    /// Returns the (id, bytes) of the rows deleted and the times of the parts.
+    fn run(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        archived: Option<&[ArchivedRow]>,
+        size: i64,
+    ) -> Result<(Vec<(i64, i64)>, BatchParts), rusqlite::Error> {
+        let (t, fts, has_fts) = (self.t, self.fts, self.has_fts);
+        let mut parts = BatchParts::default();
+        let reading = Instant::now();
+        let newest: i64 = tx.query_row(
+            &format!(r#"SELECT coalesce(max(id), 0) FROM "{t}""#),
+            [],
+            |r| r.get(0),
+        )?;
         let mark: i64 = tx
             .query_row(
                 "SELECT indexed_upto FROM grep_index WHERE tbl = ?",
                 [t.as_str()],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(err)?
+            .optional()?
             .unwrap_or(0);
-        let victims: Vec<(i64, i64)> = if let Some(rows) = &archived {
+        let victims: Vec<(i64, i64)> = if let Some(rows) = archived {
             rows.iter().map(|r| (r.id, r.bytes() as i64)).collect()
         } else {
-            let mut st = tx
-                .prepare_cached(&format!(
-                    r#"SELECT id, {ROW_BYTES} FROM "{t}" WHERE ts < ? AND id < ? ORDER BY ts LIMIT ?"#
-                ))
-                .map_err(err)?;
-            st.query_map(rusqlite::params![before, newest, size], |r| {
+            let mut st = tx.prepare_cached(&format!(
+                r#"SELECT id, {ROW_BYTES} FROM "{t}" WHERE ts < ? AND id < ? ORDER BY ts LIMIT ?"#
+            ))?;
+            st.query_map(rusqlite::params![self.before, newest, size], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?
+            })?
+            .collect::<Result<_, _>>()?
         };
+        parts.read = reading.elapsed();
         if victims.is_empty() {
-            break;
+            return Ok((victims, parts));
         }
         // No automerge inside the batch: the merge work its deletions would
         // set off (seconds at 1M rows) goes to the bounded steps after it.
         let automerge = if has_fts {
-            Some(automerge_off(&tx, &fts).map_err(err)?)
+            Some(automerge_off(tx, fts)?)
         } else {
             None
         };
         {
             // A contentless FTS5 table deletes a row by the text it indexed.
             let mut unindex = if has_fts {
-                Some(
-                    tx.prepare_cached(&format!(
-                        r#"INSERT INTO "{fts}" ("{fts}", rowid, raw) SELECT 'delete', id, raw FROM "{t}" WHERE id = ?"#
-                    ))
-                    .map_err(err)?,
-                )
+                Some(tx.prepare_cached(&format!(
+                    r#"INSERT INTO "{fts}" ("{fts}", rowid, raw) SELECT 'delete', id, raw FROM "{t}" WHERE id = ?"#
+                ))?)
             } else {
                 None
             };
-            let mut delete = tx
-                .prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE id = ?"#))
-                .map_err(err)?;
+            let mut delete = tx.prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE id = ?"#))?;
             for (id, _) in &victims {
                 if *id <= mark
                     && let Some(u) = unindex.as_mut()
                 {
-                    u.execute([id]).map_err(err)?;
+                    let at = Instant::now();
+                    u.execute([id])?;
+                    parts.index += at.elapsed();
                 }
-                delete.execute([id]).map_err(err)?;
+                let at = Instant::now();
+                delete.execute([id])?;
+                parts.rows += at.elapsed();
             }
         }
+        let at = Instant::now();
         if mark > 0 && victims.iter().any(|v| v.0 == mark) {
             // Every row up to the mark is still indexed or gone from the
             // index: the highest row below it is the new mark.
@@ -690,37 +906,19 @@ fn sqlite_prune_events(
                        updated = ?2 WHERE tbl = ?3"#
                 ),
                 rusqlite::params![mark, crate::time::now_ms(), t.as_str()],
-            )
-            .map_err(err)?;
+            )?;
         }
+        parts.rows += at.elapsed();
         if let Some(n) = automerge {
             // Writes the batch's deletions as one segment (FTS5 flushes
             // before it changes a setting) with automerge still 0, and
             // gives the indexer its setting back before anyone sees it.
-            set_fts(&tx, &fts, "automerge", n).map_err(err)?;
+            let at = Instant::now();
+            set_fts(tx, fts, "automerge", n)?;
+            parts.segment = at.elapsed();
         }
-        tx.commit().map_err(err)?;
-        let took = started.elapsed();
-        let bytes = victims.iter().map(|v| v.1.max(0) as u64).sum();
-        done.add_batch(victims.len() as u64, bytes, took);
-        let last = (victims.len() as i64) < size;
-        size = next_batch(size, took);
-        std::thread::sleep(SQLITE_PAUSE);
-        if has_fts && !last {
-            // As much merge work as the batch took: the segments of the
-            // deletions are merged as fast as they come.
-            merge.run(&mut conn, took, stop, &mut done).map_err(err)?;
-        }
-        if last {
-            break;
-        }
+        Ok((victims, parts))
     }
-    if has_fts && done.rows > 0 {
-        merge
-            .run(&mut conn, MERGE_BUDGET, stop, &mut done)
-            .map_err(err)?;
-    }
-    Ok(done)
 }
 
 /// Turns FTS5 `automerge` off for table `fts` in transaction `tx`, and
@@ -824,29 +1022,51 @@ impl FtsMerge {
     }
 
     /// Merge steps until one finds no work, their time reaches `budget`,
-    /// or `stop` is raised.
+    /// or `stop` is raised. A step interrupted by `deadline` is rolled
+    /// back and done again with half the pages.
     fn run(
         &mut self,
         conn: &mut rusqlite::Connection,
+        deadline: &Deadline,
         budget: Duration,
         stop: &StopFlag,
         done: &mut Pruned,
     ) -> Result<(), rusqlite::Error> {
         let mut spent = Duration::ZERO;
+        let mut unlimited = false;
         while spent < budget && !stop.raised() {
-            let started = Instant::now();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let locked = Instant::now();
+            if !unlimited {
+                deadline.arm(locked);
+            }
             let before = tx.total_changes();
-            tx.execute(&self.sql, [self.pages])?;
+            let stepped = tx.execute(&self.sql, [self.pages]);
+            deadline.disarm();
+            match stepped {
+                Ok(_) => {}
+                Err(_) if deadline.fired() => {
+                    drop(tx);
+                    spent += locked.elapsed();
+                    done.interrupted += 1;
+                    unlimited = self.pages <= MIN_MERGE_PAGES;
+                    self.pages = (self.pages / 2).max(MIN_MERGE_PAGES);
+                    std::thread::sleep(SQLITE_PAUSE);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            unlimited = false;
             // Documented: a difference under 2 means the step did nothing.
             let worked = tx.total_changes() - before > 1;
             tx.commit()?;
-            let took = started.elapsed();
+            let took = locked.elapsed();
             spent += took;
             if !worked {
                 break;
             }
             done.add_merge_step(took);
+            checkpoint(conn, done)?;
             self.pages = scaled_to(
                 MERGE_STEP,
                 self.pages,
@@ -883,6 +1103,86 @@ mod tests {
         assert_eq!(oldest_kept(&ok, Some(50), None), Some(1));
         assert_eq!(oldest_kept(&runs(&[(4, 1)]), Some(1), Some(1000)), Some(4));
         assert_eq!(oldest_kept(&[], Some(1), None), None);
+    }
+
+    /// Every transaction of a prune stopped at its first look at the clock
+    /// (a lock limit of 0): each is rolled back, done again smaller and at
+    /// the smallest size without the limit. The prune still deletes every
+    /// old row once, archives each once, and leaves the index exact.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactions_stopped_at_the_lock_limit_are_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Database::connect(&url).await.unwrap();
+        let t = Ident::new("t", "a test table").unwrap();
+        db.ensure_event_table(&t).await.unwrap();
+        let mut w = db.event_writer(&t).await.unwrap();
+        let event = |i: i64| crate::event::Event {
+            ts: i,
+            received: i,
+            host: Some(format!("host{}", i % 7)),
+            message: format!("message {i} of a test"),
+            raw: format!("Dec  6 10:00:00 host{} app: message {i} of a test", i % 7),
+            source: "stdin".into(),
+            ..Default::default()
+        };
+        // 600 old rows, then 10 that stay.
+        let events: Vec<_> = (0..600).chain(10_000..10_010).map(event).collect();
+        w.write(&events, &[], &[]).await.unwrap();
+        while w.index_step(100_000).await.unwrap() > 0 {}
+        let Database::Sqlite(d) = &db else {
+            unreachable!()
+        };
+        let path = d.path().to_owned();
+        let archive = Archive::open(&dir.path().join("archive")).unwrap();
+        let (a, t2) = (archive.clone(), t.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            sqlite_prune_events(
+                &path,
+                &t2,
+                5_000,
+                &StopFlag::default(),
+                Some(&a),
+                Duration::ZERO,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(done.rows, 600);
+        assert!(done.interrupted > 0, "{done:?}");
+        let files = archive.finish().unwrap().files;
+        let mut ids = Vec::new();
+        for f in &files {
+            crate::archive::read_file(f, |r| {
+                ids.push(r.id);
+                Ok(())
+            })
+            .unwrap();
+        }
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (1..=600).collect::<Vec<i64>>(),
+            "each row archived once"
+        );
+        assert_eq!(db.count_rows(&t).await.unwrap(), 10);
+        // The index holds the 10 rows left, and only them.
+        let Database::Sqlite(d) = &db else {
+            unreachable!()
+        };
+        let hits: Vec<(i64,)> = sqlx::query_as(
+            r#"SELECT rowid FROM "t$grep" WHERE "t$grep" MATCH 'app' ORDER BY rowid"#,
+        )
+        .fetch_all(&d.pool)
+        .await
+        .unwrap();
+        let hits: Vec<i64> = hits.into_iter().map(|h| h.0).collect();
+        assert_eq!(hits, (601..=610).collect::<Vec<i64>>());
+        sqlx::query(r#"INSERT INTO "t$grep" ("t$grep", rank) VALUES ('integrity-check', 0)"#)
+            .execute(&d.pool)
+            .await
+            .unwrap();
     }
 
     #[test]
