@@ -76,11 +76,19 @@ pub struct Excerpt<'a>(pub &'a str);
 
 impl std::fmt::Display for Excerpt<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const SHOWN: usize = 200;
-        match self.0.char_indices().nth(SHOWN) {
-            Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..cut], self.0.len()),
+        match self.0.char_indices().nth(200) {
+            Some((at, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..at], self.0.len()),
             None => write!(f, "{:?}", self.0),
         }
+    }
+}
+
+/// `s` cut to its first `max` characters, with `... (N bytes)` after a cut:
+/// for a text of any length in a message that is escaped as a whole.
+pub fn cut(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => Cow::Owned(format!("{}... ({} bytes)", &s[..at], s.len())),
+        None => Cow::Borrowed(s),
     }
 }
 

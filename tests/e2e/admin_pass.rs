@@ -31,6 +31,17 @@ fn hostile_sigma_files_are_refused_without_a_crash() {
          condition: {}sel\n",
         "not ".repeat(100_000)
     );
+    // A 200 KB identifier in a condition, a 300 KB title.
+    let ident = format!(
+        "title: ident\nlogsource: {{product: linux}}\ndetection:\n  sel: {{User: root}}\n  \
+         condition: sel and {}\n",
+        "x".repeat(200_000)
+    );
+    let title = format!(
+        "title: {}\nlogsource: {{product: linux}}\ndetection:\n  sel: {{User: root}}\n  \
+         condition: sel | count() > 5\n",
+        "t".repeat(300_000)
+    );
     for kind in kinds() {
         let env = Env::new(kind);
         let dir = env.path().join("sigma");
@@ -41,6 +52,8 @@ fn hostile_sigma_files_are_refused_without_a_crash() {
             ("deep.yml", deep_yaml.clone()),
             ("parens.yml", deep_condition.clone()),
             ("nots.yml", nots.clone()),
+            ("ident.yml", ident.clone()),
+            ("title.yml", title.clone()),
         ] {
             std::fs::write(dir.join(name), text).unwrap();
         }
@@ -60,12 +73,19 @@ fn hostile_sigma_files_are_refused_without_a_crash() {
             );
         }
         assert!(
-            err.contains("4 rules not loaded, from 4 files"),
+            err.contains("6 rules not loaded, from 6 files"),
             "{kind:?}: {err}"
         );
-        // A refusal quotes the start of a 200 KB condition, not all of it.
+        // A refusal quotes the start of a 200 KB condition, identifier or
+        // title, not all of it.
         let longest = err.lines().map(str::len).max().unwrap_or(0);
-        assert!(longest < 1_000, "{kind:?}: a line of {longest} bytes");
+        assert!(longest < 2_000, "{kind:?}: a line of {longest} bytes");
+        for (file, why) in [("ident.yml", "no search identifier"), ("title.yml", "pipe")] {
+            assert!(
+                err.lines().any(|l| l.contains(file) && l.contains(why)),
+                "{kind:?} {file}: {err}"
+            );
+        }
         let (code, _, err) = env.run(
             "siemtrigger",
             &["--import-sigma", dir.join("bomb.yml").to_str().unwrap()],

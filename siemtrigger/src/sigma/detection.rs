@@ -4,7 +4,7 @@
 //! `all of x*`, `1 of them`, `all of them`). Anything else is refused.
 
 use base64::Engine;
-use siemstress_common::display::Excerpt;
+use siemstress_common::display::cut;
 use yaml_rust2::Yaml;
 
 use super::mapping::Mapping;
@@ -50,12 +50,13 @@ pub fn compile(detection: &Yaml, mapping: &Mapping) -> Result<Ast, String> {
     for c in &conds {
         if c.contains('|') {
             return Err(format!(
-                "condition {}: a pipe aggregation (Sigma 1: count() by ...) is not supported: use a correlation rule",
-                Excerpt(c)
+                "condition \"{}\": a pipe aggregation (Sigma 1: count() by ...) is not supported: use a correlation rule",
+                cut(c, 200)
             ));
         }
         out.push(
-            condition_expr(c, &searches).map_err(|e| format!("condition {}: {e}", Excerpt(c)))?,
+            condition_expr(c, &searches)
+                .map_err(|e| format!("condition \"{}\": {e}", cut(c, 200)))?,
         );
     }
     Ok(if out.len() == 1 {

@@ -51,12 +51,14 @@ impl std::fmt::Display for Refused {
         // The id and the reason quote the rule file's text: escaped, so that
         // a hostile file cannot write to the terminal (the title's Debug
         // form escapes already).
-        use siemstress_common::display::escape;
-        write!(f, "rule {:?}", self.title)?;
+        // Each cut, so that a hostile file's 300 KB title, id or regex
+        // cannot make one log line of 300 KB per rule at every start.
+        use siemstress_common::display::{cut, escape};
+        write!(f, "rule {:?}", cut(&self.title, 200))?;
         if let Some(id) = &self.id {
-            write!(f, " ({})", escape(id))?;
+            write!(f, " ({})", escape(&cut(id, 200)))?;
         }
-        write!(f, ": {}", escape(&self.reason))
+        write!(f, ": {}", escape(&cut(&self.reason, 1_000)))
     }
 }
 
