@@ -57,13 +57,21 @@ pub const TEXT_MAX: u64 = 16 << 20;
 /// Reads a config, rule, decoder or mapping file: only a regular file (a
 /// FIFO would hang the open and the read, `/dev/zero` would never end; the
 /// open is non-blocking and the type checked on the open file), of at most
-/// [`TEXT_MAX`] bytes, in UTF-8.
+/// [`TEXT_MAX`] bytes, in UTF-8. `/dev/null` reads as empty (`-c /dev/null`:
+/// no config).
 pub fn read_text(path: &Path) -> io::Result<String> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
     let meta = file.metadata()?;
+    let is_null = |m: &std::fs::Metadata| {
+        std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())
+            && std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == m.rdev())
+    };
+    if is_null(&meta) {
+        return Ok(String::new());
+    }
     if !meta.is_file() {
         let kind = match meta.file_type() {
             t if t.is_dir() => "a directory",

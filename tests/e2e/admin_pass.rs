@@ -408,6 +408,14 @@ fn only_regular_files_are_read_as_config_rules_or_decoders() {
     fifo(&env.path().join("d/f.toml"));
     expect("siemparse", &["--check-decoders"], "f.toml", "a FIFO");
     std::fs::remove_file(env.path().join("d/f.toml")).unwrap();
+    // `-c /dev/null` is no config; another device is refused.
+    let (code, _, err) = env.run("siemparse", &["--check-decoders"], b"");
+    assert_eq!(code, 0, "{err}");
+    let out = std::process::Command::new(siemstress_tests::bin("siemparse"))
+        .args(["-c", "/dev/null", "--check-decoders"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "-c /dev/null: {out:?}");
     // The config file itself.
     let config = env.path().join("siemstress.toml");
     std::fs::remove_file(&config).unwrap();

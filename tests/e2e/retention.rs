@@ -164,8 +164,11 @@ fn retention_per_section_and_default() {
 /// the high-water mark of its pages, an FTS5 merge briefly holds a segment
 /// twice, and where the ingest's index steps fall depends on timing (5.7,
 /// 8.6, 9.1, 9.5 MB in one loaded CI run; 9.3 to 9.4 MB flat over twelve
-/// rounds on a quiet machine). Without reuse, the four rounds after the
-/// second would add four rounds' rows; the test asserts less than one.
+/// rounds on a quiet machine; once 13.5 MB after a jump of 5.9 MB in the
+/// fourth round, flat after it, in a debug build under load where the
+/// prune's 400 ms lock limit cut many transactions). Without reuse, the
+/// four rounds after the second would add four rounds' rows; the test
+/// asserts less than two.
 #[test]
 fn sqlite_file_reuses_pruned_pages() {
     let env = Env::new(Kind::Sqlite);
@@ -188,7 +191,7 @@ fn sqlite_file_reuses_pruned_pages() {
     let round = sizes[0] - start;
     let later = sizes[5].saturating_sub(sizes[1]);
     assert!(
-        later < round,
+        later < 2 * round,
         "the file still grows at steady state: {start} then {sizes:?} \
          (+{later} bytes in the last four rounds, one round's rows take {round})"
     );
