@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use siemstress_common::decode::{Decoders, check};
+use siemstress_common::display::escape;
 use siemstress_common::event::Event;
 use siemstress_common::parse::LineParser;
 
@@ -16,7 +17,7 @@ use siemstress_common::parse::LineParser;
 pub fn check_decoders(set: &Arc<Decoders>) -> anyhow::Result<ExitCode> {
     let report = check::run(set);
     for f in &report.failures {
-        eprintln!("siemparse: {}", printable(&f.to_string()));
+        eprintln!("siemparse: {}", escape(&f.to_string()));
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -81,7 +82,7 @@ pub fn explain(parser: LineParser, set: &Arc<Decoders>, line: Option<&str>) -> a
 fn describe(ev: &Event, set: &Decoders) -> String {
     let mut s = String::new();
     let mut row = |name: &str, value: &str| {
-        let _ = writeln!(s, "  {name:<14} {}", printable(value));
+        let _ = writeln!(s, "  {name:<14} {}", escape(value));
     };
     row("line", &ev.raw);
     let header = if ev.parsed {
@@ -130,27 +131,4 @@ fn describe(ev: &Event, set: &Decoders) -> String {
         row("extra", x);
     }
     s
-}
-
-/// `s` with control characters escaped, so a log line cannot drive the terminal.
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
-    }
 }
