@@ -76,8 +76,8 @@ pub struct Excerpt<'a>(pub &'a str);
 
 impl std::fmt::Display for Excerpt<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.char_indices().nth(200) {
-            Some((at, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..at], self.0.len()),
+        match head(self.0, 200) {
+            Some(h) => write!(f, "{h:?}... ({} bytes)", self.0.len()),
             None => write!(f, "{:?}", self.0),
         }
     }
@@ -86,10 +86,15 @@ impl std::fmt::Display for Excerpt<'_> {
 /// `s` cut to its first `max` characters, with `... (N bytes)` after a cut:
 /// for a text of any length in a message that is escaped as a whole.
 pub fn cut(s: &str, max: usize) -> Cow<'_, str> {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => Cow::Owned(format!("{}... ({} bytes)", &s[..at], s.len())),
+    match head(s, max) {
+        Some(h) => Cow::Owned(format!("{h}... ({} bytes)", s.len())),
         None => Cow::Borrowed(s),
     }
+}
+
+/// The first `max` characters of `s` if it has more.
+fn head(s: &str, max: usize) -> Option<&str> {
+    s.char_indices().nth(max).map(|(at, _)| &s[..at])
 }
 
 #[cfg(test)]

@@ -724,6 +724,23 @@ fn test_sigma_runs_a_rule_file_over_given_lines() {
     );
 }
 
+/// `siemtrigger --test-sigma RULE` with its temporary directory under
+/// `tmp`, every stream piped.
+fn spawn_test_sigma(
+    env: &Env,
+    tmp: &std::path::Path,
+    rule: &std::path::Path,
+) -> std::io::Result<std::process::Child> {
+    env.cmd("siemtrigger")
+        .env("TMPDIR", tmp)
+        .arg("--test-sigma")
+        .arg(rule)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+}
+
 /// `--test-sigma` with a file whose rules read different tables (sshd's
 /// `auth`, cron's `default`): the lines reach each table, so each rule sees
 /// them (before, only the first rule's table got them). The temporary
@@ -746,14 +763,7 @@ fn test_sigma_stores_the_lines_for_every_rule_of_the_file() {
         line(5, "web01", "cron", "(root) CMD (/tmp/.x/run.sh)"),
     ]
     .concat();
-    let out = env
-        .cmd("siemtrigger")
-        .env("TMPDIR", &tmp)
-        .args(["--test-sigma", rule.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let out = spawn_test_sigma(&env, &tmp, &rule)
         .and_then(|mut c| {
             use std::io::Write;
             c.stdin.take().unwrap().write_all(input.as_bytes())?;
@@ -790,15 +800,7 @@ fn test_sigma_removes_its_directory_when_stopped() {
         let tmp = env.path().join(format!("tmp-{name}"));
         std::fs::create_dir(&tmp).unwrap();
         // stdin stays open: the run waits for lines.
-        let mut child = env
-            .cmd("siemtrigger")
-            .env("TMPDIR", &tmp)
-            .args(["--test-sigma", rule.to_str().unwrap()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_test_sigma(&env, &tmp, &rule).unwrap();
         let start = std::time::Instant::now();
         while std::fs::read_dir(&tmp).unwrap().count() == 0 {
             assert!(start.elapsed().as_secs() < 30, "no temporary directory");
