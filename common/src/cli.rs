@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::Error;
 use crate::config::Config;
 use crate::db::{Backend, Database};
+use crate::diag;
 
 /// `-c` and `--db`, flattened into each binary's arguments.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -67,7 +68,7 @@ pub fn runtime(tool: &str) -> Option<tokio::runtime::Runtime> {
     {
         Ok(rt) => Some(rt),
         Err(e) => {
-            eprintln!("{tool}: cannot start: {e}");
+            diag!("{tool}: cannot start: {e}");
             None
         }
     }
@@ -129,7 +130,7 @@ pub fn run_generate<A: clap::CommandFactory>(
         // A closed pipe (`| head`) is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{tool}: --generate: {e}");
+            diag!("{tool}: --generate: {e}");
             std::process::ExitCode::from(2)
         }
     })

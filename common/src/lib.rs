@@ -8,7 +8,7 @@ Shared library of siemstress, used by `siemparse`, `siemquery` and `siemtrigger`
 - [`parse`]: syslog lines to [`event::Event`]s; [`decode`]: the decoders that pull out
   user, source and destination fields; [`normalize`]: one spelling per address and protocol;
 - [`ident`]: validation of the only names that reach SQL text;
-- [`display`]: stored text escaped for a terminal;
+- [`display`]: stored text escaped for a terminal; [`diag!`]: stderr lines that never panic;
 - [`files`]: files created 0600 (directories 0700), password files checked;
 - [`cli`]: the `-c`/`--db` flags every tool shares;
 - [`holder`]: the name a process writes into the leases it holds.
@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod decode;
+pub mod diag;
 pub mod display;
 pub mod event;
 pub mod files;

@@ -3,21 +3,24 @@
 //! do). Neither touches the database.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use siemstress_common::decode::{Decoders, check};
+use siemstress_common::diag;
 use siemstress_common::display::escape;
 use siemstress_common::event::Event;
 use siemstress_common::parse::LineParser;
+
+use crate::lines::LineSplitter;
 
 /// Runs the examples of every decoder in `set`; failures go to stderr, one
 /// line each with file, decoder and example. Exit 0 when all pass, else 1.
 pub fn check_decoders(set: &Arc<Decoders>) -> anyhow::Result<ExitCode> {
     let report = check::run(set);
     for f in &report.failures {
-        eprintln!("siemparse: {}", escape(&f.to_string()));
+        diag!("siemparse: {}", escape(&f.to_string()));
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -39,42 +42,42 @@ pub fn check_decoders(set: &Arc<Decoders>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Explains `line`, or every line of stdin when `line` is `None`.
+/// Explains `line`, or every line of stdin when `line` is `None`. Stdin is
+/// split as ingest splits it ([`LineSplitter`]): a line over
+/// [`MAX_LINE_BYTES`](crate::lines::MAX_LINE_BYTES) is explained as the
+/// pieces it would be stored as, in bounded memory.
 pub fn explain(parser: LineParser, set: &Arc<Decoders>, line: Option<&str>) -> anyhow::Result<()> {
     let mut parser = parser.with_decoders(set.clone());
     let mut out = std::io::stdout().lock();
     let received = chrono::Utc::now().timestamp_millis();
-    let mut one = |raw: &[u8], out: &mut dyn Write| -> anyhow::Result<()> {
-        let ev = parser.parse(raw, received);
-        out.write_all(describe(&ev, set).as_bytes())?;
-        Ok(())
-    };
-    match line {
-        Some(l) => one(l.as_bytes(), &mut out)?,
-        None => {
-            let stdin = std::io::stdin();
-            let mut buf = Vec::new();
-            let mut first = true;
-            let mut input = stdin.lock();
-            loop {
-                buf.clear();
-                if input.read_until(b'\n', &mut buf)? == 0 {
-                    break;
-                }
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                if buf.last() == Some(&b'\r') {
-                    buf.pop();
-                }
-                if !first {
-                    writeln!(out)?;
-                }
-                first = false;
-                one(&buf, &mut out)?;
+    let Some(line) = line else {
+        let mut input = std::io::stdin().lock();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut splitter = LineSplitter::default();
+        let mut first = true;
+        let mut written = Ok(());
+        let mut one = |raw: &[u8]| {
+            if written.is_ok() {
+                let sep = if std::mem::take(&mut first) { "" } else { "\n" };
+                let text = describe(&parser.parse(raw, received), set);
+                written = write!(out, "{sep}{text}");
             }
+        };
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow::Error::new(e).context("reading standard input")),
+            };
+            splitter.feed(&buf[..n], |l, _| one(l));
         }
-    }
+        if let Some(last) = splitter.take_pending() {
+            one(&last);
+        }
+        return Ok(written?);
+    };
+    out.write_all(describe(&parser.parse(line.as_bytes(), received), set).as_bytes())?;
     Ok(())
 }
 

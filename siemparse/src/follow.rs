@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use siemstress_common::db::Checkpoint;
+use siemstress_common::diag;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::now_ms;
 
@@ -200,7 +201,7 @@ impl Follower {
                         self.take_partial_line(&mut old);
                         self.flush(&old)?;
                     }
-                    None => eprintln!(
+                    None => diag!(
                         "siemparse: warning: {}: the file read last (inode {}) is gone; lines written to it after byte {} were not read",
                         self.job.path.display(),
                         cp.inode,
@@ -320,7 +321,7 @@ impl Follower {
                 Ok(m) => return Ok(Some(m)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if self.job.once || self.stopping() {
-                        eprintln!(
+                        diag!(
                             "siemparse: warning: {} does not exist (yet)",
                             self.job.path.display()
                         );

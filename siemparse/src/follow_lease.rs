@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use siemstress_common::db::Database;
 use siemstress_common::db::lease::{Fence, LeaseInfo, LeaseKey};
+use siemstress_common::diag;
 use siemstress_common::holder;
 
 /// Lease time when `--lease-ttl` is not given.
@@ -85,7 +86,7 @@ impl Leases {
                 Ok(Ok(())) => return Ok(true),
                 Ok(Err(_)) => {}
                 // The database may come back: standby keeps asking.
-                Err(e) => eprintln!("siemparse: --follow {path}: asking for the lease: {e:#}"),
+                Err(e) => diag!("siemparse: --follow {path}: asking for the lease: {e:#}"),
             }
             tokio::time::sleep(every).await;
         }
@@ -127,7 +128,7 @@ impl Leases {
                         }
                         // A database outage: renewing again is all there is to do.
                         Err(e) => {
-                            eprintln!("siemparse: --follow {path}: renewing the lease: {e:#}")
+                            diag!("siemparse: --follow {path}: renewing the lease: {e:#}")
                         }
                     }
                 }

@@ -17,7 +17,7 @@ mod restore;
 mod snapshot_input;
 mod stdin;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use clap::Parser;
 use siemstress_common::cli::ConnectArgs;
 use siemstress_common::db::retry::Retry;
 use siemstress_common::decode::Decoders;
+use siemstress_common::diag;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::Zone;
 
@@ -186,7 +187,7 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) if siemstress_common::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("siemparse: {e:#}");
+                diag!("siemparse: {e:#}");
                 ExitCode::from(2)
             }
         };
@@ -197,7 +198,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("siemparse: {e:#}");
+            diag!("siemparse: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -244,7 +245,7 @@ async fn ingest_network(
         if (&o.tls_cert, &o.tls_key, &o.tls_client_ca, o.max_connections)
             != (&n.tls_cert, &n.tls_key, &n.tls_client_ca, n.max_connections)
         {
-            eprintln!(
+            diag!(
                 "siemparse: SIGHUP: [listen] tls_cert, tls_key, tls_client_ca and \
                  max_connections take effect at the next start"
             );
@@ -298,7 +299,7 @@ async fn ingest_network(
     hup.abort();
     if let Some(t) = ticker {
         t.abort();
-        eprintln!();
+        diag!("");
     }
     for t in tasks {
         t.abort();
@@ -306,7 +307,7 @@ async fn ingest_network(
     db.close().await;
     let longest = written?;
     if !args.quiet {
-        eprintln!(
+        diag!(
             "siemparse: stored {} lines in tables {tables}; the longest commit took {} ms",
             stored.load(Ordering::Relaxed),
             longest.as_millis()
@@ -535,7 +536,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             match l.take(&section.name, &start.key).await? {
                 Ok(()) => start.start().await?,
                 Err(info) if args.once => {
-                    eprintln!(
+                    diag!(
                         "siemparse: --follow {}: skipped: {}",
                         start.key,
                         follow_lease::held_by(&info)
@@ -543,7 +544,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Err(info) => {
                     if !args.quiet {
-                        eprintln!(
+                        diag!(
                             "siemparse: --follow {}: standby: {}; taking over when it stops",
                             start.key,
                             follow_lease::held_by(&info)
@@ -554,7 +555,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     standby.push(tokio::spawn(async move {
                         if l.wait(&section, &start.key, &stop).await? {
                             if !quiet {
-                                eprintln!(
+                                diag!(
                                     "siemparse: --follow {}: took over the lease; following",
                                     start.key
                                 );
@@ -603,7 +604,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     hup.abort();
     if let Some(t) = ticker {
         t.abort();
-        eprintln!();
+        diag!("");
     }
     if let Some(r) = renewal {
         r.abort();
@@ -630,7 +631,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .downcast_ref::<siemstress_common::Error>()
                 .is_some_and(|e| matches!(e, siemstress_common::Error::StoppedWaiting { .. })) =>
         {
-            eprintln!(
+            diag!(
                 "siemparse: {e:#}; {} lines were stored, and the next run resumes from the \
                  stored offsets",
                 stored.load(Ordering::Relaxed)
@@ -646,7 +647,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if show_progress || (!args.follow.is_empty() && !args.once && !args.quiet) {
         // A follower also says how long a commit took at most (a prune or
         // another writer holding the database shows here).
-        eprintln!(
+        diag!(
             "siemparse: stored {} lines in table {}; the longest commit took {} ms",
             stored.load(Ordering::Relaxed),
             section.table,
@@ -812,12 +813,12 @@ async fn create_section(
     let granted = db.grant_collector(&section.table).await;
     db.close().await;
     match granted {
-        Ok(Some(role)) => eprintln!(
+        Ok(Some(role)) => diag!(
             "siemparse: section {name}: table {} ready; INSERT on it granted to role {role}",
             section.table
         ),
-        Ok(None) => eprintln!("siemparse: section {name}: table {} ready", section.table),
-        Err(e) => eprintln!(
+        Ok(None) => diag!("siemparse: section {name}: table {} ready", section.table),
+        Err(e) => diag!(
             "siemparse: section {name}: table {} ready; warning: {e}",
             section.table
         ),
@@ -873,18 +874,18 @@ async fn index(
         retried = false;
         total += n;
         if tty {
-            eprint!("\rsiemparse: indexed {total} rows");
+            let _ = write!(std::io::stderr(), "\rsiemparse: indexed {total} rows");
         }
     }
     db.close().await;
     if tty {
-        eprintln!(
+        diag!(
             "\rsiemparse: indexed {total} rows of table {} in {:.1} s",
             section.table,
             started.elapsed().as_secs_f64()
         );
         if writer.index_at_gap() {
-            eprintln!(
+            diag!(
                 "siemparse: stopped before a gap in the ids (an insert in flight, or a \
                  rollback: stepped over after 2 minutes); run --index again later"
             );
@@ -906,7 +907,11 @@ async fn clear(
                 section.table
             );
         }
-        eprint!("Delete table {} and all its rows? [y/N] ", section.table);
+        let _ = write!(
+            std::io::stderr(),
+            "Delete table {} and all its rows? [y/N] ",
+            section.table
+        );
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !answer.trim().eq_ignore_ascii_case("y") {
@@ -914,6 +919,6 @@ async fn clear(
         }
     }
     db.drop_event_table(&section.name, &section.table).await?;
-    eprintln!("siemparse: table {} deleted", section.table);
+    diag!("siemparse: table {} deleted", section.table);
     Ok(())
 }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use siemstress_common::db::retry::Retry;
 use siemstress_common::db::sources::SourceMark;
 use siemstress_common::db::{Checkpoint, EventWriter, grep_index};
+use siemstress_common::diag;
 use siemstress_common::event::Event;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -386,7 +387,7 @@ async fn next_batch(
                 }
             }
             Err(e) => {
-                eprintln!(
+                diag!(
                     "siemparse: warning: updating the search index: {e}; not indexing any more in this \
                  run (--grep stays exact; `siemparse --index` catches up)"
                 );

@@ -16,6 +16,7 @@ use siemstress_common::config::retention::{Keep, Policy};
 use siemstress_common::db::Database;
 use siemstress_common::db::lease::LeaseKey;
 use siemstress_common::db::retention::{BatchParts, HOLD_LIMIT, Pruned, StopFlag};
+use siemstress_common::diag;
 use siemstress_common::display::human_bytes;
 use siemstress_common::ident::Ident;
 use siemstress_common::time::{now_ms, rfc3339_utc};
@@ -98,14 +99,14 @@ impl PruneLease {
                     Ok(true) => {}
                     Ok(false) if !lost => {
                         lost = true;
-                        eprintln!(
+                        diag!(
                             "siemparse: warning: the prune lease was taken over (this prune \
                              did not renew it for {} s): another prune may run beside this one",
                             LEASE_TTL.as_secs()
                         );
                     }
                     Ok(false) => {}
-                    Err(e) => eprintln!("siemparse: warning: renewing the prune lease: {e}"),
+                    Err(e) => diag!("siemparse: warning: renewing the prune lease: {e}"),
                 }
             }
         });
@@ -120,7 +121,7 @@ impl PruneLease {
     async fn release(self) {
         self.renewer.abort();
         if let Err(e) = self.db.release_lease(LeaseKey::Prune, &self.holder).await {
-            eprintln!("siemparse: warning: {e}");
+            diag!("siemparse: warning: {e}");
         }
     }
 }
@@ -368,15 +369,15 @@ pub fn spawn_hourly(
                     let done = run(&db, &policy, None, IfBusy::Skip, &stop, &mut report).await;
                     if !quiet {
                         for line in String::from_utf8_lossy(&report).lines() {
-                            eprintln!("siemparse: prune: {line}");
+                            diag!("siemparse: prune: {line}");
                         }
                     }
                     if let Err(e) = done {
-                        eprintln!("siemparse: warning: prune: {e:#}");
+                        diag!("siemparse: warning: prune: {e:#}");
                     }
                 }
                 Ok(false) => {}
-                Err(e) => eprintln!("siemparse: warning: prune: {e:#}"),
+                Err(e) => diag!("siemparse: warning: prune: {e:#}"),
             }
             tokio::time::sleep(CHECK).await;
         }

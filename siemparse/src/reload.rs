@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use siemstress_common::config::Section;
 use siemstress_common::decode::Decoders;
+use siemstress_common::diag;
 use siemstress_common::parse::LineParser;
 use tokio::sync::watch;
 
@@ -95,10 +96,10 @@ pub fn on_hangup<T: Send + Sync + 'static>(
                 Ok(new) => {
                     tx.send_replace(Arc::new(new));
                     if !quiet {
-                        eprintln!("siemparse: SIGHUP: config and decoders reloaded");
+                        diag!("siemparse: SIGHUP: config and decoders reloaded");
                     }
                 }
-                Err(e) => eprintln!(
+                Err(e) => diag!(
                     "siemparse: SIGHUP: reload failed, keeping the current config and decoders: {e:#}"
                 ),
             }

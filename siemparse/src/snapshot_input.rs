@@ -14,6 +14,7 @@ use anyhow::Context;
 use siemstress_common::cli::ConnectArgs;
 use siemstress_common::config::Config;
 use siemstress_common::db::snapshots as storage;
+use siemstress_common::diag;
 use siemstress_common::display::Escaped;
 use siemstress_common::snapshot::{self, diff};
 
@@ -87,7 +88,7 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     if !opts.quiet {
         // Warnings name files and users that others created: escaped.
         for w in &warnings {
-            eprintln!("siemparse: warning: {}", Escaped(w));
+            diag!("siemparse: warning: {}", Escaped(w));
         }
     }
     let mut rows = match result {
@@ -107,7 +108,7 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
         snapshot::dedupe_raw_keys(&mut rows)
     };
     if renamed > 0 && !opts.quiet {
-        eprintln!("siemparse: warning: {renamed} duplicate keys got a \" #N\" suffix");
+        diag!("siemparse: warning: {renamed} duplicate keys got a \" #N\" suffix");
     }
     let message = (!warnings.is_empty()).then(|| warnings.join("; "));
     let gathered = started.elapsed();
@@ -122,7 +123,7 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
     let id = storage::store_raw_run(&db, &run, current).await?;
     if stats {
         // For benchmarks (scripts/bench-snapshot-files.sh).
-        eprintln!(
+        diag!(
             "siemparse: timing: {} rows, gather (with reading the previous run) {:.3} s, store {:.3} s",
             rows.len(),
             gathered.as_secs_f64(),
@@ -136,11 +137,11 @@ pub async fn run(connect: &ConnectArgs, config: &Config, opts: Opts) -> anyhow::
         let d = diff::diff_run(&db, run, &diff::Excludes::default()).await?;
         let count = |k: diff::ChangeKind| d.changes.iter().filter(|c| c.change == k).count();
         match &d.previous {
-            None => eprintln!(
+            None => diag!(
                 "siemparse: snapshot {name}: run {id}, {} rows (baseline)",
                 rows.len()
             ),
-            Some(p) => eprintln!(
+            Some(p) => diag!(
                 "siemparse: snapshot {name}: run {id}, {} rows; vs run {}: {} added, {} removed, {} changed",
                 rows.len(),
                 p.id,

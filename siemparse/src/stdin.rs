@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use siemstress_common::diag;
 use siemstress_common::parse::LineParser;
 use siemstress_common::time::now_ms;
 
@@ -40,14 +41,14 @@ pub fn read_stdin(
             last,
             STALL_WARNING,
             || {
-                eprintln!(
+                diag!(
                     "siemparse: warning: the database has taken no rows for {} s; stdin is not \
                      read until it does (the queue of rows in memory is full; nothing is dropped)",
                     STALL_WARNING.as_secs()
                 )
             },
             |waited| {
-                eprintln!(
+                diag!(
                     "siemparse: the database takes rows again (after {:.0} s); reading stdin",
                     waited.as_secs_f64()
                 )

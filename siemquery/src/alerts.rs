@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use siemstress_common::db::alerts::{AlertQuery, AlertRow};
 use siemstress_common::db::sql::Value;
+use siemstress_common::diag;
 
 use crate::args::{Args, Format};
 use crate::output::{Cell, RowWriter};
@@ -113,7 +114,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     write(&mut w, rows)?;
     w.finish()?;
     if left_out > 0 {
-        eprintln!(
+        diag!(
             "siemquery: the table shows the latest {shown} of {} alerts ({left_out} left out); \
              --limit N for more (0: all), or --format ndjson|csv",
             shown + left_out

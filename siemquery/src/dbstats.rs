@@ -8,6 +8,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use siemstress_common::diag;
 use siemstress_common::display::human_bytes;
 
 use crate::args::{Args, Format};
@@ -110,7 +111,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     w.finish()?;
     if !stats.per_table_sizes {
-        eprintln!(
+        diag!(
             "siemquery: this SQLite has no dbstat table: sizes per table are not available, \
              only the database's"
         );

@@ -19,6 +19,7 @@ mod snapshot;
 mod sysstatus;
 
 use siemstress_common::cli::is_broken_pipe;
+use siemstress_common::diag;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             // clap's first line, without its "error: " prefix and usage block.
             let text = e.render().to_string();
             let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
+            diag!(
                 "siemquery: {} (see --help)",
                 line.trim_start_matches("error: ")
             );
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("siemquery: cannot start: {e}");
+            diag!("siemquery: cannot start: {e}");
             return ExitCode::from(2);
         }
     };
@@ -112,7 +113,7 @@ pub(crate) fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("siemquery: {}", one_line(&format!("{e:#}")));
+            diag!("siemquery: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -121,9 +122,9 @@ pub(crate) fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
 /// `--verbose`: a statement with its bound values, on stderr.
 fn log_sql(verbose: bool, sql: &str, bound: &[Value<'_>]) {
     if verbose {
-        eprintln!("siemquery: SQL: {sql}");
+        diag!("siemquery: SQL: {sql}");
         for (i, b) in bound.iter().enumerate() {
-            eprintln!("siemquery:   ?{} = {b}", i + 1);
+            diag!("siemquery:   ?{} = {b}", i + 1);
         }
     }
 }
@@ -131,7 +132,7 @@ fn log_sql(verbose: bool, sql: &str, bound: &[Value<'_>]) {
 /// `--verbose` with `--follow`: where a follow starts.
 fn log_follow(verbose: bool, what: &str, after: Option<i64>) {
     if verbose {
-        eprintln!(
+        diag!(
             "siemquery: following {what} after id {}",
             after.unwrap_or(0)
         );
@@ -320,7 +321,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             total += db.count_events(&t.table, &filter, &mut log).await?;
         }
         if total > n {
-            eprintln!(
+            diag!(
                 "siemquery: the table shows the first {n} of {total} rows ({} left out); \
                  --limit N for more (0: all), or --format ndjson|csv",
                 total - n
@@ -479,7 +480,7 @@ async fn every_table(
     for name in db.event_tables().await? {
         let table = Ident::new(&name, "a table in event_tables")?;
         if !db.event_table_exists(&table).await? {
-            eprintln!("siemquery: event table {table} is registered but missing; skipped");
+            diag!("siemquery: event table {table} is registered but missing; skipped");
             continue;
         }
         let section = labels

@@ -22,6 +22,7 @@ use siemstress_common::db::Database;
 use siemstress_common::db::alerts::AlertQuery;
 use siemstress_common::db::report::FailedBy;
 use siemstress_common::db::snapshots;
+use siemstress_common::diag;
 use siemstress_common::ident::Ident;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
 use siemstress_common::snapshot::unified;
@@ -42,7 +43,7 @@ pub fn main(args: &Args, rt: &tokio::runtime::Runtime) -> ExitCode {
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("siemquery: {}", crate::one_line(&format!("{e:#}")));
+            diag!("siemquery: {}", crate::one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use siemstress_common::db::Database;
 use siemstress_common::db::snapshots;
+use siemstress_common::diag;
 use siemstress_common::snapshot::diff::{self, Change, ChangeKind, Excludes};
 use siemstress_common::snapshot::unified;
 use siemstress_common::snapshot::{Run, STATUS_OK, exit, validate_name};
@@ -27,7 +28,7 @@ pub fn main(args: &Args, rt: &tokio::runtime::Runtime) -> ExitCode {
     match rt.block_on(run(args)) {
         Ok(bits) => ExitCode::from(bits),
         Err(e) => {
-            eprintln!("siemquery: {}", crate::one_line(&format!("{e:#}")));
+            diag!("siemquery: {}", crate::one_line(&format!("{e:#}")));
             ExitCode::from(exit::ERROR)
         }
     }
@@ -105,13 +106,13 @@ async fn show(
         if format == Format::Table || io::stderr().is_terminal() {
             let r = &d.run;
             match &d.previous {
-                None => eprintln!(
+                None => diag!(
                     "siemquery: snapshot {name} on {}: run {} ({}) is the first: a baseline, no changes",
                     r.host,
                     r.id,
                     zone.format_ms(r.taken)
                 ),
-                Some(p) => eprintln!(
+                Some(p) => diag!(
                     "siemquery: snapshot {name} on {}: run {} ({}) vs run {} ({}): {} changes",
                     r.host,
                     r.id,

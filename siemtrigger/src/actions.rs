@@ -24,6 +24,7 @@ use crate::rules::{Piece, Template};
 use anyhow::{Context, anyhow, bail};
 use siemstress_common::config::Config;
 use siemstress_common::config::actions::{ActionKind, Mail};
+use siemstress_common::diag;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::rfc3339;
@@ -125,7 +126,7 @@ impl Actions {
         let done = self.dispatch_claimed(db, stop, once, &lease, &lost).await;
         keepalive.abort();
         if lost.load(Ordering::SeqCst) {
-            eprintln!(
+            diag!(
                 "siemtrigger: the lease was taken over by another instance; not running \
                  further actions (they stay queued for it)"
             );
@@ -273,7 +274,7 @@ fn keep_lease(
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }
-                Err(e) => eprintln!("siemtrigger: renewing the lease: {e:#}"),
+                Err(e) => diag!("siemtrigger: renewing the lease: {e:#}"),
             }
         }
     })
@@ -338,15 +339,17 @@ async fn record(
             let msg = format!("{e:#}");
             let unpassable = e.chain().any(|c| c.is::<Unpassable>());
             let status = if unpassable || attempts > i64::from(action.retries) {
-                eprintln!(
+                diag!(
                     "siemtrigger: action {} for alert {} failed for good after {attempts} attempts: {msg}",
-                    run.action, run.alert_id
+                    run.action,
+                    run.alert_id
                 );
                 "failed"
             } else {
-                eprintln!(
+                diag!(
                     "siemtrigger: action {} for alert {} failed (attempt {attempts}, will retry): {msg}",
-                    run.action, run.alert_id
+                    run.action,
+                    run.alert_id
                 );
                 "pending"
             };

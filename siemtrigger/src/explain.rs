@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use siemstress_common::diag;
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 
@@ -27,7 +28,7 @@ const TOP: usize = 20;
 /// Prints why alert `id` fired; false if there is no such alert.
 pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow::Result<bool> {
     let Some(a) = db.alert(id).await? else {
-        eprintln!("siemtrigger: no alert {id}");
+        diag!("siemtrigger: no alert {id}");
         return Ok(false);
     };
     let refs = db.alert_events(id).await?;
@@ -373,7 +374,7 @@ pub async fn rule(db: &Database, rule: &Rule, from: i64, to: i64, f: Format) -> 
         Format::Json => {
             // NDJSON of the keys; what the cap dropped on stderr.
             if !summary.overflow.is_empty() {
-                eprintln!(
+                diag!(
                     "siemtrigger: {}",
                     crate::runner::overflow_text(&summary.overflow)
                 );

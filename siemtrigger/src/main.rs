@@ -13,7 +13,7 @@ mod sigma;
 mod snapshot;
 mod test_sigma;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use siemstress_common::cli::ConnectArgs;
 use siemstress_common::db::Backend;
+use siemstress_common::diag;
 use siemstress_common::timerange::{parse_point, parse_range};
 
 use crate::rules::RuleSet;
@@ -229,7 +230,7 @@ fn main() -> ExitCode {
             if siemstress_common::cli::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("siemtrigger: {e:#}");
+            diag!("siemtrigger: {e:#}");
             ExitCode::from(exit::ERROR)
         }
     }
@@ -259,7 +260,7 @@ fn load_rules(
     let action_cfg = actions::Actions::from_config(config)?;
     for (path, why) in &rules.skipped {
         if !args.quiet {
-            eprintln!("siemtrigger: skipping {}: {why}", path.display());
+            diag!("siemtrigger: skipping {}: {why}", path.display());
         }
     }
     if !args.rules.is_empty() {
@@ -305,7 +306,7 @@ fn import_sigma(
         let mut set = RuleSet::default();
         set.add_sigma(f, &mapping, &actions)?;
         for (_, why) in &set.skipped {
-            eprintln!("siemtrigger: {}: {why}", f.display());
+            diag!("siemtrigger: {}: {why}", f.display());
             refused += 1;
         }
         // Read once more: add_sigma has just read it.
@@ -319,7 +320,7 @@ fn import_sigma(
         }
     }
     out.flush()?;
-    eprintln!("siemtrigger: {ok} Sigma rules translated, {refused} not");
+    diag!("siemtrigger: {ok} Sigma rules translated, {refused} not");
     Ok(if refused > 0 { 1 } else { exit::OK })
 }
 
@@ -364,22 +365,25 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     if args.list_rules {
         list_rules(&rules.rules)?;
         if rules.rules.is_empty() {
-            eprintln!("siemtrigger: no rules ({})", NO_RULES_HINT);
+            diag!("siemtrigger: no rules ({})", NO_RULES_HINT);
         }
         return Ok(exit::OK);
     }
     if args.check {
+        let mut out = std::io::stdout().lock();
         for r in &rules.rules {
-            println!(
+            writeln!(
+                out,
                 "{}\t{}\t{}\t{}\t{}",
                 r.name,
                 r.type_name(),
                 r.severity,
                 rule_table(r),
                 r.origin
-            );
+            )?;
         }
-        eprintln!(
+        drop(out);
+        diag!(
             "siemtrigger: {} rules and {} actions are valid",
             rules.rules.len(),
             action_cfg.len()
@@ -388,7 +392,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             let mut files: Vec<&std::path::Path> =
                 rules.skipped.iter().map(|(p, _)| p.as_path()).collect();
             files.dedup();
-            eprintln!(
+            diag!(
                 "siemtrigger: {} rules not loaded, from {} files (listed above)",
                 rules.skipped.len(),
                 files.len()
@@ -401,12 +405,12 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let evaluates = args.once || args.interval.is_some() || args.dry_run || args.replay;
     if evaluates && !args.quiet {
         if rules.builtin > 0 && rules.builtin == rules.rules.len() {
-            eprintln!(
+            diag!(
                 "siemtrigger: using the {} built-in rules; see --list-rules",
                 rules.builtin
             );
         } else if rules.builtin > 0 {
-            eprintln!(
+            diag!(
                 "siemtrigger: using {} rules, {} of them built-in; see --list-rules",
                 rules.rules.len(),
                 rules.builtin
@@ -416,7 +420,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     if evaluates && rules.rules.is_empty() {
         // Nothing to evaluate is not an error (a cron job keeps quiet
         // otherwise), but it is never silent.
-        eprintln!(
+        diag!(
             "siemtrigger: warning: no rules loaded, nothing evaluated ({})",
             NO_RULES_HINT
         );
@@ -514,16 +518,16 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             None => match runner.once().await? {
                 Some(s) => {
                     if summary_on {
-                        eprintln!("siemtrigger: {s}");
+                        diag!("siemtrigger: {s}");
                     } else if !args.quiet {
                         if !s.missing.is_empty() {
-                            eprintln!(
+                            diag!(
                                 "siemtrigger: warning: {}",
                                 runner::missing_tables(&s.missing)
                             );
                         }
                         if !s.overflow.is_empty() {
-                            eprintln!(
+                            diag!(
                                 "siemtrigger: warning: {}",
                                 runner::overflow_text(&s.overflow)
                             );
@@ -541,7 +545,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     match reload(&args, &db_url) {
                         Ok((r, a)) => {
                             if !args.quiet {
-                                eprintln!(
+                                diag!(
                                     "siemtrigger: SIGHUP: reloaded {} rules and {} actions",
                                     r.rules.len(),
                                     a.len()
@@ -549,7 +553,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                             }
                             (rules, action_cfg) = (r, a);
                         }
-                        Err(e) => eprintln!(
+                        Err(e) => diag!(
                             "siemtrigger: SIGHUP: reload failed, keeping the current rules and \
                              actions: {e:#}"
                         ),
@@ -588,7 +592,7 @@ async fn check_tables(
                 if let Some(t) = r.table()
                     && !tables.iter().any(|name| name == t.as_str())
                 {
-                    eprintln!(
+                    diag!(
                         "siemtrigger: warning: rule {} reads table {t}, which does not exist \
                          (event tables: {})",
                         r.name,
@@ -601,7 +605,7 @@ async fn check_tables(
                 }
             }
         }
-        Err(e) => eprintln!("siemtrigger: warning: the rules' tables were not checked: {e}"),
+        Err(e) => diag!("siemtrigger: warning: the rules' tables were not checked: {e}"),
     }
 }
 

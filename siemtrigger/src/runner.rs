@@ -38,6 +38,7 @@ use siemstress_common::db::retry::Retry;
 use siemstress_common::db::sources::Watermark;
 use siemstress_common::db::trigger::{Gap, Reader, Sel, fill_gaps, find_gaps};
 use siemstress_common::db::{Backend, Database};
+use siemstress_common::diag;
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 
@@ -283,7 +284,7 @@ impl Runner<'_> {
     /// One run: `None` if another instance holds the lease.
     pub async fn once(&self) -> anyhow::Result<Option<Summary>> {
         if let Err(info) = self.lease().await? {
-            eprintln!(
+            diag!(
                 "siemtrigger: another instance ({}) holds the lease until {}; not evaluating",
                 info.holder,
                 rfc3339(info.expires)
@@ -320,7 +321,7 @@ impl Runner<'_> {
             match retry.guard_any(self.lease()).await {
                 Ok(Ok(())) => {
                     if standby && !quiet {
-                        eprintln!("siemtrigger: took the lease; evaluating");
+                        diag!("siemtrigger: took the lease; evaluating");
                     }
                     standby = false;
                     let mut lost = false;
@@ -328,18 +329,18 @@ impl Runner<'_> {
                         Ok(s) => {
                             retry.succeeded();
                             if s.missing != missing && !s.missing.is_empty() && !quiet {
-                                eprintln!("siemtrigger: warning: {}", missing_tables(&s.missing));
+                                diag!("siemtrigger: warning: {}", missing_tables(&s.missing));
                             }
                             if !s.overflow.is_empty() && !quiet {
-                                eprintln!("siemtrigger: warning: {}", overflow_text(&s.overflow));
+                                diag!("siemtrigger: warning: {}", overflow_text(&s.overflow));
                             }
                             missing = s.missing;
                             if s.idle != idle && !s.idle.is_empty() && !quiet && !self.verbose {
-                                eprintln!("siemtrigger: {}", idle_sources(&s.idle));
+                                diag!("siemtrigger: {}", idle_sources(&s.idle));
                             }
                             idle = s.idle;
                             if s.late > 0 && !quiet && !self.verbose {
-                                eprintln!(
+                                diag!(
                                     "siemtrigger: {} late rows (stored after the watermark \
                                      passed their time; evaluated at once against the open \
                                      windows)",
@@ -357,10 +358,10 @@ impl Runner<'_> {
                                     matches!(s, siemstress_common::Error::LostLease)
                                 }) =>
                         {
-                            eprintln!("siemtrigger: {e:#}");
+                            diag!("siemtrigger: {e:#}");
                             lost = true;
                         }
-                        Err(e) => eprintln!("siemtrigger: cycle failed (retrying): {e:#}"),
+                        Err(e) => diag!("siemtrigger: cycle failed (retrying): {e:#}"),
                     }
                     // Not after the lease is lost: the next holder runs them.
                     if let Some(lease) = self.action_lease().filter(|_| !lost)
@@ -369,12 +370,12 @@ impl Runner<'_> {
                             .dispatch(self.db, &self.stop, false, lease)
                             .await
                     {
-                        eprintln!("siemtrigger: actions: {e:#}");
+                        diag!("siemtrigger: actions: {e:#}");
                     }
                 }
                 Ok(Err(info)) => {
                     if !standby && !quiet {
-                        eprintln!(
+                        diag!(
                             "siemtrigger: standby: {} holds the lease until {}",
                             info.holder,
                             rfc3339(info.expires)
@@ -386,7 +387,7 @@ impl Runner<'_> {
                     Ok(()) => continue,
                     Err(_) => break,
                 },
-                Err(e) => eprintln!("siemtrigger: lease: {e:#}"),
+                Err(e) => diag!("siemtrigger: lease: {e:#}"),
             }
             if self.stop.load(Ordering::SeqCst) {
                 break;
@@ -455,7 +456,7 @@ impl Runner<'_> {
                 .extend(w.idle.iter().map(|s| format!("{t}: {}", s.describe())));
         }
         if self.verbose && !summary.idle.is_empty() {
-            eprintln!("siemtrigger: {}", idle_sources(&summary.idle));
+            diag!("siemtrigger: {}", idle_sources(&summary.idle));
         }
         for t in &registry {
             if self.stop.load(Ordering::SeqCst) {
@@ -714,7 +715,7 @@ impl Runner<'_> {
     fn late(&self, t: &Ident, n: usize, summary: &mut Summary) {
         summary.late += n as u64;
         if self.verbose {
-            eprintln!(
+            diag!(
                 "siemtrigger: {t}: {n} late rows (stored after the watermark passed their \
                  time); evaluated at once against the open windows"
             );

@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use siemstress_common::config::Config;
 use siemstress_common::db::Database;
 use siemstress_common::db::options::sqlite_url_of;
+use siemstress_common::diag;
 use siemstress_common::display::Escaped;
 use siemstress_common::ident::Ident;
 use tokio::signal::unix::{SignalKind, signal};
@@ -44,7 +45,7 @@ pub async fn run(
     set.add_sigma_outcomes(rule_file, outcomes, &actions)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for (_, why) in &set.skipped {
-        eprintln!("siemtrigger: {}: {why}", rule_file.display());
+        diag!("siemtrigger: {}: {why}", rule_file.display());
     }
     if set.rules.is_empty() {
         bail!(
@@ -187,7 +188,7 @@ async fn test(
     }
     out.flush()?;
     if !summary.missing.is_empty() {
-        eprintln!(
+        diag!(
             "siemtrigger: warning: {}",
             crate::runner::missing_tables(&summary.missing)
         );

@@ -422,3 +422,115 @@ fn only_regular_files_are_read_as_config_rules_or_decoders() {
     fifo(&config);
     expect("siemparse", &["-s", "t"], "siemstress.toml", "a FIFO");
 }
+
+/// The write end of a pipe whose read end is closed: writing to it fails
+/// with EPIPE, as when the reader of `| head` has exited.
+fn pipe_without_reader() -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is a descriptor of our own that nothing else owns.
+    unsafe { std::fs::File::from_raw_fd(fds[1]) }
+}
+
+/// A reader that has gone, on stdout or on stderr, is not a crash (a panic
+/// exits 101): `siemtrigger --check | true`, `2>&1 | head -1`, a daemon
+/// whose log collector restarted (admin pass D1).
+#[test]
+fn a_closed_stdout_or_stderr_is_not_a_crash() {
+    let env = Env::new(Kind::Sqlite);
+    env.config("");
+    let run = |what: &str, tool: &str, args: &[&str], on_stdout: bool| {
+        let mut cmd = env.cmd(tool);
+        cmd.args(args).stdin(std::process::Stdio::null());
+        if on_stdout {
+            cmd.stdout(pipe_without_reader())
+                .stderr(std::process::Stdio::piped());
+        } else {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(pipe_without_reader());
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        out.status.code()
+    };
+    // --check writes the rule list to stdout and its summary to stderr.
+    assert_eq!(
+        run("--check, stdout", "siemtrigger", &["--check"], true),
+        Some(0)
+    );
+    assert_eq!(
+        run("--check, stderr", "siemtrigger", &["--check"], false),
+        Some(0)
+    );
+    // An error message to a closed stderr still gives the error's exit code.
+    let code = run("bad flag value", "siemquery", &["--last", "5x"], false);
+    assert_eq!(code, Some(2));
+    let code = run("no table", "siemtrigger", &["--explain", "1"], false);
+    assert!(matches!(code, Some(1 | 2)), "{code:?}");
+    let code = run("decoders", "siemparse", &["--check-decoders"], false);
+    assert_eq!(code, Some(0));
+}
+
+/// `--explain` reads stdin as ingest does: a line longer than 8 MiB is
+/// explained as the pieces it would be stored as, in bounded memory (it was
+/// read whole: a 100 MB line took 614 MB; admin pass D9).
+#[test]
+fn explain_cuts_an_overlong_line_as_ingest_does() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let env = Env::new(Kind::Sqlite);
+    let mut cmd = env.cmd("siemparse");
+    cmd.arg("--explain")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256 << 20,
+                rlim_max: 256 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..36 {
+            stdin.write_all(&block)?;
+        }
+        stdin.write_all(
+            b"\nDec  7 09:00:00 host sshd[1]: Failed password for root from 203.0.113.5 port 22 ssh2\n",
+        )
+    });
+    // Count the explained lines without holding all of the output.
+    let mut stdout = child.stdout.take().unwrap();
+    let (mut lines, mut tail, mut buf) = (0, Vec::new(), vec![0; 1 << 16]);
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].windows(7).filter(|w| w == b"  line ").count();
+        tail.extend_from_slice(&buf[..n]);
+        let cut = tail.len().saturating_sub(4096);
+        tail.drain(..cut);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    writer.join().unwrap().unwrap();
+    // 36 MiB in pieces of at most 8 MiB, then the sshd line (it was read
+    // whole: 150 MB asked for, over the 256 MiB of address space).
+    assert_eq!(lines, 6, "{err}");
+    let tail = String::from_utf8_lossy(&tail);
+    assert!(tail.contains("source_host  203.0.113.5"), "{tail}");
+}

@@ -22,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::Backend;
 use crate::Error;
+use crate::diag;
 
 /// How long a SQLite writer waits for another writer's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -255,7 +256,7 @@ impl Nodes {
         self.current
             .store(new, std::sync::atomic::Ordering::Relaxed);
         *moved = Some(std::time::Instant::now());
-        eprintln!(
+        diag!(
             "siemstress: database node {} failed; connecting to {} (node {} of {})",
             self.nodes[old].0,
             self.nodes[new].0,
@@ -547,7 +548,7 @@ pub(crate) async fn mysql_pool(
                 let Error::Database { message, .. } = connect_error(url, e) else {
                     unreachable!("connect_error makes a database error")
                 };
-                eprintln!("siemstress: database node {hostport}: {message}; trying the next");
+                diag!("siemstress: database node {hostport}: {message}; trying the next");
                 failures.push(format!("{hostport}: {message}"));
             }
             Err(e) => return Err(connect_error(url, e)),

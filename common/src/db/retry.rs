@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::diag;
 
 /// The first wait after a transient error.
 pub const FIRST_WAIT: Duration = Duration::from_millis(250);
@@ -269,13 +270,13 @@ impl Retry {
         let wait = self.next;
         if self.said.is_none_or(|t| now.duration_since(t) >= REMIND) {
             if self.said.is_none() {
-                eprintln!(
+                diag!(
                     "{}: database unavailable ({last}), retrying in {}",
                     self.tool,
                     human(wait)
                 );
             } else {
-                eprintln!(
+                diag!(
                     "{}: database still unavailable after {} ({last}), retrying every {}",
                     self.tool,
                     human(now.duration_since(since)),
@@ -305,7 +306,7 @@ impl Retry {
     /// a message saying how long it lasted.
     pub fn succeeded(&mut self) {
         if let Some(since) = self.since.take() {
-            eprintln!(
+            diag!(
                 "{}: database available again after {}; resuming",
                 self.tool,
                 human(since.elapsed())

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::bail;
 use globset::GlobSet;
+use siemstress_common::diag;
 use siemstress_common::snapshot::RawRow;
 
 use super::fs::{self, Entry, HashStats, Opener, Policy, RowCtx, WalkErrors};
@@ -279,7 +280,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<RawRow>> {
         stats.reused.load(Ordering::Relaxed),
     );
     if std::env::var_os("SIEMPARSE_GATHER_STATS").is_some() {
-        eprintln!(
+        diag!(
             "siemparse: files: {} rows, {hashed} hashed, {reused} hashes reused; \
              walk {:.3} s, then waiting for the previous run {:.3} s, rows {:.3} s",
             rows.len(),

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use globset::GlobBuilder;
 use md5::{Digest, Md5};
 use serde_json::json;
+use siemstress_common::diag;
 use siemstress_common::snapshot::Row;
 
 use super::Ctx;
@@ -138,7 +139,7 @@ pub fn gather(ctx: &mut Ctx<'_>) -> anyhow::Result<Vec<Row>> {
         );
     }
     if std::env::var_os("SIEMPARSE_GATHER_STATS").is_some() {
-        eprintln!(
+        diag!(
             "siemparse: packages: {} packages, {} files verified, {} failures",
             installed.len(),
             checks.len(),

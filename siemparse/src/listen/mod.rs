@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use siemstress_common::config::listen::canonical;
+use siemstress_common::diag;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -149,7 +150,7 @@ pub async fn start(urls: &[ListenUrl], intake: Intake) -> anyhow::Result<Vec<Joi
         };
         if !intake.quiet {
             // The bound port (port 0 picks a free one).
-            eprintln!("siemparse: listening on {}://{local}", url.proto.scheme());
+            diag!("siemparse: listening on {}://{local}", url.proto.scheme());
         }
         tasks.push(task);
     }
@@ -200,12 +201,12 @@ impl Warnings {
         entry.0 = now;
         drop(kinds);
         if suppressed > 0 {
-            eprintln!(
+            diag!(
                 "siemparse: warning: {} ({suppressed} more like it not shown)",
                 message()
             );
         } else {
-            eprintln!("siemparse: warning: {}", message());
+            diag!("siemparse: warning: {}", message());
         }
     }
 }

@@ -12,6 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use siemstress_common::diag;
 use siemstress_common::time::now_ms;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -149,7 +150,7 @@ pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
     );
     let mut drops = KernelDrops::new(&socket);
     if drops.inode.is_none() {
-        eprintln!(
+        diag!(
             "siemparse: warning: {}: cannot read the kernel's drop counter of the socket",
             url.text
         );
@@ -211,16 +212,17 @@ pub async fn serve(socket: UdpSocket, url: ListenUrl, intake: Arc<Intake>) {
     report_new_drops(&mut drops, &url);
     let total = drops.reported - drops.start;
     if total > 0 {
-        eprintln!(
+        diag!(
             "siemparse: warning: {}: {} datagrams received, {total} dropped by the kernel in all",
-            url.text, r.datagrams
+            url.text,
+            r.datagrams
         );
     }
 }
 
 fn report_new_drops(drops: &mut KernelDrops, url: &ListenUrl) {
     if let Some((new, total)) = drops.new_drops() {
-        eprintln!(
+        diag!(
             "siemparse: warning: {}: the kernel dropped {new} datagrams (receive buffer full; \
              {total} in all); raise net.core.rmem_max or send over tcp://",
             url.text

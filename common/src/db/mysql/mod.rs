@@ -20,6 +20,7 @@ use super::sources::SourceMark;
 use super::sql::{Sql, Value, query};
 use super::{Backend, options, short};
 use crate::Error;
+use crate::diag;
 use crate::event::{COLUMNS, Event};
 use crate::ident::Ident;
 
@@ -748,7 +749,7 @@ impl MysqlWriter {
         }
         let committed = match found {
             Some(true) => {
-                eprintln!(
+                diag!(
                     "siemstress: the batch into {table} whose COMMIT went unanswered had been \
                      stored; not writing it again"
                 );
@@ -756,7 +757,7 @@ impl MysqlWriter {
             }
             Some(false) => false,
             None => {
-                eprintln!(
+                diag!(
                     "siemstress: warning: the connection was lost during the COMMIT of a batch \
                      into {table}, and this account may not read the table to see whether it \
                      was stored: writing it again (its rows may be stored twice)"
