@@ -4,13 +4,21 @@
 //! (`siemtrigger --check 2>&1 | head -1`, a log collector restarted under a
 //! daemon). A lost warning is better than a lost process with rows still to
 //! store, so [`diag!`](crate::diag!) drops what it cannot write.
+//!
+//! Messages name files, users and values that an attacker may have chosen
+//! (a rule file called `ESC]2;...`): every line is written through
+//! [`escape_message`], so no message reaches the terminal raw.
 
 use std::io::Write;
 
-/// Writes one line to stderr; a write error is ignored (see the module).
+use crate::display::escape_message;
+
+/// Writes one line to stderr, escaped for a terminal; a write error is
+/// ignored (see the module).
 pub fn line(args: std::fmt::Arguments<'_>) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+    let mut text = escape_message(&args.to_string()).into_owned();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// `eprintln!` that never panics: see [`diag`](crate::diag).

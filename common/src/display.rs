@@ -41,20 +41,32 @@ pub fn human_bytes(b: u64) -> String {
 /// U+0100) or `\u{NNNN}`, and a backslash as `\\` so that an escape cannot
 /// be forged by the text itself. Borrowed when there is nothing to escape.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| c == '\\' || is_unsafe(c)) {
+    escape_chars(s, |c| c == '\\' || is_unsafe(c))
+}
+
+/// A message for a terminal (stderr): as [`escape`], but its line feeds and
+/// backslashes stay, since a message is not a faithful copy of a text (a
+/// regex error spans lines; a quoted value is already escaped). What a
+/// name or a value inside it would do to the terminal is escaped.
+pub fn escape_message(s: &str) -> Cow<'_, str> {
+    escape_chars(s, |c| c != '\n' && is_unsafe(c))
+}
+
+fn escape_chars(s: &str, needs: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !s.chars().any(&needs) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
+            c if !needs(c) => out.push(c),
             '\\' => out.push_str("\\\\"),
-            c if is_unsafe(c) && u32::from(c) < 0x100 => {
+            c if u32::from(c) < 0x100 => {
                 let _ = write!(out, "\\x{:02x}", u32::from(c));
             }
-            c if is_unsafe(c) => {
+            c => {
                 let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
             }
-            c => out.push(c),
         }
     }
     Cow::Owned(out)
@@ -108,6 +120,16 @@ mod tests {
         let shown = Excerpt(&long).to_string();
         assert_eq!(shown, format!("\"{}\"... (300 bytes)", "x".repeat(200)));
         assert_eq!(Excerpt(&"é".repeat(200)).to_string().chars().count(), 202);
+    }
+
+    #[test]
+    fn a_message_keeps_its_lines_and_backslashes_but_not_controls() {
+        let m = "regex parse error:\n    \\d(\n    ^\nfile \x1b]2;x\x07.toml\r\u{202e}";
+        assert_eq!(
+            escape_message(m),
+            "regex parse error:\n    \\d(\n    ^\nfile \\x1b]2;x\\x07.toml\\x0d\\u{202e}"
+        );
+        assert!(matches!(escape_message("a\\b\n\tc"), Cow::Borrowed(_)));
     }
 
     #[test]

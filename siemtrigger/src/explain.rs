@@ -128,7 +128,7 @@ pub async fn alert(db: &Database, rules: &RuleSet, id: i64, f: Format) -> anyhow
                         "  rule:     {} ({cond}; key {:?}) from {}",
                         r.type_name(),
                         r.key.source,
-                        r.origin
+                        Escaped(&r.origin)
                     )?;
                 }
                 None => writeln!(out, "  rule:     (no longer configured)")?,
@@ -214,7 +214,7 @@ fn snapshot_alert(
                     s.exclude,
                     s.include,
                     r.key.source,
-                    r.origin
+                    Escaped(&r.origin)
                 )?,
                 None => writeln!(out, "  rule:     (no longer configured)")?,
             }

@@ -379,7 +379,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 r.type_name(),
                 r.severity,
                 rule_table(r),
-                r.origin
+                siemstress_common::display::Escaped(&r.origin)
             )?;
         }
         drop(out);

@@ -534,3 +534,45 @@ fn explain_cuts_an_overlong_line_as_ingest_does() {
     let tail = String::from_utf8_lossy(&tail);
     assert!(tail.contains("source_host  203.0.113.5"), "{tail}");
 }
+
+/// A file name is written by whoever can create files where the rules are
+/// globbed or logs are followed: in messages its controls are escaped (a
+/// rule file named `ESC]2;...BEL` retitled the admin's terminal; admin pass
+/// D10).
+#[test]
+fn file_names_in_messages_are_escaped() {
+    let env = Env::new(Kind::Sqlite);
+    let evil = "evil\x1b]2;pwned\x07\u{202e}";
+    let rules = env.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join(format!("{evil}.toml")), "[[rule]]\nname = 1\n").unwrap();
+    env.config("[rules]\npaths = [\"rules/*.toml\"]\n");
+    let shown = "evil\\x1b]2;pwned\\x07\\u{202e}";
+    let check = |what: &str, out: std::process::Output, code: i32| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+        assert!(
+            !raw_controls(&err) && !err.contains('\u{202e}'),
+            "{what}: {err:?}"
+        );
+        assert!(err.contains(shown), "{what}: {err}");
+    };
+    let out = env.cmd("siemtrigger").arg("--check").output().unwrap();
+    check("rule file", out, 2);
+    env.config("");
+    let out = env
+        .cmd("siemparse")
+        .args(["-s", "auth", "--once", "--follow"])
+        .arg(env.path().join(evil))
+        .output()
+        .unwrap();
+    // A followed file that is not there yet is waited for.
+    check("--follow", out, 0);
+    let out = env
+        .cmd("siemparse")
+        .arg("--restore")
+        .arg(env.path().join(format!("{evil}.ndjson")))
+        .output()
+        .unwrap();
+    check("--restore", out, 2);
+}
