@@ -7,6 +7,7 @@ mod explain;
 mod follow;
 mod follow_lease;
 mod gather;
+mod job_lease;
 mod lines;
 mod listen;
 mod pipeline;
@@ -680,7 +681,7 @@ async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyho
         &db,
         &policy,
         only.as_ref(),
-        prune::IfBusy::Wait,
+        job_lease::IfBusy::Wait,
         &siemstress_common::db::retention::StopFlag(stop.flag.clone()),
         &mut out,
     )

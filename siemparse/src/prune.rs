@@ -3,9 +3,8 @@
 //! what went. A following or listening siemparse runs the same prune at
 //! most once an hour (over every siemparse on the database: the claim is
 //! a row in the database). One prune runs at a time on a database (the
-//! prune lease): two at once would pick the same rows, so each would report
-//! bytes the other freed and archive rows twice. The batches and what stays
-//! are `common::db::retention`'s.
+//! prune lease, `crate::job_lease`). The batches and what stays are
+//! `common::db::retention`'s.
 
 use std::io::Write;
 use std::time::Duration;
@@ -14,117 +13,18 @@ use anyhow::Context;
 use siemstress_common::archive::Archive;
 use siemstress_common::config::retention::{Keep, Policy};
 use siemstress_common::db::Database;
-use siemstress_common::db::lease::LeaseKey;
 use siemstress_common::db::retention::{BatchParts, HOLD_LIMIT, Pruned, StopFlag};
 use siemstress_common::diag;
 use siemstress_common::display::human_bytes;
 use siemstress_common::ident::Ident;
 use siemstress_common::time::{now_ms, rfc3339_utc};
 
+use crate::job_lease::{IfBusy, Job, JobLease, NotTaken};
+
 /// How often a following or listening siemparse prunes, at most.
 pub const EVERY: Duration = Duration::from_secs(3600);
 /// How often it checks whether the hour is over.
 const CHECK: Duration = Duration::from_secs(300);
-/// How long the prune lease lasts unless renewed (every quarter of it): a
-/// prune whose process is gone from another host is taken over after it;
-/// one of this host, at once.
-const LEASE_TTL: Duration = Duration::from_secs(60);
-/// How often a prune that waits for another one tries the lease again.
-const LEASE_POLL: Duration = Duration::from_secs(1);
-
-/// What a prune does when another one holds the prune lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfBusy {
-    /// `siemparse --prune`: wait for it to finish (then prune what is left).
-    Wait,
-    /// The hourly prune of a follower: skip this turn.
-    Skip,
-}
-
-/// The prune lease while held: renewed in the background until
-/// [`PruneLease::release`].
-struct PruneLease {
-    db: Database,
-    holder: String,
-    renewer: tokio::task::JoinHandle<()>,
-}
-
-impl PruneLease {
-    /// Takes the lease, waiting for another holder or not (`None`: skipped,
-    /// or stopped while waiting; the reason is written to `out`).
-    async fn take(
-        db: &Database,
-        if_busy: IfBusy,
-        stop: &StopFlag,
-        out: &mut (dyn Write + Send),
-    ) -> anyhow::Result<Option<Self>> {
-        let holder = siemstress_common::holder::holder_id();
-        let ttl = LEASE_TTL.as_millis() as i64;
-        let mut waiting = false;
-        loop {
-            let Err(other) = db.acquire_lease(LeaseKey::Prune, &holder, ttl).await? else {
-                break;
-            };
-            let who = siemstress_common::holder::describe(&other.holder);
-            if if_busy == IfBusy::Skip {
-                writeln!(out, "skipped: another prune is running ({who})")?;
-                return Ok(None);
-            }
-            if !waiting {
-                writeln!(
-                    out,
-                    "another prune is running ({who}): waiting for it to finish"
-                )?;
-                out.flush()?;
-                waiting = true;
-            }
-            if stop.0.load(std::sync::atomic::Ordering::Relaxed) {
-                writeln!(
-                    out,
-                    "stopped by a signal while waiting for the other prune; nothing pruned"
-                )?;
-                return Ok(None);
-            }
-            tokio::time::sleep(LEASE_POLL).await;
-        }
-        let (renew_db, renew_holder) = (db.clone(), holder.clone());
-        let renewer = tokio::spawn(async move {
-            let mut lost = false;
-            loop {
-                tokio::time::sleep(LEASE_TTL / 4).await;
-                match renew_db
-                    .renew_lease(LeaseKey::Prune, &renew_holder, ttl)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) if !lost => {
-                        lost = true;
-                        diag!(
-                            "siemparse: warning: the prune lease was taken over (this prune \
-                             did not renew it for {} s): another prune may run beside this one",
-                            LEASE_TTL.as_secs()
-                        );
-                    }
-                    Ok(false) => {}
-                    Err(e) => diag!("siemparse: warning: renewing the prune lease: {e}"),
-                }
-            }
-        });
-        Ok(Some(Self {
-            db: db.clone(),
-            holder,
-            renewer,
-        }))
-    }
-
-    /// Gives the lease up (a lease not given up expires).
-    async fn release(self) {
-        self.renewer.abort();
-        if let Err(e) = self.db.release_lease(LeaseKey::Prune, &self.holder).await {
-            diag!("siemparse: warning: {e}");
-        }
-    }
-}
 
 /// Prunes every event table (or only `only`), and alerts and snapshot runs
 /// unless `only` is given; writes one line per kind of data to `out`. With
@@ -148,8 +48,20 @@ pub async fn run(
         )?;
         return Ok(());
     }
-    let Some(lease) = PruneLease::take(db, if_busy, stop, out).await? else {
-        return Ok(());
+    let stopping = || stop.0.load(std::sync::atomic::Ordering::Relaxed);
+    let lease = match JobLease::take(db, Job::Prune, if_busy, stopping, out).await? {
+        Ok(lease) => lease,
+        Err(NotTaken::Busy(who)) => {
+            writeln!(out, "skipped: another prune is running ({who})")?;
+            return Ok(());
+        }
+        Err(NotTaken::Stopped) => {
+            writeln!(
+                out,
+                "stopped by a signal while waiting for the other prune; nothing pruned"
+            )?;
+            return Ok(());
+        }
     };
     let done = run_held(db, policy, only, stop, out).await;
     lease.release().await;

@@ -20,6 +20,12 @@
 //! two separate `--restore` runs count as one; restore a day's files in one
 //! run.
 //!
+//! **One at a time.** Two restores at once would each compare with the
+//! table before the other's rows are committed, and store rows both read
+//! twice: a restore holds the restore lease (`crate::job_lease`) while it
+//! compares and stores; a second one waits for it (after checking its own
+//! files), then finds those rows there.
+//!
 //! **Outages.** Every database step (the table, the comparison, the insert
 //! transaction, the index steps) goes through the [`Retry`] wrapper of
 //! ingest: a lost or refused connection, a Galera node outside the primary
@@ -44,6 +50,8 @@ use siemstress_common::db::search::SectionTable;
 use siemstress_common::filter::Filter;
 use siemstress_common::ident::Ident;
 use siemstress_common::time::rfc3339_utc;
+
+use crate::job_lease::{IfBusy, Job, JobLease};
 
 /// Rows read, compared and stored at a time.
 const CHUNK: usize = 2_000;
@@ -107,6 +115,25 @@ pub async fn run(
             Ok(())
         })?;
     }
+    let stopping = || retry.stopping();
+    let lease = match JobLease::take(db, Job::Restore, IfBusy::Wait, stopping, out).await? {
+        Ok(lease) => lease,
+        Err(_) => return Err(stopped(&BTreeMap::new(), "waiting for the other restore")),
+    };
+    let done = store(db, config, files, &table_of, retry, out).await;
+    lease.release().await;
+    done
+}
+
+/// [`run`] once the files are checked and the restore lease is held.
+async fn store(
+    db: &Database,
+    config: &Config,
+    files: &[PathBuf],
+    table_of: &dyn Fn(&ArchivedRow) -> anyhow::Result<Ident>,
+    retry: &mut Retry,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
     let mut writers = BTreeMap::new();
     let mut done: BTreeMap<String, Restored> = BTreeMap::new();
     // Per (target table's number in `targets`, content).

@@ -8,7 +8,9 @@
 //! - [`LeaseKey::Follow`]: the one `siemparse --follow` of a (section,
 //!   path) (`follow_lease`, migration 9);
 //! - [`LeaseKey::Prune`]: the one prune running on the database (a row of
-//!   `trigger_lease`), so that two prunes never pick the same rows.
+//!   `trigger_lease`), so that two prunes never pick the same rows;
+//! - [`LeaseKey::Restore`]: the one `siemparse --restore` running on the
+//!   database (a row of `trigger_lease`), so that two never store a row twice.
 //!
 //! A write that must not happen after the lease is lost is *fenced*: the
 //! same transaction first renews the lease where it is still ours
@@ -24,6 +26,8 @@ pub const TRIGGER: &str = "siemtrigger";
 /// Name of the running prune's `trigger_lease` row (not the hourly claim's,
 /// which only spaces the automatic prunes).
 pub const PRUNE: &str = "siemparse-prune-running";
+/// Name of the running restore's `trigger_lease` row.
+pub const RESTORE: &str = "siemparse-restore-running";
 
 /// What a lease guards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub enum LeaseKey<'a> {
     Follow { section: &'a str, path: &'a str },
     /// A running `siemparse --prune` (or a follower's hourly prune).
     Prune,
+    /// A running `siemparse --restore`.
+    Restore,
 }
 
 /// Who holds a lease, and until when (epoch ms).
@@ -49,6 +55,7 @@ impl<'a> LeaseKey<'a> {
         match self {
             LeaseKey::Trigger => Some(TRIGGER),
             LeaseKey::Prune => Some(PRUNE),
+            LeaseKey::Restore => Some(RESTORE),
             LeaseKey::Follow { .. } => None,
         }
     }
@@ -67,7 +74,7 @@ impl<'a> LeaseKey<'a> {
     /// ` WHERE <the row's key>` (appended with `and`).
     fn key(self, q: &mut Sql<'a>) {
         match self {
-            LeaseKey::Trigger | LeaseKey::Prune => {
+            LeaseKey::Trigger | LeaseKey::Prune | LeaseKey::Restore => {
                 q.and()
                     .push("name = ")
                     .bind(self.named().unwrap_or_default());
@@ -127,7 +134,7 @@ impl Database {
             Backend::Mysql => "INSERT IGNORE",
         });
         match key {
-            LeaseKey::Trigger | LeaseKey::Prune => {
+            LeaseKey::Trigger | LeaseKey::Prune | LeaseKey::Restore => {
                 q.push(" INTO trigger_lease (name, holder, expires, beats) VALUES (")
                     .bind(key.named().unwrap_or_default());
             }
