@@ -162,14 +162,67 @@ fn locate(path: &Path, text: &str, e: Error) -> Error {
     }
 }
 
-/// The line of dotted `key` (`section.auth.retention`) in TOML `text`: of
-/// its deepest part that is there; `None` if not even the first is.
+/// `parts` as one TOML key, each part quoted where TOML needs it:
+/// `section."a.b".timezone`. Keys in messages are written so, and
+/// [`key_line`] reads them back.
+pub fn toml_key(parts: &[&str]) -> String {
+    let bare = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    parts
+        .iter()
+        .map(|p| {
+            if bare(p) {
+                return (*p).to_owned();
+            }
+            // A basic string (a key cannot be a multi-line one).
+            let mut q = String::from('"');
+            for c in p.chars() {
+                match c {
+                    '"' => q.push_str("\\\""),
+                    '\\' => q.push_str("\\\\"),
+                    '\n' => q.push_str("\\n"),
+                    c if c.is_control() => q.push_str(&format!("\\u{:04X}", u32::from(c))),
+                    c => q.push(c),
+                }
+            }
+            q.push('"');
+            q
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The parts of a dotted TOML key (`section."a.b".timezone`), as TOML
+/// reads them; `None` if it is not one.
+fn key_parts(key: &str) -> Option<Vec<String>> {
+    use toml::de::{DeTable, DeValue};
+    let text = format!("{key} = 0");
+    let doc = DeTable::parse(&text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = Vec::new();
+    loop {
+        let (k, v) = table.iter().next()?;
+        parts.push(k.get_ref().to_string());
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => return Some(parts),
+        }
+    }
+}
+
+/// The line of dotted `key` (`section.auth.retention`, written as
+/// [`toml_key`] writes it) in TOML `text`: of its deepest part that is
+/// there; `None` if not even the first is.
 fn key_line(text: &str, key: &str) -> Option<usize> {
     use toml::de::{DeTable, DeValue};
     let doc = DeTable::parse(text).ok()?;
     let mut table = doc.get_ref();
     let mut line = None;
-    for part in key.split('.') {
+    let parts = key_parts(key)?;
+    for part in &parts {
         let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == part) else {
             break;
         };
@@ -285,6 +338,12 @@ impl Config {
         }
     }
 
+    /// The line of dotted `key` (written as [`toml_key`] writes it) in this
+    /// config's text: of its deepest part that is there.
+    pub fn key_line(&self, key: &str) -> Option<usize> {
+        key_line(&self.text, key)
+    }
+
     /// Parses config text (the path in errors is `<string>`).
     pub fn parse_str(text: &str) -> Result<Self, Error> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| Error::ConfigParse {
@@ -292,14 +351,14 @@ impl Config {
             message: e.to_string(),
         })?;
         cfg.text = text.to_owned();
-        for (name, s) in &cfg.section {
-            cfg.resolve_section_inner(name, s)?;
+        for name in cfg.section.keys() {
+            cfg.section(name, None)?;
         }
         cfg.listen()?;
         cfg.retention()?;
-        for name in cfg.listen.sections() {
+        for (key, name) in cfg.listen.sections() {
             cfg.section(name, None).map_err(|e| Error::ConfigValue {
-                key: "listen".into(),
+                key,
                 message: e.to_string(),
             })?;
         }
@@ -309,7 +368,17 @@ impl Config {
     /// The section `name`; `default` and any name not in the file get defaults.
     pub fn section(&self, name: &str, zone_override: Option<Zone>) -> Result<Section, Error> {
         let mut s = match self.section.get(name) {
-            Some(s) => self.resolve_section_inner(name, s)?,
+            // A bad table name is the file's: say where.
+            Some(s) => self.resolve_section_inner(name, s).map_err(|e| match e {
+                Error::BadIdentifier { .. } | Error::ReservedName { .. } => Error::ConfigValue {
+                    key: match s.table {
+                        Some(_) => toml_key(&["section", name, "table"]),
+                        None => toml_key(&["section", name]),
+                    },
+                    message: e.to_string(),
+                },
+                e => e,
+            })?,
             None => self.resolve_section_inner(name, &SectionConfig::default())?,
         };
         if let Some(z) = zone_override {
@@ -320,12 +389,12 @@ impl Config {
 
     fn resolve_section_inner(&self, name: &str, s: &SectionConfig) -> Result<Section, Error> {
         let table_name = s.table.as_deref().unwrap_or(name);
-        let what = format!("table of [section.{name}]");
+        let what = format!("table of [{}]", toml_key(&["section", name]));
         let table = Ident::new(table_name, &what)?;
         crate::db::events::check_event_table(&table, &what)?;
         let zone = match &s.timezone {
             Some(z) => Zone::parse(z).map_err(|_| Error::ConfigValue {
-                key: format!("section.{name}.timezone"),
+                key: toml_key(&["section", name, "timezone"]),
                 message: format!("unknown time zone {z:?} (use an IANA name or +HHMM)"),
             })?,
             None => Zone::local(),
@@ -340,7 +409,7 @@ impl Config {
         let retention = s
             .retention
             .as_deref()
-            .map(|r| retention::Keep::parse(r, &format!("section.{name}.retention")))
+            .map(|r| retention::Keep::parse(r, &toml_key(&["section", name, "retention"])))
             .transpose()?;
         Ok(Section {
             name: name.to_owned(),
@@ -408,22 +477,31 @@ impl Config {
     /// Database URL: `flag` > `SIEMSTRESS_DATABASE_URL` > `[database] url` >
     /// `sqlite://siemstress.db`; a `password_file` fills in the password.
     pub fn database_url(&self, flag: Option<&str>) -> Result<String, Error> {
-        let url = flag
-            .map(str::to_owned)
-            .or_else(|| {
-                std::env::var("SIEMSTRESS_DATABASE_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-            })
+        let given = flag.map(str::to_owned).or_else(|| {
+            std::env::var("SIEMSTRESS_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        });
+        let from_file = given.is_none() && self.database.url.is_some();
+        let url = given
             .or_else(|| self.database.url.clone())
             .unwrap_or_else(|| "sqlite://siemstress.db".to_owned());
-        if crate::db::Backend::of(&url)? != crate::db::Backend::Mysql {
+        let backend = crate::db::Backend::of(&url).map_err(|e| match from_file {
+            true => self.locate(Error::ConfigValue {
+                key: "database.url".into(),
+                message: e.to_string(),
+            }),
+            false => e,
+        })?;
+        if backend != crate::db::Backend::Mysql {
             return Ok(url);
         }
         if let Some(mode) = &self.database.ssl_mode {
-            crate::db::options::check_ssl_mode(mode).map_err(|message| Error::ConfigValue {
-                key: "database.ssl_mode".into(),
-                message,
+            crate::db::options::check_ssl_mode(mode).map_err(|message| {
+                self.locate(Error::ConfigValue {
+                    key: "database.ssl_mode".into(),
+                    message,
+                })
             })?;
         }
         let ca = self
@@ -446,6 +524,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_keys_quote_what_toml_quotes_and_are_found_again() {
+        assert_eq!(
+            toml_key(&["section", "auth", "retention"]),
+            "section.auth.retention"
+        );
+        let key = toml_key(&["section", "a.b", "timezone"]);
+        assert_eq!(key, "section.\"a.b\".timezone");
+        assert_eq!(
+            toml_key(&["listen", "network", "10.0.0.0/8"]),
+            "listen.network.\"10.0.0.0/8\""
+        );
+        assert_eq!(toml_key(&["x", "", "q\"\n"]), "x.\"\".\"q\\\"\\n\"");
+        let text = "[section.a]\n\n[section.\"a.b\"]\ntimezone = \"x\"\n";
+        assert_eq!(key_line(text, &key), Some(4));
+        assert_eq!(key_line(text, "section.a.timezone"), Some(1));
+        assert_eq!(
+            key_parts("x.\"\".\"q\\\"\\n\""),
+            Some(vec!["x".into(), "".into(), "q\"\n".into()])
+        );
+    }
 
     #[test]
     fn value_errors_name_the_line_of_their_key() {

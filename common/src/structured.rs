@@ -152,9 +152,9 @@ impl Structured {
         pattern: Option<&str>,
         mapping: Option<&MappingSpec>,
     ) -> Result<Option<Structured>, Error> {
-        let key = |k: &str| format!("section.{name}.{k}");
+        // `k`: the key under the section, as TOML writes it (`mapping.raw`).
         let bad = |k: &str, message: String| Error::ConfigValue {
-            key: key(k),
+            key: format!("{}.{k}", crate::config::toml_key(&["section", name])),
             message,
         };
         if pattern.is_some() && format != Format::Regex {
@@ -237,9 +237,9 @@ impl Structured {
                     };
                 let mut fields = Vec::new();
                 for (k, paths) in table {
-                    let slot = Slot::of(&k).map_err(|m| bad(&format!("mapping.{k}"), m))?;
+                    let slot = Slot::of(&k).map_err(|m| bad(&crate::config::toml_key(&["mapping", &k]), m))?;
                     if paths.is_empty() || paths.iter().any(String::is_empty) {
-                        return Err(bad(&format!("mapping.{k}"), "an empty path".into()));
+                        return Err(bad(&crate::config::toml_key(&["mapping", &k]), "an empty path".into()));
                     }
                     let split = paths
                         .iter()

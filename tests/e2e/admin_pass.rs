@@ -364,6 +364,70 @@ fn config_value_errors_name_the_file_and_line() {
     assert!(err.contains(&at), "{err}");
 }
 
+/// Every config value error names the key as TOML writes it and its line:
+/// a route of `[listen]` (was "key listen" at no line), a quoted section
+/// name (the dotted name was split at its dot), `[sigma]` (no line; and not
+/// checked at all without a Sigma file), `[database] url` (no line), and
+/// `[retention] archive = ""` (refused only by the first prune) (admin pass D2).
+#[test]
+fn config_errors_name_the_toml_key_and_line() {
+    let env = Env::new(Kind::Sqlite);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "# routes\n\n[listen.program]\nsshd = \"bad name\"\n",
+            "siemparse",
+            ": line 4: key listen.program.sshd: invalid name \"bad name\"",
+        ),
+        (
+            "[section.x]\n\n[section.\"a.b\"]\ntimezone = \"UTC\"\n",
+            "siemparse",
+            ": line 3: key section.\"a.b\": invalid name \"a.b\"",
+        ),
+        (
+            "[section.x]\ntable = \"alerts\"\n",
+            "siemtrigger",
+            ": line 2: key section.x.table: name \"alerts\" cannot be used",
+        ),
+        (
+            "[section.auth]\n\n[sigma.fields]\nUser = \"nosuchcol\"\n",
+            "siemtrigger",
+            ", line 4: key `sigma.fields.User`: \"nosuchcol\" is not a column",
+        ),
+        (
+            "\n[database]\nurl = \"postgres://u:secret@db\"\n",
+            "siemparse",
+            ": line 3: key database.url: unsupported database URL \"postgres://u:***@db\"",
+        ),
+        (
+            "[retention]\ndefault = \"90d\"\narchive = \"\"\n",
+            "siemtrigger",
+            ": line 3: key retention.archive: an empty path",
+        ),
+    ];
+    for (text, tool, want) in cases {
+        let config = env.config(text);
+        let args: &[&str] = match *tool {
+            "siemparse" => &["-s", "auth"],
+            _ => &["--check"],
+        };
+        // Only -c: the test's own --db would hide [database] url.
+        let out = std::process::Command::new(siemstress_tests::bin(tool))
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .current_dir(env.path())
+            .env_remove("SIEMSTRESS_DATABASE_URL")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        let name = config.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name) && err.contains(want), "{text}: {err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+}
+
 /// Config, rule and decoder files are read only if they are regular files
 /// of at most 16 MiB: a FIFO among them hung the tools in open() (SIGTERM
 /// did not end them, nor a SIGHUP reload), `/dev/zero` was read until

@@ -146,7 +146,7 @@ impl ActionConfig {
     /// keys of other types absent; defaults filled in. Errors name the key.
     pub fn resolve(&self, name: &str) -> Result<Action, Error> {
         let bad = |key: &str, message: String| Error::ConfigValue {
-            key: format!("actions.{name}.{key}"),
+            key: crate::config::toml_key(&["actions", name, key]),
             message,
         };
         let type_name = self.kind.as_deref().unwrap_or(name);

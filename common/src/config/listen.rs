@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::config::toml_key;
 
 /// Default of `max_message`: syslog-ng's `log-msg-size`, 8x RFC 5425's minimum.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
@@ -84,7 +85,7 @@ impl ListenConfig {
                 .or_else(|_| net.parse::<IpAddr>().map(IpNet::from))
                 .map_err(|_| {
                     bad(
-                        &format!("network.\"{net}\""),
+                        &toml_key(&["network", net]),
                         "not a network: use an address or ADDRESS/PREFIX (10.1.0.0/16, 2001:db8::/32)"
                             .into(),
                     )
@@ -114,13 +115,19 @@ impl ListenConfig {
         })
     }
 
-    /// Every section a route names (and the default, if set).
-    pub fn sections(&self) -> impl Iterator<Item = &str> {
+    /// Every section a route names (and the default, if set), with the
+    /// key that names it (`listen.program."sshd"`), for errors.
+    pub fn sections<'a>(&'a self) -> impl Iterator<Item = (String, &'a str)> {
+        let keyed = |table: &'static str, routes: &'a BTreeMap<String, String>| {
+            routes
+                .iter()
+                .map(move |(k, v)| (toml_key(&["listen", table, k]), v.as_str()))
+        };
         self.section
             .iter()
-            .chain(self.program.values())
-            .chain(self.network.values())
-            .map(String::as_str)
+            .map(|s| ("listen.section".to_owned(), s.as_str()))
+            .chain(keyed("program", &self.program))
+            .chain(keyed("network", &self.network))
     }
 }
 

@@ -160,6 +160,16 @@ impl RetentionConfig {
             v.as_deref()
                 .map_or(Ok(Keep::Forever), |t| Keep::parse(t, key))
         };
+        if self
+            .archive
+            .as_ref()
+            .is_some_and(|a| a.as_os_str().is_empty())
+        {
+            return Err(Error::ConfigValue {
+                key: "retention.archive".into(),
+                message: "an empty path: name a directory, or leave the key out".into(),
+            });
+        }
         let snapshots = match &self.snapshots {
             None => SnapshotKeep {
                 keep_runs: None,

@@ -34,11 +34,7 @@ impl RuleSet {
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
                 if ext == "yml" || ext == "yaml" {
                     if mapping.is_none() {
-                        mapping =
-                            Some(crate::sigma::Mapping::load(config).map_err(|m| RuleError {
-                                key: Some("sigma".into()),
-                                ..RuleError::file(&cfg_origin, m)
-                            })?);
+                        mapping = Some(load_mapping(config, &cfg_origin)?);
                     }
                     let mapping = mapping.as_ref().expect("mapping");
                     set.add_sigma(&path, mapping, &actions)?;
@@ -49,6 +45,13 @@ impl RuleSet {
                     .map_err(|e| RuleError::file(&origin, format!("cannot read rule file: {e}")))?;
                 set.add_text(&text, &origin, true, &actions)?;
             }
+        }
+        // A bad [sigma] is an error of the config, Sigma rules or not.
+        let sc = &config.sigma;
+        if mapping.is_none()
+            && (sc.mapping.is_some() || !sc.logsource.is_empty() || !sc.fields.is_empty())
+        {
+            load_mapping(config, &cfg_origin)?;
         }
         if config.rule.is_some() {
             let origin = format!("{cfg_origin}{INLINE_SUFFIX}");
@@ -239,4 +242,13 @@ pub const INLINE_SUFFIX: &str = " [[rule]]";
 /// Names under `[actions]` in the config.
 fn action_names(config: &Config) -> Vec<String> {
     config.actions.keys().cloned().collect()
+}
+
+/// The Sigma mapping of `config`; an error names the config's key and line.
+fn load_mapping(config: &Config, cfg_origin: &str) -> Result<crate::sigma::Mapping, RuleError> {
+    crate::sigma::Mapping::load(config).map_err(|e| RuleError {
+        line: e.key.as_deref().and_then(|k| config.key_line(k)),
+        key: Some(e.key.unwrap_or_else(|| "sigma".into())),
+        ..RuleError::file(cfg_origin, e.message)
+    })
 }
