@@ -359,15 +359,7 @@ fn restore_rides_out_an_outage() {
     let proxy = Proxy::start(&server_of(&env.url));
     let url = via(&env.url, &format!("127.0.0.1:{}", proxy.port));
     proxy.cut_after_commit();
-    let child = env
-        .cmd_url("siemparse", &url)
-        .arg("--restore")
-        .args(&files)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("siemparse --restore");
+    let child = spawn_restore(env.cmd_url("siemparse", &url), &files);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !proxy.cut_done() {
         assert!(
@@ -417,6 +409,20 @@ fn big_archive(env: &Env, n: i64) -> PathBuf {
     file
 }
 
+/// Starts `cmd` (a siemparse) restoring `files`, its output piped.
+fn spawn_restore(
+    mut cmd: std::process::Command,
+    files: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> std::process::Child {
+    cmd.arg("--restore")
+        .args(files)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("siemparse --restore")
+}
+
 /// Waits until table auth holds a row (a restore has stored a chunk).
 fn first_chunk_stored(env: &Env) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -443,15 +449,7 @@ fn restore_stops_on_sigterm_and_a_rerun_finishes() {
     const N: i64 = 60_000;
     let env = Env::new(Kind::Sqlite);
     let file = big_archive(&env, N);
-    let child = env
-        .cmd("siemparse")
-        .arg("--restore")
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("siemparse --restore");
+    let child = spawn_restore(env.cmd("siemparse"), [&file]);
     // Once a chunk is stored (the whole file is checked first).
     first_chunk_stored(&env);
     let killed = std::process::Command::new("kill")
@@ -494,16 +492,7 @@ fn two_restores_at_once_store_each_row_once() {
     for kind in kinds() {
         let env = Env::new(kind);
         let file = big_archive(&env, N);
-        let spawn = || {
-            env.cmd("siemparse")
-                .arg("--restore")
-                .arg(&file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("siemparse --restore")
-        };
+        let spawn = || spawn_restore(env.cmd("siemparse"), [&file]);
         let first = spawn();
         first_chunk_stored(&env);
         let second = spawn();
