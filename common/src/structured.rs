@@ -237,9 +237,13 @@ impl Structured {
                     };
                 let mut fields = Vec::new();
                 for (k, paths) in table {
-                    let slot = Slot::of(&k).map_err(|m| bad(&crate::config::toml_key(&["mapping", &k]), m))?;
+                    let slot = Slot::of(&k)
+                        .map_err(|m| bad(&crate::config::toml_key(&["mapping", &k]), m))?;
                     if paths.is_empty() || paths.iter().any(String::is_empty) {
-                        return Err(bad(&crate::config::toml_key(&["mapping", &k]), "an empty path".into()));
+                        return Err(bad(
+                            &crate::config::toml_key(&["mapping", &k]),
+                            "an empty path".into(),
+                        ));
                     }
                     let split = paths
                         .iter()
