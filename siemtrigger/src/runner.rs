@@ -22,8 +22,11 @@
 //! kill at any moment neither repeats nor loses an alert. Rules at the same
 //! position share every read (each rule's filters become flags of one scan,
 //! each distinct regex runs once per row); a rule elsewhere (a new rule
-//! starts at id 0) makes its own pass. `snapshot_change` rules run after the
-//! event tables, over snapshot runs (`snapshot.rs`).
+//! starts at id 0) makes its own pass. Reading, evaluating and committing
+//! overlap: the next chunk is read and the last one commits while a chunk
+//! is evaluated, and the rules are evaluated in shares on threads of their
+//! own. `snapshot_change` rules run after the event tables, over snapshot
+//! runs (`snapshot.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -36,7 +39,7 @@ use crate::rules::{Matcher, Rule, RuleRegex};
 use anyhow::Context;
 use siemstress_common::db::retry::Retry;
 use siemstress_common::db::sources::Watermark;
-use siemstress_common::db::trigger::{Gap, Reader, Sel, fill_gaps, find_gaps};
+use siemstress_common::db::trigger::{Gap, Reader, ScanTask, Sel, fill_gaps, find_gaps};
 use siemstress_common::db::{Backend, Database};
 use siemstress_common::diag;
 use siemstress_common::display::Escaped;
@@ -62,10 +65,12 @@ pub const GAP_GRACE_MS: i64 = 120_000;
 pub const GAP_GRACE_ENV: &str = "SIEMSTRESS_TRIGGER_GAP_GRACE_MS";
 
 fn gap_grace_ms() -> i64 {
-    std::env::var(GAP_GRACE_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(GAP_GRACE_MS)
+    env_override(GAP_GRACE_ENV).unwrap_or(GAP_GRACE_MS)
+}
+
+/// The value of environment variable `name`, if set and well formed.
+fn env_override<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 /// Why [`Runner::daemon`] returned.
@@ -570,14 +575,26 @@ impl Runner<'_> {
                 None => groups.push((pos, vec![i])),
             }
         }
-        let mut reader = Some(self.db.reader()?);
-        for (pos, idx) in groups {
-            if self.stop.load(Ordering::SeqCst) {
-                break;
+        let mut io = Io {
+            reader: Some(self.db.reader()?),
+            storing: None,
+        };
+        let mut passes = async {
+            for (pos, idx) in groups {
+                if self.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                self.group_pass(&ident, &mut runs, &idx, pos, hi, wm, &mut io, summary)
+                    .await?;
             }
-            self.group_pass(&ident, &mut runs, &idx, pos, hi, wm, &mut reader, summary)
-                .await?;
+            anyhow::Ok(())
         }
+        .await;
+        // Even after an error: a chunk still committing when the pass
+        // returns could land after the next cycle has read the positions.
+        let stored = io.stored().await;
+        passes = passes.and(stored);
+        passes?;
         for r in &runs {
             if r.ev.overflow.any() {
                 summary.overflow.push((
@@ -608,7 +625,7 @@ impl Runner<'_> {
         mut pos: Pos,
         hi: i64,
         wm: Option<&Watermark>,
-        reader: &mut Option<Reader>,
+        io: &mut Io,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let rules: Vec<&Rule> = idx.iter().map(|&i| runs[i].rule).collect();
@@ -626,7 +643,7 @@ impl Runner<'_> {
                 gaps: Vec::new(),
             };
             return self
-                .on_time(t, runs, idx, pos, to, false, &plan, reader, summary)
+                .on_time(t, runs, idx, pos, to, false, &plan, io, summary)
                 .await;
         }
         // Ids are visible out of order only on MariaDB (SQLite serialises
@@ -648,13 +665,13 @@ impl Runner<'_> {
             if !late.is_empty() {
                 self.late(t, late.len(), summary);
                 for chunk in late.chunks(1000) {
-                    let mut batch = read(reader, scan(Sel::List(chunk.to_vec()))).await?.0;
+                    let mut batch = io.read(scan(Sel::List(chunk.to_vec()))).await?.0;
                     batch.sort();
-                    self.evaluate(&batch, &plan, runs, idx, summary);
+                    self.evaluate(&batch, &plan, runs, idx, summary, |_| {});
                 }
             }
             if changed || !late.is_empty() {
-                self.commit(t, runs, idx, &pos, summary).await?;
+                self.commit(t, runs, idx, &pos, summary, io).await?;
             }
         }
 
@@ -688,13 +705,13 @@ impl Runner<'_> {
             if !late.is_empty() {
                 self.late(t, late.len(), summary);
                 for chunk in late.chunks(1000) {
-                    let mut batch = read(reader, scan(Sel::List(chunk.to_vec()))).await?.0;
+                    let mut batch = io.read(scan(Sel::List(chunk.to_vec()))).await?.0;
                     batch.sort();
-                    self.evaluate(&batch, &plan, runs, idx, summary);
+                    self.evaluate(&batch, &plan, runs, idx, summary, |_| {});
                 }
             }
             pos.h = c_hi;
-            self.commit(t, runs, idx, &pos, summary).await?;
+            self.commit(t, runs, idx, &pos, summary, io).await?;
         }
 
         // 3. On time: event time from the watermark reached to the new one,
@@ -707,7 +724,7 @@ impl Runner<'_> {
             .await?
             .map_or(i64::MIN, |m| m.saturating_add(1));
         let to = pos.w.max(target.min(stored));
-        self.on_time(t, runs, idx, pos, to, unsaved, &plan, reader, summary)
+        self.on_time(t, runs, idx, pos, to, unsaved, &plan, io, summary)
             .await
     }
 
@@ -723,7 +740,9 @@ impl Runner<'_> {
     }
 
     /// Moves the position's watermark to `to` in chunks of event time
-    /// (`unsaved`: the position has moved since it was stored).
+    /// (`unsaved`: the position has moved since it was stored). The next
+    /// chunk is read while this one is evaluated (its bounds depend only on
+    /// the position's ids and this chunk's end).
     #[allow(clippy::too_many_arguments)]
     async fn on_time(
         &self,
@@ -734,36 +753,45 @@ impl Runner<'_> {
         to: i64,
         mut unsaved: bool,
         plan: &Plan<'_>,
-        reader: &mut Option<Reader>,
+        io: &mut Io,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
+        let scan = |from: i64, to: i64, max_id: i64| Scan {
+            table: t.clone(),
+            cols: plan.cols.clone(),
+            conds: plan.conds.clone(),
+            sel: Sel::Ts { from, to, max_id },
+        };
+        // The chunk read ahead: its task and its end.
+        let mut ahead: Option<(ScanTask<Batch>, i64)> = None;
         while pos.w < to {
             if self.stop.load(Ordering::SeqCst) {
+                if let Some((task, _)) = ahead {
+                    io.finish_read(task).await?;
+                }
                 return Ok(());
             }
-            let end = self
-                .db
-                .ts_chunk_end(t, pos.w, to, pos.h, self.chunk)
-                .await?;
-            let scan = Scan {
-                table: t.clone(),
-                cols: plan.cols.clone(),
-                conds: plan.conds.clone(),
-                sel: Sel::Ts {
-                    from: pos.w,
-                    to: end,
-                    max_id: pos.h,
-                },
+            let (task, end) = match ahead.take() {
+                Some(a) => a,
+                None => {
+                    let end = self
+                        .db
+                        .ts_chunk_end(t, pos.w, to, pos.h, self.chunk)
+                        .await?;
+                    (io.start_read(scan(pos.w, end, pos.h)), end)
+                }
             };
-            let (mut batch, chunk_max) = read(reader, scan).await?;
+            let (mut batch, chunk_max) = io.finish_read(task).await?;
+            if end < to {
+                let next = self.db.ts_chunk_end(t, end, to, pos.h, self.chunk).await?;
+                ahead = Some((io.start_read(scan(end, next, pos.h)), next));
+            }
             if !pos.gaps.is_empty() {
                 // Rows that committed into a gap are read with the gaps (late or not).
                 batch.rows.retain(|h| !pos.in_gap(h.id));
             }
             batch.sort();
-            self.evaluate(&batch, plan, runs, idx, summary);
-            for &i in idx {
-                let r = &mut runs[i];
+            self.evaluate(&batch, plan, runs, idx, summary, |r| {
                 r.progress.max_ts = match (r.progress.max_ts, chunk_max) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
@@ -772,20 +800,22 @@ impl Runner<'_> {
                     r.ev.advance(m);
                     r.ev.collect_garbage(m);
                 }
-            }
+            });
             pos.w = end;
-            self.commit(t, runs, idx, &pos, summary).await?;
+            self.commit(t, runs, idx, &pos, summary, io).await?;
             unsaved = false;
         }
         if unsaved {
-            self.commit(t, runs, idx, &pos, summary).await?;
+            self.commit(t, runs, idx, &pos, summary, io).await?;
         }
         Ok(())
     }
 
-    /// Applies the rows of `batch` (in its order) to the rules `idx`. Per
-    /// row, only the checks the prefilter lets through are run, and only the
-    /// rules those checks (or a back-reference) concern are visited.
+    /// Applies the rows of `batch` (in its order) to the rules `idx`, then
+    /// `finish` to each rule. The plan's parts (disjoint sets of rules) run
+    /// on threads of their own over the same rows: a rule's state and
+    /// alerts are its own, and alerts are taken rule by rule in `idx` order
+    /// (see [`Runner::commit`]), so the results do not depend on the split.
     fn evaluate(
         &self,
         batch: &Batch,
@@ -793,58 +823,55 @@ impl Runner<'_> {
         runs: &mut [Run<'_>],
         idx: &[usize],
         summary: &mut Summary,
+        finish: impl Fn(&mut Run<'_>) + Sync,
     ) {
-        let mut scratch = Scratch::default();
-        let mut candidates: Vec<usize> = Vec::new();
-        let mut matched: Vec<(usize, Caps)> = Vec::new();
-        let mut visit: Vec<usize> = Vec::new();
-        for i in 0..batch.rows.len() {
-            let ev = batch.ev(i);
-            let fields = EvFields::new(ev);
-            plan.prefilter
-                .candidates(&fields, &mut scratch, &mut candidates);
-            matched.clear();
-            for &k in &candidates {
-                if plan.check_conds[k].iter().any(|&ci| ev.flag(ci))
-                    && let Some(caps) = plan.checks[k].1.check_event(&fields)
-                {
-                    matched.push((k, caps));
-                }
-            }
-            visit.clear();
-            visit.extend_from_slice(&plan.always_rules);
-            for (k, _) in &matched {
-                visit.extend_from_slice(&plan.check_rules[*k]);
-            }
-            visit.sort_unstable();
-            visit.dedup();
-            for &ai in &visit {
-                let mut c = Cand::new(ev);
-                for &(role, ci, check) in &plan.roles[ai] {
-                    if !ev.flag(ci) {
-                        continue;
-                    }
-                    match check {
-                        None => c.roles[role as usize] = Some(Hit::Deferred),
-                        Some(k) => {
-                            if let Some((_, caps)) = matched.iter().find(|m| m.0 == k) {
-                                c.roles[role as usize] = Some(Hit::Caps(caps));
-                            }
-                        }
-                    }
-                }
-                if c.any() {
-                    summary.candidates += 1;
-                    let e = &mut runs[idx[ai]].ev;
-                    e.advance(ev.ts);
-                    e.apply(&c);
+        // Each part's runs, in the order of its rules.
+        let mut at: Vec<Option<(usize, usize)>> = vec![None; runs.len()];
+        for (pi, part) in plan.parts.iter().enumerate() {
+            for (k, &p) in part.rules.iter().enumerate() {
+                if let Some(slot) = idx.get(p).and_then(|&i| at.get_mut(i)) {
+                    *slot = Some((pi, k));
                 }
             }
         }
+        let mut shares: Vec<Vec<Option<&mut Run<'_>>>> = plan
+            .parts
+            .iter()
+            .map(|p| p.rules.iter().map(|_| None).collect())
+            .collect();
+        for (r, at) in runs.iter_mut().zip(at) {
+            if let Some((pi, k)) = at {
+                shares[pi][k] = Some(r);
+            }
+        }
+        let finish = &finish;
+        let mut shares = plan.parts.iter().zip(shares);
+        let Some((part0, mut share0)) = shares.next() else {
+            return;
+        };
+        summary.candidates += std::thread::scope(|s| {
+            let others: Vec<_> = shares
+                .map(|(part, mut share)| {
+                    s.spawn(move || evaluate_part(batch, part, &mut share, finish))
+                })
+                .collect();
+            let mut n = evaluate_part(batch, part0, &mut share0, finish);
+            // A thread that panicked is re-raised by the scope.
+            n += others
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .sum::<u64>();
+            n
+        });
     }
 
     /// Stores the alerts, window changes and position `pos` of the rules
-    /// `idx` in one transaction (live runs), and prints the alerts.
+    /// `idx` in one transaction (live runs), and prints the alerts. The
+    /// results are taken from the rules here; the transaction runs in a
+    /// task of its own while the caller evaluates the next chunk (the
+    /// second core), after the one before has committed: transactions stay
+    /// in chunk order, one at a time, and [`Io::stored`] waits for the last.
+    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
         t: &Ident,
@@ -852,82 +879,234 @@ impl Runner<'_> {
         idx: &[usize],
         pos: &Pos,
         summary: &mut Summary,
+        io: &mut Io,
     ) -> anyhow::Result<()> {
-        let table = t.as_str();
         let gaps = if pos.gaps.is_empty() {
             None
         } else {
             Some(serde_json::to_string(&pos.gaps).context("encode gaps")?)
         };
-        let mut alerts: Vec<(NewAlert, &[String])> = Vec::new();
-        let mut commits = Vec::new();
+        let mut alerts: Vec<(NewAlert, usize)> = Vec::new();
+        let mut rules: Vec<(String, Progress, Vec<String>)> = Vec::with_capacity(idx.len());
+        let mut windows = Vec::with_capacity(idx.len());
         for &i in idx {
             let r = &mut runs[i];
             r.progress.last_id = pos.h;
             r.progress.wm = Some(pos.w);
             r.progress.gaps = gaps.clone();
-            let actions: &[String] = &r.rule.actions;
-            alerts.extend(
-                std::mem::take(&mut r.ev.alerts)
-                    .into_iter()
-                    .map(|a| (a, actions)),
-            );
-            commits.push((i, r.ev.take_dirty().context("encode window state")?));
+            let n = rules.len();
+            let new = std::mem::take(&mut r.ev.alerts);
+            let actions = if new.is_empty() {
+                Vec::new()
+            } else {
+                r.rule.actions.clone()
+            };
+            alerts.extend(new.into_iter().map(|a| (a, n)));
+            rules.push((r.rule.name.clone(), r.progress.clone(), actions));
+            windows.push(r.ev.take_dirty().context("encode window state")?);
         }
         summary.alerts += alerts.len() as u64;
         if let Some(c) = &self.collected {
             let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
             c.extend(alerts.iter().map(|(a, _)| a.clone()));
         }
-        let ids = match &self.mode {
-            Mode::Live { holder, ttl_ms } => {
-                let mut rules = Vec::with_capacity(commits.len());
-                for (i, windows) in commits {
-                    rules.push(RuleCommit {
-                        rule: &runs[i].rule.name,
-                        progress: &runs[i].progress,
-                        windows,
-                    });
-                }
-                let ids = self
-                    .db
-                    .commit_trigger(&Commit {
-                        holder: Some(holder),
-                        lease_ttl_ms: *ttl_ms,
-                        table,
-                        rules,
-                        alerts: alerts.iter().map(|(a, acts)| (a, *acts)).collect(),
-                    })
-                    .await?;
-                Some(ids)
-            }
-            _ => None,
+        let staged = Staged {
+            table: t.as_str().to_owned(),
+            rules,
+            windows,
+            alerts,
         };
-        if let Some(f) = self.print {
-            let list: Vec<&NewAlert> = alerts.iter().map(|(a, _)| a).collect();
-            print_alerts(&list, ids.as_deref(), f)?;
+        io.stored().await?;
+        match &self.mode {
+            Mode::Live { holder, ttl_ms } => {
+                let (db, holder, ttl_ms, print) =
+                    (self.db.clone(), holder.clone(), *ttl_ms, self.print);
+                io.storing = Some(tokio::spawn(async move {
+                    staged.store(&db, &holder, ttl_ms, print).await
+                }));
+            }
+            _ => {
+                if let Some(f) = self.print {
+                    let list: Vec<&NewAlert> = staged.alerts.iter().map(|(a, _)| a).collect();
+                    print_alerts(&list, None, f)?;
+                }
+            }
         }
         Ok(())
     }
 }
 
-/// Reads the rows of `scan` on the reader (in a task of its own) with the
-/// latest event time of the chunk.
-async fn read(reader: &mut Option<Reader>, scan: Scan) -> anyhow::Result<(Batch, Option<i64>)> {
-    let r = reader.take().expect("reader");
-    let sink = Batch::of(&scan);
-    let (r, scanned) = r.spawn(scan, sink).await.context("scan task")?;
-    *reader = Some(r);
-    Ok(scanned?)
+/// One chunk's results, taken from the rules, to store.
+struct Staged {
+    table: String,
+    /// Per rule: name, position, and the actions of its alerts.
+    rules: Vec<(String, Progress, Vec<String>)>,
+    /// Per rule (as `rules`), its window changes.
+    windows: Vec<crate::engine::Changes>,
+    /// In the order raised, each with its rule's index in `rules`.
+    alerts: Vec<(NewAlert, usize)>,
+}
+
+impl Staged {
+    /// Commits the chunk fenced by the lease of `holder`, then prints its
+    /// alerts with their ids.
+    async fn store(
+        self,
+        db: &Database,
+        holder: &str,
+        ttl_ms: i64,
+        print: Option<Format>,
+    ) -> anyhow::Result<()> {
+        let rules = self
+            .rules
+            .iter()
+            .zip(self.windows)
+            .map(|((rule, progress, _), windows)| RuleCommit {
+                rule,
+                progress,
+                windows,
+            })
+            .collect();
+        let ids = db
+            .commit_trigger(&Commit {
+                holder: Some(holder),
+                lease_ttl_ms: ttl_ms,
+                table: &self.table,
+                rules,
+                alerts: self
+                    .alerts
+                    .iter()
+                    .map(|(a, n)| (a, self.rules[*n].2.as_slice()))
+                    .collect(),
+            })
+            .await?;
+        if let Some(f) = print {
+            let list: Vec<&NewAlert> = self.alerts.iter().map(|(a, _)| a).collect();
+            print_alerts(&list, Some(&ids), f)?;
+        }
+        Ok(())
+    }
+}
+
+/// A pass's reads and writes under way.
+struct Io {
+    /// The event table's reader; in its task while a chunk is read (ahead).
+    reader: Option<Reader>,
+    /// The transaction of the last chunk, running while the next is evaluated.
+    storing: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Io {
+    /// Starts reading the rows of `scan` on the reader, in a task of its own.
+    fn start_read(&mut self, scan: Scan) -> ScanTask<Batch> {
+        let r = self.reader.take().expect("reader");
+        let sink = Batch::of(&scan);
+        r.spawn(scan, sink)
+    }
+
+    /// The rows of a read started with [`Io::start_read`], with the latest
+    /// event time of the chunk; the reader comes back.
+    async fn finish_read(&mut self, task: ScanTask<Batch>) -> anyhow::Result<(Batch, Option<i64>)> {
+        let (r, scanned) = task.await.context("scan task")?;
+        self.reader = Some(r);
+        Ok(scanned?)
+    }
+
+    /// Reads the rows of `scan`.
+    async fn read(&mut self, scan: Scan) -> anyhow::Result<(Batch, Option<i64>)> {
+        let task = self.start_read(scan);
+        self.finish_read(task).await
+    }
+
+    /// Waits until the last chunk given to [`Runner::commit`] has committed.
+    async fn stored(&mut self) -> anyhow::Result<()> {
+        match self.storing.take() {
+            Some(task) => task.await.context("store task")?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Applies the rows of `batch` to the rules of `part` (`runs[k]` is the
+/// run of its rule `k`), then `finish` to each; the number of candidates.
+/// Per row, only the checks the prefilter lets through are run, and only
+/// the rules those checks (or a back-reference) concern are visited.
+fn evaluate_part(
+    batch: &Batch,
+    part: &Part<'_>,
+    runs: &mut [Option<&mut Run<'_>>],
+    finish: &(impl Fn(&mut Run<'_>) + Sync),
+) -> u64 {
+    let mut n = 0;
+    let mut scratch = Scratch::default();
+    let mut candidates: Vec<usize> = Vec::new();
+    let mut matched: Vec<(usize, Caps)> = Vec::new();
+    let mut visit: Vec<usize> = Vec::new();
+    for i in 0..batch.rows.len() {
+        let ev = batch.ev(i);
+        let fields = EvFields::new(ev);
+        part.prefilter
+            .candidates(&fields, &mut scratch, &mut candidates);
+        matched.clear();
+        for &k in &candidates {
+            if part.check_conds[k].iter().any(|&ci| ev.flag(ci))
+                && let Some(caps) = part.checks[k].1.check_event(&fields)
+            {
+                matched.push((k, caps));
+            }
+        }
+        visit.clear();
+        visit.extend_from_slice(&part.always_rules);
+        for (k, _) in &matched {
+            visit.extend_from_slice(&part.check_rules[*k]);
+        }
+        visit.sort_unstable();
+        visit.dedup();
+        for &ai in &visit {
+            let mut c = Cand::new(ev);
+            for &(role, ci, check) in &part.roles[ai] {
+                if !ev.flag(ci) {
+                    continue;
+                }
+                match check {
+                    None => c.roles[role as usize] = Some(Hit::Deferred),
+                    Some(k) => {
+                        if let Some((_, caps)) = matched.iter().find(|m| m.0 == k) {
+                            c.roles[role as usize] = Some(Hit::Caps(caps));
+                        }
+                    }
+                }
+            }
+            if c.any()
+                && let Some(r) = runs.get_mut(ai).and_then(|r| r.as_deref_mut())
+            {
+                n += 1;
+                r.ev.advance(ev.ts);
+                r.ev.apply(&c);
+            }
+        }
+    }
+    for r in runs.iter_mut().flatten() {
+        finish(r);
+    }
+    n
 }
 
 /// How a chunk is read and matched: distinct SQL conditions (flags of the
-/// scan) and distinct regex checks; per rule, its roles on them.
+/// scan), and the rules in parts evaluated on threads of their own.
 struct Plan<'r> {
     conds: Vec<Cond>,
+    cols: Vec<&'static str>,
+    parts: Vec<Part<'r>>,
+}
+
+/// A share of a plan's rules: distinct regex checks; per rule, its roles
+/// on them and on the plan's conditions.
+struct Part<'r> {
+    /// Its rules: positions among the plan's rules.
+    rules: Vec<usize>,
     checks: Vec<(String, &'r Matcher)>,
     roles: Vec<Vec<(Role, usize, Option<usize>)>>,
-    cols: Vec<&'static str>,
     /// Which checks a row may pass (see `rules::prefilter`).
     prefilter: Prefilter,
     /// Per check, the conds of the roles that use it: it is run on a row
@@ -939,18 +1118,30 @@ struct Plan<'r> {
     always_rules: Vec<usize>,
 }
 
+/// Threads that evaluate a chunk's rows, each over a share of the rules
+/// (the reader and the commit of the chunk before take the rest of the
+/// machine; each thread runs the prefilter over every row again).
+pub const EVAL_THREADS: usize = 2;
+/// Overrides [`EVAL_THREADS`] (at least 1), for tests and benchmarks.
+pub const EVAL_THREADS_ENV: &str = "SIEMSTRESS_TRIGGER_THREADS";
+
+fn eval_threads() -> usize {
+    env_override(EVAL_THREADS_ENV)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(EVAL_THREADS))
+        })
+        .max(1)
+}
+
 impl Runner<'_> {
     fn plan<'r>(&self, rules: &[&'r Rule]) -> Plan<'r> {
         let mut conds: Vec<Cond> = Vec::new();
-        let mut checks: Vec<(String, &'r Matcher)> = Vec::new();
-        let mut check_conds: Vec<Vec<usize>> = Vec::new();
-        let mut check_rules: Vec<Vec<usize>> = Vec::new();
-        let mut always_rules = Vec::new();
-        let mut plan = Vec::new();
         let mut cols: BTreeSet<&'static str> = BTreeSet::new();
-        for (ai, rule) in rules.iter().enumerate() {
+        // Per rule, its matchers with the index of their condition.
+        let mut matchers = Vec::with_capacity(rules.len());
+        for rule in rules {
             cols.extend(rule.needed_columns());
-            let mut roles = Vec::new();
+            let mut ms = Vec::new();
             for (name, m) in rule.matchers() {
                 let cond = self.db.cond(&m.filter);
                 let ci = match conds.iter().position(|c| *c == cond) {
@@ -960,6 +1151,39 @@ impl Runner<'_> {
                         conds.len() - 1
                     }
                 };
+                ms.push((name, m, ci));
+            }
+            matchers.push(ms);
+        }
+        let n = eval_threads().min(rules.len()).max(1);
+        let parts = (0..n)
+            .map(|p| {
+                // Every n-th rule: the generated and the shipped ones spread alike.
+                let share: Vec<usize> = (p..rules.len()).step_by(n).collect();
+                let ms: Vec<_> = share.iter().map(|&i| &matchers[i]).collect();
+                Part::new(share, &ms)
+            })
+            .collect();
+        Plan {
+            conds,
+            cols: cols.into_iter().collect(),
+            parts,
+        }
+    }
+}
+
+impl<'r> Part<'r> {
+    /// The part of the rules at `rules`, whose matchers (name, matcher,
+    /// condition) are `matchers`.
+    fn new(rules: Vec<usize>, matchers: &[&Vec<(&str, &'r Matcher, usize)>]) -> Self {
+        let mut checks: Vec<(String, &'r Matcher)> = Vec::new();
+        let mut check_conds: Vec<Vec<usize>> = Vec::new();
+        let mut check_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always_rules = Vec::new();
+        let mut plan = Vec::new();
+        for (ai, ms) in matchers.iter().enumerate() {
+            let mut roles = Vec::new();
+            for &(name, m, ci) in ms.iter() {
                 let check = (!m.has_backrefs()).then(|| {
                     let id = check_identity(m);
                     let k = match checks.iter().position(|c| c.0 == id) {
@@ -986,13 +1210,12 @@ impl Runner<'_> {
             }
             plan.push(roles);
         }
-        let matchers: Vec<&Matcher> = checks.iter().map(|c| c.1).collect();
-        Plan {
-            conds,
-            prefilter: Prefilter::new(&matchers),
+        let ms: Vec<&Matcher> = checks.iter().map(|c| c.1).collect();
+        Part {
+            rules,
+            prefilter: Prefilter::new(&ms),
             checks,
             roles: plan,
-            cols: cols.into_iter().collect(),
             check_conds,
             check_rules,
             always_rules,
