@@ -356,6 +356,7 @@ impl Config {
         }
         cfg.listen()?;
         cfg.retention()?;
+        cfg.trigger.watermark()?;
         for (key, name) in cfg.listen.sections() {
             cfg.section(name, None).map_err(|e| Error::ConfigValue {
                 key,
@@ -513,7 +514,9 @@ impl Config {
             crate::db::options::with_tls(&url, self.database.ssl_mode.as_deref(), ca.as_deref())?;
         match &self.database.password_file {
             Some(pf) => {
-                let pw = crate::files::read_secret(pf, "database.password_file")?;
+                let pf = self.base_dir().join(pf);
+                let pw = crate::files::read_secret(&pf, "database.password_file")
+                    .map_err(|e| self.locate(e))?;
                 crate::db::with_password(&url, &pw)
             }
             None => Ok(url),

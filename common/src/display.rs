@@ -44,12 +44,19 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     escape_chars(s, |c| c == '\\' || is_unsafe(c))
 }
 
-/// A message for a terminal (stderr): as [`escape`], but its line feeds and
-/// backslashes stay, since a message is not a faithful copy of a text (a
-/// regex error spans lines; a quoted value is already escaped). What a
-/// name or a value inside it would do to the terminal is escaped.
+/// A message for a terminal (stderr): as [`escape`], but backslashes stay
+/// (a message is not a faithful copy of a text; a quoted value in it is
+/// already escaped) and so do line feeds (a regex or TOML error spans
+/// lines), each followed by two spaces: no text inside a message (a file
+/// name with a line feed) can start a line that looks like a message of
+/// its own.
 pub fn escape_message(s: &str) -> Cow<'_, str> {
-    escape_chars(s, |c| c != '\n' && is_unsafe(c))
+    let escaped = escape_chars(s, |c| c != '\n' && is_unsafe(c));
+    if escaped.contains('\n') {
+        Cow::Owned(escaped.replace('\n', "\n  "))
+    } else {
+        escaped
+    }
 }
 
 fn escape_chars(s: &str, needs: impl Fn(char) -> bool) -> Cow<'_, str> {
@@ -127,9 +134,15 @@ mod tests {
         let m = "regex parse error:\n    \\d(\n    ^\nfile \x1b]2;x\x07.toml\r\u{202e}";
         assert_eq!(
             escape_message(m),
-            "regex parse error:\n    \\d(\n    ^\nfile \\x1b]2;x\\x07.toml\\x0d\\u{202e}"
+            "regex parse error:\n      \\d(\n      ^\n  file \\x1b]2;x\\x07.toml\\x0d\\u{202e}"
         );
-        assert!(matches!(escape_message("a\\b\n\tc"), Cow::Borrowed(_)));
+        assert!(matches!(escape_message("a\\b\tc"), Cow::Borrowed(_)));
+        // A name cannot start a line of its own.
+        let forged = escape_message("rules/x\nsiemtrigger: 27 rules are valid\n.toml: bad");
+        assert!(
+            forged.lines().skip(1).all(|l| l.starts_with("  ")),
+            "{forged}"
+        );
     }
 
     #[test]

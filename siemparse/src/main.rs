@@ -384,6 +384,37 @@ fn zone_flag(args: &Args) -> anyhow::Result<Option<Zone>> {
         .context("-z/--timezone")
 }
 
+/// Where a prune or a restore reports (nowhere with `-q`). The job goes on
+/// whatever becomes of the report: once stdout fails (a `| head` that
+/// exited), the rest of the report is dropped, not the job.
+fn report_out(quiet: bool) -> Box<dyn std::io::Write + Send> {
+    /// Stdout until a write fails, then nothing.
+    struct Report(Option<std::io::Stdout>);
+    impl std::io::Write for Report {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(out) = &mut self.0
+                && out.write_all(buf).is_err()
+            {
+                self.0 = None;
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            if let Some(out) = &mut self.0
+                && out.flush().is_err()
+            {
+                self.0 = None;
+            }
+            Ok(())
+        }
+    }
+    if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(Report(Some(std::io::stdout())))
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.connect.load_config()?;
     if args.prune {
@@ -394,11 +425,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let signals = stop_on_signal(&stop);
         let db = args.connect.connect(&config).await?;
         let mut retry = Retry::new("siemparse", stop.flag.clone()).with_db(db.clone());
-        let mut out: Box<dyn std::io::Write + Send> = if args.quiet {
-            Box::new(std::io::sink())
-        } else {
-            Box::new(std::io::stdout())
-        };
+        let mut out = report_out(args.quiet);
         let done = restore::run(
             &db,
             &config,
@@ -672,11 +699,7 @@ async fn prune(args: &Args, config: &siemstress_common::config::Config) -> anyho
     let stop = Stop::new();
     let signals = stop_on_signal(&stop);
     let db = args.connect.connect(config).await?;
-    let mut out: Box<dyn std::io::Write + Send> = if args.quiet {
-        Box::new(std::io::sink())
-    } else {
-        Box::new(std::io::stdout())
-    };
+    let mut out = report_out(args.quiet);
     let done = prune::run(
         &db,
         &policy,

@@ -108,6 +108,38 @@ impl Actions {
         self.by_name.len()
     }
 
+    /// `--check`: every exec program is an executable file now (a name
+    /// without `/` is looked up in the `PATH` it will run with). Not checked
+    /// at start: a daemon's program may be installed after it.
+    pub fn check_programs(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let runnable = |p: &std::path::Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        for (name, a) in &self.by_name {
+            let Kind::Exec { program, .. } = &a.kind else {
+                continue;
+            };
+            let found = if program.contains('/') {
+                runnable(std::path::Path::new(program))
+            } else {
+                let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+                std::env::split_paths(&path).any(|d| runnable(&d.join(program)))
+            };
+            if !found {
+                anyhow::bail!(
+                    "[actions.{name}] program {program:?}: no executable file of that name{}",
+                    if program.contains('/') {
+                        ""
+                    } else {
+                        " in PATH"
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the due action runs under the lease `lease`; with `once`, keeps
     /// retrying for a short budget, then leaves the rest (pending) to the
     /// next run. Each run is claimed in the database before it runs, fenced

@@ -130,7 +130,7 @@ struct Args {
     #[arg(long = "rule", value_name = "NAME")]
     rules: Vec<String>,
 
-    /// Output of printed alerts and explanations
+    /// Output of printed alerts, explanations and --list-rules
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 
@@ -170,9 +170,24 @@ fn rule_table(r: &rules::Rule) -> String {
     }
 }
 
-/// `--list-rules`: one aligned line per rule, with a header.
-fn list_rules(rules: &[rules::Rule]) -> std::io::Result<()> {
+/// `--list-rules`: one aligned line per rule, with a header; with
+/// `--format json`, one array of objects with the same fields.
+fn list_rules(rules: &[rules::Rule], format: Format) -> std::io::Result<()> {
     use std::io::Write;
+    if format == Format::Json {
+        let list: Vec<serde_json::Value> = rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name, "type": r.type_name(), "severity": r.severity,
+                    "table": rule_table(r), "origin": r.origin_label(),
+                })
+            })
+            .collect();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{:#}", serde_json::Value::Array(list))?;
+        return out.flush();
+    }
     let rows: Vec<[String; 5]> = rules
         .iter()
         .map(|r| {
@@ -314,7 +329,10 @@ fn import_sigma(
             if let Ok(t) = outcome
                 && set.get(&t.name).is_some()
             {
-                writeln!(out, "# from {}\n{}", f.display(), t.toml)?;
+                // Escaped: a line feed in the file name would end the
+                // comment, and the rest of the name would be rules.
+                let from = siemstress_common::display::escape(&f.to_string_lossy()).into_owned();
+                writeln!(out, "# from {from}\n{}", t.toml)?;
                 ok += 1;
             }
         }
@@ -363,13 +381,14 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let (mut rules, mut action_cfg) = load_rules(&args, &config)?;
 
     if args.list_rules {
-        list_rules(&rules.rules)?;
+        list_rules(&rules.rules, args.format)?;
         if rules.rules.is_empty() {
             diag!("siemtrigger: no rules ({})", NO_RULES_HINT);
         }
         return Ok(exit::OK);
     }
     if args.check {
+        action_cfg.check_programs()?;
         let mut out = std::io::stdout().lock();
         for r in &rules.rules {
             writeln!(

@@ -154,7 +154,7 @@ async fn test(
         "{rows} lines into {}; {} rules from {}",
         stored.join(", "),
         set.rules.len(),
-        rule_file.display()
+        siemstress_common::display::escape(&rule_file.to_string_lossy())
     )?;
     for rule in &set.rules {
         let mine: Vec<_> = alerts.iter().filter(|a| a.rule == rule.name).collect();

@@ -403,6 +403,16 @@ fn config_errors_name_the_toml_key_and_line() {
             "siemtrigger",
             ": line 3: key retention.archive: an empty path",
         ),
+        (
+            "[trigger]\n\nallowed_lateness = \"x\"\n",
+            "siemtrigger",
+            ": line 3: key trigger.allowed_lateness: invalid duration",
+        ),
+        (
+            "[rules]\nmax_keys = 0\n",
+            "siemtrigger",
+            ", line 2: key `rules.max_keys`: must be at least 1",
+        ),
     ];
     for (text, tool, want) in cases {
         let config = env.config(text);
@@ -623,6 +633,18 @@ fn file_names_in_messages_are_escaped() {
     };
     let out = env.cmd("siemtrigger").arg("--check").output().unwrap();
     check("rule file", out, 2);
+    // A line feed in a name cannot start a line of its own (admin pass A3).
+    std::fs::remove_file(rules.join(format!("{evil}.toml"))).unwrap();
+    let forged = "x\nsiemtrigger: 27 rules and 0 actions are valid\n";
+    std::fs::write(rules.join(format!("{forged}.toml")), "[[rule]]\nname = 1\n").unwrap();
+    let out = env.cmd("siemtrigger").arg("--check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with("siemtrigger: ") || l.starts_with("  ")),
+        "{err}"
+    );
+    std::fs::remove_file(rules.join(format!("{forged}.toml"))).unwrap();
     env.config("");
     let out = env
         .cmd("siemparse")
@@ -639,4 +661,103 @@ fn file_names_in_messages_are_escaped() {
         .output()
         .unwrap();
     check("--restore", out, 2);
+}
+
+/// `--import-sigma DIR` names each rule's file in a TOML comment: a line
+/// feed in the file name ended the comment, and the rest of the name was
+/// rules of its author's choosing in the admin's rule file (admin pass A2).
+#[test]
+fn import_sigma_escapes_file_names_in_its_toml() {
+    let env = Env::new(Kind::Sqlite);
+    env.config("");
+    let dir = env.path().join("sigma");
+    std::fs::create_dir(&dir).unwrap();
+    let name = "x\n[[rule]]\nname = \"injected\"\ntype = \"single\"\ntable = \"auth\"\n\
+                message = \"{raw}\"\n[rule.match]\nwhere = \"raw re '.'\"\n\x1b]2;t\x07#";
+    std::fs::write(dir.join(format!("{name}.yml")), GOOD).unwrap();
+    let out = env
+        .cmd("siemtrigger")
+        .arg("--import-sigma")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!raw_controls(&text), "{text:?}");
+    let doc: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let rules = doc["rule"].as_array().unwrap();
+    let names: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["root_login"], "{text}");
+}
+
+/// A prune or a restore whose stdout's reader has gone finishes its work
+/// and exits 0: the prune stopped after its first table with "Broken pipe"
+/// (admin pass A1).
+#[test]
+fn prune_finishes_when_its_report_cannot_be_written() {
+    let env = Env::new(Kind::Sqlite);
+    env.config("[retention]\ndefault = \"30d\"\n[section.a]\n[section.b]\n");
+    let old = "Jan  2 03:04:05 h sshd[1]: Failed password for root from 203.0.113.9 port 22 ssh2\n";
+    for s in ["a", "b"] {
+        env.ingest(&["-s", s, "-q", "--year", "2020"], old.repeat(3).as_bytes());
+    }
+    let out = env
+        .cmd("siemparse")
+        .arg("--prune")
+        .stdout(pipe_without_reader())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // A prune leaves each table's newest row (its ids go on from there).
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM a"), 1);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM b"),
+        1,
+        "the second table is pruned too"
+    );
+}
+
+/// `--check` refuses actions that cannot run: an exec program that is not
+/// an executable file, an empty program or file path (they passed, and
+/// failed at every alert) (admin pass A5); `--list-rules --format json` is
+/// JSON (the flag was ignored; A6).
+#[test]
+fn check_refuses_actions_that_cannot_run() {
+    let env = Env::new(Kind::Sqlite);
+    let rule = "[[rule]]\nname = \"r\"\ntype = \"single\"\ntable = \"auth\"\nmessage = \"m\"\n\
+                actions = [\"a\"]\n[rule.match]\nwhere = \"raw re 'x'\"\n";
+    for (action, want) in [
+        (
+            "type = \"exec\"\nprogram = \"/nonexistent/page\"",
+            "program \"/nonexistent/page\"",
+        ),
+        (
+            "type = \"exec\"\nprogram = \"no-such-program-here\"",
+            "no executable file of that name in PATH",
+        ),
+        ("type = \"exec\"\nprogram = \"\"", "key actions.a.program"),
+        ("type = \"file\"\npath = \"\"", "key actions.a.path"),
+    ] {
+        env.config(&format!("[actions.a]\n{action}\n\n{rule}"));
+        let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+        assert_eq!(code, 2, "{action}: {err}");
+        assert!(err.contains(want), "{action}: {err}");
+    }
+    env.config(&format!(
+        "[actions.a]\ntype = \"exec\"\nprogram = \"true\"\n\n{rule}"
+    ));
+    let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = env.run("siemtrigger", &["--list-rules", "--format", "json"], b"");
+    assert_eq!(code, 0, "{err}");
+    let list: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(list[0]["name"], "r", "{out}");
+    assert_eq!(list[0]["type"], "single", "{out}");
 }

@@ -230,6 +230,7 @@ impl ActionConfig {
                 program: self
                     .program
                     .clone()
+                    .filter(|p| !p.is_empty())
                     .ok_or_else(|| missing("program", "the path of the program to run"))?,
                 args: self.args.clone().unwrap_or_default(),
             },
@@ -252,6 +253,7 @@ impl ActionConfig {
                 path: self
                     .path
                     .clone()
+                    .filter(|p| !p.as_os_str().is_empty())
                     .ok_or_else(|| missing("path", "the file the alerts are appended to"))?,
             },
         };

@@ -227,7 +227,10 @@ impl Decoders {
         let mut user: Vec<Decoder> = Vec::new();
         for pattern in &config.decoders.paths {
             let files = crate::paths::expand(&base, pattern).map_err(|message| DecodeError {
-                origin: origin.clone(),
+                origin: match config.key_line("decoders.paths") {
+                    Some(line) => format!("{origin}: line {line}"),
+                    None => origin.clone(),
+                },
                 decoder: None,
                 key: Some("decoders.paths".into()),
                 message,

@@ -21,6 +21,7 @@ impl RuleSet {
             let paths =
                 siemstress_common::paths::expand(&base, pattern).map_err(|m| RuleError {
                     key: Some("rules.paths".into()),
+                    line: config.key_line("rules.paths"),
                     ..RuleError::file(
                         &cfg_origin,
                         if m.starts_with("bad glob") {
@@ -62,6 +63,7 @@ impl RuleSet {
             if n < 1 {
                 return Err(RuleError {
                     key: Some("rules.max_keys".into()),
+                    line: config.key_line("rules.max_keys"),
                     ..RuleError::file(&cfg_origin, format!("must be at least 1, not {n}"))
                 });
             }
@@ -88,6 +90,7 @@ impl RuleSet {
             .unwrap_or(cfg.paths.is_empty() && config.rule.is_none());
         let disable_err = |message: String| RuleError {
             key: Some("rules.disable".into()),
+            line: config.key_line("rules.disable"),
             ..RuleError::file(cfg_origin, message)
         };
         if !on {

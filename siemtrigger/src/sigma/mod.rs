@@ -20,6 +20,7 @@ mod detection;
 pub mod mapping;
 mod parse;
 
+use siemstress_common::display::escape;
 use yaml_rust2::Yaml;
 
 use crate::rules::expr::Ast;
@@ -274,12 +275,11 @@ fn rule_toml(title: &str, id: Option<&str>, t: toml::Table) -> String {
         toml::Value::Array(vec![toml::Value::Table(t)]),
     );
     let body = toml::to_string(&doc).unwrap_or_default();
-    let title = title.replace(['\n', '\r'], " ");
+    // A control character would end the comment (a line feed: the rest is
+    // TOML of the rule file's author choosing) or make it invalid TOML.
+    let title = escape(title);
     match id {
-        Some(id) => format!(
-            "# Sigma: {title} ({})\n{body}",
-            id.replace(['\n', '\r'], " ")
-        ),
+        Some(id) => format!("# Sigma: {title} ({})\n{body}", escape(id)),
         None => format!("# Sigma: {title}\n{body}"),
     }
 }
