@@ -57,6 +57,9 @@ pub enum Keep {
     Forever,
 }
 
+/// The longest retention that is not "forever": 100 years (36,525 days).
+const MAX_RETENTION: std::time::Duration = std::time::Duration::from_secs(36_525 * 86_400);
+
 impl Keep {
     /// Parses `"90d"` or `"forever"`; errors name `key`.
     pub fn parse(text: &str, key: &str) -> Result<Self, Error> {
@@ -71,6 +74,13 @@ impl Keep {
             return Err(Error::ConfigValue {
                 key: key.to_owned(),
                 message: format!("{text:?}: a retention of zero would delete everything"),
+            });
+        }
+        // Longer reaches back before the epoch: no date to cut at.
+        if d > MAX_RETENTION {
+            return Err(Error::ConfigValue {
+                key: key.to_owned(),
+                message: format!("{text:?}: longer than 100 years; use \"forever\""),
             });
         }
         Ok(Keep::For(d))
@@ -207,6 +217,9 @@ mod tests {
             Keep::For(Duration::from_secs(90 * 86400))
         );
         assert_eq!(Keep::parse("Forever", "k").unwrap(), Keep::Forever);
+        let e = Keep::parse("99999999999999d", "retention.default").unwrap_err();
+        assert!(e.to_string().contains("longer than 100 years"), "{e}");
+        assert!(Keep::parse("36525d", "retention.default").is_ok());
         let e = Keep::parse("90 dayz", "section.auth.retention").unwrap_err();
         assert!(e.to_string().contains("section.auth.retention"), "{e}");
         assert!(Keep::parse("0s", "k").is_err());
