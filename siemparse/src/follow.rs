@@ -306,7 +306,7 @@ impl Follower {
             offset: cur.offset as i64,
         };
         self.tx
-            .send(self.batch.take_single(), Some(cp), flow)
+            .send(self.batch.take_single(self.tx.empty_rows()), Some(cp), flow)
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
 
@@ -369,7 +369,11 @@ impl Follower {
 
     fn send_plain(&mut self) -> anyhow::Result<()> {
         self.tx
-            .send(self.batch.take_single(), None, Flow::CaughtUp)
+            .send(
+                self.batch.take_single(self.tx.empty_rows()),
+                None,
+                Flow::CaughtUp,
+            )
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
 }

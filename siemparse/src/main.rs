@@ -270,7 +270,7 @@ async fn ingest_network(
         .collect::<Vec<_>>()
         .join(", ");
     let batch_rows = args.batch as usize;
-    let (tx, rx) = pipeline::channel(listen::QUEUED_BATCHES);
+    let (tx, rx) = pipeline::channel(listen::QUEUED_BATCHES, false);
     drop(first);
     let intake = listen::Intake {
         routes,
@@ -514,7 +514,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut writer = db.event_writer(&section.table).await?;
     let stored = Arc::new(AtomicU64::new(0));
     let batch_rows = args.batch as usize;
-    let (tx, rx) = pipeline::channel(4);
+    let (tx, rx) = pipeline::channel(4, true);
 
     // Reader threads, and the followers still in standby (they start theirs).
     let readers: Readers = Arc::default();

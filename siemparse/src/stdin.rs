@@ -60,7 +60,7 @@ pub fn read_stdin(
     let mut promised = false;
     loop {
         if (!batch.is_empty() || promised) && !input_waiting() {
-            send(batch.take_single(), Flow::CaughtUp, false)?;
+            send(batch.take_single(tx.empty_rows()), Flow::CaughtUp, false)?;
             promised = false;
         }
         let n = match stdin.read(&mut buf) {
@@ -77,7 +77,7 @@ pub fn read_stdin(
             batch.push(0, parser.parse(line, received))
         });
         if batch.is_full() {
-            send(batch.take_single(), Flow::More, false)?;
+            send(batch.take_single(tx.empty_rows()), Flow::More, false)?;
             promised = true;
         }
     }
@@ -85,7 +85,7 @@ pub fn read_stdin(
         batch.push(0, parser.parse(&last, now_ms()));
     }
     // EOF: the last rows, and stdin no longer holds siemtrigger's watermark.
-    send(batch.take_single(), Flow::CaughtUp, true)
+    send(batch.take_single(tx.empty_rows()), Flow::CaughtUp, true)
 }
 
 /// True if a read of stdin would not block (data or EOF is ready).
