@@ -29,7 +29,30 @@ pub fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         }
         return Err(format!("{} does not exist", full.display()));
     }
+    // A glob may match nothing (an empty rules.d), but not in a directory
+    // that is not there: that is a typo that would load nothing, silently.
+    if found.is_empty() {
+        let root = glob_root(&full);
+        if !root.is_dir() {
+            return Err(format!(
+                "{} does not exist (the directory of {pattern:?})",
+                root.display()
+            ));
+        }
+    }
     Ok(found)
+}
+
+/// The directories of a glob before its first wildcard.
+fn glob_root(pattern: &Path) -> PathBuf {
+    let mut root = PathBuf::new();
+    for c in pattern.components() {
+        if has_glob_chars(&c.as_os_str().to_string_lossy()) {
+            break;
+        }
+        root.push(c);
+    }
+    root
 }
 
 /// Files matching a glob: the directory part before the first wildcard is
@@ -48,13 +71,7 @@ pub fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         .build()
         .map_err(|e| e.to_string())?
         .compile_matcher();
-    let mut root = PathBuf::new();
-    for c in pattern.components() {
-        if has_glob_chars(&c.as_os_str().to_string_lossy()) {
-            break;
-        }
-        root.push(c);
-    }
+    let root = glob_root(pattern);
     let recursive = s.contains("**");
     // Directory levels below `root` that the pattern can reach.
     let levels = pattern.components().count() - root.components().count();

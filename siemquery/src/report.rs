@@ -316,8 +316,12 @@ fn top(m: BTreeMap<String, i64>, n: usize) -> Vec<(String, i64)> {
     v
 }
 
-/// HTML-escapes text.
+/// Stored text for the page: escaped for people as the terminal output is
+/// (controls and bidi overrides as `\x1b` / `\u{202e}`: an RLO in a user
+/// name reversed its chart label; `less report.html` sent the ESC to the
+/// terminal), then for HTML.
 fn esc(s: &str) -> String {
+    let s = siemstress_common::display::escape(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

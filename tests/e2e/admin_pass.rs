@@ -413,6 +413,11 @@ fn config_errors_name_the_toml_key_and_line() {
             "siemtrigger",
             ", line 2: key `rules.max_keys`: must be at least 1",
         ),
+        (
+            "[rules]\npaths = [\"nonexist/*.toml\"]\n",
+            "siemtrigger",
+            "does not exist (the directory of \"nonexist/*.toml\")",
+        ),
     ];
     for (text, tool, want) in cases {
         let config = env.config(text);
@@ -436,6 +441,11 @@ fn config_errors_name_the_toml_key_and_line() {
         assert!(err.contains(name) && err.contains(want), "{text}: {err}");
         assert!(!err.contains("secret"), "{err}");
     }
+    // A glob over a directory that is there but empty is fine.
+    std::fs::create_dir(env.path().join("empty")).unwrap();
+    env.config("[rules]\npaths = [\"empty/*.toml\"]\n");
+    let (code, _, err) = env.run("siemtrigger", &["--check"], b"");
+    assert_eq!(code, 0, "{err}");
 }
 
 /// Config, rule and decoder files are read only if they are regular files
