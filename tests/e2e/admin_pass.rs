@@ -771,3 +771,37 @@ fn check_refuses_actions_that_cannot_run() {
     assert_eq!(list[0]["name"], "r", "{out}");
     assert_eq!(list[0]["type"], "single", "{out}");
 }
+
+/// The HTML report shows stored text escaped for people, as the terminal
+/// output does: a user name's ESC, BEL and RLO reached the top-users chart
+/// raw (the RLO reversed the label the admin reads; `less report.html`
+/// sent the ESC to the terminal; admin pass A8).
+#[test]
+fn report_escapes_controls_and_bidi_overrides() {
+    let env = Env::new(Kind::Sqlite);
+    env.config("[section.auth]\ntimezone = \"UTC\"\n");
+    let line = "Dec  7 09:00:02 h3 sshd[1]: Failed password for \x1b]2;pwn\x07\u{202e}evil \
+                from 203.0.113.7 port 22 ssh2\n";
+    env.ingest(
+        &["-s", "auth", "-q", "--year", "2026"],
+        line.repeat(3).as_bytes(),
+    );
+    let report = env.path().join("r.html");
+    let (code, _, err) = env.run(
+        "siemquery",
+        &[
+            "--report",
+            report.to_str().unwrap(),
+            "--range",
+            "2026-12-07/2026-12-08",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("\\x1b]2;pwn\\x07\\u{202e}evil"),
+        "the user is shown"
+    );
+    assert!(!raw_controls(&html) && !html.contains('\u{202e}'));
+}
