@@ -845,6 +845,7 @@ impl Runner<'_> {
             }
         }
         let finish = &finish;
+        let cands = &plan.candidates(batch);
         let mut shares = plan.parts.iter().zip(shares);
         let Some((part0, mut share0)) = shares.next() else {
             return;
@@ -852,10 +853,10 @@ impl Runner<'_> {
         summary.candidates += std::thread::scope(|s| {
             let others: Vec<_> = shares
                 .map(|(part, mut share)| {
-                    s.spawn(move || evaluate_part(batch, part, &mut share, finish))
+                    s.spawn(move || evaluate_part(batch, cands, part, &mut share, finish))
                 })
                 .collect();
-            let mut n = evaluate_part(batch, part0, &mut share0, finish);
+            let mut n = evaluate_part(batch, cands, part0, &mut share0, finish);
             // A thread that panicked is re-raised by the scope.
             n += others
                 .into_iter()
@@ -1033,22 +1034,19 @@ impl Io {
 /// the rules those checks (or a back-reference) concern are visited.
 fn evaluate_part(
     batch: &Batch,
+    cands: &Candidates,
     part: &Part<'_>,
     runs: &mut [Option<&mut Run<'_>>],
     finish: &(impl Fn(&mut Run<'_>) + Sync),
 ) -> u64 {
     let mut n = 0;
-    let mut scratch = Scratch::default();
-    let mut candidates: Vec<usize> = Vec::new();
     let mut matched: Vec<(usize, Caps)> = Vec::new();
     let mut visit: Vec<usize> = Vec::new();
     for i in 0..batch.rows.len() {
         let ev = batch.ev(i);
         let fields = EvFields::new(ev);
-        part.prefilter
-            .candidates(&fields, &mut scratch, &mut candidates);
         matched.clear();
-        for &k in &candidates {
+        for k in cands.of(i).iter().filter_map(|&g| part.local[g]) {
             if part.check_conds[k].iter().any(|&ci| ev.flag(ci))
                 && let Some(caps) = part.checks[k].1.check_event(&fields)
             {
@@ -1098,6 +1096,67 @@ struct Plan<'r> {
     conds: Vec<Cond>,
     cols: Vec<&'static str>,
     parts: Vec<Part<'r>>,
+    /// Which checks of all the parts (distinct by [`check_identity`]) a row
+    /// may pass (see `rules::prefilter`): one scan of a row for every part.
+    prefilter: Prefilter,
+}
+
+/// The prefilter's candidate checks (indexes among the plan's distinct
+/// checks) of each row of a chunk.
+struct Candidates {
+    /// Row `i`'s are `checks[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    checks: Vec<usize>,
+}
+
+impl Candidates {
+    fn of(&self, row: usize) -> &[usize] {
+        &self.checks[self.starts[row]..self.starts[row + 1]]
+    }
+}
+
+impl Plan<'_> {
+    /// The candidates of every row of `batch`: the rows in halves on two
+    /// threads (as the parts' evaluation then uses both cores), each row
+    /// scanned once for all the parts.
+    fn candidates(&self, batch: &Batch) -> Candidates {
+        let scan = |rows: std::ops::Range<usize>| {
+            let mut scratch = Scratch::default();
+            let mut one = Vec::new();
+            let mut starts = Vec::with_capacity(rows.len());
+            let mut checks = Vec::new();
+            for i in rows {
+                starts.push(checks.len());
+                self.prefilter
+                    .candidates(&EvFields::new(batch.ev(i)), &mut scratch, &mut one);
+                checks.extend_from_slice(&one);
+            }
+            (starts, checks)
+        };
+        let n = batch.rows.len();
+        let (mut starts, mut checks) = if self.parts.len() > 1 && n >= 64 {
+            let mid = n / 2;
+            let ((mut s1, mut c1), (s2, c2)) = std::thread::scope(|s| {
+                let second = s.spawn(|| scan(mid..n));
+                let first = scan(0..mid);
+                (
+                    first,
+                    second
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                )
+            });
+            let base = c1.len();
+            s1.extend(s2.into_iter().map(|x| x + base));
+            c1.extend(c2);
+            (s1, c1)
+        } else {
+            scan(0..n)
+        };
+        starts.push(checks.len());
+        checks.shrink_to_fit();
+        Candidates { starts, checks }
+    }
 }
 
 /// A share of a plan's rules: distinct regex checks; per rule, its roles
@@ -1107,8 +1166,8 @@ struct Part<'r> {
     rules: Vec<usize>,
     checks: Vec<(String, &'r Matcher)>,
     roles: Vec<Vec<(Role, usize, Option<usize>)>>,
-    /// Which checks a row may pass (see `rules::prefilter`).
-    prefilter: Prefilter,
+    /// Per check of the plan's prefilter, its index among `checks`.
+    local: Vec<Option<usize>>,
     /// Per check, the conds of the roles that use it: it is run on a row
     /// with one of those flags.
     check_conds: Vec<Vec<usize>>,
@@ -1120,7 +1179,7 @@ struct Part<'r> {
 
 /// Threads that evaluate a chunk's rows, each over a share of the rules
 /// (the reader and the commit of the chunk before take the rest of the
-/// machine; each thread runs the prefilter over every row again).
+/// machine); the prefilter scans each row once, for all shares.
 pub const EVAL_THREADS: usize = 2;
 /// Overrides [`EVAL_THREADS`] (at least 1), for tests and benchmarks.
 pub const EVAL_THREADS_ENV: &str = "SIEMSTRESS_TRIGGER_THREADS";
@@ -1156,7 +1215,7 @@ impl Runner<'_> {
             matchers.push(ms);
         }
         let n = eval_threads().min(rules.len()).max(1);
-        let parts = (0..n)
+        let mut parts: Vec<Part<'r>> = (0..n)
             .map(|p| {
                 // Every n-th rule: the generated and the shipped ones spread alike.
                 let share: Vec<usize> = (p..rules.len()).step_by(n).collect();
@@ -1164,9 +1223,33 @@ impl Runner<'_> {
                 Part::new(share, &ms)
             })
             .collect();
+        // The parts' checks, each distinct one once, for one shared scan.
+        let mut all: Vec<(String, &'r Matcher)> = Vec::new();
+        let mut locals = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let mut global_of = Vec::with_capacity(part.checks.len());
+            for (id, m) in &part.checks {
+                global_of.push(match all.iter().position(|(g, _)| g == id) {
+                    Some(g) => g,
+                    None => {
+                        all.push((id.clone(), *m));
+                        all.len() - 1
+                    }
+                });
+            }
+            locals.push(global_of);
+        }
+        for (part, global_of) in parts.iter_mut().zip(locals) {
+            part.local = vec![None; all.len()];
+            for (k, g) in global_of.into_iter().enumerate() {
+                part.local[g] = Some(k);
+            }
+        }
+        let ms: Vec<&Matcher> = all.iter().map(|(_, m)| *m).collect();
         Plan {
             conds,
             cols: cols.into_iter().collect(),
+            prefilter: Prefilter::new(&ms),
             parts,
         }
     }
@@ -1210,10 +1293,10 @@ impl<'r> Part<'r> {
             }
             plan.push(roles);
         }
-        let ms: Vec<&Matcher> = checks.iter().map(|c| c.1).collect();
         Part {
             rules,
-            prefilter: Prefilter::new(&ms),
+            // Filled in by the plan, which knows every part's checks.
+            local: Vec::new(),
             checks,
             roles: plan,
             check_conds,
