@@ -385,25 +385,30 @@ fn zone_flag(args: &Args) -> anyhow::Result<Option<Zone>> {
 }
 
 /// Where a prune or a restore reports (nowhere with `-q`). The job goes on
-/// whatever becomes of the report: once stdout fails (a `| head` that
-/// exited), the rest of the report is dropped, not the job.
+/// whatever becomes of the report: once stdout fails, the rest of the
+/// report is dropped, not the job; a reader that has gone (`| head`) is
+/// quiet, any other error (a full disk) is said once on stderr.
 fn report_out(quiet: bool) -> Box<dyn std::io::Write + Send> {
     /// Stdout until a write fails, then nothing.
     struct Report(Option<std::io::Stdout>);
+    impl Report {
+        fn failed(&mut self, e: &std::io::Error) {
+            self.0 = None;
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                diag!("siemparse: warning: the report on stdout is incomplete: {e}");
+            }
+        }
+    }
     impl std::io::Write for Report {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Some(out) = &mut self.0
-                && out.write_all(buf).is_err()
-            {
-                self.0 = None;
+            if let Some(Err(e)) = self.0.as_mut().map(|out| out.write_all(buf)) {
+                self.failed(&e);
             }
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
-            if let Some(out) = &mut self.0
-                && out.flush().is_err()
-            {
-                self.0 = None;
+            if let Some(Err(e)) = self.0.as_mut().map(|out| out.flush()) {
+                self.failed(&e);
             }
             Ok(())
         }

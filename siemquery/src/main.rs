@@ -65,9 +65,16 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // clap's first line, without its "error: " prefix and usage block.
+            // clap's message on one line, without its "error: " prefix and
+            // usage block: the missing flag and the possible values stay.
             let text = e.render().to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
+            let words: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let line = words.join(" ");
             diag!(
                 "siemquery: {} (see --help)",
                 line.trim_start_matches("error: ")

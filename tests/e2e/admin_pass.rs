@@ -724,6 +724,7 @@ fn prune_finishes_when_its_report_cannot_be_written() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "a reader that has gone is quiet: {err}");
     // A prune leaves each table's newest row (its ids go on from there).
     assert_eq!(env.scalar("SELECT COUNT(*) FROM a"), 1);
     assert_eq!(
@@ -731,6 +732,26 @@ fn prune_finishes_when_its_report_cannot_be_written() {
         1,
         "the second table is pruned too"
     );
+    // Any other error of the report (a full disk) is said once, and the
+    // prune goes on all the same.
+    for s in ["a", "b"] {
+        env.ingest(&["-s", s, "-q", "--year", "2020"], old.repeat(3).as_bytes());
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env
+        .cmd("siemparse")
+        .arg("--prune")
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warning = "warning: the report on stdout is incomplete: No space left on device";
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM b"), 1, "{err}");
 }
 
 /// `--check` refuses actions that cannot run: an exec program that is not
@@ -804,4 +825,28 @@ fn report_escapes_controls_and_bidi_overrides() {
         "the user is shown"
     );
     assert!(!raw_controls(&html) && !html.contains('\u{202e}'));
+}
+
+/// siemquery's one-line usage errors keep clap's details: the flag that is
+/// missing and the values a flag takes (only clap's first line was kept;
+/// admin pass A9).
+#[test]
+fn siemquery_usage_errors_name_the_flag_and_its_values() {
+    let env = Env::new(Kind::Sqlite);
+    env.config("");
+    for (args, want) in [
+        (
+            &["--diff"][..],
+            "were not provided: --snapshot <NAME> (see --help)",
+        ),
+        (
+            &["--color", "bogus"][..],
+            "'--color <WHEN>' [possible values: auto, always, never]",
+        ),
+    ] {
+        let (code, _, err) = env.run("siemquery", args, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
 }
