@@ -68,13 +68,11 @@ fn main() -> ExitCode {
             // clap's message on one line, without its "error: " prefix and
             // usage block: the missing flag and the possible values stay.
             let text = e.render().to_string();
-            let words: Vec<&str> = text
+            let message: Vec<&str> = text
                 .lines()
                 .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
                 .collect();
-            let line = words.join(" ");
+            let line = one_line(&message.join("\n"));
             diag!(
                 "siemquery: {} (see --help)",
                 line.trim_start_matches("error: ")
